@@ -1,0 +1,105 @@
+"""The dev stack: the dev model, `triton_repo/dev` rendered with its values, and the real tritonserver on it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gateway.devstack.repository import render_model_repository, triton_repo_root
+from gateway.devstack.triton_server import TritonPorts, TritonServer, start_triton
+
+EngineKind = Literal["hf", "synthetic"]
+
+
+def default_cache_root() -> Path:
+    """Where built artefacts are cached: $GATEWAY_CACHE_DIR or ~/.cache/trtllm-gateway."""
+    configured = os.environ.get("GATEWAY_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "trtllm-gateway"
+
+
+@dataclass(frozen=True)
+class DevStackOptions:
+    """What the dev repository is rendered with; every field maps to a `${...}` placeholder."""
+
+    engine: EngineKind = "hf"
+    max_batch_size: int = 64
+    max_num_active: int = 64
+    synthetic_ttft_ms: float = 20.0
+    synthetic_itl_ms: float = 5.0
+    accumulate_tokens: bool = True
+    exclude_input_in_output: bool = False
+    add_special_tokens: bool = False
+    skip_special_tokens: bool = True
+    bls_instance_count: int = 1
+
+    def placeholder_values(self, model_dir: Path) -> dict[str, str]:
+        """The `${name}` -> value map for `triton_repo/dev`."""
+
+        def flag(value: bool) -> str:
+            return "true" if value else "false"
+
+        return {
+            "triton_max_batch_size": str(self.max_batch_size),
+            "decoupled_mode": "true",
+            "logits_datatype": "TYPE_FP32",
+            "encoder_input_features_data_type": "TYPE_FP16",
+            "prompt_embedding_table_data_type": "TYPE_FP16",
+            "tokenizer_dir": str(model_dir),
+            "model_dir": str(model_dir),
+            "engine": self.engine,
+            "max_num_active": str(self.max_num_active),
+            "synthetic_ttft_ms": str(self.synthetic_ttft_ms),
+            "synthetic_itl_ms": str(self.synthetic_itl_ms),
+            "exclude_input_in_output": flag(self.exclude_input_in_output),
+            "add_special_tokens": flag(self.add_special_tokens),
+            "skip_special_tokens": flag(self.skip_special_tokens),
+            "accumulate_tokens": flag(self.accumulate_tokens),
+            "preprocessing_instance_count": "1",
+            # One postprocessing instance keeps streamed chunks in order (tensorrtllm_backend #614).
+            "postprocessing_instance_count": "1",
+            "bls_instance_count": str(self.bls_instance_count),
+            "tensorrt_llm_model_name": "tensorrt_llm",
+            "tensorrt_llm_draft_model_name": "",
+            "multimodal_encoders_name": "",
+            "max_queue_delay_microseconds": "0",
+            "max_queue_size": "0",
+        }
+
+
+@contextlib.contextmanager
+def dev_triton(
+    options: DevStackOptions | None = None,
+    *,
+    cache_root: Path | None = None,
+    ports: TritonPorts | None = None,
+    log_verbose: int = 0,
+    work_dir: Path | None = None,
+) -> Iterator[TritonServer]:
+    """Build the dev model if needed and run tritonserver on a rendered `triton_repo/dev` until exit."""
+    from gateway.devstack.dev_model import ensure_dev_model  # torch-free until the model is needed
+
+    options = options or DevStackOptions()
+    cache_root = cache_root or default_cache_root()
+    model_dir = ensure_dev_model(cache_root)
+    owns_work_dir = work_dir is None
+    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="trtllm-gateway-triton-"))
+    try:
+        repository = render_model_repository(
+            triton_repo_root() / "dev", work_dir / "model_repository", options.placeholder_values(model_dir)
+        )
+        server = start_triton(
+            repository, work_dir=work_dir, cache_root=cache_root, ports=ports, log_verbose=log_verbose
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        if owns_work_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -1,0 +1,109 @@
+"""The gateway's exceptions: one hierarchy, each class carrying its OpenAI error rendering.
+
+    GatewayError                      500 server_error         (base; a bug if raised as is)
+    ├── InvalidRequestError           400 invalid_request_error (bad field; `param` names it)
+    │   └── UnsupportedFeatureError   400 invalid_request_error (a known field we cannot honour yet)
+    ├── AuthenticationError           401 authentication_error
+    ├── NotFoundError                 404 not_found_error        (unknown model or route)
+    ├── PayloadTooLargeError          413 invalid_request_error
+    ├── UpstreamError                 500 server_error           (Triton failed the request)
+    │   ├── UpstreamRejectedError     400 invalid_request_error  (Triton refused the request's values)
+    │   ├── UpstreamUnavailableError  503 service_unavailable    (Triton unreachable or model not ready)
+    │   └── UpstreamTimeoutError      504 timeout
+    └── ConfigurationError            start-up problem; never sent to a client
+
+`api/errors.py` turns any of them into `{"error": {"message", "type", "param", "code"}}` in one place.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class: an error with an HTTP status and an OpenAI error type."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, dict[str, str | None]]:
+        """The OpenAI error body for this error."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequestError(GatewayError):
+    """The request is malformed or one of its fields has an invalid value."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedFeatureError(InvalidRequestError):
+    """A known OpenAI field whose value the gateway cannot honour yet (never silently ignored)."""
+
+    code = "unsupported_parameter"
+
+
+class AuthenticationError(GatewayError):
+    """Missing or wrong API key."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFoundError(GatewayError):
+    """Unknown model or route."""
+
+    status = 404
+    type = "not_found_error"
+
+
+class PayloadTooLargeError(GatewayError):
+    """The request body is larger than allowed."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(GatewayError):
+    """Triton failed the request for a reason that is not the client's."""
+
+    status = 500
+    type = "server_error"
+    code = "upstream_error"
+
+
+class UpstreamRejectedError(UpstreamError):
+    """Triton refused a value of the request (for instance an out-of-range parameter)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """Triton cannot be reached or the model is not ready."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """Triton did not answer in time."""
+
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"
+
+
+class ConfigurationError(Exception):
+    """The gateway or the dev stack cannot start with the given settings."""
