@@ -23,7 +23,7 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--triton-log-verbose", type=int, default=0)
 
 
-def _triton_ports(args: argparse.Namespace):  # noqa: ANN202 - devstack imported lazily
+def _triton_ports(args: argparse.Namespace):
     from gateway.devstack import TritonPorts, free_port
 
     return TritonPorts(
@@ -33,7 +33,7 @@ def _triton_ports(args: argparse.Namespace):  # noqa: ANN202 - devstack imported
     )
 
 
-def _dev_options(args: argparse.Namespace):  # noqa: ANN202
+def _dev_options(args: argparse.Namespace):
     from gateway.devstack import DevStackOptions
 
     return DevStackOptions(

@@ -1,7 +1,7 @@
 """The dev stack: the real tritonserver binary from the nvidia-pytriton wheel, on CPU, with a small dev model.
 
-    with dev_triton(DevStackOptions(engine="synthetic")) as server:
-        server.grpc_url, server.http_url, server.metrics_url
+with dev_triton(DevStackOptions(engine="synthetic")) as server:
+    server.grpc_url, server.http_url, server.metrics_url
 """
 
 from gateway.devstack.dev_stack import DevStackOptions, EngineKind, default_cache_root, dev_triton

@@ -46,9 +46,7 @@ def render_model_repository(source: Path, destination: Path, values: Mapping[str
     """
     if destination.exists():
         shutil.rmtree(destination)
-    shutil.copytree(
-        source, destination, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-    )
+    shutil.copytree(source, destination, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     missing: dict[str, set[str]] = {}
     for config in sorted(destination.glob("*/config.pbtxt")):
         text = fill_placeholders(config.read_text(), values)
