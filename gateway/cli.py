@@ -61,6 +61,83 @@ def run_triton(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults are None so that only flags actually given override GATEWAY_* variables and Settings defaults.
+    group = parser.add_argument_group("gateway")
+    group.add_argument("--triton-url", help="Triton gRPC endpoint host:port [GATEWAY_TRITON_URL]")
+    group.add_argument("--triton-model", help="ensemble (default) or tensorrt_llm_bls [GATEWAY_TRITON_MODEL]")
+    group.add_argument("--served-model-name", help="model name clients use [GATEWAY_SERVED_MODEL_NAME]")
+    group.add_argument("--tokenizer", help="Hugging Face tokenizer folder [GATEWAY_TOKENIZER]")
+    group.add_argument("--chat-template", help="Jinja chat template file [GATEWAY_CHAT_TEMPLATE]")
+    group.add_argument("--host", help="bind address (default 127.0.0.1) [GATEWAY_HOST]")
+    group.add_argument("--port", type=int, help="bind port (default 8000) [GATEWAY_PORT]")
+    group.add_argument("--default-max-tokens", type=int, help="max_tokens when a request sets none")
+    group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
+
+
+def _settings(args: argparse.Namespace, **overrides: object):
+    from gateway.config import Settings
+
+    fields = set(Settings.model_fields)
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return Settings(**(given | overrides))
+
+
+def _serve(settings, banner: str | None = None) -> int:
+    import uvicorn
+
+    from gateway.app import app_from_settings
+
+    app = app_from_settings(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    if banner:
+        original_startup = server.startup
+
+        async def startup_with_banner(sockets=None) -> None:  # type: ignore[no-untyped-def]
+            await original_startup(sockets)
+            print(banner, flush=True)
+
+        server.startup = startup_with_banner  # type: ignore[method-assign]
+    server.run()
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """`trtllm-gateway serve`: the gateway in front of an existing Triton."""
+    return _serve(_settings(args))
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    """`trtllm-gateway dev`: build the dev model, start the real Triton on CPU, serve the gateway in front."""
+    from gateway.devstack import dev_triton
+    from gateway.devstack.dev_model import DEV_MODEL_NAME
+
+    with dev_triton(_dev_options(args), ports=_triton_ports(args), log_verbose=args.triton_log_verbose) as triton:
+        model_dir = triton.model_dir
+        settings = _settings(
+            args,
+            triton_url=triton.grpc_url,
+            tokenizer=args.tokenizer or model_dir,
+            served_model_name=args.served_model_name or DEV_MODEL_NAME,
+        )
+        url = f"http://{settings.host}:{settings.port}"
+        body = f'{{"model": "{settings.model_name()}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+        banner = (
+            f"trtllm-gateway ready at {url}/v1 (model {settings.model_name()}, Triton gRPC {triton.grpc_url})\n"
+            f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+        )
+        return _serve(settings, banner)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="trtllm-gateway", description=__doc__)
@@ -69,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     triton = commands.add_parser("triton", help="run the real tritonserver on triton_repo/dev (CPU)")
     _add_triton_arguments(triton)
     triton.set_defaults(handler=run_triton)
+    serve = commands.add_parser("serve", help="run the gateway in front of a Triton server")
+    _add_serve_arguments(serve)
+    serve.set_defaults(handler=run_serve)
+    dev = commands.add_parser("dev", help="run the dev Triton (CPU) and the gateway in front of it")
+    _add_serve_arguments(dev)
+    _add_triton_arguments(dev)
+    dev.set_defaults(handler=run_dev)
     return parser
 
 

@@ -96,6 +96,7 @@ def dev_triton(
         server = start_triton(
             repository, work_dir=work_dir, cache_root=cache_root, ports=ports, log_verbose=log_verbose
         )
+        server.model_dir = model_dir
         try:
             yield server
         finally:

@@ -59,6 +59,7 @@ class TritonServer:
     log_path: Path
     shm_prefix: str
     models: list[str] = field(default_factory=list)
+    model_dir: Path | None = None  # the dev model behind a dev stack
 
     @property
     def grpc_url(self) -> str:

@@ -1,0 +1,31 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.api.sse import sse_response
+from gateway.api.state import registry_of
+from gateway.openai.chat import chat_chunks, chat_generation_request, chat_response
+from gateway.openai.generation import TextStream
+from gateway.openai.protocol import ChatCompletionRequest
+from gateway.openai.served_model import ResponseMeta
+
+router = APIRouter(tags=["OpenAI"])
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
+    """Create a chat completion (streamed as server-sent events when `stream` is true)."""
+    model = registry_of(request).get(body.model)
+    meta = ResponseMeta.new("chatcmpl", model)
+    generation = chat_generation_request(body, model, meta)
+    stream = TextStream(model.engine, generation, model.counter)
+    await stream.start()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(chat_chunks(stream, meta, include_usage))
+    text = await stream.collect()
+    return Response(orjson.dumps(chat_response(text, stream, meta)), media_type="application/json")

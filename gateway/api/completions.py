@@ -1,0 +1,37 @@
+"""POST /v1/completions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.api.sse import sse_response
+from gateway.api.state import registry_of
+from gateway.openai.completions import completion_chunks, completion_generation_requests, completion_response
+from gateway.openai.generation import TextStream
+from gateway.openai.protocol import CompletionRequest
+from gateway.openai.served_model import ResponseMeta
+
+router = APIRouter(tags=["OpenAI"])
+
+
+@router.post("/v1/completions", response_model=None)
+async def create_completion(body: CompletionRequest, request: Request) -> Response:
+    """Create a completion for a prompt or a list of prompts."""
+    model = registry_of(request).get(body.model)
+    meta = ResponseMeta.new("cmpl", model)
+    streams = [TextStream(model.engine, g, model.counter) for g in completion_generation_requests(body, model, meta)]
+    try:
+        await asyncio.gather(*(s.start() for s in streams))
+    except BaseException:
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        raise
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        echo = [s.request.prompt for s in streams] if body.echo else None
+        return sse_response(completion_chunks(streams, meta, include_usage, echo))
+    result = await completion_response(streams, meta, bool(body.echo))
+    return Response(orjson.dumps(result), media_type="application/json")

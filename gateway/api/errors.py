@@ -1,0 +1,93 @@
+"""Every failure becomes an OpenAI error body `{"error": {"message", "type", "param", "code"}}`, here only."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+_HTTP_ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
+
+
+def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
+    """The JSON response for a gateway error."""
+    return Response(
+        orjson.dumps(error.to_body()), status_code=error.status, media_type="application/json", headers=headers
+    )
+
+
+def error_event(error: GatewayError) -> bytes:
+    """The SSE event that reports an error after streaming started (followed by `[DONE]`)."""
+    return b"event: error\ndata: " + orjson.dumps(error.to_body()) + b"\n\n"
+
+
+def _param_path(location: tuple[Any, ...]) -> str | None:
+    """pydantic's ('body', 'messages', 0, 'role') -> 'messages[0].role'."""
+    path = ""
+    for part in location[1:] if location and location[0] == "body" else location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "list[str]", "function-after[...]") or str(part).startswith(("list[", "function-")):
+            continue  # union branch names that pydantic adds to the location
+        else:
+            path += f".{part}" if path else str(part)
+    return path or None
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    """The first validation problem as a 400 that names the field."""
+    errors = exc.errors()
+    if not errors:
+        return InvalidRequestError("invalid request body")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return InvalidRequestError(
+            "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload.",
+            code="invalid_json",
+        )
+    location = tuple(first.get("loc", ()))
+    if location == ("body",):
+        return InvalidRequestError("the request body must be a JSON object", code="invalid_json")
+    param = _param_path(location)
+    message = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        return InvalidRequestError(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
+    return InvalidRequestError(f"Invalid value for '{param}': {message}", param=param, code="invalid_value")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every exception an endpoint can raise to an OpenAI error response."""
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(_: Request, exc: GatewayError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            error: GatewayError = NotFoundError(f"Unknown request URL: {request.method} {request.url.path}.")
+        else:
+            error = GatewayError(str(exc.detail))
+            error.status = exc.status_code
+            error.type = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
+        return error_response(error, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(GatewayError("The server had an error while processing your request."))

@@ -1,0 +1,81 @@
+"""What the OpenAI layer asks of an engine, and what it gets back: engine-neutral, no HTTP, no tensors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Sampling controls; None means "the engine's default"."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    min_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One prompt to complete. `request_id` is unique and is sent to Triton as the request id."""
+
+    request_id: str
+    prompt: str
+    max_tokens: int
+    stream: bool
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Delta:
+    """A piece of generated output.
+
+    `text` is new text (never cumulative). `completion_tokens` counts the tokens of this piece when the engine
+    knows it (else None); `prompt_tokens` is set once the engine knows it. The last delta of a generation has
+    `finish_reason` set.
+    """
+
+    text: str
+    completion_tokens: int | None = None
+    prompt_tokens: int | None = None
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What the engine serves, for /v1/models and /version."""
+
+    upstream: str
+    model: str
+    ready: bool
+    server_version: str | None = None
+
+
+class Engine(Protocol):
+    """A text-generation backend. Closing the iterator early must stop the upstream generation."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream the output of one request; the last delta carries the finish reason."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and discover the upstream; must not fail when the upstream is down (retry in background)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        ...
+
+    def info(self) -> EngineInfo:
+        """Current readiness and identity."""
+        ...

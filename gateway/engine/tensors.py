@@ -1,0 +1,162 @@
+"""Triton wire tensors: GenerationRequest -> ModelInferRequest, ModelInferResponse -> values.
+
+Built on the protobuf messages directly (not tritonclient's InferInput): it is cheaper per request, and the aio
+client cannot set the `triton_enable_empty_final_response` parameter that a decoupled ensemble needs.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tritonclient.grpc import model_config_pb2, service_pb2
+
+from gateway.engine.base import GenerationRequest
+from gateway.errors import UnsupportedFeatureError
+
+# config.pbtxt data types -> wire datatype names
+WIRE_TYPES = {
+    model_config_pb2.TYPE_BOOL: "BOOL",
+    model_config_pb2.TYPE_INT32: "INT32",
+    model_config_pb2.TYPE_UINT32: "UINT32",
+    model_config_pb2.TYPE_INT64: "INT64",
+    model_config_pb2.TYPE_UINT64: "UINT64",
+    model_config_pb2.TYPE_FP32: "FP32",
+    model_config_pb2.TYPE_STRING: "BYTES",
+}
+_STRUCT_CODES = {"BOOL": "?", "INT32": "i", "UINT32": "I", "INT64": "q", "UINT64": "Q", "FP32": "f"}
+
+# OpenAI-side field -> the input names it may have, newest first (TRITON_INTERFACE.md §1.1, §3.1).
+INPUT_ALIASES: dict[str, tuple[str, ...]] = {
+    "temperature": ("temperature",),
+    "top_p": ("top_p", "runtime_top_p"),
+    "top_k": ("top_k", "runtime_top_k"),
+    "seed": ("seed", "random_seed"),
+    "min_tokens": ("min_tokens", "min_length"),
+    "presence_penalty": ("presence_penalty",),
+    "frequency_penalty": ("frequency_penalty",),
+    "repetition_penalty": ("repetition_penalty",),
+    "stream": ("stream", "streaming"),
+    "stop": ("stop_words",),
+    "ignore_eos": ("end_id",),
+}
+
+EMPTY_FINAL_PARAMETER = "triton_enable_empty_final_response"
+FINAL_RESPONSE_PARAMETER = "triton_final_response"
+
+
+@dataclass(frozen=True)
+class ModelInterface:
+    """The inputs and outputs a Triton model declares, as name -> wire datatype."""
+
+    name: str
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    decoupled: bool
+
+    @classmethod
+    def from_config(cls, config: model_config_pb2.ModelConfig) -> ModelInterface:
+        """Read a ModelConfig (from the ModelConfig RPC)."""
+        return cls(
+            name=config.name,
+            inputs={i.name: WIRE_TYPES.get(i.data_type, "") for i in config.input},
+            outputs={o.name: WIRE_TYPES.get(o.data_type, "") for o in config.output},
+            decoupled=config.model_transaction_policy.decoupled,
+        )
+
+    def input_for(self, field: str) -> str | None:
+        """The declared input name that carries an OpenAI-side field, if any."""
+        return next((name for name in INPUT_ALIASES[field] if name in self.inputs), None)
+
+
+def encode_bytes(values: Sequence[str]) -> bytes:
+    """BYTES tensor contents: each element as a 4-byte little-endian length and its UTF-8 bytes."""
+    parts = []
+    for value in values:
+        data = value.encode()
+        parts.append(struct.pack("<I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode_first_bytes(raw: bytes) -> bytes:
+    """The first element of a BYTES tensor."""
+    if len(raw) < 4:
+        return b""
+    (length,) = struct.unpack_from("<I", raw)
+    return raw[4 : 4 + length]
+
+
+def decode_first_int(raw: bytes, datatype: str) -> int:
+    """The first element of an integer tensor."""
+    return int(struct.unpack_from("<" + _STRUCT_CODES[datatype], raw)[0])
+
+
+class RequestBuilder:
+    """Accumulates input tensors of one ModelInferRequest (batch size 1: every shape starts with 1)."""
+
+    def __init__(self, interface: ModelInterface, request_id: str) -> None:
+        self.interface = interface
+        self.message = service_pb2.ModelInferRequest(model_name=interface.name, id=request_id)
+        self.message.parameters[EMPTY_FINAL_PARAMETER].bool_param = True
+
+    def scalar(self, name: str, value: float | int | bool) -> None:
+        """Add a [1, 1] tensor of the declared type."""
+        datatype = self.interface.inputs[name]
+        if datatype == "UINT64":
+            value = int(value) % (1 << 64)  # OpenAI seeds are signed 64-bit; Triton's are unsigned
+        self._add(name, datatype, [1, 1], struct.pack("<" + _STRUCT_CODES[datatype], value))
+
+    def strings(self, name: str, values: Sequence[str]) -> None:
+        """Add a [1, N] BYTES tensor."""
+        self._add(name, "BYTES", [1, len(values)], encode_bytes(values))
+
+    def int32_array(self, name: str, values: Sequence[int]) -> None:
+        """Add a [1, N] INT32 tensor."""
+        self._add(name, "INT32", [1, len(values)], struct.pack(f"<{len(values)}i", *values))
+
+    def request_outputs(self, names: Sequence[str]) -> None:
+        """Ask for these outputs only (Triton returns every output when none are listed)."""
+        for name in names:
+            self.message.outputs.add(name=name)
+
+    def _add(self, name: str, datatype: str, shape: list[int], contents: bytes) -> None:
+        self.message.inputs.add(name=name, datatype=datatype, shape=shape)
+        self.message.raw_input_contents.append(contents)
+
+
+def add_sampling_inputs(builder: RequestBuilder, request: GenerationRequest) -> None:
+    """Map the request's sampling fields onto the inputs the model declares; refuse what it cannot take."""
+    interface = builder.interface
+    sampling = request.sampling
+    fields: dict[str, float | int | None] = {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "seed": sampling.seed,
+        "min_tokens": sampling.min_tokens,
+        "presence_penalty": sampling.presence_penalty,
+        "frequency_penalty": sampling.frequency_penalty,
+        "repetition_penalty": sampling.repetition_penalty,
+    }
+    for field, value in fields.items():
+        if value is None:
+            continue
+        name = interface.input_for(field)
+        if name is None:
+            raise UnsupportedFeatureError(
+                f"'{field}' is not supported by the upstream model '{interface.name}' (no matching input)",
+                param=field,
+            )
+        builder.scalar(name, value)
+    if sampling.ignore_eos:
+        if "end_id" not in interface.inputs:
+            raise UnsupportedFeatureError(
+                f"'ignore_eos' needs an 'end_id' input, which model '{interface.name}' does not declare",
+                param="ignore_eos",
+            )
+        builder.scalar("end_id", -1)  # no token has id -1, so generation runs to max_tokens
+    if request.stop and "stop_words" in interface.inputs:
+        # Token-level matching in the engine is best effort; the gateway also matches the text.
+        builder.strings("stop_words", request.stop)

@@ -1,0 +1,269 @@
+"""The Triton engine: one gRPC `ModelStreamInfer` call per request to the ensemble or the BLS model.
+
+Start-up never fails because Triton is down: a background task watches readiness, (re)reads the model's config
+when it becomes ready, and requests fail fast with 503 meanwhile. Closing a generation early cancels its gRPC
+call and, because a cancelled ensemble keeps generating (TRITON_INTERFACE.md §6), also sends a `stop=true`
+request with the same request id to the `tensorrt_llm` model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from gateway.engine.base import Delta, EngineInfo, GenerationRequest
+from gateway.engine.tensors import (
+    FINAL_RESPONSE_PARAMETER,
+    ModelInterface,
+    RequestBuilder,
+    add_sampling_inputs,
+    decode_first_bytes,
+    decode_first_int,
+)
+from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
+from gateway.errors import ConfigurationError, UpstreamUnavailableError
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass(frozen=True)
+class TritonEngineConfig:
+    """Where the upstream is and which model to call."""
+
+    url: str
+    model: str = "ensemble"
+    engine_model: str = "tensorrt_llm"
+    health_interval_s: float = 2.0
+    rpc_timeout_s: float = 5.0
+
+
+class TritonEngine:
+    """Engine over a Triton TensorRT-LLM ensemble (or `tensorrt_llm_bls`) reached by gRPC."""
+
+    def __init__(self, config: TritonEngineConfig) -> None:
+        self.config = config
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
+        self._interface: ModelInterface | None = None
+        self._stop_interface: ModelInterface | None = None
+        self._server_version: str | None = None
+        self._ready = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._ready_event = asyncio.Event()
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the channel and start watching readiness (returns at once even if Triton is down)."""
+        self._channel = grpc.aio.insecure_channel(self.config.url, options=CHANNEL_OPTIONS)
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        await self._refresh()
+        self._watcher = asyncio.create_task(self._watch(), name="triton-health")
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the upstream model is ready; False on timeout."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready_event.wait(), timeout)
+        return self._ready
+
+    async def close(self) -> None:
+        """Stop the watcher, let pending stop requests finish briefly, close the channel."""
+        if self._watcher:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._background:
+            await asyncio.wait(self._background, timeout=2.0)
+        if self._channel:
+            await self._channel.close()
+
+    def info(self) -> EngineInfo:
+        """Readiness and identity of the upstream."""
+        return EngineInfo(
+            upstream=f"triton grpc://{self.config.url}",
+            model=self.config.model,
+            ready=self._ready,
+            server_version=self._server_version,
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.health_interval_s)
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        assert self._stub is not None
+        timeout = self.config.rpc_timeout_s
+        try:
+            server_ready = await self._stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout)
+            model_ready = await self._stub.ModelReady(
+                service_pb2.ModelReadyRequest(name=self.config.model), timeout=timeout
+            )
+            ready = server_ready.ready and model_ready.ready
+            if ready and (not self._ready or self._interface is None):
+                await self._discover()
+        except grpc.aio.AioRpcError as exc:
+            if self._ready:
+                logger.warning("Triton at %s is not reachable: %s", self.config.url, exc.code().name)
+            ready = False
+        except ConfigurationError as exc:
+            logger.error("%s", exc)
+            ready = False
+        if ready and not self._ready:
+            logger.info("upstream model %s at %s is ready", self.config.model, self.config.url)
+        self._ready = ready
+        if ready:
+            self._ready_event.set()
+        else:
+            self._ready_event.clear()
+
+    async def _discover(self) -> None:
+        """Read the model's declared interface (and the engine model's, for stop requests)."""
+        assert self._stub is not None
+        timeout = self.config.rpc_timeout_s
+        metadata = await self._stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=timeout)
+        self._server_version = metadata.version
+        config = await self._stub.ModelConfig(service_pb2.ModelConfigRequest(name=self.config.model), timeout=timeout)
+        interface = ModelInterface.from_config(config.config)
+        missing = {"text_input", "max_tokens"} - interface.inputs.keys() or {"text_output"} - interface.outputs.keys()
+        if missing:
+            raise ConfigurationError(
+                f"model '{self.config.model}' lacks {sorted(missing)}: not a TensorRT-LLM ensemble or BLS model"
+            )
+        if not interface.decoupled:
+            raise ConfigurationError(f"model '{self.config.model}' must be deployed decoupled (decoupled_mode:true)")
+        self._interface = interface
+        self._stop_interface = None
+        try:
+            engine_config = await self._stub.ModelConfig(
+                service_pb2.ModelConfigRequest(name=self.config.engine_model), timeout=timeout
+            )
+            stop_interface = ModelInterface.from_config(engine_config.config)
+            if "stop" in stop_interface.inputs:
+                self._stop_interface = stop_interface
+        except grpc.aio.AioRpcError:
+            logger.warning(
+                "no '%s' model: generations cannot be stopped upstream when a client leaves", self.config.engine_model
+            )
+
+    # ---- generation ------------------------------------------------------------------------------------------
+
+    def _build_request(self, request: GenerationRequest, interface: ModelInterface) -> service_pb2.ModelInferRequest:
+        builder = RequestBuilder(interface, request.request_id)
+        builder.strings("text_input", [request.prompt])
+        builder.scalar("max_tokens", request.max_tokens)
+        stream_input = interface.input_for("stream")
+        if stream_input:
+            builder.scalar(stream_input, request.stream)
+        outputs = ["text_output"]
+        if "exclude_input_in_output" in interface.inputs:
+            builder.scalar("exclude_input_in_output", True)
+        for count in ("num_input_tokens", "num_output_tokens"):
+            if f"return_{count}" in interface.inputs and count in interface.outputs:
+                builder.scalar(f"return_{count}", True)
+                outputs.append(count)
+        add_sampling_inputs(builder, request)
+        builder.request_outputs(outputs)
+        return builder.message
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream deltas for one request; leaving early stops the upstream generation."""
+        interface = self._interface
+        if not self._ready or interface is None or self._stub is None:
+            raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
+        message = self._build_request(request, interface)
+        call = self._stub.ModelStreamInfer()
+        finished = False
+        completion_tokens = 0
+        counted = "num_output_tokens" in interface.outputs and "return_num_output_tokens" in interface.inputs
+        try:
+            await call.write(message)
+            await call.done_writing()
+            async for response in call:
+                if response.error_message:
+                    raise translate_stream_error(response.error_message)
+                delta, final = _parse_response(response.infer_response)
+                if delta.completion_tokens is not None:
+                    completion_tokens += delta.completion_tokens
+                if final:
+                    finished = True
+                    if counted:
+                        reached = completion_tokens >= request.max_tokens
+                        delta.finish_reason = "length" if reached else "stop"
+                    else:
+                        delta.finish_reason = "stop"  # the caller refines it with its own token count
+                    yield delta
+                    return
+                if delta.text or delta.completion_tokens:
+                    yield delta
+            raise translate_stream_error("the upstream closed the stream before the final response")
+        except grpc.aio.AioRpcError as exc:
+            raise translate_rpc_error(exc) from exc
+        finally:
+            if not finished:
+                call.cancel()
+                self._stop_upstream(request.request_id)
+
+    def _stop_upstream(self, request_id: str) -> None:
+        """Send `stop=true` for this request id to the engine model (in the background)."""
+        if self._stop_interface is None or self._stub is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_stop(request_id, self._stop_interface))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_stop(self, request_id: str, interface: ModelInterface) -> None:
+        assert self._stub is not None
+        builder = RequestBuilder(interface, request_id)
+        builder.int32_array("input_ids", [0])
+        builder.scalar("input_lengths", 0)
+        builder.scalar("request_output_len", 0)
+        builder.scalar("stop", True)
+        if "streaming" in interface.inputs:
+            builder.scalar("streaming", False)
+        builder.request_outputs(["output_ids", "sequence_length"])
+        call = self._stub.ModelStreamInfer(timeout=self.config.rpc_timeout_s)
+        try:
+            await call.write(builder.message)
+            await call.done_writing()
+            async for response in call:
+                if response.error_message:
+                    logger.warning("stop request %s refused: %s", request_id, response.error_message)
+                final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
+                if final is not None and final.bool_param:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            logger.warning("stop request %s failed: %s", request_id, exc.code().name)
+        finally:
+            call.cancel()
+
+
+def _parse_response(response: service_pb2.ModelInferResponse) -> tuple[Delta, bool]:
+    """One streamed response -> (delta, is_final)."""
+    delta = Delta(text="")
+    for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
+        name = output.name
+        if name == "text_output":
+            delta.text = decode_first_bytes(raw).decode("utf-8", errors="replace")
+        elif name == "num_output_tokens":
+            delta.completion_tokens = decode_first_int(raw, output.datatype)
+        elif name == "num_input_tokens":
+            delta.prompt_tokens = decode_first_int(raw, output.datatype)
+    final = response.parameters.get(FINAL_RESPONSE_PARAMETER)
+    return delta, bool(final is not None and final.bool_param)

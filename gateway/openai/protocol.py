@@ -1,0 +1,147 @@
+"""OpenAI request bodies (pydantic, validated once per request; responses are plain dicts built elsewhere).
+
+Unknown fields are ignored, as api.openai.com clients expect from compatible servers. Known fields the gateway
+cannot honour yet are declared loosely here and refused with a 400 naming them in `unsupported_fields`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+
+from gateway.errors import UnsupportedFeatureError
+
+MAX_STOP_SEQUENCES = 16
+
+
+class OpenAIModel(BaseModel):
+    """Base: ignore unknown fields, keep the declared ones."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextContentPart(OpenAIModel):
+    """`{"type": "text", "text": ...}` content part."""
+
+    type: Literal["text"]
+    text: StrictStr
+
+
+class OtherContentPart(OpenAIModel):
+    """A non-text content part (image, audio, file): accepted by the schema, refused with a clear message."""
+
+    type: Literal["image_url", "input_audio", "file", "refusal"]
+
+
+ContentPart = Annotated[TextContentPart | OtherContentPart, Field(discriminator="type")]
+
+
+class ChatMessage(OpenAIModel):
+    """One message of a conversation."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: StrictStr | list[ContentPart] | None = None
+    name: StrictStr | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: StrictStr | None = None
+
+
+class StreamOptions(OpenAIModel):
+    """`stream_options`."""
+
+    include_usage: StrictBool = False
+
+
+class SamplingFields(OpenAIModel):
+    """Fields shared by chat and completions requests."""
+
+    model: StrictStr
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    seed: Annotated[int, Field(ge=-(2**63), lt=2**64)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    user: StrictStr | None = None
+    # Extensions that vLLM-style clients send at top level.
+    top_k: Annotated[int, Field(ge=-1)] | None = None
+    min_tokens: Annotated[int, Field(ge=0)] | None = None
+    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    ignore_eos: StrictBool | None = None
+    # Known, not honoured yet: refused when set to a non-default value.
+    logprobs: Any = None
+    logit_bias: Any = None
+    best_of: Any = None
+
+
+class ChatCompletionRequest(SamplingFields):
+    """Body of POST /v1/chat/completions."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    top_logprobs: Any = None
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    response_format: Any = None
+    audio: Any = None
+    modalities: Any = None
+    prediction: Any = None
+    reasoning_effort: Any = None
+    web_search_options: Any = None
+
+
+class CompletionRequest(SamplingFields):
+    """Body of POST /v1/completions."""
+
+    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=64)]
+    echo: StrictBool | None = False
+    suffix: Any = None
+
+
+def _is_set(value: Any) -> bool:
+    return value not in (None, False, [], {}, "")
+
+
+def unsupported_fields(request: SamplingFields) -> None:
+    """Raise UnsupportedFeatureError for the first known field whose value the gateway cannot honour."""
+    if request.n not in (None, 1):
+        raise UnsupportedFeatureError("n > 1 is not supported yet; send n=1 (or omit it)", param="n")
+    if request.best_of not in (None, 1):
+        raise UnsupportedFeatureError("best_of > 1 is not supported yet", param="best_of")
+    checks: dict[str, Any] = {"logprobs": request.logprobs, "logit_bias": request.logit_bias}
+    if isinstance(request, ChatCompletionRequest):
+        checks |= {
+            "top_logprobs": request.top_logprobs,
+            "tools": request.tools,
+            "functions": request.functions,
+            "function_call": request.function_call,
+            "audio": request.audio,
+            "prediction": request.prediction,
+            "reasoning_effort": request.reasoning_effort,
+            "web_search_options": request.web_search_options,
+        }
+        if request.tool_choice not in (None, "none", "auto"):
+            checks["tool_choice"] = request.tool_choice
+        response_format = request.response_format
+        if response_format is not None and not (
+            isinstance(response_format, dict) and response_format.get("type") == "text"
+        ):
+            checks["response_format"] = response_format
+        if request.modalities not in (None, ["text"]):
+            checks["modalities"] = request.modalities
+    elif isinstance(request, CompletionRequest):
+        checks["suffix"] = request.suffix
+    for name, value in checks.items():
+        if _is_set(value):
+            raise UnsupportedFeatureError(f"'{name}' is not supported by this gateway yet", param=name)
+    if request.stream_options is not None and not request.stream:
+        raise UnsupportedFeatureError(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )

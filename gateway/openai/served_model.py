@@ -1,0 +1,103 @@
+"""A model as clients see it: its public name, the engine behind it, and its tokenizer-side helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import orjson
+
+from gateway.engine.base import Engine
+from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.openai.tokens import ChatTemplate, TokenCounter
+
+
+@dataclass
+class ServedModel:
+    """One served model name and what serves it."""
+
+    name: str
+    engine: Engine
+    chat_template: ChatTemplate
+    counter: TokenCounter
+    default_max_tokens: int
+    max_tokens_limit: int
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def fingerprint(self) -> str:
+        """`system_fingerprint`: stable for a given gateway version, model and upstream."""
+        from gateway import __version__
+
+        digest = hashlib.sha256(f"{__version__}|{self.name}|{self.engine.info().upstream}".encode()).hexdigest()
+        return f"fp_{digest[:10]}"
+
+    def resolve_max_tokens(self, requested: int | None) -> int:
+        """The max new tokens for a request: its own value, or the default; never above the limit."""
+        if requested is None:
+            return self.default_max_tokens
+        if requested > self.max_tokens_limit:
+            raise InvalidRequestError(
+                f"max_tokens is too large: {requested}. This model supports at most {self.max_tokens_limit} "
+                "completion tokens.",
+                param="max_tokens",
+                code="invalid_value",
+            )
+        return requested
+
+    def card(self) -> dict[str, object]:
+        """The /v1/models entry."""
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "trtllm-gateway"}
+
+
+class ModelRegistry:
+    """Served models by name."""
+
+    def __init__(self, models: list[ServedModel]) -> None:
+        self._models = {m.name: m for m in models}
+
+    def get(self, name: str) -> ServedModel:
+        """The model called `name`, or a 404 like OpenAI's."""
+        model = self._models.get(name)
+        if model is None:
+            raise NotFoundError(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+    def all(self) -> list[ServedModel]:
+        """Every served model."""
+        return list(self._models.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """The fields every response and chunk of one request shares."""
+
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+    @classmethod
+    def new(cls, prefix: str, model: ServedModel) -> ResponseMeta:
+        """Fresh id (`chatcmpl-...` / `cmpl-...`) and timestamp."""
+        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model.name, model.fingerprint)
+
+    def head(self, obj: str) -> dict[str, object]:
+        """The leading fields of a response or chunk object."""
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+        }
+
+    def chunk_prefix(self, obj: str) -> bytes:
+        """`data: {<head>,` — the constant start of every SSE chunk of this request."""
+        return b"data: " + orjson.dumps(self.head(obj))[:-1] + b","
