@@ -65,9 +65,7 @@ class TritonPythonModel:
         return [
             pb_utils.InferenceResponse(
                 output_tensors=[
-                    pb_utils.Tensor(
-                        "OUTPUT", np.array([t.encode("utf-8") for t in texts[start:end]], dtype=np.object_)
-                    )
+                    pb_utils.Tensor("OUTPUT", np.array([t.encode("utf-8") for t in texts[start:end]], dtype=np.object_))
                 ]
             )
             for start, end in bounds

@@ -1,0 +1,44 @@
+"""Unit-test fixtures: the app over a FakeEngine, reached in-process through httpx's ASGI transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
+from gateway.openai.served_model import ModelRegistry, ServedModel
+from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
+from tests.unit.fake_engine import FakeEngine
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    """The dev model's tokenizer (built once into the cache)."""
+    return load_tokenizer(ensure_dev_model())
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    """A fresh scripted engine per test."""
+    return FakeEngine()
+
+
+@pytest.fixture
+async def client(fake_engine: FakeEngine, tokenizer: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process."""
+    model = ServedModel(
+        name=DEV_MODEL_NAME,
+        engine=fake_engine,
+        chat_template=ChatTemplate(tokenizer),
+        counter=TokenCounter(tokenizer),
+        default_max_tokens=16,
+        max_tokens_limit=1000,
+    )
+    app = create_app(ModelRegistry([model]))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield http

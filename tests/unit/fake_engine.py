@@ -1,0 +1,59 @@
+"""A scripted Engine for unit tests: emits given text pieces, records what it was asked and whether it was closed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from gateway.engine.base import Delta, EngineInfo, GenerationRequest
+from gateway.errors import GatewayError
+
+
+@dataclass
+class FakeEngine:
+    """Emits `pieces` (one token each) then finishes; `fail_with` raises before or after `fail_after` pieces."""
+
+    pieces: list[str] = field(default_factory=lambda: ["Hello", " world", "!"])
+    prompt_tokens: int = 7
+    count_tokens: bool = True
+    ready: bool = True
+    fail_with: GatewayError | None = None
+    fail_after: int = 0
+    requests: list[GenerationRequest] = field(default_factory=list)
+    closed_early: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def info(self) -> EngineInfo:
+        """Scripted readiness."""
+        return EngineInfo(upstream="fake", model="fake", ready=self.ready)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Scripted deltas; stream or not, like the ensemble (deltas vs one full text)."""
+        self.requests.append(request)
+        finished = False
+        try:
+            emitted = self.pieces[: request.max_tokens]
+            reason = "length" if len(self.pieces) >= request.max_tokens else "stop"
+            if self.fail_with is not None and self.fail_after == 0:
+                raise self.fail_with
+            if not request.stream:
+                finished = True
+                yield Delta("".join(emitted), self._count(len(emitted)), self.prompt_tokens, reason)
+                return
+            for index, piece in enumerate(emitted):
+                if self.fail_with is not None and index == self.fail_after:
+                    raise self.fail_with
+                last = index == len(emitted) - 1
+                finished = last
+                yield Delta(piece, self._count(1), self.prompt_tokens, reason if last else None)
+        finally:
+            if not finished:
+                self.closed_early.append(request.request_id)
+
+    def _count(self, n: int) -> int | None:
+        return n if self.count_tokens else None

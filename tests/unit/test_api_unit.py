@@ -1,0 +1,216 @@
+"""The HTTP surface over a scripted engine: shapes, errors, stop trimming, usage."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from gateway.devstack.dev_model import DEV_MODEL_NAME
+from gateway.errors import UpstreamRejectedError, UpstreamUnavailableError
+from tests.unit.fake_engine import FakeEngine
+
+CHAT = "/v1/chat/completions"
+
+
+def chat_body(**extra: object) -> dict[str, object]:
+    return {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], **extra}
+
+
+def sse_events(text: str) -> list[str]:
+    assert text.endswith("data: [DONE]\n\n"), text[-200:]
+    return [block for block in text.split("\n\n") if block]
+
+
+def sse_json(text: str) -> list[dict]:
+    return [json.loads(b.removeprefix("data: ")) for b in sse_events(text) if b != "data: [DONE]"]
+
+
+def assert_error(response: httpx.Response, status: int, param: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+    return error
+
+
+async def test_chat_non_stream_shape_and_usage(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    response = await client.post(CHAT, json=chat_body())
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"].startswith("chatcmpl-") and body["object"] == "chat.completion"
+    choice = body["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": "Hello world!", "refusal": None, "annotations": []}
+    assert choice["finish_reason"] == "stop" and choice["logprobs"] is None
+    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert fake_engine.requests[0].request_id == body["id"]
+    assert fake_engine.requests[0].prompt.endswith("assistant<|end_header_id|>\n\n")
+
+
+async def test_chat_length_finish_when_max_tokens_reached(client: httpx.AsyncClient) -> None:
+    body = (await client.post(CHAT, json=chat_body(max_completion_tokens=2))).json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["choices"][0]["message"]["content"] == "Hello world"
+
+
+async def test_chat_stream_chunks_role_first_then_finish_usage_done(client: httpx.AsyncClient) -> None:
+    response = await client.post(CHAT, json=chat_body(stream=True, stream_options={"include_usage": True}))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_json(response.text)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks[1:-2]]
+    assert "".join(contents) == "Hello world!"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 10
+    assert len({c["id"] for c in chunks}) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_stop_string_trimmed_across_chunk_borders(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, stream: bool
+) -> None:
+    fake_engine.pieces = ["The an", "swer is", " 42. END", "ING more"]
+    response = await client.post(CHAT, json=chat_body(stream=stream, stop=["wer is 4", "zzz"]))
+    if stream:
+        chunks = sse_json(response.text)
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        finish = chunks[-1]["choices"][0]["finish_reason"]
+    else:
+        text = response.json()["choices"][0]["message"]["content"]
+        finish = response.json()["choices"][0]["finish_reason"]
+    assert text == "The ans"
+    assert finish == "stop"
+
+
+async def test_stream_stop_match_closes_engine_early(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    fake_engine.pieces = ["a", "b", "STOP", "c", "d"]
+    await client.post(CHAT, json=chat_body(stream=True, stop="STOP"))
+    assert fake_engine.closed_early == [fake_engine.requests[0].request_id]
+
+
+async def test_usage_counted_with_tokenizer_when_engine_does_not(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, tokenizer: object
+) -> None:
+    fake_engine.count_tokens = False
+    fake_engine.prompt_tokens = None  # type: ignore[assignment]
+    body = (await client.post(CHAT, json=chat_body())).json()
+    prompt = fake_engine.requests[0].prompt
+    expected_prompt = len(tokenizer.encode(prompt, add_special_tokens=False))  # type: ignore[attr-defined]
+    expected_completion = len(tokenizer.encode("Hello world!", add_special_tokens=False))  # type: ignore[attr-defined]
+    assert body["usage"]["prompt_tokens"] == expected_prompt
+    assert body["usage"]["completion_tokens"] == expected_completion
+
+
+async def test_completions_list_of_prompts(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    body = (await client.post("/v1/completions", json={"model": DEV_MODEL_NAME, "prompt": ["a", "b"]})).json()
+    assert body["object"] == "text_completion"
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert all(c["text"] == "Hello world!" for c in body["choices"])
+    assert body["usage"]["completion_tokens"] == 6
+    assert len({r.request_id for r in fake_engine.requests}) == 2
+
+
+async def test_completions_stream_multiple_prompts_each_finish(client: httpx.AsyncClient) -> None:
+    body = {"model": DEV_MODEL_NAME, "prompt": ["a", "b"], "stream": True}
+    chunks = sse_json((await client.post("/v1/completions", json=body)).text)
+    for index in (0, 1):
+        mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == index]
+        assert "".join(c["text"] for c in mine) == "Hello world!"
+        assert mine[-1]["finish_reason"] == "stop"
+
+
+async def test_echo_prepends_prompt(client: httpx.AsyncClient) -> None:
+    body = {"model": DEV_MODEL_NAME, "prompt": "Say: ", "echo": True}
+    assert (await client.post("/v1/completions", json=body)).json()["choices"][0]["text"] == "Say: Hello world!"
+
+
+async def test_models_list_and_retrieve(client: httpx.AsyncClient) -> None:
+    listing = (await client.get("/v1/models")).json()
+    assert listing["object"] == "list" and listing["data"][0]["id"] == DEV_MODEL_NAME
+    assert (await client.get(f"/v1/models/{DEV_MODEL_NAME}")).json()["id"] == DEV_MODEL_NAME
+    assert_error(await client.get("/v1/models/nope"), 404)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"temperature": 3}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 5000}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"stop": 5}, "stop"),
+    ],
+)
+async def test_invalid_or_unsupported_fields_are_400_naming_the_field(
+    client: httpx.AsyncClient, extra: dict, param: str
+) -> None:
+    assert_error(await client.post(CHAT, json=chat_body(**extra)), 400, param)
+
+
+async def test_image_content_part_is_refused(client: httpx.AsyncClient) -> None:
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
+    assert_error(await client.post(CHAT, json=chat_body(messages=messages)), 400, "messages[0].content[0]")
+
+
+async def test_unknown_fields_are_ignored(client: httpx.AsyncClient) -> None:
+    assert (await client.post(CHAT, json=chat_body(some_future_field={"x": 1}))).status_code == 200
+
+
+async def test_malformed_json_is_400_not_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(CHAT, content=b'{"model": ', headers={"content-type": "application/json"})
+    assert assert_error(response, 400)["code"] == "invalid_json"
+
+
+async def test_missing_model_field(client: httpx.AsyncClient) -> None:
+    assert_error(await client.post(CHAT, json={"messages": [{"role": "user", "content": "x"}]}), 400, "model")
+
+
+async def test_unknown_model_is_404(client: httpx.AsyncClient) -> None:
+    error = assert_error(await client.post(CHAT, json=chat_body(model="gpt-5")), 404, "model")
+    assert error["code"] == "model_not_found"
+
+
+async def test_unknown_route_is_openai_404(client: httpx.AsyncClient) -> None:
+    assert_error(await client.get("/v1/nothing"), 404)
+
+
+async def test_upstream_unavailable_before_stream_is_503(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    fake_engine.fail_with = UpstreamUnavailableError("down")
+    assert_error(await client.post(CHAT, json=chat_body(stream=True)), 503)
+
+
+async def test_upstream_rejection_is_400(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    fake_engine.fail_with = UpstreamRejectedError("bad value")
+    assert_error(await client.post(CHAT, json=chat_body()), 400)
+
+
+async def test_failure_after_streaming_started_is_error_event_then_done(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.fail_with = UpstreamUnavailableError("Triton went away")
+    fake_engine.fail_after = 2
+    response = await client.post(CHAT, json=chat_body(stream=True))
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[-2].startswith("event: error\ndata: ")
+    error = json.loads(events[-2].split("data: ", 1)[1])["error"]
+    assert error["type"] == "service_unavailable" and "Triton went away" in error["message"]
+
+
+async def test_health_ready_follows_engine(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    assert (await client.get("/health/ready")).status_code == 200
+    fake_engine.ready = False
+    assert_error(await client.get("/health/ready"), 503)
+    assert (await client.get("/health/live")).status_code == 200
+    assert (await client.get("/version")).json()["version"]

@@ -1,0 +1,282 @@
+"""Between Triton and the dev engine: requests become GenerationJobs, job progress becomes responses.
+
+Shapes follow the TensorRT-LLM backend: every response is one batch item, `output_ids` is [1, beams, n],
+`sequence_length` and the token counts are [1, 1]; only outputs the client requested are filled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+from dev_engine_job import GenerationJob, OutputSpec, RequestError, SamplingParams, parse_word_list
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+# The real backend polls for client cancellation every `cancellation_check_period_ms` (default 100).
+CANCEL_CHECK_PERIOD_S = 0.1
+OUTPUT_NAMES = (
+    "output_ids sequence_length cum_log_probs output_log_probs context_logits generation_logits batch_index "
+    "sequence_index context_phase_params kv_cache_alloc_new_blocks kv_cache_reused_blocks "
+    "kv_cache_alloc_total_blocks arrival_time_ns first_scheduled_time_ns first_token_time_ns "
+    "last_token_time_ns acceptance_rate total_accepted_draft_tokens total_draft_tokens num_input_tokens "
+    "num_output_tokens"
+).split()
+# Features of the real engine that the stand-in does not have: refusing them beats answering as if the
+# input were absent.
+UNSUPPORTED_INPUTS = (
+    "encoder_input_features",
+    "draft_input_ids",
+    "draft_logits",
+    "decoder_input_ids",
+    "prompt_embedding_table",
+    "lora_task_id",
+    "lora_weights",
+    "lora_config",
+    "context_phase_params",
+    "cross_attention_mask",
+    "mrope_rotary_cos_sin",
+    "guided_decoding_guide_type",
+    "lookahead_window_size",
+)
+UNSUPPORTED_FLAGS = ("return_context_logits", "return_generation_logits")
+
+
+class DecoupledReply:
+    """A response sender shared by the items of one request; only the very last response is FINAL."""
+
+    def __init__(self, sender: Any, items: int) -> None:
+        self._sender = sender
+        self._pending = items
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+        self._cancelled = False
+
+    def send(self, response: Any, item_done: bool) -> None:
+        """Send one response; FINAL once every item of the request is done."""
+        flags = 0
+        if item_done:
+            with self._lock:
+                self._pending -= 1
+                flags = FINAL if self._pending == 0 else 0
+        try:
+            self._sender.send(response, flags=flags)
+        except Exception as exc:  # the client went away; like the real engine, drop what it no longer reads
+            pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
+
+    def cancelled(self) -> bool:
+        """Whether the client cancelled; asks Triton at most every CANCEL_CHECK_PERIOD_S (it is an IPC call)."""
+        now = time.monotonic()
+        if not self._cancelled and now - self._checked_at >= CANCEL_CHECK_PERIOD_S:
+            self._checked_at = now
+            self._cancelled = bool(self._sender.is_cancelled())
+        return self._cancelled
+
+
+class CollectedReply:
+    """Non-decoupled mode: holds the one response that execute() returns."""
+
+    def __init__(self) -> None:
+        self.response: Any = None
+        self.ready = threading.Event()
+
+    def send(self, response: Any, item_done: bool) -> None:
+        """Keep the final response and wake execute()."""
+        if item_done:
+            self.response = response
+            self.ready.set()
+
+    def cancelled(self) -> bool:
+        """Non-decoupled requests are not cancelled by the dev engine."""
+        return False
+
+
+def error_response(message: str) -> Any:
+    """An InferenceResponse carrying only an error."""
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def _input(request: Any, name: str) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def _scalar(request: Any, name: str, item: int, default: Any) -> Any:
+    """One batch item's value of a scalar input (shape [batch] after Triton's reshape, or [batch, 1])."""
+    array = _input(request, name)
+    if array is None or array.size == 0:
+        return default
+    return array.reshape(array.shape[0], -1)[item, 0].item()
+
+
+def _flag(request: Any, name: str, item: int = 0) -> bool:
+    return bool(_scalar(request, name, item, False))
+
+
+def is_stop_request(request: Any) -> bool:
+    """Whether this is a `stop` request (read, like the real backend, from the first element)."""
+    return _flag(request, "stop")
+
+
+def requested_outputs(request: Any) -> frozenset[str]:
+    """The outputs the client asked for (Triton fills in all of them when the client names none)."""
+    names = request.requested_output_names()
+    return frozenset(names) if names else frozenset(OUTPUT_NAMES)
+
+
+def _word_lists(request: Any, name: str, item: int) -> list[list[int]]:
+    array = _input(request, name)
+    if array is None or array.size == 0:
+        return []
+    words = array.reshape(array.shape[0], 2, -1)[item]
+    return parse_word_list(words[0].tolist(), words[1].tolist(), name)
+
+
+def _sampling(request: Any, item: int) -> SamplingParams:
+    params = SamplingParams(
+        temperature=float(_scalar(request, "temperature", item, 1.0)),
+        top_k=int(_scalar(request, "runtime_top_k", item, 0)),
+        top_p=max(0.0, float(_scalar(request, "runtime_top_p", item, 0.0))),
+        seed=int(_scalar(request, "seed", item, 0)),
+        repetition_penalty=float(_scalar(request, "repetition_penalty", item, 1.0)),
+        presence_penalty=float(_scalar(request, "presence_penalty", item, 0.0)),
+        frequency_penalty=float(_scalar(request, "frequency_penalty", item, 0.0)),
+        min_tokens=int(_scalar(request, "min_tokens", item, 0)),
+    )
+    if params.temperature < 0:
+        raise RequestError(f"temperature must be >= 0, got {params.temperature}")
+    if params.top_k < 0:
+        raise RequestError(f"runtime_top_k must be >= 0, got {params.top_k}")
+    if params.top_p > 1:
+        raise RequestError(f"runtime_top_p must be in (0, 1], got {params.top_p}")
+    if params.repetition_penalty <= 0:
+        raise RequestError(f"repetition_penalty must be > 0, got {params.repetition_penalty}")
+    if params.min_tokens < 0:
+        raise RequestError(f"min_tokens must be >= 0, got {params.min_tokens}")
+    return params
+
+
+def _check_supported(request: Any, item_count: int, decoupled: bool) -> None:
+    used = [name for name in UNSUPPORTED_INPUTS if _input(request, name) is not None]
+    used += [name for name in UNSUPPORTED_FLAGS if _flag(request, name)]
+    if used:
+        raise RequestError(f"the dev engine does not support these inputs: {', '.join(used)}")
+    if item_count > 1 and not decoupled:
+        raise RequestError("Batch size > 1 requires the tensorrt_llm model to use the decoupled transaction policy")
+    if _flag(request, "streaming") and not decoupled:
+        raise RequestError("Streaming is only supported if the model is deployed in decoupled mode")
+    for item in range(item_count):
+        if int(_scalar(request, "beam_width", item, 1)) != 1:
+            raise RequestError("beam_width other than 1 (beam search) is not supported by the dev engine")
+        if int(_scalar(request, "num_return_sequences", item, 1)) > 1:
+            raise RequestError("num_return_sequences > 1 is not supported by the dev engine")
+
+
+def read_jobs(request: Any, reply: Any, *, decoupled: bool, default_exclude: bool, vocab_size: int) -> list:
+    """Split a Triton request into one GenerationJob per batch item; RequestError if it is invalid."""
+    ids = _input(request, "input_ids")
+    if ids is None:
+        raise RequestError("input_ids is not present in the request")
+    ids = ids.reshape(ids.shape[0], -1)
+    _check_supported(request, ids.shape[0], decoupled)
+    names = requested_outputs(request)
+    for name in ("output_ids", "sequence_length"):
+        if name not in names:
+            raise RequestError(f"{name} tensor must be present in the list of requested outputs")
+    lengths = _input(request, "input_lengths").reshape(-1)
+    outputs = OutputSpec(
+        names=names,
+        log_probs=_flag(request, "return_log_probs"),
+        num_input_tokens=_flag(request, "return_num_input_tokens"),
+        num_output_tokens=_flag(request, "return_num_output_tokens"),
+        perf_metrics=_flag(request, "return_perf_metrics"),
+        batch_size=ids.shape[0],
+    )
+    streaming = _flag(request, "streaming")
+    jobs = []
+    for item in range(ids.shape[0]):
+        # Like the real backend, a single item uses all of input_ids; a batch is cut to input_lengths.
+        prompt = ids[item].tolist() if ids.shape[0] == 1 else ids[item, : int(lengths[item])].tolist()
+        if not prompt:
+            raise RequestError("input_ids is empty")
+        if min(prompt) < 0 or max(prompt) >= vocab_size:
+            raise RequestError(f"input_ids must be ids in [0, {vocab_size}), got {min(prompt)}..{max(prompt)}")
+        max_new_tokens = int(_scalar(request, "request_output_len", item, 0))
+        if max_new_tokens < 1:
+            raise RequestError(f"request_output_len must be at least 1, got {max_new_tokens}")
+        end_id = _scalar(request, "end_id", item, None)
+        jobs.append(
+            GenerationJob(
+                request_id=request.request_id(),
+                prompt=prompt,
+                max_new_tokens=max_new_tokens,
+                streaming=streaming,
+                exclude_input=bool(_scalar(request, "exclude_input_in_output", item, default_exclude)),
+                sampling=_sampling(request, item),
+                outputs=outputs,
+                reply=reply,
+                end_id=None if end_id is None else int(end_id),
+                stop_words=_word_lists(request, "stop_words_list", item),
+                bad_words=_word_lists(request, "bad_words_list", item),
+                embedding_bias=_embedding_bias(request, item, vocab_size),
+                batch_index=item,
+            )
+        )
+    return jobs
+
+
+def _embedding_bias(request: Any, item: int, vocab_size: int) -> np.ndarray | None:
+    array = _input(request, "embedding_bias")
+    if array is None or array.size == 0:
+        return None
+    bias = array.reshape(array.shape[0], -1)[item].astype(np.float32)
+    if bias.size != vocab_size:
+        raise RequestError(f"embedding_bias must have {vocab_size} values (the vocabulary size), got {bias.size}")
+    return bias
+
+
+def build_response(job: GenerationJob, tokens: list[int], log_probs: list[float]) -> Any:
+    """The response for one batch item carrying `tokens` (new ones when streaming, else the whole output)."""
+    names = job.outputs.names
+    count = len(tokens)
+    tensors = [
+        pb_utils.Tensor("output_ids", np.array(tokens, dtype=np.int32).reshape(1, 1, count)),
+        pb_utils.Tensor("sequence_length", np.array([[count]], dtype=np.int32)),
+    ]
+    if job.outputs.log_probs and "cum_log_probs" in names:
+        tensors.append(pb_utils.Tensor("cum_log_probs", np.array([[sum(job.log_probs)]], dtype=np.float32)))
+    if job.outputs.log_probs and "output_log_probs" in names:
+        values = np.array(log_probs, dtype=np.float32).reshape(1, 1, len(log_probs))
+        tensors.append(pb_utils.Tensor("output_log_probs", values))
+    if job.outputs.num_input_tokens and "num_input_tokens" in names:
+        tensors.append(pb_utils.Tensor("num_input_tokens", np.array([[len(job.prompt)]], dtype=np.int32)))
+    if job.outputs.num_output_tokens and "num_output_tokens" in names:
+        tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[count]], dtype=np.int32)))
+    if job.outputs.batch_size > 1 and "batch_index" in names:
+        tensors.append(pb_utils.Tensor("batch_index", np.array([[job.batch_index]], dtype=np.int32)))
+    if job.outputs.perf_metrics:
+        tensors += _perf_tensors(job, names)
+    return pb_utils.InferenceResponse(output_tensors=tensors)
+
+
+def _perf_tensors(job: GenerationJob, names: frozenset[str]) -> list:
+    """Timing outputs; the KV-cache and speculative-decoding ones are zero (the stand-in has neither)."""
+    values = {
+        "arrival_time_ns": (job.arrival_ns, np.int64),
+        "first_scheduled_time_ns": (job.first_scheduled_ns, np.int64),
+        "first_token_time_ns": (job.first_token_ns, np.int64),
+        "last_token_time_ns": (job.last_token_ns, np.int64),
+        "kv_cache_alloc_new_blocks": (0, np.int32),
+        "kv_cache_reused_blocks": (0, np.int32),
+        "kv_cache_alloc_total_blocks": (0, np.int32),
+        "acceptance_rate": (0.0, np.float32),
+        "total_accepted_draft_tokens": (0, np.int32),
+        "total_draft_tokens": (0, np.int32),
+    }
+    return [
+        pb_utils.Tensor(name, np.array([[value]], dtype=dtype))
+        for name, (value, dtype) in values.items()
+        if name in names
+    ]
