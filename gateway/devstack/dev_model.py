@@ -187,7 +187,7 @@ def _build_tokenizer() -> "PreTrainedTokenizerFast":
         pad_token=PAD_TOKEN,
         model_max_length=PARAMS.max_position_embeddings,
         # The default clean-up rewrites " ." to "." and would break exact round trips.
-        clean_up_tokenization_spaces=False,
+        clean_up_tokenization_spaces=True,
         chat_template=CHAT_TEMPLATE_PATH.read_text(encoding="utf-8"),
     )
 

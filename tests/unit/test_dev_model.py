@@ -78,7 +78,7 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
 def test_corpus_is_substantial_and_multilingual() -> None:
     text = "".join(path.read_text(encoding="utf-8") for path in corpus_files())
     assert 30_000 <= len(text.encode("utf-8")) <= 60_000
-    assert 300 <= len(_corpus_lines())
+    assert len(_corpus_lines()) >= 300
     assert sum(map(_is_cjk, text)) > 500
     assert sum(map(_is_emoji, text)) > 100
     assert "\u200d" in text  # ZWJ sequences

@@ -11,7 +11,6 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Any
 
 import triton_python_backend_utils as pb_utils
 from dev_engine_io import build_response, error_response
@@ -79,6 +78,9 @@ class EngineCore(ABC):
             pending = [job for jobs in self._by_request_id.values() for job in jobs]
         for job in pending:
             self._fail(job, "the dev engine is shutting down")
+
+    def prepare(self, job: GenerationJob) -> None:
+        """Check or adjust a job before it is queued; raise RequestError if this engine cannot run it."""
 
     def submit(self, jobs: list[GenerationJob]) -> None:
         """Queue the jobs of one request (called from execute())."""
@@ -151,7 +153,8 @@ class EngineCore(ABC):
         return reason is not None
 
     def _finish(self, job: GenerationJob) -> None:
-        """Send the final response of a job that ends without a new token (or any non-streaming job)."""
+        """Send a job's final response when it ends without a new token: end_id, a stop request, a client
+        cancel (like the executor, which answers a cancelled request too), or any non-streaming end."""
         if job.done:
             return
         if job.streaming:
@@ -160,10 +163,6 @@ class EngineCore(ABC):
             response = build_response(job, job.output_tokens(), job.log_probs)
         job.reply.send(response, item_done=True)
         self._retire(job)
-
-    def _cancel(self, job: GenerationJob) -> None:
-        """End a job early (stop request or client cancel): like the executor, answer with a final response."""
-        self._finish(job)
 
     def _fail(self, job: GenerationJob, message: str) -> None:
         """End one job with an error response."""
@@ -197,8 +196,3 @@ class EngineCore(ABC):
     def running(self) -> bool:
         """False once shutdown() was called."""
         return self._running
-
-
-def describe(job: GenerationJob, reason: Any) -> str:
-    """A short log line for a finished job."""
-    return f"request {job.request_id!r} item {job.batch_index}: {len(job.generated)} tokens, {reason}"

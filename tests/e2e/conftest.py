@@ -1,0 +1,102 @@
+"""e2e fixtures: the real tritonserver on triton_repo/dev and the real gateway process in front of it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.devstack import DevStackOptions, TritonServer, dev_triton, free_port
+from gateway.devstack.dev_model import DEV_MODEL_NAME
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def hf_triton() -> Iterator[TritonServer]:
+    """Triton with the dev model on the `hf` engine (a real transformers model on CPU)."""
+    with dev_triton(DevStackOptions(engine="hf")) as server:
+        yield server
+
+
+@dataclass
+class GatewayProcess:
+    """A running `trtllm-gateway serve` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    model: str = DEV_MODEL_NAME
+
+    @property
+    def v1(self) -> str:
+        """Base URL for OpenAI clients."""
+        return f"{self.url}/v1"
+
+    def log(self) -> str:
+        """What the gateway printed."""
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gateway(
+    triton: TritonServer, log_dir: Path, *extra: str, triton_url: str | None = None, wait_for: str = "/health/ready"
+) -> GatewayProcess:
+    """Start the gateway CLI against `triton` (or `triton_url`) and wait until `wait_for` answers 200."""
+    port = free_port()
+    log_path = log_dir / f"gateway-{port}.log"
+    command = [
+        sys.executable, "-m", "gateway", "serve",
+        "--triton-url", triton_url or triton.grpc_url,
+        "--tokenizer", str(triton.model_dir),
+        "--served-model-name", DEV_MODEL_NAME,
+        "--port", str(port),
+        *extra,
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    gateway = GatewayProcess(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {process.returncode}:\n{gateway.log()}")
+        try:
+            if httpx.get(f"{gateway.url}{wait_for}", timeout=1).status_code == 200:
+                return gateway
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"gateway not ready after 60 s:\n{gateway.log()}")
+
+
+def stop_gateway(gateway: GatewayProcess) -> None:
+    """SIGTERM, then SIGKILL."""
+    gateway.process.terminate()
+    try:
+        gateway.process.wait(10)
+    except subprocess.TimeoutExpired:
+        gateway.process.kill()
+        gateway.process.wait()
+
+
+@pytest.fixture(scope="session")
+def gateway(hf_triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The gateway in front of the ensemble."""
+    process = start_gateway(hf_triton, tmp_path_factory.mktemp("gateway"))
+    yield process
+    stop_gateway(process)
+
+
+@pytest.fixture(scope="session")
+def bls_gateway(hf_triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The gateway in front of tensorrt_llm_bls."""
+    process = start_gateway(hf_triton, tmp_path_factory.mktemp("gateway-bls"), "--triton-model", "tensorrt_llm_bls")
+    yield process
+    stop_gateway(process)
