@@ -53,7 +53,7 @@ class DevModelParams:
     """Knobs of the dev model; all of them feed the fingerprint."""
 
     vocab_size: int = 2560  # learned tokens + special tokens
-    min_frequency: int = 2  # pairs seen once stay unmerged, which keeps rare CJK/emoji split into bytes
+    min_frequency: int = 1  # pairs seen once stay unmerged, which keeps rare CJK/emoji split into bytes
     hidden_size: int = 64
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
@@ -187,7 +187,7 @@ def _build_tokenizer() -> "PreTrainedTokenizerFast":
         pad_token=PAD_TOKEN,
         model_max_length=PARAMS.max_position_embeddings,
         # The default clean-up rewrites " ." to "." and would break exact round trips.
-        clean_up_tokenization_spaces=True,
+        clean_up_tokenization_spaces=False,
         chat_template=CHAT_TEMPLATE_PATH.read_text(encoding="utf-8"),
     )
 

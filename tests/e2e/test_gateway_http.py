@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from gateway.devstack import TritonServer, free_port
-from tests.e2e.conftest import GatewayProcess
+from tests.e2e.conftest import GatewayProcess, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,145 @@
+"""The `synthetic` dev engine: no model, tokens on a timetable, cheap enough for thousands of streams.
+
+Each admitted job gets its first token `ttft` after admission and one more every `itl`. One scheduler thread
+keeps a heap of due times for all jobs. Tokens are drawn from "words" of the tokenizer's vocabulary: single
+ids that decode to clean text, and a few multi-token words with non-ASCII characters, so the text is valid
+UTF-8 overall while a multi-byte character is often split across responses (as with a real model).
+
+Determinism mirrors TensorRT-LLM: the tokens depend on the prompt, and on the seed unless decoding is greedy.
+Stop words, bad words, end_id, min_tokens, request_output_len, stop requests and cancellation behave as in
+the `hf` engine. Log probabilities are reported as 0.0 (there is no distribution to take them from).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+
+from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_job import GenerationJob
+
+# Multi-byte words: split into several byte-level tokens by a BPE trained on mostly-ASCII text.
+MULTI_BYTE_WORDS = (" naïve", " café", " über", " résumé", " Ελληνικά", " Привет", " 日本語", " 北京", " €", " 🙂")
+MULTI_BYTE_SHARE = 0.1
+FALLBACK_VOCAB_SIZE = 32000
+
+
+class SyntheticVocabulary:
+    """The words the synthetic engine emits, as token-id sequences."""
+
+    def __init__(self, size: int, single: list[int], multi: list[list[int]]) -> None:
+        self.size = size
+        self.single = single
+        self.multi = multi
+
+    @classmethod
+    def load(cls, model_dir: str) -> SyntheticVocabulary:
+        """From `model_dir/tokenizer.json` if present, else plain ids below the config's vocab size."""
+        folder = Path(model_dir) if model_dir else None
+        if folder is None or not (folder / "tokenizer.json").is_file():
+            size = FALLBACK_VOCAB_SIZE
+            if folder is not None and (folder / "config.json").is_file():
+                size = int(json.loads((folder / "config.json").read_text()).get("vocab_size", size))
+            return cls(size, list(range(size)), [])
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        special = {index for index, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+        texts = tokenizer.decode_batch([[index] for index in range(size)], skip_special_tokens=False)
+        single = [
+            index
+            for index, text in enumerate(texts)
+            if index not in special and text.strip() and text.isprintable() and "\ufffd" not in text
+        ]
+        multi = []
+        for word in MULTI_BYTE_WORDS:
+            ids = tokenizer.encode(word, add_special_tokens=False).ids
+            if ids and not special.intersection(ids) and tokenizer.decode(ids) == word:
+                multi.append(ids)
+        return cls(size, single or [i for i in range(size) if i not in special], multi)
+
+    def pick(self, rng: random.Random) -> list[int]:
+        """One word's ids."""
+        if self.multi and rng.random() < MULTI_BYTE_SHARE:
+            return rng.choice(self.multi)
+        return [rng.choice(self.single)]
+
+
+class _Stream:
+    """A job's position in its synthetic text."""
+
+    __slots__ = ("job", "pending", "rng")
+
+    def __init__(self, job: GenerationJob) -> None:
+        self.job = job
+        seed = 0 if job.sampling.greedy else job.sampling.seed
+        # Seeding with a str hashes it with SHA-512: the same on every run, unlike hash().
+        self.rng = random.Random(f"{seed}:{','.join(map(str, job.prompt))}")
+        self.pending: list[int] = []
+
+    def next_token(self, vocabulary: SyntheticVocabulary) -> int:
+        """The next id; a word that would produce a banned id is abandoned for another word."""
+        job = self.job
+        check = bool(job.bad_words) or (job.end_id is not None and job.below_min_tokens)
+        banned = job.banned_token_ids() if check else ()
+        for _ in range(16):
+            if not self.pending:
+                self.pending = list(reversed(vocabulary.pick(self.rng)))
+            token = self.pending.pop()
+            if token not in banned:
+                return token
+            self.pending.clear()
+        return next(token for token in vocabulary.single if token not in banned)
+
+
+class SyntheticEngine(EngineCore):
+    """Timed pseudo-random tokens for any number of concurrent jobs."""
+
+    name = "synthetic"
+
+    def __init__(
+        self, model_dir: str, ttft_s: float, itl_s: float, max_num_active: int, metrics: EngineMetrics
+    ) -> None:
+        super().__init__(max_num_active, metrics)
+        self._vocabulary = SyntheticVocabulary.load(model_dir)
+        self.vocab_size = self._vocabulary.size
+        self._ttft_s = ttft_s
+        self._itl_s = itl_s
+        self._heap: list[tuple[float, int, _Stream]] = []
+        self._order = itertools.count()
+
+    def _run(self) -> None:
+        while self.running:
+            timeout = max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else None
+            admitted, stopping = self._take_work(timeout)
+            now = time.monotonic()
+            for job in stopping:
+                self._finish(job)
+            for job in admitted:
+                heapq.heappush(self._heap, (now + self._ttft_s, next(self._order), _Stream(job)))
+            while self._heap and self._heap[0][0] <= now:
+                due, _, stream = heapq.heappop(self._heap)
+                if not stream.job.done:
+                    self._emit(stream, due)
+            self._publish_metrics()
+
+    def _emit(self, stream: _Stream, due: float) -> None:
+        job = stream.job
+        if job.reply.cancelled():
+            self._finish(job)
+            return
+        try:
+            token = stream.next_token(self._vocabulary)
+        except Exception as exc:
+            self._fail(job, f"dev engine failed to produce a token: {exc!r}")
+            return
+        if not self._advance(job, token, 0.0):
+            # When the loop falls behind, the next token is due now but waits for the next pass, so every
+            # stream keeps moving instead of one stream catching up in a burst.
+            next_due = max(due + self._itl_s, time.monotonic())
+            heapq.heappush(self._heap, (next_due, next(self._order), stream))
