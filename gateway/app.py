@@ -12,6 +12,7 @@ from gateway.api import chat, completions, health, models
 from gateway.api.errors import install_error_handlers
 from gateway.config import Settings
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
+from gateway.errors import ConfigurationError
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 
@@ -40,17 +41,14 @@ def create_app(registry: ModelRegistry) -> FastAPI:
 def build_registry(settings: Settings) -> ModelRegistry:
     """The served model described by the settings, with a Triton engine behind it."""
     if settings.tokenizer is None:
-        from gateway.errors import ConfigurationError
-
         raise ConfigurationError(
             "--tokenizer (GATEWAY_TOKENIZER) is required: the model's Hugging Face tokenizer folder"
         )
     tokenizer = load_tokenizer(settings.tokenizer)
-    engine = TritonEngine(
-        TritonEngineConfig(
-            url=settings.triton_url, model=settings.triton_model, engine_model=settings.triton_engine_model
-        )
+    engine_config = TritonEngineConfig(
+        url=settings.triton_url, model=settings.triton_model, engine_model=settings.triton_engine_model
     )
+    engine = TritonEngine(engine_config, tokenizer)
     model = ServedModel(
         name=settings.model_name(),
         engine=engine,

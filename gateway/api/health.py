@@ -33,7 +33,12 @@ async def ready(request: Request) -> Response | dict[str, object]:
 async def version(request: Request) -> dict[str, object]:
     """Gateway version and the upstream behind each model."""
     models = {
-        m.name: {"upstream": info.upstream, "triton_model": info.model, "triton_version": info.server_version}
+        m.name: {
+            "upstream": info.upstream,
+            "triton_model": info.model,
+            "mode": info.mode,
+            "triton_version": info.server_version,
+        }
         for m in registry_of(request).all()
         for info in [m.engine.info()]
     }

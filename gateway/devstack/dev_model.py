@@ -52,8 +52,8 @@ _LOCK_FILE = ".dev-model.lock"
 class DevModelParams:
     """Knobs of the dev model; all of them feed the fingerprint."""
 
-    vocab_size: int = 2560  # learned tokens + special tokens
-    min_frequency: int = 2  # pairs seen once stay unmerged, which keeps rare CJK/emoji split into bytes
+    # Learned tokens + special tokens; small enough that most CJK characters and emoji stay split into bytes.
+    vocab_size: int = 2560
     hidden_size: int = 64
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
@@ -162,7 +162,6 @@ def _build_tokenizer() -> "PreTrainedTokenizerFast":
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=PARAMS.vocab_size - len(SPECIAL_TOKENS),
-        min_frequency=PARAMS.min_frequency,
         # All 256 bytes up front: any text encodes, and unseen characters fall back to byte tokens.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -186,7 +185,7 @@ def _build_tokenizer() -> "PreTrainedTokenizerFast":
         eos_token=EOT_TOKEN,
         pad_token=PAD_TOKEN,
         model_max_length=PARAMS.max_position_embeddings,
-        # The default clean-up rewrites " ." to "." and would break exact round trips.
+        # transformers 4.x would otherwise "clean up" " ?" into "?" on decode and break exact round trips.
         clean_up_tokenization_spaces=False,
         chat_template=CHAT_TEMPLATE_PATH.read_text(encoding="utf-8"),
     )
@@ -196,7 +195,7 @@ def _make_tokenizer_config_portable(path: Path) -> None:
     # transformers 5 records its internal "TokenizersBackend" class, which transformers 4.x (e.g. in a Triton
     # container) cannot resolve; "PreTrainedTokenizerFast" means the same thing to both.
     config = json.loads(path.read_text(encoding="utf-8"))
-    pass
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 

@@ -58,6 +58,7 @@ class EngineInfo:
     upstream: str
     model: str
     ready: bool
+    mode: str | None = None  # how the upstream is called (ensemble, bls, direct), once known
     server_version: str | None = None
 
 

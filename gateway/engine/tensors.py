@@ -38,7 +38,6 @@ INPUT_ALIASES: dict[str, tuple[str, ...]] = {
     "frequency_penalty": ("frequency_penalty",),
     "repetition_penalty": ("repetition_penalty",),
     "stream": ("stream", "streaming"),
-    "stop": ("stop_words",),
     "ignore_eos": ("end_id",),
 }
 
@@ -116,6 +115,18 @@ class RequestBuilder:
         """Add a [1, N] INT32 tensor."""
         self._add(name, "INT32", [1, len(values)], struct.pack(f"<{len(values)}i", *values))
 
+    def word_list(self, name: str, words: Sequence[Sequence[int]]) -> None:
+        """Add a [1, 2, L] INT32 word list: flat ids, then cumulative end offsets padded with -1."""
+        flat = [token for word in words if word for token in word]
+        offsets: list[int] = []
+        for word in words:
+            if word:
+                offsets.append((offsets[-1] if offsets else 0) + len(word))
+        width = max(len(flat), 1)
+        flat += [0] * (width - len(flat))
+        offsets += [-1] * (width - len(offsets))
+        self._add(name, "INT32", [1, 2, width], struct.pack(f"<{2 * width}i", *flat, *offsets))
+
     def request_outputs(self, names: Sequence[str]) -> None:
         """Ask for these outputs only (Triton returns every output when none are listed)."""
         for name in names:
@@ -157,6 +168,3 @@ def add_sampling_inputs(builder: RequestBuilder, request: GenerationRequest) -> 
                 param="ignore_eos",
             )
         builder.scalar("end_id", -1)  # no token has id -1, so generation runs to max_tokens
-    if request.stop and "stop_words" in interface.inputs:
-        # Token-level matching in the engine is best effort; the gateway also matches the text.
-        builder.strings("stop_words", request.stop)

@@ -13,19 +13,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineInfo, GenerationRequest
-from gateway.engine.tensors import (
-    FINAL_RESPONSE_PARAMETER,
-    ModelInterface,
-    RequestBuilder,
-    add_sampling_inputs,
-    decode_first_bytes,
-    decode_first_int,
-)
+from gateway.engine.codecs import UpstreamCodec, codec_for
+from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
 from gateway.errors import ConfigurationError, UpstreamUnavailableError
 
@@ -55,11 +50,12 @@ class TritonEngineConfig:
 class TritonEngine:
     """Engine over a Triton TensorRT-LLM ensemble (or `tensorrt_llm_bls`) reached by gRPC."""
 
-    def __init__(self, config: TritonEngineConfig) -> None:
+    def __init__(self, config: TritonEngineConfig, tokenizer: Any | None = None) -> None:
         self.config = config
+        self._tokenizer = tokenizer  # needed to call tensorrt_llm directly (direct mode)
         self._channel: grpc.aio.Channel | None = None
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
-        self._interface: ModelInterface | None = None
+        self._codec: UpstreamCodec | None = None
         self._stop_interface: ModelInterface | None = None
         self._server_version: str | None = None
         self._ready = False
@@ -97,6 +93,7 @@ class TritonEngine:
         """Readiness and identity of the upstream."""
         return EngineInfo(
             upstream=f"triton grpc://{self.config.url}",
+            mode=self._codec.mode if self._codec else None,
             model=self.config.model,
             ready=self._ready,
             server_version=self._server_version,
@@ -116,7 +113,7 @@ class TritonEngine:
                 service_pb2.ModelReadyRequest(name=self.config.model), timeout=timeout
             )
             ready = server_ready.ready and model_ready.ready
-            if ready and (not self._ready or self._interface is None):
+            if ready and (not self._ready or self._codec is None):
                 await self._discover()
         except grpc.aio.AioRpcError as exc:
             if self._ready:
@@ -140,16 +137,10 @@ class TritonEngine:
         metadata = await self._stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=timeout)
         self._server_version = metadata.version
         config = await self._stub.ModelConfig(service_pb2.ModelConfigRequest(name=self.config.model), timeout=timeout)
-        interface = ModelInterface.from_config(config.config)
-        missing = {"text_input", "max_tokens"} - interface.inputs.keys() or {"text_output"} - interface.outputs.keys()
-        if missing:
-            raise ConfigurationError(
-                f"model '{self.config.model}' lacks {sorted(missing)}: not a TensorRT-LLM ensemble or BLS model"
-            )
-        if not interface.decoupled:
-            raise ConfigurationError(f"model '{self.config.model}' must be deployed decoupled (decoupled_mode:true)")
-        self._interface = interface
+        self._codec = codec_for(config.config, self._tokenizer)
         self._stop_interface = None
+        if self._codec.stops_engine_on_cancel:
+            return
         try:
             engine_config = await self._stub.ModelConfig(
                 service_pb2.ModelConfigRequest(name=self.config.engine_model), timeout=timeout
@@ -164,50 +155,31 @@ class TritonEngine:
 
     # ---- generation ------------------------------------------------------------------------------------------
 
-    def _build_request(self, request: GenerationRequest, interface: ModelInterface) -> service_pb2.ModelInferRequest:
-        builder = RequestBuilder(interface, request.request_id)
-        builder.strings("text_input", [request.prompt])
-        builder.scalar("max_tokens", request.max_tokens)
-        stream_input = interface.input_for("stream")
-        if stream_input:
-            builder.scalar(stream_input, request.stream)
-        outputs = ["text_output"]
-        if "exclude_input_in_output" in interface.inputs:
-            builder.scalar("exclude_input_in_output", True)
-        for count in ("num_input_tokens", "num_output_tokens"):
-            if f"return_{count}" in interface.inputs and count in interface.outputs:
-                builder.scalar(f"return_{count}", True)
-                outputs.append(count)
-        add_sampling_inputs(builder, request)
-        builder.request_outputs(outputs)
-        return builder.message
-
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream deltas for one request; leaving early stops the upstream generation."""
-        interface = self._interface
-        if not self._ready or interface is None or self._stub is None:
+        codec = self._codec
+        if not self._ready or codec is None or self._stub is None:
             raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
-        message = self._build_request(request, interface)
+        message, decoder = codec.open(request)
         call = self._stub.ModelStreamInfer()
         finished = False
         completion_tokens = 0
-        counted = "num_output_tokens" in interface.outputs and "return_num_output_tokens" in interface.inputs
         try:
             await call.write(message)
             await call.done_writing()
             async for response in call:
                 if response.error_message:
                     raise translate_stream_error(response.error_message)
-                delta, final = _parse_response(response.infer_response)
+                delta = decoder.feed(response.infer_response)
                 if delta.completion_tokens is not None:
                     completion_tokens += delta.completion_tokens
-                if final:
+                final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
+                if final is not None and final.bool_param:
                     finished = True
-                    if counted:
-                        reached = completion_tokens >= request.max_tokens
-                        delta.finish_reason = "length" if reached else "stop"
-                    else:
-                        delta.finish_reason = "stop"  # the caller refines it with its own token count
+                    delta.text += decoder.flush()
+                    # Engines do not say why they stopped; max_tokens reached means "length". Without counts
+                    # (completion_tokens stays 0) the OpenAI layer refines this with the tokenizer.
+                    delta.finish_reason = "length" if completion_tokens >= request.max_tokens else "stop"
                     yield delta
                     return
                 if delta.text or delta.completion_tokens:
@@ -218,7 +190,8 @@ class TritonEngine:
         finally:
             if not finished:
                 call.cancel()
-                self._stop_upstream(request.request_id)
+                if not codec.stops_engine_on_cancel:
+                    self._stop_upstream(request.request_id)
 
     def _stop_upstream(self, request_id: str) -> None:
         """Send `stop=true` for this request id to the engine model (in the background)."""
@@ -252,18 +225,3 @@ class TritonEngine:
             logger.warning("stop request %s failed: %s", request_id, exc.code().name)
         finally:
             call.cancel()
-
-
-def _parse_response(response: service_pb2.ModelInferResponse) -> tuple[Delta, bool]:
-    """One streamed response -> (delta, is_final)."""
-    delta = Delta(text="")
-    for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
-        name = output.name
-        if name == "text_output":
-            delta.text = decode_first_bytes(raw).decode("utf-8", errors="replace")
-        elif name == "num_output_tokens":
-            delta.completion_tokens = decode_first_int(raw, output.datatype)
-        elif name == "num_input_tokens":
-            delta.prompt_tokens = decode_first_int(raw, output.datatype)
-    final = response.parameters.get(FINAL_RESPONSE_PARAMETER)
-    return delta, bool(final is not None and final.bool_param)

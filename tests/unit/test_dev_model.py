@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from gateway.devstack import dev_model
 from gateway.devstack.dev_model import (
@@ -37,7 +37,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(model_dir: Path):
+def tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(model_dir)
 
 
@@ -77,7 +77,7 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
 
 def test_corpus_is_substantial_and_multilingual() -> None:
     text = "".join(path.read_text(encoding="utf-8") for path in corpus_files())
-    assert 30_000 <= len(text.encode("utf-8")) <= 60_000
+    assert len(text.encode("utf-8")) >= 30_000
     assert len(_corpus_lines()) >= 300
     assert sum(map(_is_cjk, text)) > 500
     assert sum(map(_is_emoji, text)) > 100
@@ -85,7 +85,7 @@ def test_corpus_is_substantial_and_multilingual() -> None:
     assert "🇫🇷" in text  # regional-indicator flags
 
 
-def test_every_corpus_line_round_trips(tokenizer) -> None:
+def test_every_corpus_line_round_trips(tokenizer: PreTrainedTokenizerBase) -> None:
     lines = _corpus_lines()
     failures = [line for line in lines if tokenizer.decode(tokenizer.encode(line, add_special_tokens=False)) != line]
     assert failures == []
@@ -94,7 +94,7 @@ def test_every_corpus_line_round_trips(tokenizer) -> None:
         assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
 
 
-def test_text_outside_the_corpus_round_trips(tokenizer) -> None:
+def test_text_outside_the_corpus_round_trips(tokenizer: PreTrainedTokenizerBase) -> None:
     # Every 7th code point from ASCII to the supplementary planes, minus surrogates which UTF-8 cannot carry.
     text = "".join(chr(c) for c in range(0x09, 0x2FFFF, 7) if not 0xD800 <= c <= 0xDFFF)
     assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
@@ -102,14 +102,14 @@ def test_text_outside_the_corpus_round_trips(tokenizer) -> None:
     assert tokenizer.decode(tokenizer.encode(spaced, add_special_tokens=False)) == spaced
 
 
-def test_vocab_size_is_in_range(tokenizer, model_dir: Path) -> None:
+def test_vocab_size_is_in_range(tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
     assert 2000 <= len(tokenizer) <= 4000
     assert len(tokenizer) == dev_model.PARAMS.vocab_size
     config = json.loads((model_dir / "config.json").read_text())
     assert config["vocab_size"] == len(tokenizer)
 
 
-def test_cjk_and_emoji_split_into_partial_utf8_tokens(tokenizer) -> None:
+def test_cjk_and_emoji_split_into_partial_utf8_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
     text = "".join(path.read_text(encoding="utf-8") for path in corpus_files())
     split: dict[str, list[int]] = {}
     for ch in sorted(set(text)):
@@ -128,7 +128,7 @@ def test_cjk_and_emoji_split_into_partial_utf8_tokens(tokenizer) -> None:
         assert tokenizer.decode(ids) == ch
 
 
-def test_special_tokens(tokenizer, model_dir: Path) -> None:
+def test_special_tokens(tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     assert len(set(ids.values())) == len(SPECIAL_TOKENS)
     # Llama-3 style: appended after the learned vocabulary.
@@ -187,7 +187,7 @@ def _header(role: str) -> str:
     return f"{START_HEADER_TOKEN}{role}{END_HEADER_TOKEN}\n\n"
 
 
-def test_chat_template_renders_all_roles_and_tools(tokenizer) -> None:
+def test_chat_template_renders_all_roles_and_tools(tokenizer: PreTrainedTokenizerBase) -> None:
     prompt = tokenizer.apply_chat_template(
         CONVERSATION, tools=[WEATHER_TOOL], add_generation_prompt=True, tokenize=False
     )
@@ -204,7 +204,7 @@ def test_chat_template_renders_all_roles_and_tools(tokenizer) -> None:
     assert prompt.count(EOT_TOKEN) == prompt.count(START_HEADER_TOKEN) - 1
 
 
-def test_chat_template_variants(tokenizer) -> None:
+def test_chat_template_variants(tokenizer: PreTrainedTokenizerBase) -> None:
     without_prompt = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
     assert without_prompt.endswith("Thanks!" + EOT_TOKEN)
     # Tools without a system message still get a system block; tool calls may be given unnested, as dicts.
@@ -222,7 +222,7 @@ def test_chat_template_variants(tokenizer) -> None:
         tokenizer.apply_chat_template([{"role": "narrator", "content": "Once"}], tokenize=False)
 
 
-def test_tokenized_chat_has_a_single_bos(tokenizer) -> None:
+def test_tokenized_chat_has_a_single_bos(tokenizer: PreTrainedTokenizerBase) -> None:
     prompt = tokenizer.apply_chat_template(CONVERSATION, add_generation_prompt=True, tokenize=False)
     ids = tokenizer.encode(prompt, add_special_tokens=False)
     assert ids[0] == tokenizer.bos_token_id
@@ -233,7 +233,7 @@ def test_tokenized_chat_has_a_single_bos(tokenizer) -> None:
 # --- model -------------------------------------------------------------------------------------------------
 
 
-def test_model_is_small_and_generates(tokenizer, model_dir: Path) -> None:
+def test_model_is_small_and_generates(tokenizer: PreTrainedTokenizerBase, model_dir: Path) -> None:
     assert (model_dir / "model.safetensors").stat().st_size < 2_000_000
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert model.config.tie_word_embeddings
@@ -280,6 +280,7 @@ def test_builds_are_byte_identical_across_processes(tmp_path: Path, model_dir: P
         [sys.executable, "-c", script, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     other = Path(result.stdout.strip())
+    assert result.stderr == ""  # a fresh process shows every one-time warning or progress bar
     assert other.name == model_dir.name
     assert _folder_bytes(other) == _folder_bytes(model_dir)
 

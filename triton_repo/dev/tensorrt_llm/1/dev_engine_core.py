@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from abc import ABC, abstractmethod
 from collections import deque
 
 import triton_python_backend_utils as pb_utils
@@ -46,10 +45,11 @@ class EngineMetrics:
             self._tokens.increment(new_tokens)
 
 
-class EngineCore(ABC):
+class EngineCore:
     """Queue, capacity and bookkeeping shared by the engines; subclasses implement `_run`."""
 
     name = "engine"
+    vocab_size: int
 
     def __init__(self, max_num_active: int, metrics: EngineMetrics) -> None:
         self.max_num_active = max_num_active
@@ -102,9 +102,9 @@ class EngineCore(ABC):
 
     # --- scheduler-thread helpers -------------------------------------------------------------------------
 
-    @abstractmethod
     def _run(self) -> None:
-        """The scheduler loop; returns when `self._running` turns false."""
+        """The scheduler loop; returns when `self.running` turns false."""
+        raise NotImplementedError
 
     def _guarded_run(self) -> None:
         try:

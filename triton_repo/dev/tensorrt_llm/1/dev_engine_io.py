@@ -17,13 +17,6 @@ from dev_engine_job import GenerationJob, OutputSpec, RequestError, SamplingPara
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 # The real backend polls for client cancellation every `cancellation_check_period_ms` (default 100).
 CANCEL_CHECK_PERIOD_S = 0.1
-OUTPUT_NAMES = (
-    "output_ids sequence_length cum_log_probs output_log_probs context_logits generation_logits batch_index "
-    "sequence_index context_phase_params kv_cache_alloc_new_blocks kv_cache_reused_blocks "
-    "kv_cache_alloc_total_blocks arrival_time_ns first_scheduled_time_ns first_token_time_ns "
-    "last_token_time_ns acceptance_rate total_accepted_draft_tokens total_draft_tokens num_input_tokens "
-    "num_output_tokens"
-).split()
 # Features of the real engine that the stand-in does not have: refusing them beats answering as if the
 # input were absent.
 UNSUPPORTED_INPUTS = (
@@ -47,12 +40,16 @@ UNSUPPORTED_FLAGS = ("return_context_logits", "return_generation_logits")
 class DecoupledReply:
     """A response sender shared by the items of one request; only the very last response is FINAL."""
 
-    def __init__(self, sender: Any, items: int) -> None:
+    def __init__(self, sender: Any) -> None:
         self._sender = sender
-        self._pending = items
+        self._pending = 1
         self._lock = threading.Lock()
         self._checked_at = 0.0
         self._cancelled = False
+
+    def expect(self, items: int) -> None:
+        """Set how many batch items share this sender (before any of them is queued)."""
+        self._pending = items
 
     def send(self, response: Any, item_done: bool) -> None:
         """Send one response; FINAL once every item of the request is done."""
@@ -81,6 +78,9 @@ class CollectedReply:
     def __init__(self) -> None:
         self.response: Any = None
         self.ready = threading.Event()
+
+    def expect(self, items: int) -> None:
+        """Non-decoupled requests have a single item."""
 
     def send(self, response: Any, item_done: bool) -> None:
         """Keep the final response and wake execute()."""
@@ -121,9 +121,8 @@ def is_stop_request(request: Any) -> bool:
 
 
 def requested_outputs(request: Any) -> frozenset[str]:
-    """The outputs the client asked for (Triton fills in all of them when the client names none)."""
-    names = request.requested_output_names()
-    return frozenset(names) if names else frozenset(OUTPUT_NAMES)
+    """The outputs the client asked for (Triton lists all of them when the client names none)."""
+    return frozenset(request.requested_output_names())
 
 
 def _word_lists(request: Any, name: str, item: int) -> list[list[int]]:
@@ -174,7 +173,9 @@ def _check_supported(request: Any, item_count: int, decoupled: bool) -> None:
             raise RequestError("num_return_sequences > 1 is not supported by the dev engine")
 
 
-def read_jobs(request: Any, reply: Any, *, decoupled: bool, default_exclude: bool, vocab_size: int) -> list:
+def read_jobs(
+    request: Any, reply: Any, *, decoupled: bool, default_exclude: bool, vocab_size: int
+) -> list[GenerationJob]:
     """Split a Triton request into one GenerationJob per batch item; RequestError if it is invalid."""
     ids = _input(request, "input_ids")
     if ids is None:

@@ -45,9 +45,7 @@ def _apply_penalties(logits: torch.Tensor, job: GenerationJob) -> None:
     if params.repetition_penalty != 1.0:
         seen = torch.tensor(sorted({t for t in job.prompt + job.generated if t < vocab}), dtype=torch.long)
         values = logits[seen]
-        logits[seen] = torch.where(
-            values > 0, values / params.repetition_penalty, values * params.repetition_penalty
-        )
+        logits[seen] = torch.where(values > 0, values / params.repetition_penalty, values * params.repetition_penalty)
     if job.generated and (params.presence_penalty or params.frequency_penalty):
         generated = torch.tensor([t for t in job.generated if t < vocab], dtype=torch.long)
         counts = torch.bincount(generated, minlength=vocab).float()

@@ -1,0 +1,136 @@
+"""CPU stand-in for TensorRT-LLM's `tensorrt_llm` Triton model (Python backend, normally decoupled).
+
+It declares the production tensor interface (config.pbtxt) and reproduces what clients observe of the real
+engine, including its less convenient habits, so that a gateway tested against it handles the real thing:
+
+- streaming: one response per new token, carrying only that token; non-streaming: one response with the
+  prompt followed by the new tokens, unless `exclude_input_in_output` (request input, else model parameter);
+- `sequence_length` and `num_output_tokens` count the tokens in that response (so a non-streaming response
+  with the prompt counts the prompt too); `num_input_tokens` is the prompt length;
+- `end_id` ends generation and is not returned (streaming then ends with an empty final response);
+  stop words end it and are returned; `min_tokens` holds both off; bad words are never completed;
+- no `runtime_top_k` and no `runtime_top_p` means greedy decoding whatever the temperature, and a request
+  without `seed` uses seed 0: the same prompt gives the same text, as TensorRT-LLM does;
+- a request with `stop`=true ends all running requests with the same Triton request id (each sends a final
+  response) and is itself answered with an empty final response;
+- a client cancel of a direct stream ends generation within one step (checked every 100 ms, like the real
+  backend's `cancellation_check_period_ms`); through an ensemble Triton does not pass the cancel on, so
+  generation continues there, exactly as in production;
+- a batch of N items in one request gets each item's responses; only the very last one is FINAL, and
+  `batch_index` tells them apart;
+- beam search, several return sequences and the encoder, draft, LoRA, prompt-table and guided-decoding
+  inputs are refused with an error naming the input.
+
+Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching;
+`synthetic` emits timed pseudo-random tokens (for load tests). Metrics: `dev_engine_running_requests`
+(gauge: queued + generating) and `dev_engine_generated_tokens_total` on Triton's /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_io import FINAL, CollectedReply, DecoupledReply, error_response, is_stop_request, read_jobs
+from dev_engine_job import RequestError
+
+DEFAULT_MAX_NUM_ACTIVE = 64
+
+
+def _parameter(parameters: dict[str, Any], key: str, default: str) -> str:
+    """A model parameter's string value; missing, empty or unfilled `${...}` values give `default`."""
+    value = parameters.get(key, {}).get("string_value", "")
+    return default if not value or value.startswith("${") else value
+
+
+class TritonPythonModel:
+    """The Triton entry points: build the engine, hand requests to it, stop it."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Read the parameters, load the engine and start its scheduler thread."""
+        config = json.loads(args["model_config"])
+        parameters = config.get("parameters", {})
+        self._decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self._exclude_input = _parameter(parameters, "exclude_input_in_output", "false").lower() == "true"
+        kind = _parameter(parameters, "engine", "synthetic")
+        model_dir = _parameter(parameters, "model_dir", "")
+        max_num_active = int(_parameter(parameters, "max_num_active", str(DEFAULT_MAX_NUM_ACTIVE)))
+        metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]})
+        self._engine: EngineCore
+        if kind == "hf":
+            from dev_engine_hf import HFEngine
+
+            self._engine = HFEngine(model_dir, max_num_active, metrics)
+        elif kind == "synthetic":
+            from dev_engine_synthetic import SyntheticEngine
+
+            ttft_ms = float(_parameter(parameters, "synthetic_ttft_ms", "50"))
+            itl_ms = float(_parameter(parameters, "synthetic_itl_ms", "10"))
+            self._engine = SyntheticEngine(model_dir, ttft_ms / 1000, itl_ms / 1000, max_num_active, metrics)
+        else:
+            raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf' or 'synthetic'")
+        self._engine.start()
+        pb_utils.Logger.log_info(
+            f"dev tensorrt_llm: engine={kind} model_dir={model_dir or '-'} vocab={self._engine.vocab_size} "
+            f"max_num_active={max_num_active} decoupled={self._decoupled} exclude_input={self._exclude_input}"
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any] | None:
+        """Queue the requests; decoupled: return at once, else wait for each request's single response."""
+        if self._decoupled:
+            for request in requests:
+                sender = request.get_response_sender()
+                immediate = self._start(request, DecoupledReply(sender))
+                if immediate is not None:
+                    sender.send(immediate, flags=FINAL)
+            return None
+        replies = [CollectedReply() for _ in requests]
+        immediate = [self._start(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        for reply, response in zip(replies, immediate, strict=True):
+            if response is None:
+                reply.ready.wait()
+        return [
+            response if response is not None else reply.response
+            for reply, response in zip(replies, immediate, strict=True)
+        ]
+
+    def finalize(self) -> None:
+        """Stop the scheduler thread; pending requests get an error response."""
+        self._engine.shutdown()
+
+    def _start(self, request: Any, reply: DecoupledReply | CollectedReply) -> Any | None:
+        """Queue a request's jobs, or return the response to send at once (stop requests, errors)."""
+        request_id = request.request_id()
+        if is_stop_request(request):
+            if not request_id:
+                return error_response("Trying to stop a request but request ID is not provided")
+            pb_utils.Logger.log_verbose(f"dev tensorrt_llm: stop request for id {request_id!r}")
+            self._engine.stop_request(request_id)
+            # The real backend answers a stop request with a response that has no outputs.
+            return pb_utils.InferenceResponse(output_tensors=[])
+        try:
+            jobs = read_jobs(
+                request,
+                reply,
+                decoupled=self._decoupled,
+                default_exclude=self._exclude_input,
+                vocab_size=self._engine.vocab_size,
+            )
+            for job in jobs:
+                self._engine.prepare(job)
+        except RequestError as exc:
+            return error_response(str(exc))
+        except Exception as exc:
+            pb_utils.Logger.log_error(f"dev tensorrt_llm: cannot read request: {traceback.format_exc()}")
+            return error_response(f"dev engine could not read the request: {exc!r}")
+        reply.expect(len(jobs))
+        first = jobs[0]
+        pb_utils.Logger.log_verbose(
+            f"dev tensorrt_llm: request id {request_id!r}: {len(jobs)} item(s), {len(first.prompt)} prompt "
+            f"tokens, up to {first.max_new_tokens} new, streaming={first.streaming}"
+        )
+        self._engine.submit(jobs)
+        return None
