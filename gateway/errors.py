@@ -6,6 +6,7 @@
     ├── AuthenticationError           401 authentication_error
     ├── NotFoundError                 404 not_found_error        (unknown model or route)
     ├── PayloadTooLargeError          413 invalid_request_error
+    ├── ClientDisconnectedError       499 client_closed_request  (nobody reads the body; for logs and metrics)
     ├── UpstreamError                 500 server_error           (Triton failed the request)
     │   ├── UpstreamRejectedError     400 invalid_request_error  (Triton refused the request's values)
     │   ├── UpstreamUnavailableError  503 service_unavailable    (Triton unreachable or model not ready)
@@ -71,6 +72,13 @@ class PayloadTooLargeError(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class ClientDisconnectedError(GatewayError):
+    """The client left before its response was ready (nginx's 499)."""
+
+    status = 499
+    type = "client_closed_request"
 
 
 class UpstreamError(GatewayError):

@@ -6,7 +6,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.sse import sse_response
+from gateway.api.disconnect import cancel_on_disconnect
+from gateway.api.sse import SSEResponse
 from gateway.api.state import registry_of
 from gateway.openai.chat import chat_chunks, chat_generation_request, chat_response
 from gateway.openai.generation import TextStream
@@ -26,6 +27,6 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     await stream.start()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(chat_chunks(stream, meta, include_usage))
-    text = await stream.collect()
+        return SSEResponse(chat_chunks(stream, meta, include_usage))
+    text = await cancel_on_disconnect(request, stream.collect())
     return Response(orjson.dumps(chat_response(text, stream, meta)), media_type="application/json")

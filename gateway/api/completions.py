@@ -8,7 +8,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from gateway.api.sse import sse_response
+from gateway.api.disconnect import cancel_on_disconnect
+from gateway.api.sse import SSEResponse
 from gateway.api.state import registry_of
 from gateway.openai.completions import completion_chunks, completion_generation_requests, completion_response
 from gateway.openai.generation import TextStream
@@ -32,6 +33,6 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         echo = [s.request.prompt for s in streams] if body.echo else None
-        return sse_response(completion_chunks(streams, meta, include_usage, echo))
-    result = await completion_response(streams, meta, bool(body.echo))
+        return SSEResponse(completion_chunks(streams, meta, include_usage, echo))
+    result = await cancel_on_disconnect(request, completion_response(streams, meta, bool(body.echo)))
     return Response(orjson.dumps(result), media_type="application/json")

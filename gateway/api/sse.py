@@ -1,15 +1,19 @@
 """Server-sent events framing: pre-serialised chunks out, errors after the first byte as an event + `[DONE]`.
 
-Starlette's StreamingResponse cancels the body iterator when the client disconnects; the iterator's `finally`
-blocks then close the engine stream, which stops the upstream generation.
+The response always races the body against a disconnect listener (Starlette does that only for ASGI < 2.4; with
+2.4 a disconnect is noticed at the next write, which may be far away when the upstream is slow). Cancelling the
+body runs the `finally` blocks of the chunk generators, which close the engine stream and stop the upstream.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from gateway.api.errors import error_event
 from gateway.errors import GatewayError
@@ -34,6 +38,20 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield DONE
 
 
-def sse_response(events: AsyncIterator[bytes]) -> StreamingResponse:
-    """A text/event-stream response over already-framed events."""
-    return StreamingResponse(_guarded(events), media_type="text/event-stream", headers=SSE_HEADERS)
+class SSEResponse(StreamingResponse):
+    """A text/event-stream response that stops producing as soon as the client disconnects."""
+
+    def __init__(self, events: AsyncIterator[bytes]) -> None:
+        super().__init__(_guarded(events), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def stream_then_stop_listening() -> None:
+                with contextlib.suppress(OSError):  # the client went away while we were writing
+                    await self.stream_response(send)
+                group.cancel_scope.cancel()
+
+            group.start_soon(stream_then_stop_listening)
+            await self.listen_for_disconnect(receive)
+            group.cancel_scope.cancel()
