@@ -17,11 +17,22 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sampling_params(body: SamplingFields) -> SamplingParams:
-    """The sampling fields of a chat or completions request."""
+    """The sampling fields of a chat or completions request, with OpenAI's defaults made explicit.
+
+    TensorRT-LLM decodes greedily when neither top_k nor top_p is set, whatever the temperature, while OpenAI
+    samples by default (temperature 1, top_p 1). So: temperature 0 is sent as top_k=1 (no temperature, which
+    some engine versions refuse at 0), and a sampling request without top_k/top_p gets top_p=1.0.
+    """
+    top_k = body.top_k if body.top_k is not None and body.top_k > 0 else None  # 0 and -1 mean "off" (vLLM)
+    temperature, top_p = body.temperature, body.top_p
+    if temperature == 0:
+        temperature, top_k, top_p = None, 1, None
+    elif top_k is None and top_p is None:
+        top_p = 1.0
     return SamplingParams(
-        temperature=body.temperature,
-        top_p=body.top_p,
-        top_k=body.top_k,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
         seed=body.seed,
         min_tokens=body.min_tokens,
         presence_penalty=body.presence_penalty,

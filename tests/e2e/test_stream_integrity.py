@@ -7,6 +7,7 @@ per-chunk decode (the ensemble's postprocessing) breaks them while a correct str
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -65,8 +66,6 @@ def streamed_text(gateway: GatewayProcess, body: dict[str, object]) -> tuple[str
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
             if line.startswith("data: {"):
-                import json
-
                 choice = json.loads(line[6:])["choices"]
                 if choice:
                     pieces.append(choice[0]["text"])
@@ -97,8 +96,14 @@ def test_ensemble_mode_shows_the_per_chunk_defect_at_most_once_per_character(
         reference = one_shot.json()["choices"][0]["text"]
         broken += text.count(REPLACEMENT)
         assert REPLACEMENT * 2 not in text
-        assert text.replace(REPLACEMENT, "") == "".join(c for c in reference if ord(c) < 0x80 or c in text)
+        assert is_subsequence(text.replace(REPLACEMENT, ""), reference)
     assert broken > 0, "the synthetic engine should split multi-byte characters across tokens"
+
+
+def is_subsequence(part: str, whole: str) -> bool:
+    """Every character of `part` appears in `whole`, in order."""
+    remaining = iter(whole)
+    return all(char in remaining for char in part)
 
 
 def running_requests(triton: TritonServer) -> float:

@@ -214,3 +214,21 @@ async def test_health_ready_follows_engine(client: httpx.AsyncClient, fake_engin
     assert_error(await client.get("/health/ready"), 503)
     assert (await client.get("/health/live")).status_code == 200
     assert (await client.get("/version")).json()["version"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, {"top_p": 1.0, "top_k": None, "temperature": None}),
+        ({"temperature": 0.7}, {"top_p": 1.0, "top_k": None, "temperature": 0.7}),
+        ({"temperature": 0}, {"top_p": None, "top_k": 1, "temperature": None}),
+        ({"temperature": 0.5, "top_k": 40}, {"top_p": None, "top_k": 40, "temperature": 0.5}),
+        ({"top_k": -1, "top_p": 0.9}, {"top_p": 0.9, "top_k": None, "temperature": None}),
+    ],
+)
+async def test_openai_sampling_defaults_reach_the_engine_explicitly(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, fields: dict, expected: dict
+) -> None:
+    await client.post(CHAT, json=chat_body(**fields))
+    sampling = fake_engine.requests[0].sampling
+    assert {name: getattr(sampling, name) for name in expected} == expected

@@ -1,7 +1,8 @@
 """What both dev engines share: the waiting queue, in-flight capacity, stop requests, responses and metrics.
 
 Each engine runs one scheduler thread. Triton's execute() only enqueues (it must return at once in decoupled
-mode); everything after that, including every response, happens on the scheduler thread.
+mode); admission, generation and building every response happen on the scheduler thread, and the sender
+threads of dev_engine_replies deliver the responses.
 """
 
 from __future__ import annotations
@@ -188,9 +189,6 @@ class EngineCore:
     def _publish_metrics(self) -> None:
         self._metrics.publish(self._num_live, self._new_tokens)
         self._new_tokens = 0
-
-    def _log(self, message: str) -> None:
-        pb_utils.Logger.log_verbose(f"dev {self.name}: {message}")
 
     @property
     def running(self) -> bool:

@@ -6,24 +6,19 @@ Shapes follow the TensorRT-LLM backend: every response is one batch item, `outpu
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from dev_engine_job import GenerationJob, OutputSpec, RequestError, SamplingParams, parse_word_list
 
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-# The real backend polls for client cancellation every `cancellation_check_period_ms` (default 100).
-CANCEL_CHECK_PERIOD_S = 0.1
 # Features of the real engine that the stand-in does not have: refusing them beats answering as if the
-# input were absent.
+# input were absent. (`decoder_input_ids` is not among them: the real backend reads it only for
+# encoder-decoder engines, and the ensemble's preprocessing always sends it.)
 UNSUPPORTED_INPUTS = (
     "encoder_input_features",
     "draft_input_ids",
     "draft_logits",
-    "decoder_input_ids",
     "prompt_embedding_table",
     "lora_task_id",
     "lora_weights",
@@ -35,62 +30,6 @@ UNSUPPORTED_INPUTS = (
     "lookahead_window_size",
 )
 UNSUPPORTED_FLAGS = ("return_context_logits", "return_generation_logits")
-
-
-class DecoupledReply:
-    """A response sender shared by the items of one request; only the very last response is FINAL."""
-
-    def __init__(self, sender: Any) -> None:
-        self._sender = sender
-        self._pending = 1
-        self._lock = threading.Lock()
-        self._checked_at = 0.0
-        self._cancelled = False
-
-    def expect(self, items: int) -> None:
-        """Set how many batch items share this sender (before any of them is queued)."""
-        self._pending = items
-
-    def send(self, response: Any, item_done: bool) -> None:
-        """Send one response; FINAL once every item of the request is done."""
-        flags = 0
-        if item_done:
-            with self._lock:
-                self._pending -= 1
-                flags = FINAL if self._pending == 0 else 0
-        try:
-            self._sender.send(response, flags=flags)
-        except Exception as exc:  # the client went away; like the real engine, drop what it no longer reads
-            pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
-
-    def cancelled(self) -> bool:
-        """Whether the client cancelled; asks Triton at most every CANCEL_CHECK_PERIOD_S (it is an IPC call)."""
-        now = time.monotonic()
-        if not self._cancelled and now - self._checked_at >= CANCEL_CHECK_PERIOD_S:
-            self._checked_at = now
-            self._cancelled = bool(self._sender.is_cancelled())
-        return self._cancelled
-
-
-class CollectedReply:
-    """Non-decoupled mode: holds the one response that execute() returns."""
-
-    def __init__(self) -> None:
-        self.response: Any = None
-        self.ready = threading.Event()
-
-    def expect(self, items: int) -> None:
-        """Non-decoupled requests have a single item."""
-
-    def send(self, response: Any, item_done: bool) -> None:
-        """Keep the final response and wake execute()."""
-        if item_done:
-            self.response = response
-            self.ready.set()
-
-    def cancelled(self) -> bool:
-        """Non-decoupled requests are not cancelled by the dev engine."""
-        return False
 
 
 def error_response(message: str) -> Any:

@@ -34,10 +34,13 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils
 from dev_engine_core import EngineCore, EngineMetrics
-from dev_engine_io import FINAL, CollectedReply, DecoupledReply, error_response, is_stop_request, read_jobs
+from dev_engine_io import error_response, is_stop_request, read_jobs
 from dev_engine_job import RequestError
+from dev_engine_replies import FINAL, CollectedReply, DecoupledReply, SenderPool
 
 DEFAULT_MAX_NUM_ACTIVE = 64
+# Threads making the blocking send IPC calls; more than a few gains nothing on a small machine.
+SENDER_THREADS = 4
 
 
 def _parameter(parameters: dict[str, Any], key: str, default: str) -> str:
@@ -72,6 +75,7 @@ class TritonPythonModel:
             self._engine = SyntheticEngine(model_dir, ttft_ms / 1000, itl_ms / 1000, max_num_active, metrics)
         else:
             raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf' or 'synthetic'")
+        self._senders = SenderPool(SENDER_THREADS)
         self._engine.start()
         pb_utils.Logger.log_info(
             f"dev tensorrt_llm: engine={kind} model_dir={model_dir or '-'} vocab={self._engine.vocab_size} "
@@ -83,7 +87,7 @@ class TritonPythonModel:
         if self._decoupled:
             for request in requests:
                 sender = request.get_response_sender()
-                immediate = self._start(request, DecoupledReply(sender))
+                immediate = self._start(request, DecoupledReply(sender, self._senders.outbox()))
                 if immediate is not None:
                     sender.send(immediate, flags=FINAL)
             return None
@@ -100,6 +104,7 @@ class TritonPythonModel:
     def finalize(self) -> None:
         """Stop the scheduler thread; pending requests get an error response."""
         self._engine.shutdown()
+        self._senders.close()
 
     def _start(self, request: Any, reply: DecoupledReply | CollectedReply) -> Any | None:
         """Queue a request's jobs, or return the response to send at once (stop requests, errors)."""

@@ -1,6 +1,6 @@
 """Text bookkeeping of tensorrt_llm_bls for one generated sequence: what the client saw, and stop strings.
 
-Pure Python (no Triton imports), so it can be reasoned about and tested on its own.
+Pure Python: no Triton imports.
 """
 
 from __future__ import annotations

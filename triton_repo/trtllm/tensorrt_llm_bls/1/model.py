@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,7 @@ from bls_text import SequenceText
 PREPROCESSING = "preprocessing"
 POSTPROCESSING = "postprocessing"
 TRUE_WORDS = {"true", "1", "t", "y", "yes"}
+FINALIZE_WAIT_S = 5.0
 
 # client input -> preprocessing input
 PREPROCESSING_INPUTS = {
@@ -88,7 +90,8 @@ DIRECT_INPUTS = {
     "guided_decoding_guide": "guided_decoding_guide",
 }
 UNSUPPORTED_INPUTS = ("image_input", "image_bytes_input", "image_url_input", "video_bytes_input", "use_draft_logits")
-# Engine outputs this model consumes itself rather than handing to the client.
+# Engine outputs this model always requests because it reads them itself (the last two also go to the client
+# when it asks for them).
 OWN_OUTPUTS = {"output_ids", "sequence_length", "batch_index", "sequence_index"}
 
 
@@ -159,11 +162,12 @@ class TritonPythonModel:
         return [self._serve_single(request) for request in requests]
 
     def finalize(self) -> None:
-        """Give running requests a moment to finish before the model goes away."""
+        """Give running requests up to FINALIZE_WAIT_S in all to finish before the model goes away."""
+        deadline = time.monotonic() + FINALIZE_WAIT_S
         with self.workers_lock:
             workers = list(self.workers)
         for worker in workers:
-            worker.join(timeout=5)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _serve_decoupled(self, request: Any) -> None:
         sender = request.get_response_sender()

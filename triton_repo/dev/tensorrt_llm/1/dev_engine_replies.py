@@ -1,0 +1,116 @@
+"""Where responses go: Triton response senders, fed by a few sender threads.
+
+`send()` on a decoupled response sender is a blocking IPC round trip to the Triton process (about 0.2 ms
+here). Making it on the scheduler thread would cap the engine at a few thousand responses per second, so the
+scheduler only queues responses and a small pool of threads sends them. Each request is pinned to one sender
+thread, which keeps its responses in order. The sender threads also poll `is_cancelled()` (another IPC call),
+so the scheduler only reads a flag.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+# The real backend polls for client cancellation every `cancellation_check_period_ms` (default 100).
+CANCEL_CHECK_PERIOD_S = 0.1
+OUTBOX_SIZE = 32
+
+
+class SenderPool:
+    """Threads that deliver queued responses; one queue per thread."""
+
+    def __init__(self, size: int) -> None:
+        # Bounded, so a scheduler that outruns the senders waits instead of piling up latency in the queues.
+        self._queues: list[queue.Queue[Any]] = [queue.Queue(OUTBOX_SIZE) for _ in range(size)]
+        self._threads = [
+            threading.Thread(target=self._deliver, args=(outbox,), name=f"dev-sender-{index}", daemon=True)
+            for index, outbox in enumerate(self._queues)
+        ]
+        self._next = itertools.count()
+        for thread in self._threads:
+            thread.start()
+
+    def outbox(self) -> queue.Queue[Any]:
+        """The queue for a new request (round robin)."""
+        return self._queues[next(self._next) % len(self._queues)]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued, then stop the threads."""
+        for outbox in self._queues:
+            outbox.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    @staticmethod
+    def _deliver(outbox: queue.Queue[Any]) -> None:
+        while (item := outbox.get()) is not None:
+            reply, response, flags = item
+            reply.deliver(response, flags)
+
+
+class DecoupledReply:
+    """A response sender shared by the items of one request; only the very last response is FINAL."""
+
+    def __init__(self, sender: Any, outbox: queue.Queue[Any]) -> None:
+        self._sender = sender
+        self._outbox = outbox
+        self._pending = 1
+        self._lock = threading.Lock()
+        self._checked_at = 0.0
+        self._cancelled = False
+
+    def expect(self, items: int) -> None:
+        """Set how many batch items share this sender (before any of them is queued)."""
+        self._pending = items
+
+    def send(self, response: Any, item_done: bool) -> None:
+        """Queue one response; it is FINAL once every item of the request is done."""
+        flags = 0
+        if item_done:
+            with self._lock:
+                self._pending -= 1
+                flags = FINAL if self._pending == 0 else 0
+        self._outbox.put((self, response, flags))
+
+    def deliver(self, response: Any, flags: int) -> None:
+        """Send on the sender thread, then check for a client cancel when one is due."""
+        try:
+            self._sender.send(response, flags=flags)
+        except Exception as exc:  # the client went away; like the real engine, drop what it no longer reads
+            pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
+        now = time.monotonic()
+        if not flags and not self._cancelled and now - self._checked_at >= CANCEL_CHECK_PERIOD_S:
+            self._checked_at = now
+            self._cancelled = bool(self._sender.is_cancelled())
+
+    def cancelled(self) -> bool:
+        """Whether the client cancelled, as of the last check after a sent response."""
+        return self._cancelled
+
+
+class CollectedReply:
+    """Non-decoupled mode: holds the one response that execute() returns."""
+
+    def __init__(self) -> None:
+        self.response: Any = None
+        self.ready = threading.Event()
+
+    def expect(self, items: int) -> None:
+        """Non-decoupled requests have a single item."""
+
+    def send(self, response: Any, item_done: bool) -> None:
+        """Keep the final response and wake execute()."""
+        if item_done:
+            self.response = response
+            self.ready.set()
+
+    def cancelled(self) -> bool:
+        """Non-decoupled requests are not cancelled by the dev engine."""
+        return False
