@@ -24,8 +24,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     meta = ResponseMeta.new("chatcmpl", model)
     generation = chat_generation_request(body, model, meta)
     stream = TextStream(model.engine, generation, model.counter)
-    await stream.start()
     if body.stream:
+        # Wait for the first token before answering, so upstream refusals get a proper status code.
+        await cancel_on_disconnect(request, stream.start())
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return SSEResponse(chat_chunks(stream, meta, include_usage))
     text = await cancel_on_disconnect(request, stream.collect())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -11,7 +9,12 @@ from starlette.responses import Response
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.sse import SSEResponse
 from gateway.api.state import registry_of
-from gateway.openai.completions import completion_chunks, completion_generation_requests, completion_response
+from gateway.openai.completions import (
+    completion_chunks,
+    completion_generation_requests,
+    completion_response,
+    run_all,
+)
 from gateway.openai.generation import TextStream
 from gateway.openai.protocol import CompletionRequest
 from gateway.openai.served_model import ResponseMeta
@@ -25,12 +28,9 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     model = registry_of(request).get(body.model)
     meta = ResponseMeta.new("cmpl", model)
     streams = [TextStream(model.engine, g, model.counter) for g in completion_generation_requests(body, model, meta)]
-    try:
-        await asyncio.gather(*(s.start() for s in streams))
-    except BaseException:
-        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
-        raise
     if body.stream:
+        # Wait for every first token before answering, so upstream refusals get a proper status code.
+        await cancel_on_disconnect(request, run_all([s.start() for s in streams], streams))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         echo = [s.request.prompt for s in streams] if body.echo else None
         return SSEResponse(completion_chunks(streams, meta, include_usage, echo))

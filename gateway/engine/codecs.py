@@ -47,6 +47,16 @@ class UpstreamCodec(Protocol):
         ...
 
 
+def upstream_streams(request: GenerationRequest, exact: bool) -> bool:
+    """Whether to ask the upstream for a stream of responses.
+
+    A client stream needs one. A non-streamed request with stop strings is streamed upstream too when the
+    mode's streamed text is exact, so that a stop string the engine's token-level match misses still ends the
+    generation early (in ensemble mode the non-streamed text is the only exact one, so it is kept).
+    """
+    return request.stream or (exact and bool(request.stop))
+
+
 def _first_int(raw: bytes, datatype: str) -> int:
     return int(struct.unpack_from("<i" if datatype == "INT32" else "<q", raw)[0])
 
@@ -96,9 +106,10 @@ class TextCodec:
         builder = RequestBuilder(interface, request.request_id)
         builder.strings("text_input", [request.prompt])
         builder.scalar("max_tokens", request.max_tokens)
+        stream = upstream_streams(request, exact=self.cumulative)
         stream_input = interface.input_for("stream")
         if stream_input:
-            builder.scalar(stream_input, request.stream)
+            builder.scalar(stream_input, stream)
         outputs = ["text_output"]
         if "exclude_input_in_output" in interface.inputs:
             builder.scalar("exclude_input_in_output", True)
@@ -113,7 +124,7 @@ class TextCodec:
         builder.request_outputs(outputs)
         # Delta chunks are merged, cumulative chunks diffed, and a non-streamed text is taken whole.
         policy: ReplacementMerger | CumulativeTextDiff | None = None
-        if request.stream:
+        if stream:
             policy = CumulativeTextDiff() if self.cumulative else ReplacementMerger()
         return builder.message, TextDecoder(policy)
 
@@ -171,7 +182,7 @@ class TokenCodec:
         builder.int32_array("input_ids", ids)
         builder.scalar("input_lengths", len(ids))
         builder.scalar("request_output_len", request.max_tokens)
-        builder.scalar("streaming", request.stream)
+        builder.scalar("streaming", upstream_streams(request, exact=True))
         if "exclude_input_in_output" in self.interface.inputs:
             builder.scalar("exclude_input_in_output", True)
         eos = self.tokenizer.eos_token_id

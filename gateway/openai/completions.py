@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import orjson
 
@@ -14,6 +14,8 @@ from gateway.openai.chat import DONE, sampling_params, stop_strings
 from gateway.openai.generation import TextStream, sum_usage
 from gateway.openai.protocol import CompletionRequest, unsupported_fields
 from gateway.openai.served_model import ResponseMeta, ServedModel
+
+T = TypeVar("T")
 
 
 def completion_generation_requests(
@@ -111,9 +113,22 @@ def _text_chunk(prefix: bytes, index: int, text: str, usage_null: bytes) -> byte
     )
 
 
+async def run_all(work: list[Coroutine[Any, Any, T]], streams: list[TextStream]) -> list[T]:
+    """Run one coroutine per stream concurrently; if one fails (or all are cancelled), abandon every stream."""
+    tasks = [asyncio.ensure_future(item) for item in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        raise
+
+
 async def completion_response(streams: list[TextStream], meta: ResponseMeta, echo: bool) -> dict[str, Any]:
     """The body of a non-streamed completion (all prompts generated concurrently)."""
-    texts = await asyncio.gather(*(s.collect() for s in streams))
+    texts = await run_all([s.collect() for s in streams], streams)
     choices = []
     for index, (stream, text) in enumerate(zip(streams, texts, strict=True)):
         full = stream.request.prompt + text if echo else text

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gateway.engine.base import Delta, Engine, FinishReason, GenerationRequest
-from gateway.openai.stops import StopMatcher, trim_at_stop
+from gateway.openai.stops import StopMatcher
 from gateway.openai.tokens import TokenCounter
 
 
@@ -99,11 +99,7 @@ class TextStream:
             self._completion_tokens = None  # the engine does not count: count with the tokenizer at the end
         elif self._completion_tokens is not None:
             self._completion_tokens += delta.completion_tokens
-        if self.request.stream:
-            return self._matcher.feed(delta.text)
-        text, matched = trim_at_stop(delta.text, self.request.stop)
-        self._matcher.matched = self._matcher.matched or matched
-        return text
+        return self._matcher.feed(delta.text)
 
     def _finish(self, engine_reason: FinishReason) -> None:
         prompt_tokens = self._prompt_tokens

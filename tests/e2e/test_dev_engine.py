@@ -336,12 +336,15 @@ async def test_stop_request_ends_the_running_request(engine: Engine) -> None:
     await engine.wait_idle(within=1.0)
 
 
-async def test_cancelling_a_direct_stream_stops_generation(engine: Engine) -> None:
-    running = engine.stream(engine.request(PROMPT, 3000, f"cancel-{uuid.uuid4()}", streaming=True, **SAMPLING))
-    for _ in range(3):
-        await anext(running)
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_cancelling_a_direct_stream_stops_generation(engine: Engine, streaming: bool) -> None:
+    request_id = f"cancel-{uuid.uuid4()}"
+    task = asyncio.create_task(engine.generate(PROMPT, 3000, request_id, streaming=streaming, **SAMPLING))
+    await asyncio.sleep(0.5)
     assert await engine.running() == 1
-    await running.aclose()  # cancels the gRPC call
+    task.cancel()  # cancels the gRPC call; a non-streaming request has sent nothing yet
+    with pytest.raises(asyncio.CancelledError):
+        await task
     await engine.wait_idle(within=0.5)
 
 

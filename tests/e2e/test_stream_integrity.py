@@ -161,8 +161,12 @@ def test_non_streamed_request_abandoned_by_client_stops_generation(
     assert wait_until_idle(slow_triton, 0.3) < 0.3
 
 
-def test_stop_string_match_stops_upstream(slow_gateways: dict[str, GatewayProcess], slow_triton: TritonServer) -> None:
-    gateway = slow_gateways["ensemble"]
+@pytest.mark.parametrize("mode", ["bls", "direct"])
+def test_stop_string_match_stops_upstream(
+    slow_gateways: dict[str, GatewayProcess], slow_triton: TritonServer, mode: str
+) -> None:
+    """Also for a non-streamed request: these modes stream from Triton when stop strings are given."""
+    gateway = slow_gateways[mode]
     wait_until_idle(slow_triton, 5)
     first = httpx.post(
         f"{gateway.v1}/completions",

@@ -3,8 +3,12 @@
 `send()` on a decoupled response sender is a blocking IPC round trip to the Triton process (about 0.2 ms
 here). Making it on the scheduler thread would cap the engine at a few thousand responses per second, so the
 scheduler only queues responses and a small pool of threads sends them. Each request is pinned to one sender
-thread, which keeps its responses in order. The sender threads also poll `is_cancelled()` (another IPC call),
-so the scheduler only reads a flag.
+thread, which keeps its responses in order.
+
+Client cancellation is polled like the real backend does (every request, every `cancellation_check_period_ms`):
+`is_cancelled()` is another IPC call, so a sender thread asks right after sending, and a watcher thread asks
+for the requests that sent nothing lately (queued, non-streaming, or between slow tokens). The scheduler only
+reads the resulting flag.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ OUTBOX_SIZE = 32
 
 
 class SenderPool:
-    """Threads that deliver queued responses; one queue per thread."""
+    """Threads that deliver queued responses (one queue per thread), and the cancellation watcher."""
 
     def __init__(self, size: int) -> None:
         # Bounded, so a scheduler that outruns the senders waits instead of piling up latency in the queues.
@@ -34,6 +38,10 @@ class SenderPool:
             for index, outbox in enumerate(self._queues)
         ]
         self._next = itertools.count()
+        self._live: set[DecoupledReply] = set()
+        self._live_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._threads.append(threading.Thread(target=self._watch, name="dev-cancel-watch", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -41,12 +49,30 @@ class SenderPool:
         """The queue for a new request (round robin)."""
         return self._queues[next(self._next) % len(self._queues)]
 
+    def watch(self, reply: DecoupledReply) -> None:
+        """Poll this reply for cancellation until its final response is sent."""
+        with self._live_lock:
+            self._live.add(reply)
+
+    def forget(self, reply: DecoupledReply) -> None:
+        """Stop polling this reply."""
+        with self._live_lock:
+            self._live.discard(reply)
+
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued, then stop the threads."""
+        self._closed.set()
         for outbox in self._queues:
             outbox.put(None)
         for thread in self._threads:
             thread.join(timeout)
+
+    def _watch(self) -> None:
+        while not self._closed.wait(CANCEL_CHECK_PERIOD_S / 2):
+            with self._live_lock:
+                replies = list(self._live)
+            for reply in replies:
+                reply.poll_cancelled()
 
     @staticmethod
     def _deliver(outbox: queue.Queue[Any]) -> None:
@@ -58,17 +84,20 @@ class SenderPool:
 class DecoupledReply:
     """A response sender shared by the items of one request; only the very last response is FINAL."""
 
-    def __init__(self, sender: Any, outbox: queue.Queue[Any]) -> None:
+    def __init__(self, sender: Any, pool: SenderPool) -> None:
         self._sender = sender
-        self._outbox = outbox
+        self._pool = pool
+        self._outbox = pool.outbox()
         self._pending = 1
         self._lock = threading.Lock()
-        self._checked_at = 0.0
+        self._checked_at = time.monotonic()
         self._cancelled = False
+        self._finished = False
 
     def expect(self, items: int) -> None:
-        """Set how many batch items share this sender (before any of them is queued)."""
+        """Set how many batch items share this sender, before any of them is queued; start polling it."""
         self._pending = items
+        self._pool.watch(self)
 
     def send(self, response: Any, item_done: bool) -> None:
         """Queue one response; it is FINAL once every item of the request is done."""
@@ -80,18 +109,29 @@ class DecoupledReply:
         self._outbox.put((self, response, flags))
 
     def deliver(self, response: Any, flags: int) -> None:
-        """Send on the sender thread, then check for a client cancel when one is due."""
+        """Send on the sender thread, then check for a client cancel if one is due."""
+        if flags:
+            self._finished = True
+            self._pool.forget(self)
         try:
             self._sender.send(response, flags=flags)
         except Exception as exc:  # the client went away; like the real engine, drop what it no longer reads
             pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
+        self.poll_cancelled()
+
+    def poll_cancelled(self) -> None:
+        """Ask Triton whether the client cancelled, unless that was asked within the last period."""
         now = time.monotonic()
-        if not flags and not self._cancelled and now - self._checked_at >= CANCEL_CHECK_PERIOD_S:
-            self._checked_at = now
+        if self._finished or self._cancelled or now - self._checked_at < CANCEL_CHECK_PERIOD_S:
+            return
+        self._checked_at = now
+        try:
             self._cancelled = bool(self._sender.is_cancelled())
+        except Exception as exc:  # the request completed meanwhile
+            pb_utils.Logger.log_verbose(f"dev engine: cancellation check failed: {exc}")
 
     def cancelled(self) -> bool:
-        """Whether the client cancelled, as of the last check after a sent response."""
+        """Whether the client cancelled, as of the last poll."""
         return self._cancelled
 
 

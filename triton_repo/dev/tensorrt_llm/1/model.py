@@ -87,7 +87,7 @@ class TritonPythonModel:
         if self._decoupled:
             for request in requests:
                 sender = request.get_response_sender()
-                immediate = self._start(request, DecoupledReply(sender, self._senders.outbox()))
+                immediate = self._start(request, DecoupledReply(sender, self._senders))
                 if immediate is not None:
                     sender.send(immediate, flags=FINAL)
             return None
