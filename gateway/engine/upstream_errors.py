@@ -15,6 +15,8 @@ from gateway.errors import (
 
 # Triton prefixes messages with "[request id: ...]" and sometimes names internal steps; keep the cause only.
 _REQUEST_ID_PREFIX = re.compile(r"^\s*\[request id: [^\]]*\]\s*")
+# An exception's repr or a traceback in the message means the server side broke, whatever the wording.
+_SERVER_FAULT = re.compile(r"\b\w+(Error|Exception)\(|Traceback|internal error", re.IGNORECASE)
 _CLIENT_FAULT_WORDS = ("invalid", "unexpected", "expected", "must be", "must not", "exceed", "out of range", "too long")
 
 
@@ -24,7 +26,7 @@ def translate_stream_error(message: str) -> UpstreamError:
     lowered = cause.lower()
     if "not found" in lowered or "unavailable" in lowered or "not ready" in lowered:
         return UpstreamUnavailableError(f"the upstream model is not available: {cause}")
-    if any(word in lowered for word in _CLIENT_FAULT_WORDS):
+    if not _SERVER_FAULT.search(cause) and any(word in lowered for word in _CLIENT_FAULT_WORDS):
         return UpstreamRejectedError(f"Triton rejected the request: {cause}")
     return UpstreamError(f"Triton failed the request: {cause}")
 
