@@ -8,13 +8,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import __version__
-from gateway.api import chat, completions, health, models
+from gateway.api import chat, completions, health, metrics, models
 from gateway.api.errors import install_error_handlers
+from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.config import Settings
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import ConfigurationError
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
+from gateway.telemetry import GatewayMetrics, configure_logging
 
 
 def create_app(registry: ModelRegistry) -> FastAPI:
@@ -32,9 +34,11 @@ def create_app(registry: ModelRegistry) -> FastAPI:
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
     app.state.registry = registry
+    app.state.metrics = GatewayMetrics()
     install_error_handlers(app)
-    for router in (chat.router, completions.router, models.router, health.router):
+    for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
+    app.add_middleware(RequestTelemetryMiddleware, metrics=app.state.metrics)
     return app
 
 
@@ -63,3 +67,10 @@ def build_registry(settings: Settings) -> ModelRegistry:
 def app_from_settings(settings: Settings) -> FastAPI:
     """The app for these settings."""
     return create_app(build_registry(settings))
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for worker processes: settings from GATEWAY_* variables (set by the parent)."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return app_from_settings(settings)

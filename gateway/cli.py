@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 
 from gateway.errors import ConfigurationError
+from gateway.telemetry import configure_logging
 
 
 def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +66,10 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     # Defaults are None so that only flags actually given override GATEWAY_* variables and Settings defaults.
     group = parser.add_argument_group("gateway")
     group.add_argument("--triton-url", help="Triton gRPC endpoint host:port [GATEWAY_TRITON_URL]")
-    group.add_argument("--triton-model", help="ensemble (default) or tensorrt_llm_bls [GATEWAY_TRITON_MODEL]")
+    group.add_argument(
+        "--triton-model",
+        help="ensemble (default), tensorrt_llm_bls, or tensorrt_llm (direct mode) [GATEWAY_TRITON_MODEL]",
+    )
     group.add_argument("--served-model-name", help="model name clients use [GATEWAY_SERVED_MODEL_NAME]")
     group.add_argument("--tokenizer", help="Hugging Face tokenizer folder [GATEWAY_TOKENIZER]")
     group.add_argument("--chat-template", help="Jinja chat template file [GATEWAY_CHAT_TEMPLATE]")
@@ -73,6 +77,8 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", type=int, help="bind port (default 8000) [GATEWAY_PORT]")
     group.add_argument("--default-max-tokens", type=int, help="max_tokens when a request sets none")
     group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
+    group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
+    group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")
 
 
 def _settings(args: argparse.Namespace, **overrides: object):
@@ -84,21 +90,39 @@ def _settings(args: argparse.Namespace, **overrides: object):
 
 
 def _serve(settings, banner: str | None = None) -> int:
+    import shutil
+    import tempfile
+
     import uvicorn
 
+    from gateway.config import export_to_environment
+
+    configure_logging(settings.log_level, settings.log_format)
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": settings.log_level,
+        "log_config": None,
+        "access_log": False,  # the gateway writes its own access line, with tokens and timings
+    }
+    if settings.workers > 1:
+        # Workers are separate processes: they rebuild the settings from GATEWAY_* variables, and write their
+        # metrics into a shared folder that /metrics sums (prometheus-client multiprocess mode).
+        metrics_dir = tempfile.mkdtemp(prefix="trtllm-gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        export_to_environment(settings)
+        if banner:
+            print(banner, flush=True)
+        try:
+            uvicorn.run("gateway.app:app_from_environment", factory=True, workers=settings.workers, **common)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return 0
     from gateway.app import app_from_settings
 
-    app = app_from_settings(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.log_level,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app_from_settings(settings), **common))
     if banner:
         original_startup = server.startup
 
@@ -141,7 +165,9 @@ def run_dev(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="trtllm-gateway", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level", type=str.lower, choices=["debug", "info", "warning", "error"], help="default info"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     triton = commands.add_parser("triton", help="run the real tritonserver on triton_repo/dev (CPU)")
     _add_triton_arguments(triton)
@@ -159,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `trtllm-gateway` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level or "info", "text")
     try:
         return int(args.handler(args))
     except ConfigurationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request sets none")
     max_tokens_limit: int = Field(32768, ge=1, description="largest max_tokens a request may ask for")
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    workers: int = Field(1, ge=1, description="worker processes (metrics are summed across them)")
 
     def model_name(self) -> str:
         """The public model name."""
@@ -35,3 +38,9 @@ class Settings(BaseSettings):
         if self.tokenizer is not None:
             return self.tokenizer.resolve().name
         return self.triton_model
+
+
+def export_to_environment(settings: Settings) -> None:
+    """Write the settings as GATEWAY_* variables, so that worker processes rebuild the same Settings."""
+    for name, value in settings.model_dump(exclude_none=True).items():
+        os.environ[f"GATEWAY_{name.upper()}"] = str(value)

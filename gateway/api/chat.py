@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.sse import SSEResponse
-from gateway.api.state import registry_of
+from gateway.api.state import registry_of, request_id_of, track_request
 from gateway.openai.chat import chat_chunks, chat_generation_request, chat_response
 from gateway.openai.generation import TextStream
 from gateway.openai.protocol import ChatCompletionRequest
@@ -21,9 +21,11 @@ router = APIRouter(tags=["OpenAI"])
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     """Create a chat completion (streamed as server-sent events when `stream` is true)."""
     model = registry_of(request).get(body.model)
-    meta = ResponseMeta.new("chatcmpl", model)
+    tracked = track_request(model.name, bool(body.stream))
+    meta = ResponseMeta.new("chatcmpl", model, request_id_of(request))
     generation = chat_generation_request(body, model, meta)
     stream = TextStream(model.engine, generation, model.counter)
+    tracked.append(stream)
     if body.stream:
         # Wait for the first token before answering, so upstream refusals get a proper status code.
         await cancel_on_disconnect(request, stream.start())

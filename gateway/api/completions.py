@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.sse import SSEResponse
-from gateway.api.state import registry_of
+from gateway.api.state import registry_of, request_id_of, track_request
 from gateway.openai.completions import (
     completion_chunks,
     completion_generation_requests,
@@ -26,8 +26,10 @@ router = APIRouter(tags=["OpenAI"])
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     """Create a completion for a prompt or a list of prompts."""
     model = registry_of(request).get(body.model)
-    meta = ResponseMeta.new("cmpl", model)
+    tracked = track_request(model.name, bool(body.stream))
+    meta = ResponseMeta.new("cmpl", model, request_id_of(request))
     streams = [TextStream(model.engine, g, model.counter) for g in completion_generation_requests(body, model, meta)]
+    tracked.extend(streams)
     if body.stream:
         # Wait for every first token before answering, so upstream refusals get a proper status code.
         await cancel_on_disconnect(request, run_all([s.start() for s in streams], streams))

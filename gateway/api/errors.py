@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.telemetry import current_request
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,13 @@ def error_response(error: GatewayError, headers: dict[str, str] | None = None) -
 def error_event(error: GatewayError) -> bytes:
     """The SSE event that reports an error after streaming started (followed by `[DONE]`)."""
     return b"event: error\ndata: " + orjson.dumps(error.to_body()) + b"\n\n"
+
+
+def note_error(error: Exception) -> None:
+    """Remember the request's error for its metrics and access line."""
+    context = current_request()
+    if context is not None:
+        context.error = error
 
 
 def _param_path(location: tuple[Any, ...]) -> str | None:
@@ -71,6 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError) -> Response:
+        note_error(exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -90,4 +99,5 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        note_error(exc)
         return error_response(GatewayError("The server had an error while processing your request."))

@@ -15,7 +15,7 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.api.errors import error_event
+from gateway.api.errors import error_event, note_error
 from gateway.errors import GatewayError
 from gateway.openai.chat import DONE
 
@@ -30,10 +30,12 @@ async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield event
     except GatewayError as exc:
         logger.warning("stream failed: %s", exc.message)
+        note_error(exc)
         yield error_event(exc)
         yield DONE
-    except Exception:
+    except Exception as exc:
         logger.exception("stream failed unexpectedly")
+        note_error(exc)
         yield error_event(GatewayError("The server had an error while processing your request."))
         yield DONE
 

@@ -5,6 +5,7 @@ Shared by chat and completions; knows nothing of their chunk shapes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -50,6 +51,11 @@ class TextStream:
         self._completion_tokens: int | None = 0
         self.finish_reason: FinishReason | None = None
         self.usage: Usage | None = None
+        # perf_counter() timestamps for telemetry: engine call, first and last text piece, final delta.
+        self.started_at = time.perf_counter()
+        self.first_piece_at: float | None = None
+        self.last_piece_at: float | None = None
+        self.ended_at: float | None = None
 
     async def start(self) -> None:
         """Fetch the first delta (raises the upstream's error, if any, before streaming starts)."""
@@ -72,6 +78,9 @@ class TextStream:
             while delta is not None:
                 piece = self._consume(delta)
                 if piece:
+                    self.last_piece_at = time.perf_counter()
+                    if self.first_piece_at is None:
+                        self.first_piece_at = self.last_piece_at
                     yield piece
                 if self._matcher.matched:
                     self._finish("stop")
@@ -102,6 +111,7 @@ class TextStream:
         return self._matcher.feed(delta.text)
 
     def _finish(self, engine_reason: FinishReason) -> None:
+        self.ended_at = time.perf_counter()
         prompt_tokens = self._prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = self._counter.count(self.request.prompt)

@@ -84,9 +84,11 @@ class ResponseMeta:
     system_fingerprint: str
 
     @classmethod
-    def new(cls, prefix: str, model: ServedModel) -> ResponseMeta:
-        """Fresh id (`chatcmpl-...` / `cmpl-...`) and timestamp."""
-        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), model.name, model.fingerprint)
+    def new(cls, prefix: str, model: ServedModel, request_id: str) -> ResponseMeta:
+        """Response id `<prefix>-<request id>-<8 hex>` (the suffix keeps Triton ids unique when clients reuse
+        an X-Request-Id) and timestamp."""
+        unique = f"{prefix}-{request_id}-{uuid.uuid4().hex[:8]}"
+        return cls(unique, int(time.time()), model.name, model.fingerprint)
 
     def head(self, obj: str) -> dict[str, object]:
         """The leading fields of a response or chunk object."""

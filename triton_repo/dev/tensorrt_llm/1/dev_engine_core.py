@@ -107,17 +107,22 @@ class EngineCore:
         """The scheduler loop; returns when `self.running` turns false."""
         raise NotImplementedError
 
+    def _reset(self) -> None:
+        """Drop engine state after the scheduler loop broke (every job has been failed by then)."""
+
     def _guarded_run(self) -> None:
-        try:
-            self._run()
-        except Exception:
-            # Never leave clients hanging: fail everything if the loop itself breaks.
-            message = f"dev engine scheduler crashed: {traceback.format_exc()}"
-            pb_utils.Logger.log_error(message)
-            with self._cv:
-                pending = [job for jobs in self._by_request_id.values() for job in jobs]
-            for job in pending:
-                self._fail(job, message)
+        while self.running:
+            try:
+                self._run()
+            except Exception:
+                # Never leave clients hanging, and keep serving: fail what is in flight, then start over.
+                message = f"dev engine scheduler failed: {traceback.format_exc()}"
+                pb_utils.Logger.log_error(message)
+                with self._cv:
+                    pending = [job for jobs in self._by_request_id.values() for job in jobs]
+                for job in pending:
+                    self._fail(job, message)
+                self._reset()
 
     def _take_work(self, timeout: float | None) -> tuple[list[GenerationJob], list[GenerationJob]]:
         """Wait (up to `timeout`) for work; return newly admitted jobs and jobs to stop."""
@@ -141,28 +146,33 @@ class EngineCore:
 
     def _advance(self, job: GenerationJob, token: int, log_prob: float) -> bool:
         """Record one sampled token, send what the client sees, and say whether the job is done."""
-        reason = job.add_token(token, log_prob)
-        if reason is not FinishReason.END_ID:
-            self._new_tokens += 1
-            if job.streaming:
-                job.reply.send(build_response(job, [token], [log_prob]), item_done=reason is not None)
-                if reason is not None:
-                    self._retire(job)
-                return reason is not None
-        if reason is not None:
-            self._finish(job)
-        return reason is not None
+        try:
+            reason = job.add_token(token, log_prob)
+            if reason is not FinishReason.END_ID:
+                self._new_tokens += 1
+                if job.streaming:
+                    job.reply.send(build_response(job, [token], [log_prob]), item_done=reason is not None)
+                    if reason is not None:
+                        self._retire(job)
+                    return reason is not None
+            if reason is not None:
+                self._finish(job)
+            return reason is not None
+        except Exception as exc:
+            self._fail(job, f"dev engine failed on this request: {exc!r}")
+            return True
 
     def _finish(self, job: GenerationJob) -> None:
         """Send a job's final response when it ends without a new token: end_id, a stop request, a client
         cancel (like the executor, which answers a cancelled request too), or any non-streaming end."""
         if job.done:
             return
-        if job.streaming:
-            response = build_response(job, [], [])
-        else:
-            response = build_response(job, job.output_tokens(), job.log_probs)
-        job.reply.send(response, item_done=True)
+        try:
+            tokens, log_probs = ([], []) if job.streaming else (job.output_tokens(), job.log_probs)
+            job.reply.send(build_response(job, tokens, log_probs), item_done=True)
+        except Exception as exc:
+            self._fail(job, f"dev engine failed on this request: {exc!r}")
+            return
         self._retire(job)
 
     def _fail(self, job: GenerationJob, message: str) -> None:

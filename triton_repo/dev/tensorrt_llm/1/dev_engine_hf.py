@@ -74,10 +74,9 @@ class HFEngine(EngineCore):
             with torch.inference_mode():
                 logits = self._forward(active)
         except Exception as exc:
-            self._cache = None
-            self._rows = []
             for job in active:
                 self._fail(job, f"dev engine forward pass failed: {exc!r}")
+            self._reset()
             return
         for row, job in enumerate(self._rows):
             try:
@@ -86,6 +85,10 @@ class HFEngine(EngineCore):
                 self._fail(job, f"dev engine sampling failed: {exc!r}")
                 continue
             self._advance(job, token, log_prob)
+
+    def _reset(self) -> None:
+        self._rows, self._cache = [], None
+        self._generators.clear()
 
     def _forward(self, active: list[GenerationJob]) -> torch.Tensor:
         """Logits of the next position for every active job, in the order of `self._rows`."""

@@ -128,6 +128,9 @@ class SyntheticEngine(EngineCore):
                     self._emit(stream, due)
             self._publish_metrics()
 
+    def _reset(self) -> None:
+        self._heap.clear()
+
     def _emit(self, stream: _Stream, due: float) -> None:
         job = stream.job
         if job.reply.cancelled():

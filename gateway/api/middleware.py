@@ -1,0 +1,70 @@
+"""Pure ASGI middleware: request ids, in-flight counts, disconnects, and the end-of-request record.
+
+Pure ASGI (not BaseHTTPMiddleware) so that streamed bodies pass through untouched and it costs one wrapped
+`send`/`receive` call per message.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.telemetry import GatewayMetrics, RequestContext, new_request_id, set_current_request
+from gateway.telemetry.recording import record_request
+
+REQUEST_ID_HEADER = b"x-request-id"
+KNOWN_ENDPOINTS = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health/live", "/health/ready", "/version", "/metrics"}
+)
+
+
+def endpoint_label(path: str) -> str:
+    """A bounded label for a request path."""
+    if path in KNOWN_ENDPOINTS:
+        return path
+    return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
+
+
+class RequestTelemetryMiddleware:
+    """Gives every HTTP request a context and records it when it ends."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap one request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
+        context = RequestContext(new_request_id(incoming), endpoint_label(scope["path"]))
+        set_current_request(context)
+        status = 500
+        body_done = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, body_done
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, context.request_id.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                body_done = True
+            await send(message)
+
+        async def receive_watching(message_source: Receive = receive) -> Message:
+            message = await message_source()
+            if message["type"] == "http.disconnect" and not body_done:
+                context.disconnected = True
+            return message
+
+        in_flight = self.metrics.in_flight.labels(context.endpoint)
+        in_flight.inc()
+        try:
+            await self.app(scope, receive_watching, send_with_id)
+        finally:
+            in_flight.dec()
+            # A successful response whose body never ended, or nginx's 499: the client left.
+            if status == 499 or (not body_done and status < 400):
+                context.disconnected = True
+            record_request(self.metrics, context, scope["method"], status)
+            set_current_request(None)
