@@ -17,6 +17,7 @@ from gateway.errors import ConfigurationError
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
+from gateway.telemetry.tracing import configure_tracing
 
 
 def create_app(registry: ModelRegistry) -> FastAPI:
@@ -66,6 +67,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
 
 def app_from_settings(settings: Settings) -> FastAPI:
     """The app for these settings."""
+    configure_tracing(settings.otlp_endpoint)
     return create_app(build_registry(settings))
 
 

@@ -77,6 +77,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", type=int, help="bind port (default 8000) [GATEWAY_PORT]")
     group.add_argument("--default-max-tokens", type=int, help="max_tokens when a request sets none")
     group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
+    group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")
 

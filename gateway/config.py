@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(32768, ge=1, description="largest max_tokens a request may ask for")
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint (needs the tracing extra)")
     workers: int = Field(1, ge=1, description="worker processes (metrics are summed across them)")
 
     def model_name(self) -> str:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.sse import SSEResponse
-from gateway.api.state import registry_of, request_id_of, track_request
+from gateway.api.state import registry_of, request_id_of, trace_headers_of_request, track_request
 from gateway.openai.chat import chat_chunks, chat_generation_request, chat_response
 from gateway.openai.generation import TextStream
 from gateway.openai.protocol import ChatCompletionRequest
@@ -23,7 +23,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     model = registry_of(request).get(body.model)
     tracked = track_request(model.name, bool(body.stream))
     meta = ResponseMeta.new("chatcmpl", model, request_id_of(request))
-    generation = chat_generation_request(body, model, meta)
+    generation = chat_generation_request(body, model, meta, trace_headers_of_request())
     stream = TextStream(model.engine, generation, model.counter)
     tracked.append(stream)
     if body.stream:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.sse import SSEResponse
-from gateway.api.state import registry_of, request_id_of, track_request
+from gateway.api.state import registry_of, request_id_of, trace_headers_of_request, track_request
 from gateway.openai.completions import (
     completion_chunks,
     completion_generation_requests,
@@ -28,7 +28,10 @@ async def create_completion(body: CompletionRequest, request: Request) -> Respon
     model = registry_of(request).get(body.model)
     tracked = track_request(model.name, bool(body.stream))
     meta = ResponseMeta.new("cmpl", model, request_id_of(request))
-    streams = [TextStream(model.engine, g, model.counter) for g in completion_generation_requests(body, model, meta)]
+    streams = [
+        TextStream(model.engine, g, model.counter)
+        for g in completion_generation_requests(body, model, meta, trace_headers_of_request())
+    ]
     tracked.extend(streams)
     if body.stream:
         # Wait for every first token before answering, so upstream refusals get a proper status code.

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.telemetry import GatewayMetrics, RequestContext, new_request_id, set_current_request
 from gateway.telemetry.recording import record_request
+from gateway.telemetry.tracing import incoming_trace_headers, start_span, trace_headers_of
 
 REQUEST_ID_HEADER = b"x-request-id"
 KNOWN_ENDPOINTS = frozenset(
@@ -36,8 +37,13 @@ class RequestTelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v.decode("latin-1") for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
-        context = RequestContext(new_request_id(incoming), endpoint_label(scope["path"]))
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        context = RequestContext(new_request_id(headers.get("x-request-id")), endpoint_label(scope["path"]))
+        incoming_trace = incoming_trace_headers(headers)
+        context.span = start_span(
+            f"{scope['method']} {context.endpoint}", incoming_trace, {"gateway.request_id": context.request_id}
+        )
+        context.trace_headers = trace_headers_of(context.span, incoming_trace)
         set_current_request(context)
         status = 500
         body_done = False
@@ -67,4 +73,8 @@ class RequestTelemetryMiddleware:
             if status == 499 or (not body_done and status < 400):
                 context.disconnected = True
             record_request(self.metrics, context, scope["method"], status)
+            if context.span is not None:
+                context.span.set_attribute("http.status_code", status)
+                context.span.set_attribute("gateway.model", context.model)
+                context.span.end()
             set_current_request(None)

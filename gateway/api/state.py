@@ -31,3 +31,9 @@ def track_request(model: str, stream: bool) -> list[Any]:
     context.model = model
     context.stream = stream
     return context.streams
+
+
+def trace_headers_of_request() -> tuple[tuple[str, str], ...]:
+    """The W3C trace context to send upstream with this request's generations."""
+    context = current_request()
+    return tuple(context.trace_headers.items()) if context is not None else ()

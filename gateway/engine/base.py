@@ -34,6 +34,7 @@ class GenerationRequest:
     stream: bool
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: tuple[str, ...] = ()
+    trace_headers: tuple[tuple[str, str], ...] = ()  # W3C trace context for the upstream call
 
 
 @dataclass(slots=True)

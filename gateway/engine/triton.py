@@ -23,6 +23,7 @@ from gateway.engine.codecs import UpstreamCodec, codec_for
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
 from gateway.errors import ConfigurationError, UpstreamUnavailableError
+from gateway.telemetry.tracing import start_span, trace_headers_of
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,9 @@ class TritonEngine:
         if not self._ready or codec is None or self._stub is None:
             raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
         message, decoder = codec.open(request)
-        call = self._stub.ModelStreamInfer()
+        span = start_span(f"triton {self.config.model}", dict(request.trace_headers), {"triton.request_id": message.id})
+        metadata = tuple(trace_headers_of(span, dict(request.trace_headers)).items())
+        call = self._stub.ModelStreamInfer(metadata=metadata or None)
         finished = False
         completion_tokens = 0
         try:
@@ -192,6 +195,9 @@ class TritonEngine:
                 call.cancel()
                 if not codec.stops_engine_on_cancel:
                     self._stop_upstream(request.request_id)
+            if span is not None:
+                span.set_attribute("triton.finished", finished)
+                span.end()
 
     def _stop_upstream(self, request_id: str) -> None:
         """Send `stop=true` for this request id to the engine model (in the background)."""

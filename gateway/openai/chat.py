@@ -65,7 +65,12 @@ def render_messages(body: ChatCompletionRequest, model: ServedModel) -> str:
     return model.chat_template.render(messages)
 
 
-def chat_generation_request(body: ChatCompletionRequest, model: ServedModel, meta: ResponseMeta) -> GenerationRequest:
+def chat_generation_request(
+    body: ChatCompletionRequest,
+    model: ServedModel,
+    meta: ResponseMeta,
+    trace_headers: tuple[tuple[str, str], ...] = (),
+) -> GenerationRequest:
     """Validate what the gateway cannot honour and build the engine request."""
     unsupported_fields(body)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
@@ -76,6 +81,7 @@ def chat_generation_request(body: ChatCompletionRequest, model: ServedModel, met
         stream=bool(body.stream),
         sampling=sampling_params(body),
         stop=stop_strings(body),
+        trace_headers=trace_headers,
     )
 
 

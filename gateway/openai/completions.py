@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 def completion_generation_requests(
-    body: CompletionRequest, model: ServedModel, meta: ResponseMeta
+    body: CompletionRequest, model: ServedModel, meta: ResponseMeta, trace_headers: tuple[tuple[str, str], ...] = ()
 ) -> list[GenerationRequest]:
     """One engine request per prompt; ids are the response id, suffixed by the prompt index when several."""
     unsupported_fields(body)
@@ -35,6 +35,7 @@ def completion_generation_requests(
             stream=bool(body.stream),
             sampling=sampling,
             stop=stops,
+            trace_headers=trace_headers,
         )
         for index, prompt in enumerate(prompts)
     ]

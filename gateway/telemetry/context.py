@@ -28,6 +28,8 @@ class RequestContext:
     streams: list[Any] = field(default_factory=list)  # the TextStreams of the request, once created
     error: Exception | None = None
     disconnected: bool = False
+    span: Any = None  # the request's OpenTelemetry span, when tracing records
+    trace_headers: dict[str, str] = field(default_factory=dict)  # W3C context to pass upstream
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

@@ -1,0 +1,48 @@
+"""W3C trace context: forwarded as is without tracing, re-parented under the gateway's spans with it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.devstack.dev_model import DEV_MODEL_NAME
+from gateway.telemetry import tracing
+from tests.unit.fake_engine import FakeEngine
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
+BODY = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+async def test_traceparent_is_forwarded_unchanged_without_tracing(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    await client.post("/v1/chat/completions", json=BODY, headers={"traceparent": TRACEPARENT, "tracestate": "k=v"})
+    assert dict(fake_engine.requests[0].trace_headers) == {"traceparent": TRACEPARENT, "tracestate": "k=v"}
+
+
+async def test_no_trace_headers_when_the_client_sends_none(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
+    await client.post("/v1/chat/completions", json=BODY)
+    assert fake_engine.requests[0].trace_headers == ()
+
+
+async def test_request_span_joins_the_callers_trace_and_parents_the_upstream_context(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing.trace, "get_tracer", lambda name: provider.get_tracer(name))
+    response = await client.post("/v1/chat/completions", json=BODY, headers={"traceparent": TRACEPARENT})
+    assert response.status_code == 200
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "POST /v1/chat/completions"
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == PARENT_ID
+    assert span.attributes["http.status_code"] == 200
+    upstream = dict(fake_engine.requests[0].trace_headers)["traceparent"]
+    assert upstream.split("-")[1] == TRACE_ID and upstream.split("-")[2] == format(span.context.span_id, "016x")
