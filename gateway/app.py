@@ -6,9 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
 from gateway.api import chat, completions, health, metrics, models
+from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
+from gateway.api.auth import ApiKeyMiddleware
+from gateway.api.body_limit import BodySizeLimitMiddleware
+from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.config import Settings
@@ -20,26 +25,52 @@ from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 
 
-def create_app(registry: ModelRegistry) -> FastAPI:
+def create_app(registry: ModelRegistry, settings: Settings | None = None) -> FastAPI:
     """An app serving the models of `registry`; their engines start and stop with the app."""
+    settings = settings or Settings()
+    drain = DrainState()
+    coordinator = DrainCoordinator(
+        drain, settings.drain_timeout_s, lambda error: sum(m.engine.abort_all(error) for m in registry.all())
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for model in registry.all():
             await model.engine.start()
+        coordinator.install()
         try:
             yield
         finally:
+            coordinator.cancel()
             for model in registry.all():
                 await model.engine.close()
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
     app.state.registry = registry
-    app.state.metrics = GatewayMetrics()
+    app.state.metrics = metrics_registry = GatewayMetrics()
+    app.state.drain = drain
     install_error_handlers(app)
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
-    app.add_middleware(RequestTelemetryMiddleware, metrics=app.state.metrics)
+    # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
+    # CORS, API key, body size, admission.
+    limiter = None
+    if settings.max_concurrent_requests is not None:
+        limiter = AdmissionLimiter(
+            settings.max_concurrent_requests,
+            settings.max_queued_requests,
+            settings.queue_timeout_s,
+            metrics_registry.waiting,
+        )
+    app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    keys = settings.api_key_list()
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys, protect_observability=settings.protect_observability)
+    origins = settings.cors_origin_list()
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(RequestTelemetryMiddleware, metrics=metrics_registry)
     return app
 
 
@@ -51,7 +82,13 @@ def build_registry(settings: Settings) -> ModelRegistry:
         )
     tokenizer = load_tokenizer(settings.tokenizer)
     engine_config = TritonEngineConfig(
-        url=settings.triton_url, model=settings.triton_model, engine_model=settings.triton_engine_model
+        url=settings.triton_url,
+        model=settings.triton_model,
+        engine_model=settings.triton_engine_model,
+        rpc_timeout_s=settings.connect_timeout_s,
+        first_token_timeout_s=settings.first_token_timeout_s,
+        idle_timeout_s=settings.idle_timeout_s,
+        request_timeout_s=settings.request_timeout_s,
     )
     engine = TritonEngine(engine_config, tokenizer)
     model = ServedModel(
@@ -61,6 +98,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
         counter=TokenCounter(tokenizer),
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
+        max_prompt_tokens=settings.max_prompt_tokens,
     )
     return ModelRegistry([model])
 
@@ -68,7 +106,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
 def app_from_settings(settings: Settings) -> FastAPI:
     """The app for these settings."""
     configure_tracing(settings.otlp_endpoint)
-    return create_app(build_registry(settings))
+    return create_app(build_registry(settings), settings)
 
 
 def app_from_environment() -> FastAPI:

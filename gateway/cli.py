@@ -77,6 +77,26 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", type=int, help="bind port (default 8000) [GATEWAY_PORT]")
     group.add_argument("--default-max-tokens", type=int, help="max_tokens when a request sets none")
     group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
+    limits = parser.add_argument_group("limits, timeouts and security (see README)")
+    for flag, kind, text in (
+        ("--max-concurrent-requests", int, "running generation requests at most; beyond: queue, then 429"),
+        ("--max-queued-requests", int, "requests that may wait for a slot (default 0)"),
+        ("--queue-timeout-s", float, "longest wait for a slot (default 10)"),
+        ("--max-body-bytes", int, "larger request bodies get a 413 (default 8 MiB)"),
+        ("--max-prompt-tokens", int, "longer prompts get a 400"),
+        ("--connect-timeout-s", float, "Triton health and discovery RPCs (default 5)"),
+        ("--first-token-timeout-s", float, "time to first token (default 300)"),
+        ("--idle-timeout-s", float, "longest gap between tokens (default 120)"),
+        ("--request-timeout-s", float, "whole generation (default none)"),
+        ("--drain-timeout-s", float, "on SIGTERM, time streams get to finish (default 30)"),
+        ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
+        ("--api-key-file", str, "file with one API key per line"),
+        ("--cors-origins", str, "comma-separated allowed CORS origins (default: CORS off)"),
+    ):
+        limits.add_argument(flag, type=kind, help=text)
+    limits.add_argument(
+        "--protect-observability", action="store_true", default=None, help="API key also on /health/* and /metrics"
+    )
     group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")
@@ -107,6 +127,8 @@ def _serve(settings, banner: str | None = None) -> int:
         "log_level": settings.log_level,
         "log_config": None,
         "access_log": False,  # the gateway writes its own access line, with tokens and timings
+        # Our drain ends running streams after drain_timeout; this is uvicorn's backstop after that.
+        "timeout_graceful_shutdown": settings.drain_timeout_s + 5,
     }
     if settings.workers > 1:
         # Workers are separate processes: they rebuild the settings from GATEWAY_* variables, and write their

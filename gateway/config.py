@@ -27,10 +27,38 @@ class Settings(BaseSettings):
     port: int = 8000
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request sets none")
     max_tokens_limit: int = Field(32768, ge=1, description="largest max_tokens a request may ask for")
+    # Admission and limits
+    max_concurrent_requests: int | None = Field(None, ge=1, description="running generation requests at most")
+    max_queued_requests: int = Field(0, ge=0, description="requests that may wait for a slot (beyond: 429)")
+    queue_timeout_s: float = Field(10.0, gt=0, description="longest wait for a slot before a 429")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts get a 400")
+    # Timeouts (None: no limit)
+    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for health and model discovery")
+    first_token_timeout_s: float | None = Field(300.0, gt=0, description="time to first token")
+    idle_timeout_s: float | None = Field(120.0, gt=0, description="longest gap between two tokens")
+    request_timeout_s: float | None = Field(None, gt=0, description="whole generation")
+    drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time running streams get to finish")
+    # Security
+    api_keys: str | None = Field(None, description="comma-separated API keys; none = no authentication")
+    api_key_file: Path | None = Field(None, description="file with one API key per line")
+    protect_observability: bool = Field(False, description="require the API key on /health/* and /metrics too")
+    cors_origins: str | None = Field(None, description="comma-separated allowed CORS origins; none = CORS off")
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint (needs the tracing extra)")
     workers: int = Field(1, ge=1, description="worker processes (metrics are summed across them)")
+
+    def api_key_list(self) -> list[str]:
+        """Every configured API key (from GATEWAY_API_KEYS and the key file)."""
+        keys = [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+        if self.api_key_file is not None:
+            keys += [line.strip() for line in self.api_key_file.read_text().splitlines() if line.strip()]
+        return keys
+
+    def cors_origin_list(self) -> list[str]:
+        """The allowed CORS origins."""
+        return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
 
     def model_name(self) -> str:
         """The public model name."""

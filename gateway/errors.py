@@ -3,10 +3,12 @@
     GatewayError                      500 server_error         (base; a bug if raised as is)
     ├── InvalidRequestError           400 invalid_request_error (bad field; `param` names it)
     │   └── UnsupportedFeatureError   400 invalid_request_error (a known field we cannot honour yet)
-    ├── AuthenticationError           401 authentication_error
+    ├── AuthenticationError           401 invalid_request_error  (code invalid_api_key, as OpenAI)
     ├── NotFoundError                 404 not_found_error        (unknown model or route)
     ├── PayloadTooLargeError          413 invalid_request_error
     ├── ClientDisconnectedError       499 client_closed_request  (nobody reads the body; for logs and metrics)
+    ├── OverloadedError               429 rate_limit_error       (admission control; with Retry-After)
+    ├── ShuttingDownError             503 service_unavailable    (draining on SIGTERM)
     ├── UpstreamError                 500 server_error           (Triton failed the request)
     │   ├── UpstreamRejectedError     400 invalid_request_error  (Triton refused the request's values)
     │   ├── UpstreamUnavailableError  503 service_unavailable    (Triton unreachable or model not ready)
@@ -52,10 +54,10 @@ class UnsupportedFeatureError(InvalidRequestError):
 
 
 class AuthenticationError(GatewayError):
-    """Missing or wrong API key."""
+    """Missing or wrong API key (OpenAI sends these as invalid_request_error)."""
 
     status = 401
-    type = "authentication_error"
+    type = "invalid_request_error"
     code = "invalid_api_key"
 
 
@@ -79,6 +81,22 @@ class ClientDisconnectedError(GatewayError):
 
     status = 499
     type = "client_closed_request"
+
+
+class OverloadedError(GatewayError):
+    """Too many requests in flight and in the wait queue."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class ShuttingDownError(GatewayError):
+    """The gateway is draining before it stops."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "server_shutting_down"
 
 
 class UpstreamError(GatewayError):

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.errors import GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from gateway.telemetry import current_request
 
 logger = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             error: GatewayError = NotFoundError(f"Unknown request URL: {request.method} {request.url.path}.")
+        elif exc.status_code == 413:
+            error = PayloadTooLargeError(str(exc.detail))
         else:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code

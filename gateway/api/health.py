@@ -8,7 +8,7 @@ from starlette.responses import Response
 from gateway import __version__
 from gateway.api.errors import error_response
 from gateway.api.state import registry_of
-from gateway.errors import UpstreamUnavailableError
+from gateway.errors import ShuttingDownError, UpstreamUnavailableError
 
 router = APIRouter(tags=["health"])
 
@@ -22,6 +22,8 @@ async def live() -> dict[str, str]:
 @router.get("/health/ready", response_model=None)
 async def ready(request: Request) -> Response | dict[str, object]:
     """200 when every model's upstream is ready, else 503 with an OpenAI error body."""
+    if request.app.state.drain.draining:
+        return error_response(ShuttingDownError("The server is shutting down."))
     infos = {m.name: m.engine.info() for m in registry_of(request).all()}
     not_ready = sorted(name for name, info in infos.items() if not info.ready)
     if not_ready:

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gateway.errors import GatewayError
+
 FinishReason = Literal["stop", "length"]
 
 
@@ -80,4 +82,8 @@ class Engine(Protocol):
 
     def info(self) -> EngineInfo:
         """Current readiness and identity."""
+        ...
+
+    def abort_all(self, error: GatewayError) -> int:
+        """End every running generation with `error`, stopping its upstream work; returns how many."""
         ...

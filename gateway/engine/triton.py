@@ -19,10 +19,11 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineInfo, GenerationRequest
+from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import UpstreamCodec, codec_for
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
-from gateway.errors import ConfigurationError, UpstreamUnavailableError
+from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.telemetry.tracing import start_span, trace_headers_of
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # Reconnect soon after Triton comes back (gRPC's default backoff grows to two minutes).
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 
@@ -46,6 +51,9 @@ class TritonEngineConfig:
     engine_model: str = "tensorrt_llm"
     health_interval_s: float = 2.0
     rpc_timeout_s: float = 5.0
+    first_token_timeout_s: float | None = None
+    idle_timeout_s: float | None = None
+    request_timeout_s: float | None = None
 
 
 class TritonEngine:
@@ -62,6 +70,7 @@ class TritonEngine:
         self._ready = False
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._active: set[CallGuard] = set()
         self._ready_event = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -164,13 +173,17 @@ class TritonEngine:
         message, decoder = codec.open(request)
         span = start_span(f"triton {self.config.model}", dict(request.trace_headers), {"triton.request_id": message.id})
         metadata = tuple(trace_headers_of(span, dict(request.trace_headers)).items())
-        call = self._stub.ModelStreamInfer(metadata=metadata or None)
+        config = self.config
+        call = self._stub.ModelStreamInfer(metadata=metadata or None, timeout=config.request_timeout_s)
+        guard = CallGuard(call, config.first_token_timeout_s, config.idle_timeout_s)
+        self._active.add(guard)
         finished = False
         completion_tokens = 0
         try:
             await call.write(message)
             await call.done_writing()
             async for response in call:
+                guard.touch()
                 if response.error_message:
                     raise translate_stream_error(response.error_message)
                 delta = decoder.feed(response.infer_response)
@@ -188,9 +201,19 @@ class TritonEngine:
                 if delta.text or delta.completion_tokens:
                     yield delta
             raise translate_stream_error("the upstream closed the stream before the final response")
+        except asyncio.CancelledError:
+            if guard.error is not None:  # our own cancel (timeout, shutdown), not the consumer's
+                raise guard.error from None
+            raise
         except grpc.aio.AioRpcError as exc:
+            if guard.error is not None:
+                raise guard.error from exc
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise UpstreamTimeoutError(f"the request did not finish within {config.request_timeout_s:g} s") from exc
             raise translate_rpc_error(exc) from exc
         finally:
+            guard.close()
+            self._active.discard(guard)
             if not finished:
                 call.cancel()
                 if not codec.stops_engine_on_cancel:
@@ -198,6 +221,13 @@ class TritonEngine:
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()
+
+    def abort_all(self, error: GatewayError) -> int:
+        """End every running generation with `error` (their upstream work is stopped); returns how many."""
+        guards = list(self._active)
+        for guard in guards:
+            guard.abort(error)
+        return len(guards)
 
     def _stop_upstream(self, request_id: str) -> None:
         """Send `stop=true` for this request id to the engine model (in the background)."""

@@ -74,9 +74,11 @@ def chat_generation_request(
     """Validate what the gateway cannot honour and build the engine request."""
     unsupported_fields(body)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    prompt = render_messages(body, model)
+    model.check_prompt_length(prompt, "messages")
     return GenerationRequest(
         request_id=meta.id,
-        prompt=render_messages(body, model),
+        prompt=prompt,
         max_tokens=model.resolve_max_tokens(requested),
         stream=bool(body.stream),
         sampling=sampling_params(body),

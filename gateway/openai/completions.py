@@ -24,6 +24,8 @@ def completion_generation_requests(
     """One engine request per prompt; ids are the response id, suffixed by the prompt index when several."""
     unsupported_fields(body)
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    for prompt in prompts:
+        model.check_prompt_length(prompt, "prompt")
     max_tokens = model.resolve_max_tokens(body.max_tokens)
     sampling = sampling_params(body)
     stops = stop_strings(body)

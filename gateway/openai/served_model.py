@@ -24,6 +24,7 @@ class ServedModel:
     counter: TokenCounter
     default_max_tokens: int
     max_tokens_limit: int
+    max_prompt_tokens: int | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
     @property
@@ -46,6 +47,19 @@ class ServedModel:
                 code="invalid_value",
             )
         return requested
+
+    def check_prompt_length(self, prompt: str, param: str) -> None:
+        """400 when the prompt is longer than the configured limit (counted with the model's tokenizer)."""
+        if self.max_prompt_tokens is None:
+            return
+        tokens = self.counter.count(prompt)
+        if tokens > self.max_prompt_tokens:
+            raise InvalidRequestError(
+                f"This model's maximum prompt length is {self.max_prompt_tokens} tokens. However, your prompt "
+                f"has {tokens} tokens. Please shorten it.",
+                param=param,
+                code="context_length_exceeded",
+            )
 
     def card(self) -> dict[str, object]:
         """The /v1/models entry."""

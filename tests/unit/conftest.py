@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.config import Settings
 from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
@@ -28,7 +29,13 @@ def fake_engine() -> FakeEngine:
 
 
 @pytest.fixture
-async def client(fake_engine: FakeEngine, tokenizer: Any) -> AsyncIterator[httpx.AsyncClient]:
+def settings() -> Settings:
+    """Default settings; tests override fields before the `client` fixture builds the app."""
+    return Settings()
+
+
+@pytest.fixture
+async def client(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app in-process."""
     model = ServedModel(
         name=DEV_MODEL_NAME,
@@ -37,8 +44,9 @@ async def client(fake_engine: FakeEngine, tokenizer: Any) -> AsyncIterator[httpx
         counter=TokenCounter(tokenizer),
         default_max_tokens=16,
         max_tokens_limit=1000,
+        max_prompt_tokens=settings.max_prompt_tokens,
     )
-    app = create_app(ModelRegistry([model]))
+    app = create_app(ModelRegistry([model]), settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         yield http

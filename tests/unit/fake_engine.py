@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ class FakeEngine:
     ready: bool = True
     fail_with: GatewayError | None = None
     fail_after: int = 0
+    delay_s: float = 0.0  # before each piece, to keep requests running
     requests: list[GenerationRequest] = field(default_factory=list)
     closed_early: list[str] = field(default_factory=list)
 
@@ -27,6 +29,10 @@ class FakeEngine:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    def abort_all(self, error: GatewayError) -> int:
+        """Nothing runs in the background here."""
+        return 0
 
     def info(self) -> EngineInfo:
         """Scripted readiness."""
@@ -42,10 +48,14 @@ class FakeEngine:
             if self.fail_with is not None and self.fail_after == 0:
                 raise self.fail_with
             if not request.stream:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s * len(emitted))
                 finished = True
                 yield Delta("".join(emitted), self._count(len(emitted)), self.prompt_tokens, reason)
                 return
             for index, piece in enumerate(emitted):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 if self.fail_with is not None and index == self.fail_after:
                     raise self.fail_with
                 last = index == len(emitted) - 1

@@ -1,0 +1,189 @@
+"""The two request loops of the load generator: OpenAI-compatible HTTP (SSE) and Triton gRPC (the direct floor)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+import orjson
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from bench.http_client import HttpConnection, HttpTarget, ResponseError
+from bench.window import RequestClock, WindowStats
+
+FINAL = "triton_final_response"
+RETRY_PAUSE_S = 0.05  # after a failed request, so that a dead front-end does not spin the loop
+
+
+class OpenAIExchange:
+    """Sink of one OpenAI response: content chunks feed the clock; errors and usage are kept."""
+
+    __slots__ = ("chat", "clock", "done", "error", "status", "text")
+
+    def __init__(self, clock: RequestClock, chat: bool) -> None:
+        self.clock = clock
+        self.chat = chat
+        self.status = 0
+        self.error: str | None = None
+        self.done = False
+        self.text: str | None = None
+
+    def on_headers(self, status: int, now: float) -> None:
+        """Status known: a 200 opens the stream."""
+        self.status = status
+        if status == 200:
+            self.clock.open()
+
+    def on_event(self, event: str, data: bytes, now: float) -> None:
+        """One SSE event."""
+        if self.status != 200 or event == "error":
+            self.error = f"HTTP {self.status} event {event}: {data[:300]!r}"
+            return
+        if data == b"[DONE]":
+            self.done = True
+            return
+        obj = orjson.loads(data)
+        if "error" in obj:
+            self.error = f"error chunk: {data[:300]!r}"
+            return
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            piece = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+            if piece:
+                self.clock.content(now)
+        usage = obj.get("usage")
+        if usage:
+            self.clock.usage_tokens = usage.get("completion_tokens") or 0
+
+    def on_body(self, body: bytes, now: float) -> None:
+        """A non-streamed response."""
+        if self.status != 200:
+            self.error = f"HTTP {self.status}: {body[:300]!r}"
+            return
+        obj = orjson.loads(body)
+        choices = obj.get("choices") or [{}]
+        self.text = (choices[0].get("message") or {}).get("content") if self.chat else choices[0].get("text")
+        usage = obj.get("usage") or {}
+        self.clock.usage_tokens = usage.get("completion_tokens") or 0
+        self.done = True
+
+
+async def openai_stream(
+    target: HttpTarget,
+    requests: list[bytes],
+    first: int,
+    step: int,
+    stats: WindowStats,
+    *,
+    chat: bool,
+    stream: bool,
+    count: int,
+) -> None:
+    """Send requests back to back on one keep-alive connection: `count` of them, or until the window ends."""
+    conn: HttpConnection | None = None
+    sent = 0
+    while (sent < count) if count else (time.monotonic() < stats.end):
+        request = requests[(first + sent * step) % len(requests)]
+        sent += 1
+        try:
+            if conn is None or conn.closed:
+                conn = await HttpConnection.open(target)
+        except OSError as exc:
+            stats.error(f"connect: {exc!r}", time.monotonic())
+            await asyncio.sleep(RETRY_PAUSE_S)
+            continue
+        clock = RequestClock(stats, time.monotonic())
+        exchange = OpenAIExchange(clock, chat)
+        try:
+            reusable = await conn.exchange(request, exchange)
+        except (OSError, ResponseError) as exc:
+            clock.fail(repr(exc), time.monotonic())
+            conn.close()
+            conn = None
+            await asyncio.sleep(RETRY_PAUSE_S)
+            continue
+        except asyncio.CancelledError:
+            clock.abandon()
+            conn.close()
+            raise
+        now = time.monotonic()
+        if exchange.error or not exchange.done:
+            clock.fail(exchange.error or "response ended without [DONE]", now)
+        elif stream and not clock.chunks:
+            clock.fail("stream carried no content", now)
+        else:
+            clock.finish(now, streamed=stream, text=exchange.text)
+        if not reusable:
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+
+
+def _response_tokens(response: Any) -> int:
+    """Token count of a non-streamed Triton response (num_output_tokens or sequence_length), 0 if absent."""
+    for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
+        if output.name in ("num_output_tokens", "sequence_length") and raw:
+            return int.from_bytes(raw[:4], "little", signed=True)
+    return 0
+
+
+async def triton_stream(
+    stub: service_pb2_grpc.GRPCInferenceServiceStub,
+    templates: list[service_pb2.ModelInferRequest],
+    first: int,
+    step: int,
+    stats: WindowStats,
+    *,
+    stream: bool,
+    count: int,
+    tag: str,
+) -> None:
+    """Direct client: one ModelStreamInfer call per request; each response with outputs is one token."""
+    sent = 0
+    while (sent < count) if count else (time.monotonic() < stats.end):
+        message = service_pb2.ModelInferRequest()
+        message.CopyFrom(templates[(first + sent * step) % len(templates)])
+        message.id = f"{tag}-{first}-{sent}"
+        sent += 1
+        clock = RequestClock(stats, time.monotonic())
+        call = stub.ModelStreamInfer()
+        try:
+            await call.write(message)
+            await call.done_writing()
+            outcome = "the stream ended before the final response"
+            tokens = 0
+            async for reply in call:
+                now = time.monotonic()
+                if reply.error_message:
+                    outcome = reply.error_message
+                    break
+                clock.open()
+                response = reply.infer_response
+                if response.raw_output_contents:
+                    clock.content(now)
+                    if not stream:
+                        tokens = _response_tokens(response)
+                final = response.parameters.get(FINAL)
+                if final is not None and final.bool_param:
+                    outcome = ""
+                    break
+            now = time.monotonic()
+            if outcome:
+                clock.fail(outcome, now)
+            else:
+                clock.usage_tokens = tokens
+                clock.finish(now, streamed=stream)
+        except grpc.aio.AioRpcError as exc:
+            clock.fail(f"{exc.code().name}: {exc.details()}", time.monotonic())
+            await asyncio.sleep(RETRY_PAUSE_S)
+        except asyncio.CancelledError:
+            call.cancel()
+            clock.abandon()
+            raise
+        finally:
+            if not clock.done:
+                call.cancel()

@@ -1,0 +1,169 @@
+"""Starting and stopping the front-ends under test: this gateway (any mode, N workers) and LiteLLM's proxy."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import ProcessTree, pinned, stop_process, wait_http_ok
+from bench.prompts import chat_template
+from bench.spec import Frontend
+
+SERVED_MODEL = "trtllm-dev"
+READY_TIMEOUT_S = 180.0
+
+
+@dataclass
+class RunningFrontend:
+    """A front-end that accepts load: where to send it, and which processes to measure."""
+
+    frontend: Frontend
+    client: str  # openai | triton
+    target: str  # base URL, or Triton gRPC host:port
+    model: str = SERVED_MODEL
+    headers: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    trust_usage: bool = True
+
+    def tree(self) -> ProcessTree | None:
+        """The processes to measure (None: the load generator itself is the front-end)."""
+        return ProcessTree([self.process.pid]) if self.process else None
+
+    def stop(self) -> None:
+        """Stop the process group, if there is one."""
+        if self.process is not None:
+            stop_process(self.process)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of its log."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@functools.cache
+def gateway_supports_workers() -> bool:
+    """Whether `python -m gateway serve --help` lists `--workers`."""
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return "--workers" in out
+
+
+def _launch(command: list[str], env: dict[str, str], cpus: tuple[int, ...], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=pinned(cpus),
+        )
+
+
+def start_gateway(
+    frontend: Frontend, grpc_url: str, model_dir: Path, port: int, cpus: tuple[int, ...], log_dir: Path
+) -> RunningFrontend:
+    """`python -m gateway serve` in front of Triton, pinned to `cpus`, ready to serve."""
+    command = [
+        sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
+        "--triton-url", grpc_url,
+        "--triton-model", frontend.triton_model,
+        "--tokenizer", str(model_dir),
+        "--served-model-name", SERVED_MODEL,
+        "--port", str(port),
+    ]  # fmt: skip
+    if frontend.workers > 1:
+        command += ["--workers", str(frontend.workers)]
+    log_path = log_dir / f"{frontend.name.replace('/', '_')}.log"
+    process = _launch(command, dict(os.environ), cpus, log_path)
+    running = RunningFrontend(frontend, "openai", f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+        wait_http_ok(f"{running.target}/health/ready", READY_TIMEOUT_S, process)
+    except Exception as exc:
+        running.stop()
+        raise RuntimeError(f"gateway did not start: {exc}\n{running.log_tail()}") from exc
+    return running
+
+
+def litellm_config(http_url: str, triton_model: str, model_dir: Path) -> dict[str, object]:
+    """LiteLLM proxy config: the Triton provider on the generate endpoint, the dev chat template pre-seeded."""
+    template = chat_template(str(model_dir))
+    known = {"status": "success", "tokenizer": template}
+    return {
+        "model_list": [
+            {
+                "model_name": SERVED_MODEL,
+                "litellm_params": {
+                    "model": f"triton/{triton_model}",
+                    "api_base": f"{http_url}/v2/models/{triton_model}/generate",
+                },
+            }
+        ],
+        "litellm_settings": {
+            "drop_params": True,
+            "telemetry": False,
+            # Looked up by the model name LiteLLM resolves; seed the likely spellings (offline, no hub call).
+            "known_tokenizer_config": {
+                name: known for name in (SERVED_MODEL, triton_model, f"triton/{triton_model}")
+            },
+        },
+    }
+
+
+def start_litellm(
+    frontend: Frontend, http_url: str, model_dir: Path, port: int, cpus: tuple[int, ...], log_dir: Path
+) -> RunningFrontend:
+    """LiteLLM's proxy (`litellm --config`) with its Triton provider, offline, ready to serve."""
+    config_path = log_dir / "litellm_config.json"
+    config_path.write_text(json.dumps(litellm_config(http_url, frontend.triton_model, model_dir), indent=1))
+    key = f"sk-{secrets.token_hex(16)}"
+    env = dict(os.environ)
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_MASTER_KEY": key,
+            "LITELLM_LOG": "ERROR",
+            "DISABLE_SCHEMA_UPDATE": "True",
+        }
+    )
+    litellm = Path(sys.executable).parent / "litellm"
+    command = [str(litellm), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    if frontend.workers > 1:
+        command += ["--num_workers", str(frontend.workers)]
+    log_path = log_dir / f"{frontend.name.replace('/', '_')}.log"
+    process = _launch(command, env, cpus, log_path)
+    running = RunningFrontend(
+        frontend,
+        "openai",
+        f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {key}"},
+        process=process,
+        log_path=log_path,
+        trust_usage=False,  # LiteLLM's Triton provider reports zeros or a tiktoken estimate
+    )
+    try:
+        wait_http_ok(f"{running.target}/health/liveliness", READY_TIMEOUT_S, process)
+    except Exception as exc:
+        running.stop()
+        raise RuntimeError(f"LiteLLM proxy did not start: {exc}\n{running.log_tail()}") from exc
+    return running
+
+
+def direct_frontend(frontend: Frontend, grpc_url: str) -> RunningFrontend:
+    """The direct gRPC client: nothing to start; the load generator is the front-end."""
+    return RunningFrontend(frontend, "triton", grpc_url, model=frontend.triton_model)
+
+
+def url_frontend(frontend: Frontend, api_key: str | None) -> RunningFrontend:
+    """Any OpenAI-compatible server given by URL (no process to measure)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return RunningFrontend(frontend, "openai", frontend.url.rstrip("/"), model=frontend.model, headers=headers)

@@ -1,0 +1,205 @@
+"""Results files: runs.csv, summary.md (table, ratios to the direct floor, targets) and plot.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.stats import ratio
+
+CSV_FIELDS = [
+    "frontend", "label", "concurrency", "prompt_tokens", "output_tokens", "stream", "duration_s", "tokens",
+    "tokens_per_s", "ttft_samples", "ttft_p50_ms", "ttft_p99_ms", "itl_samples", "itl_p50_ms", "itl_p99_ms",
+    "errors", "requests_started", "requests_completed", "frontend_cpu_s", "frontend_cpu_us_per_token",
+    "frontend_cpu_s_per_1k_tokens", "frontend_is_loadgen", "loadgen_cpu_s", "loadgen_cpu_us_per_token",
+    "loadgen_processes", "triton_cpu_s", "triton_cpu_us_per_token", "rss_baseline_mb", "rss_max_mb",
+    "max_open_streams", "floor", "tokens_ratio", "ttft_p50_added_ms", "cpu_ratio", "failed", "note",
+]  # fmt: skip
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def one_line(row: dict[str, Any]) -> str:
+    """A short log line for a finished run."""
+    if row.get("failed"):
+        return f"FAILED {row['failed']}"
+    return (
+        f"{_fmt(row.get('tokens_per_s'), 0)} tok/s, TTFT p50 {_fmt(row.get('ttft_p50_ms'))} ms, "
+        f"ITL p50 {_fmt(row.get('itl_p50_ms'))} ms, front-end {_fmt(row.get('frontend_cpu_us_per_token'))} µs/tok, "
+        f"triton {_fmt(row.get('triton_cpu_us_per_token'), 0)} µs/tok, errors {row.get('errors')}"
+    )
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("label"), row.get("concurrency"), row.get("prompt_tokens"), row.get("stream"))
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row against its floor (the direct client on the same Triton model, same load)."""
+    floors = {(r["frontend"], *_key(r)): r for r in rows if str(r.get("frontend", "")).startswith("direct/")}
+    for row in rows:
+        floor = floors.get((row.get("floor"), *_key(row)))
+        if floor is None or floor is row or row.get("failed"):
+            continue
+        row["tokens_ratio"] = ratio(row.get("tokens_per_s"), floor.get("tokens_per_s"))
+        if row.get("ttft_p50_ms") is not None and floor.get("ttft_p50_ms") is not None:
+            row["ttft_p50_added_ms"] = row["ttft_p50_ms"] - floor["ttft_p50_ms"]
+        row["cpu_ratio"] = ratio(row.get("frontend_cpu_us_per_token"), floor.get("frontend_cpu_us_per_token"))
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| front-end | run | c | prompt | stream | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors "
+        "| front-end CPU µs/tok | loadgen µs/tok | Triton µs/tok | RSS base→max MB | tok/s ÷ direct "
+        "| TTFT p50 added ms | CPU ÷ direct |",
+        "|" + "---|" * 16,
+    ]
+    for r in rows:
+        if r.get("label") == "skipped":
+            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 14)
+            continue
+        if r.get("failed"):
+            lines.append(f"| {r['frontend']} | {r.get('label')} | {r.get('concurrency')} | FAILED: {r['failed'][:80]} |")
+            continue
+        rss = (
+            f"{_fmt(r.get('rss_baseline_mb'), 0)}→{_fmt(r.get('rss_max_mb'), 0)}"
+            if r.get("rss_max_mb") is not None
+            else "–"
+        )
+        lines.append(
+            f"| {r['frontend']} | {r['label']} | {r['concurrency']} | {r['prompt_tokens']} | "
+            f"{'yes' if r['stream'] else 'no'} | {_fmt(r['tokens_per_s'], 0)} | "
+            f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} | {_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])} | "
+            f"{r['errors']} | {_fmt(r['frontend_cpu_us_per_token'])} | {_fmt(r['loadgen_cpu_us_per_token'])} | "
+            f"{_fmt(r['triton_cpu_us_per_token'], 0)} | {rss} | {_fmt(r.get('tokens_ratio'), 2)} | "
+            f"{_fmt(r.get('ttft_p50_added_ms'), 2)} | {_fmt(r.get('cpu_ratio'), 2)} |"
+        )
+    return lines
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets, judged on what was measured (n/a when the run needed was not in this sweep)."""
+    ok = [r for r in rows if not r.get("failed") and r.get("label") not in ("skipped", None)]
+    gateways = [r for r in ok if r["frontend"].startswith("gateway/")]
+    lines = ["| target | measured | met |", "|---|---|---|"]
+
+    def verdict(good: bool | None) -> str:
+        return "n/a" if good is None else ("yes" if good else "**no**")
+
+    busy = [r for r in gateways if r["label"] == "sweep" and r["concurrency"] >= 64 and r.get("cpu_ratio")]
+    worst = max(busy, key=lambda r: r["cpu_ratio"], default=None)
+    text = f"worst {worst['cpu_ratio']:.2f}× ({worst['frontend']}, c={worst['concurrency']})" if worst else "–"
+    lines.append(f"| front-end CPU per token ≤ 1.5× direct (c ≥ 64) | {text} | {verdict(worst and worst['cpu_ratio'] <= 1.5)} |")
+    pairs = []
+    for lite in (r for r in ok if r["frontend"] == "litellm" and r["label"] == "sweep"):
+        gw = next((g for g in gateways if g["frontend"] == "gateway/ensemble/w1" and _key(g) == _key(lite)), None)
+        if gw and gw.get("frontend_cpu_us_per_token") and lite.get("frontend_cpu_us_per_token"):
+            pairs.append((lite["frontend_cpu_us_per_token"] / gw["frontend_cpu_us_per_token"], lite["concurrency"]))
+    least = min(pairs, default=None)
+    text = f"least {least[0]:.1f}× (c={least[1]})" if least else "–"
+    lines.append(f"| ≥ 10× less CPU per token than LiteLLM's proxy | {text} | {verdict(least and least[0] >= 10)} |")
+    at256 = [r for r in gateways if r["label"] == "sweep" and r["concurrency"] == 256 and r.get("tokens_ratio")]
+    low = min(at256, key=lambda r: r["tokens_ratio"], default=None)
+    text = f"lowest {low['tokens_ratio']:.3f}× ({low['frontend']})" if low else "–"
+    lines.append(f"| tokens/s at 256 streams ≥ 0.9× direct | {text} | {verdict(low and low['tokens_ratio'] >= 0.9)} |")
+    probes = [r for r in gateways if r["label"] == "ttft" and r.get("ttft_p50_added_ms") is not None]
+    high = max(probes, key=lambda r: r["ttft_p50_added_ms"], default=None)
+    text = f"largest +{high['ttft_p50_added_ms']:.2f} ms ({high['frontend']})" if high else "–"
+    lines.append(f"| TTFT p50 added at c=1 < 2 ms | {text} | {verdict(high and high['ttft_p50_added_ms'] < 2)} |")
+    holds = [r for r in gateways if r["label"] == "hold"]
+    big = max(holds, key=lambda r: r["concurrency"], default=None)
+    if big:
+        good = big["errors"] == 0 and big["max_open_streams"] >= big["concurrency"]
+        text = f"{big['max_open_streams']} open at once, {big['errors']} errors ({big['frontend']})"
+        lines.append(f"| one process holds {big['concurrency']} streams without error | {text} | {verdict(good)} |")
+    near = [r for r in holds if 900 <= r["concurrency"] <= 1100 and r.get("rss_max_mb") is not None]
+    for r in near:
+        growth = r["rss_max_mb"] - r["rss_baseline_mb"]
+        per_1000 = growth * 1000 / r["concurrency"]
+        text = f"+{growth:.0f} MB at {r['concurrency']} streams ({per_1000:.0f} MB per 1,000)"
+        lines.append(f"| RSS growth < 100 MB for 1,000 open streams | {text} | {verdict(per_1000 < 100)} |")
+    return lines
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Throughput, TTFT, ITL and CPU per token against concurrency; one row of panels per prompt/stream."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sweep = [r for r in rows if r.get("label") == "sweep" and not r.get("failed") and r.get("tokens")]
+    groups = sorted({(r["prompt_tokens"], r["stream"]) for r in sweep})
+    if not groups:
+        return False
+    panels = [
+        ("tokens_per_s", "delivered tokens/s"),
+        ("ttft_p50_ms", "TTFT p50 (ms)"),
+        ("itl_p99_ms", "ITL p99 (ms)"),
+        ("frontend_cpu_us_per_token", "front-end CPU µs/token"),
+    ]
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(18, 4.2 * len(groups)), squeeze=False)
+    for g, (prompt, stream) in enumerate(groups):
+        for p, (field, title) in enumerate(panels):
+            ax = axes[g][p]
+            for name in sorted({r["frontend"] for r in sweep}):
+                points = sorted(
+                    (r["concurrency"], r[field])
+                    for r in sweep
+                    if r["frontend"] == name and (r["prompt_tokens"], r["stream"]) == (prompt, stream) and r.get(field)
+                )
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker="o", label=name)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("concurrency")
+            ax.set_title(f"{title} — prompt {prompt}, {'stream' if stream else 'non-stream'}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Write runs.csv, summary.md and plot.png for these rows."""
+    add_ratios(rows)
+    with (out / "runs.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "runs.json").write_text(json.dumps(rows, indent=1))
+    plotted = plot(rows, out / "plot.png")
+    engine = meta.get("synthetic_engine", {})
+    lines = [
+        f"# Benchmark {out.name}",
+        "",
+        f"- date: {meta['date']}",
+        f"- command: `{meta['command']}`",
+        f"- machine: {json.dumps(meta['machine'])}",
+        f"- CPU placement: {meta['placement']}",
+        f"- synthetic engine: {json.dumps(engine)}",
+        "",
+        "## Targets",
+        "",
+        *targets(rows),
+        "",
+        "## Runs",
+        "",
+        *_table(rows),
+        "",
+    ]
+    if plotted:
+        lines += ["![throughput and latency against concurrency](plot.png)", ""]
+    (out / "summary.md").write_text("\n".join(lines))

@@ -1,0 +1,238 @@
+"""One measured run: spawn the load generators, sample the front-end's and Triton's CPU and RSS, aggregate."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.frontends import RunningFrontend
+from bench.loadgen import GenSpec
+from bench.procs import Placement, ProcessTree, RssSampler, pinned
+from bench.prompts import Prompt
+from bench.spec import LoadPoint, Timing
+from bench.stats import LogHistogram, percentile
+from bench.triton_requests import encoded_requests
+
+SPAWN_MARGIN_S = 3.0  # load generators start and import before the first request is due
+LOADGEN_GRACE_S = 120.0  # after the window, for cancellation and the result file
+
+
+@dataclass
+class RunContext:
+    """What every run of a session shares."""
+
+    placement: Placement
+    work_dir: Path
+    tokenizer_file: str
+    eos_id: int
+    pad_id: int
+    streams_per_loadgen: int = 1024
+    triton_grpc: str = ""  # the Triton that direct clients call (empty: none)
+    triton_metrics: str = ""  # for draining between runs (empty: no wait)
+    triton_tree: ProcessTree | None = None
+    extra_body: dict[str, Any] | None = None
+    include_usage: bool = True
+
+
+def _chat_body(model: str, prompt: Prompt, point: LoadPoint, ctx: RunContext) -> str:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt.user_text}],
+        "max_tokens": point.output_tokens,
+        "stream": point.stream,
+    }
+    if point.stream and ctx.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body | (ctx.extra_body or {}))
+
+
+def openai_path(base_url: str) -> str:
+    """The chat path under a base URL (which may already end in /v1)."""
+    return "/chat/completions" if base_url.rstrip("/").endswith("/v1") else "/v1/chat/completions"
+
+
+def engine_running(metrics_url: str) -> float:
+    """Requests still in the dev engine, from Triton's metrics (0 when the gauge is absent)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("dev_engine_running_requests")
+    )
+
+
+def wait_idle(metrics_url: str, timeout_s: float) -> float:
+    """Wait until the dev engine runs nothing; returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if engine_running(metrics_url) == 0:
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise TimeoutError(f"Triton still busy after {timeout_s:.0f} s")
+
+
+def _specs(
+    running: RunningFrontend, point: LoadPoint, prompts: list[Prompt], ctx: RunContext, timing: Timing
+) -> list[GenSpec]:
+    count_mode = point.requests > 0
+    ramp = 0.0 if point.concurrency == 1 or count_mode else timing.ramp_s
+    t_start = time.monotonic() + SPAWN_MARGIN_S
+    window_start = t_start + ramp + (0.0 if count_mode else timing.warmup_s)
+    window_end = window_start + (0.0 if count_mode else timing.measure_s)
+    common: dict[str, Any] = {
+        "client": running.client,
+        "target": running.target,
+        "stream": point.stream,
+        "total_streams": point.concurrency,
+        "t_start": t_start,
+        "ramp_s": ramp,
+        "window_start": window_start,
+        "window_end": window_end,
+        "requests_per_stream": math.ceil(point.requests / point.concurrency) if count_mode else 0,
+        "trust_usage": running.trust_usage,
+        "tokenizer_file": ctx.tokenizer_file,
+        "cpus": list(ctx.placement.loadgen),
+    }
+    if running.client == "triton":
+        common["triton_requests"] = encoded_requests(
+            running.target, running.model, prompts, point.output_tokens, point.stream, ctx.eos_id, ctx.pad_id
+        )
+    else:
+        common["path"] = openai_path(running.target)
+        common["headers"] = running.headers
+        common["bodies"] = [_chat_body(running.model, p, point, ctx) for p in prompts]
+    processes = max(1, math.ceil(point.concurrency / ctx.streams_per_loadgen))
+    specs = []
+    first = 0
+    for index in range(processes):
+        streams = point.concurrency // processes + (1 if index < point.concurrency % processes else 0)
+        specs.append(GenSpec(streams=streams, first_stream=first, **common))
+        first += streams
+    return specs
+
+
+def _sleep_until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def execute(
+    running: RunningFrontend, point: LoadPoint, prompts: list[Prompt], ctx: RunContext, timing: Timing
+) -> dict[str, Any]:
+    """Run one load point against a running front-end and return its row of results."""
+    waited = wait_idle(ctx.triton_metrics, timing.idle_timeout_s) if ctx.triton_metrics else 0.0
+    frontend_tree = running.tree()
+    rss_baseline = frontend_tree.rss() if frontend_tree else 0
+    specs = _specs(running, point, prompts, ctx, timing)
+    run_dir = ctx.work_dir / f"{running.frontend.name.replace('/', '_')}-{point.key()}-{point.label}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for index, spec in enumerate(specs):
+        spec_path = run_dir / f"spec{index}.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        command = [sys.executable, "-m", "bench.loadgen", str(spec_path), str(run_dir / f"result{index}.json")]
+        log = (run_dir / f"loadgen{index}.log").open("wb")
+        processes.append(
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pinned(ctx.placement.loadgen))
+        )
+    count_mode = point.requests > 0
+    first = specs[0]
+    with RssSampler(frontend_tree) if frontend_tree else _NoSampler() as sampler:
+        _sleep_until(first.t_start if count_mode else first.window_start)
+        fe0 = frontend_tree.cpu_times() if frontend_tree else {}
+        tr0 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+        if not count_mode:
+            _sleep_until(first.window_end)
+            fe1 = frontend_tree.cpu_times() if frontend_tree else {}
+            tr1 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+        deadline = time.monotonic() + LOADGEN_GRACE_S + (3600.0 if count_mode else 0.0)
+        for process in processes:
+            process.wait(max(1.0, deadline - time.monotonic()))
+        if count_mode:
+            fe1 = frontend_tree.cpu_times() if frontend_tree else {}
+            tr1 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+    results = []
+    for index, process in enumerate(processes):
+        path = run_dir / f"result{index}.json"
+        if process.returncode != 0 or not path.exists():
+            log = (run_dir / f"loadgen{index}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"load generator {index} failed ({process.returncode}):\n{log}")
+        results.append(json.loads(path.read_text()))
+    row = aggregate(results, count_mode)
+    frontend_cpu = ProcessTree.cpu_between(fe0, fe1) if frontend_tree else row["loadgen_cpu_s"]
+    tokens = row["tokens"]
+    row.update(
+        {
+            "frontend": running.frontend.name,
+            "floor": running.frontend.floor,
+            "label": point.label,
+            "concurrency": point.concurrency,
+            "prompt_tokens": point.prompt_tokens,
+            "output_tokens": point.output_tokens,
+            "stream": point.stream,
+            "frontend_cpu_s": frontend_cpu,
+            "frontend_cpu_us_per_token": frontend_cpu / tokens * 1e6 if tokens else None,
+            "frontend_cpu_s_per_1k_tokens": frontend_cpu / tokens * 1e3 if tokens else None,
+            "frontend_is_loadgen": frontend_tree is None,
+            "triton_cpu_s": ProcessTree.cpu_between(tr0, tr1) if ctx.triton_tree else None,
+            "rss_baseline_mb": rss_baseline / 2**20 if frontend_tree else None,
+            "rss_max_mb": sampler.max_rss / 2**20 if frontend_tree else None,
+            "idle_wait_s": waited,
+        }
+    )
+    row["triton_cpu_us_per_token"] = row["triton_cpu_s"] / tokens * 1e6 if tokens and row["triton_cpu_s"] else None
+    row["loadgen_cpu_us_per_token"] = row["loadgen_cpu_s"] / tokens * 1e6 if tokens else None
+    return row
+
+
+class _NoSampler:
+    max_rss = 0
+
+    def __enter__(self) -> _NoSampler:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def aggregate(results: list[dict[str, Any]], count_mode: bool) -> dict[str, Any]:
+    """Merge the load generators' results into one row."""
+    itl = LogHistogram()
+    for result in results:
+        itl.merge(LogHistogram.from_json(result["itl"]))
+    ttft = [v for r in results for v in r["ttft"]]
+    latency = [v for r in results for v in r["latency"]]
+    start = min(r["measured_start"] for r in results)
+    end = max(r["measured_end"] for r in results)
+    duration = max(end - start, 1e-9)
+    tokens = sum(r["tokens"] for r in results)
+
+    def ms(value: float | None) -> float | None:
+        return value * 1000.0 if value is not None else None
+
+    return {
+        "duration_s": duration,
+        "tokens": tokens,
+        "tokens_per_s": tokens / duration,
+        "requests_started": sum(r["started"] for r in results),
+        "requests_completed": sum(r["completed_in_window"] if not count_mode else r["completed"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "error_samples": [s for r in results for s in r["error_samples"]][:5],
+        "ttft_samples": len(ttft),
+        "ttft_p50_ms": ms(percentile(ttft, 50)),
+        "ttft_p99_ms": ms(percentile(ttft, 99)),
+        "latency_p50_ms": ms(percentile(latency, 50)),
+        "itl_samples": itl.total,
+        "itl_p50_ms": itl.percentile(50),
+        "itl_p99_ms": itl.percentile(99),
+        "max_open_streams": sum(r["max_open"] for r in results),
+        "loadgen_processes": len(results),
+        "loadgen_cpu_s": sum(r["cpu_s"] for r in results),
+    }

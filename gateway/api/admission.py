@@ -1,0 +1,108 @@
+"""Admission control for generation endpoints: a concurrency limit, a bounded wait queue, draining.
+
+Beyond `max_active` running requests, up to `max_waiting` wait (first come, first served) for at most
+`wait_timeout` seconds; anything else gets a 429 with Retry-After at once. A slot is held until the response
+has been sent completely, streamed bodies included, which is why this is ASGI middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+from prometheus_client import Gauge
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api.asgi_errors import send_error
+from gateway.errors import OverloadedError, ShuttingDownError
+
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+RETRY_AFTER_S = "1"
+
+
+class AdmissionLimiter:
+    """Counts running requests and queues the overflow."""
+
+    def __init__(self, max_active: int, max_waiting: int, wait_timeout: float, waiting_gauge: Gauge) -> None:
+        self.max_active = max_active
+        self.max_waiting = max_waiting
+        self.wait_timeout = wait_timeout
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiting_gauge = waiting_gauge
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line if allowed; OverloadedError otherwise."""
+        if self.active < self.max_active and not self._waiters:
+            self.active += 1
+            return
+        if len(self._waiters) >= self.max_waiting:
+            raise OverloadedError(f"The server is at capacity ({self.max_active} requests running); try again.")
+        ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(ticket)
+        self._waiting_gauge.inc()
+        try:
+            await asyncio.wait_for(asyncio.shield(ticket), self.wait_timeout)
+        except BaseException as exc:
+            if ticket.done() and not ticket.cancelled():
+                if isinstance(exc, TimeoutError):
+                    return  # the slot was handed over just as the wait ended: keep it
+                self.release()  # handed a slot, but our client left: pass it on
+                raise
+            ticket.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(ticket)
+            if isinstance(exc, TimeoutError):
+                raise OverloadedError(
+                    f"The server is at capacity; no slot freed up within {self.wait_timeout:g} s. Try again."
+                ) from None
+            raise
+        finally:
+            self._waiting_gauge.dec()
+
+    def release(self) -> None:
+        """Give the slot to the next in line, or free it."""
+        while self._waiters:
+            ticket = self._waiters.popleft()
+            if not ticket.done():
+                ticket.set_result(None)  # the slot passes on: `active` stays the same
+                return
+        self.active -= 1
+
+
+class DrainState:
+    """Set when the gateway starts shutting down: new generation requests are refused."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+
+class AdmissionMiddleware:
+    """Applies the limiter and the drain state to generation endpoints."""
+
+    def __init__(self, app: ASGIApp, limiter: AdmissionLimiter | None, drain: DrainState) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit, queue or refuse one request."""
+        if scope["type"] != "http" or scope["path"] not in GENERATION_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.drain.draining:
+            await send_error(send, ShuttingDownError("The server is shutting down; send the request elsewhere."))
+            return
+        if self.limiter is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.limiter.acquire()
+        except OverloadedError as exc:
+            await send_error(send, exc, {"Retry-After": RETRY_AFTER_S})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.limiter.release()

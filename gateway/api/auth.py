@@ -1,0 +1,56 @@
+"""API keys: `Authorization: Bearer <key>`, compared in constant time against every configured key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.api.asgi_errors import send_error
+from gateway.errors import AuthenticationError
+
+OBSERVABILITY_PREFIXES = ("/health/", "/metrics")
+
+
+def _digest(key: str) -> bytes:
+    # Comparing fixed-length digests keeps the comparison time independent of the keys' lengths.
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeyMiddleware:
+    """401 unless the request carries one of the keys; health and metrics stay open unless protected."""
+
+    def __init__(self, app: ASGIApp, keys: Iterable[str], protect_observability: bool) -> None:
+        self.app = app
+        self._digests = [_digest(k) for k in keys if k]
+        self.protect_observability = protect_observability
+
+    def _authorized(self, header: bytes | None) -> bool:
+        if header is None or header[:7].lower() != b"bearer ":
+            return False
+        given = _digest(header[7:].strip().decode("latin-1"))
+        matched = False
+        for expected in self._digests:  # no early exit: every key is compared
+            matched |= hmac.compare_digest(given, expected)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check one request."""
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        if not self.protect_observability and scope["path"].startswith(OBSERVABILITY_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if not self._authorized(header):
+            error = AuthenticationError(
+                "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
+                if header is not None
+                else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            )
+            await send_error(send, error, {"WWW-Authenticate": "Bearer"})
+            return
+        await self.app(scope, receive, send)
