@@ -14,7 +14,7 @@ from bench.http_client import HttpConnection, HttpTarget, ResponseError
 from bench.window import RequestClock, WindowStats
 
 FINAL = "triton_final_response"
-RETRY_PAUSE_S = 0.05  # after a failed request, so that a dead front-end does not spin the loop
+RETRY_PAUSE_S = 0.1  # after a failed request, so that a dead upstream does not spin the loop
 
 
 class OpenAIExchange:
@@ -110,15 +110,18 @@ async def openai_stream(
             conn.close()
             raise
         now = time.monotonic()
-        if exchange.error or not exchange.done:
-            clock.fail(exchange.error or "response ended without [DONE]", now)
-        elif stream and not clock.chunks:
-            clock.fail("stream carried no content", now)
+        failure = exchange.error or ("" if exchange.done else "response ended without [DONE]")
+        if not failure and stream and not clock.chunks:
+            failure = "stream carried no content"
+        if failure:
+            clock.fail(failure, now)
         else:
             clock.finish(now, streamed=stream, text=exchange.text)
         if not reusable:
             conn.close()
             conn = None
+        if failure:
+            await asyncio.sleep(RETRY_PAUSE_S)
     if conn is not None:
         conn.close()
 
@@ -141,14 +144,19 @@ async def triton_stream(
     stream: bool,
     count: int,
     tag: str,
+    inflight: set[str],
 ) -> None:
-    """Direct client: one ModelStreamInfer call per request; each response with outputs is one token."""
+    """Direct client: one ModelStreamInfer call per request; each response with outputs is one token.
+
+    Ids of unfinished requests stay in `inflight` when the loop is cancelled, for `stop_requests`.
+    """
     sent = 0
     while (sent < count) if count else (time.monotonic() < stats.end):
         message = service_pb2.ModelInferRequest()
         message.CopyFrom(templates[(first + sent * step) % len(templates)])
         message.id = f"{tag}-{first}-{sent}"
         sent += 1
+        inflight.add(message.id)
         clock = RequestClock(stats, time.monotonic())
         call = stub.ModelStreamInfer()
         try:
@@ -174,10 +182,13 @@ async def triton_stream(
             now = time.monotonic()
             if outcome:
                 clock.fail(outcome, now)
+                await asyncio.sleep(RETRY_PAUSE_S)
             else:
                 clock.usage_tokens = tokens
                 clock.finish(now, streamed=stream)
+            inflight.discard(message.id)
         except grpc.aio.AioRpcError as exc:
+            inflight.discard(message.id)
             clock.fail(f"{exc.code().name}: {exc.details()}", time.monotonic())
             await asyncio.sleep(RETRY_PAUSE_S)
         except asyncio.CancelledError:
@@ -187,3 +198,43 @@ async def triton_stream(
         finally:
             if not clock.done:
                 call.cancel()
+
+
+async def stop_requests(stub: service_pb2_grpc.GRPCInferenceServiceStub, request_ids: set[str]) -> int:
+    """Send `stop=true` to `tensorrt_llm` for each id, as the gateway does: a cancelled ensemble call keeps
+    generating otherwise. Returns how many were refused or failed."""
+    import struct
+
+    def stop_message(request_id: str) -> service_pb2.ModelInferRequest:
+        message = service_pb2.ModelInferRequest(model_name="tensorrt_llm", id=request_id)
+        message.parameters["triton_enable_empty_final_response"].bool_param = True
+        tensors = [
+            ("input_ids", "INT32", [1, 1], struct.pack("<i", 0)),
+            ("input_lengths", "INT32", [1, 1], struct.pack("<i", 0)),
+            ("request_output_len", "INT32", [1, 1], struct.pack("<i", 0)),
+            ("stop", "BOOL", [1, 1], struct.pack("<?", True)),
+            ("streaming", "BOOL", [1, 1], struct.pack("<?", False)),
+        ]
+        for name, datatype, shape, raw in tensors:
+            message.inputs.add(name=name, datatype=datatype, shape=shape)
+            message.raw_input_contents.append(raw)
+        message.outputs.add(name="output_ids")
+        return message
+
+    async def stop(request_id: str) -> bool:
+        call = stub.ModelStreamInfer(timeout=10)
+        try:
+            await call.write(stop_message(request_id))
+            await call.done_writing()
+            async for reply in call:
+                final = reply.infer_response.parameters.get(FINAL)
+                if reply.error_message or (final is not None and final.bool_param):
+                    return not reply.error_message
+            return True
+        except grpc.aio.AioRpcError:
+            return False
+        finally:
+            call.cancel()
+
+    results = await asyncio.gather(*(stop(i) for i in request_ids))
+    return results.count(False)

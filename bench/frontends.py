@@ -31,6 +31,7 @@ class RunningFrontend:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     trust_usage: bool = True
+    extra_body: dict[str, object] = field(default_factory=dict)  # merged into every request body
 
     def tree(self) -> ProcessTree | None:
         """The processes to measure (None: the load generator itself is the front-end)."""
@@ -112,9 +113,7 @@ def litellm_config(http_url: str, triton_model: str, model_dir: Path) -> dict[st
             "drop_params": True,
             "telemetry": False,
             # Looked up by the model name LiteLLM resolves; seed the likely spellings (offline, no hub call).
-            "known_tokenizer_config": {
-                name: known for name in (SERVED_MODEL, triton_model, f"triton/{triton_model}")
-            },
+            "known_tokenizer_config": {name: known for name in (SERVED_MODEL, triton_model, f"triton/{triton_model}")},
         },
     }
 
@@ -149,6 +148,9 @@ def start_litellm(
         process=process,
         log_path=log_path,
         trust_usage=False,  # LiteLLM's Triton provider reports zeros or a tiktoken estimate
+        # Forwarded to Triton as an input: the same request the gateway sends (else non-streamed text
+        # repeats the prompt, and Triton does more work).
+        extra_body={"exclude_input_in_output": True},
     )
     try:
         wait_http_ok(f"{running.target}/health/liveliness", READY_TIMEOUT_S, process)

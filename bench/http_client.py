@@ -90,10 +90,10 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- asyncio.Protocol -------------------------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._state == _UNTIL_CLOSE:
             self._finish_body(time.monotonic())
@@ -101,7 +101,7 @@ class HttpConnection(asyncio.Protocol):
         elif self._done is not None and not self._done.done():
             self._done.set_exception(ResponseError(f"connection lost: {exc!r}"))
 
-    def data_received(self, data: bytes) -> None:  # noqa: D102
+    def data_received(self, data: bytes) -> None:
         now = time.monotonic()
         self._buf += data
         try:

@@ -19,6 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from bench.clients import openai_stream, stop_requests, triton_stream
+from bench.http_client import HttpTarget
 from bench.window import WindowStats
 
 
@@ -59,14 +64,10 @@ async def _staggered(coro: Any, at: float) -> None:
     await coro
 
 
-def _stream_coroutines(spec: GenSpec, stats: WindowStats) -> tuple[list[Any], Any]:
-    """One coroutine per stream, and a closer for shared resources."""
-    from bench.clients import openai_stream, triton_stream
-
+def _stream_coroutines(spec: GenSpec, stats: WindowStats, inflight: set[str]) -> tuple[list[Any], Any]:
+    """One coroutine per stream, and the gRPC stub (None for HTTP)."""
     step = spec.total_streams
     if spec.client == "openai":
-        from bench.http_client import HttpTarget
-
         target = HttpTarget.parse(spec.target)
         requests = [target.request_bytes(spec.path, b.encode(), spec.headers) for b in spec.bodies]
         coroutines = [
@@ -83,9 +84,6 @@ def _stream_coroutines(spec: GenSpec, stats: WindowStats) -> tuple[list[Any], An
             for i in range(spec.streams)
         ]
         return coroutines, None
-    import grpc
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
-
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     channel = grpc.aio.insecure_channel(spec.target, options=options)
     stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
@@ -101,10 +99,11 @@ def _stream_coroutines(spec: GenSpec, stats: WindowStats) -> tuple[list[Any], An
             stream=spec.stream,
             count=spec.requests_per_stream,
             tag=tag,
+            inflight=inflight,
         )
         for i in range(spec.streams)
     ]
-    return coroutines, channel
+    return coroutines, (channel, stub, templates[0].model_name if templates else "")
 
 
 async def run(spec: GenSpec) -> dict[str, Any]:
@@ -112,7 +111,8 @@ async def run(spec: GenSpec) -> dict[str, Any]:
     count_mode = spec.requests_per_stream > 0
     start, end = (spec.t_start, math.inf) if count_mode else (spec.window_start, spec.window_end)
     stats = WindowStats(start, end, spec.trust_usage)
-    coroutines, channel = _stream_coroutines(spec, stats)
+    inflight: set[str] = set()
+    coroutines, grpc_client = _stream_coroutines(spec, stats, inflight)
     tasks = [
         asyncio.ensure_future(
             _staggered(c, spec.t_start + spec.ramp_s * (spec.first_stream + i) / max(1, spec.total_streams))
@@ -139,7 +139,11 @@ async def run(spec: GenSpec) -> dict[str, Any]:
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             stats.error(f"stream crashed: {result!r}", time.monotonic())
-    if channel is not None:
+    stops_failed = 0
+    if grpc_client is not None:
+        channel, stub, model = grpc_client
+        if inflight and model != "tensorrt_llm":  # a cancelled direct call to tensorrt_llm stops by itself
+            stops_failed = await stop_requests(stub, inflight)
         with contextlib.suppress(Exception):
             await channel.close()
     if stats.untrusted_texts:
@@ -153,6 +157,8 @@ async def run(spec: GenSpec) -> dict[str, Any]:
         "cpu_s": cpu1 - cpu0,
         "measured_start": measured_start,
         "measured_end": measured_end,
+        "stops_sent": len(inflight),
+        "stops_failed": stops_failed,
         **stats.to_json(),
     }
 

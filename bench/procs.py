@@ -39,12 +39,17 @@ class Placement:
 
     @classmethod
     def auto(cls) -> Placement:
-        """2 CPUs: Triton on 0, front-end and load generator on 1. More: half Triton, a quarter each for the rest."""
+        """2-3 CPUs: Triton anywhere, front-end and load generator on the last. More: half for Triton, a quarter
+        each for the front-end and the load generator.
+
+        Triton is not confined to one CPU on small machines: pinned to a single core, the r24.10 Python backend
+        segfaults within a minute of streaming load (a cancellation-check race; see bench/README.md).
+        """
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         if len(cpus) < 2:
             return cls()
         if len(cpus) < 4:
-            return cls((cpus[0],), (cpus[1],), (cpus[1],))
+            return cls(tuple(cpus), (cpus[-1],), (cpus[-1],))
         half, quarter = len(cpus) // 2, len(cpus) // 4
         return cls(tuple(cpus[:half]), tuple(cpus[half : half + quarter]), tuple(cpus[half + quarter :]))
 
@@ -175,10 +180,8 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> N
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()

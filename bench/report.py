@@ -15,7 +15,8 @@ CSV_FIELDS = [
     "errors", "requests_started", "requests_completed", "frontend_cpu_s", "frontend_cpu_us_per_token",
     "frontend_cpu_s_per_1k_tokens", "frontend_is_loadgen", "loadgen_cpu_s", "loadgen_cpu_us_per_token",
     "loadgen_processes", "triton_cpu_s", "triton_cpu_us_per_token", "rss_baseline_mb", "rss_max_mb",
-    "max_open_streams", "floor", "tokens_ratio", "ttft_p50_added_ms", "cpu_ratio", "failed", "note",
+    "max_open_streams", "foreign_cpu_s", "triton_crashes", "floor", "tokens_ratio", "ttft_p50_added_ms",
+    "cpu_ratio", "failed", "note",
 ]  # fmt: skip
 
 
@@ -55,19 +56,27 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         row["cpu_ratio"] = ratio(row.get("frontend_cpu_us_per_token"), floor.get("frontend_cpu_us_per_token"))
 
 
+def _other(row: dict[str, Any]) -> str:
+    if row.get("foreign_cpu_s") is None or not row.get("duration_s"):
+        return "–"
+    return f"{row['foreign_cpu_s'] / row['duration_s']:.2f}"
+
+
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| front-end | run | c | prompt | stream | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors "
         "| front-end CPU µs/tok | loadgen µs/tok | Triton µs/tok | RSS base→max MB | tok/s ÷ direct "
-        "| TTFT p50 added ms | CPU ÷ direct |",
-        "|" + "---|" * 16,
+        "| TTFT p50 added ms | CPU ÷ direct | other procs (cores) |",
+        "|" + "---|" * 17,
     ]
     for r in rows:
         if r.get("label") == "skipped":
-            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 14)
+            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 15)
             continue
         if r.get("failed"):
-            lines.append(f"| {r['frontend']} | {r.get('label')} | {r.get('concurrency')} | FAILED: {r['failed'][:80]} |")
+            lines.append(
+                f"| {r['frontend']} | {r.get('label')} | {r.get('concurrency')} | FAILED: {r['failed'][:80]} |"
+            )
             continue
         rss = (
             f"{_fmt(r.get('rss_baseline_mb'), 0)}→{_fmt(r.get('rss_max_mb'), 0)}"
@@ -77,10 +86,11 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['frontend']} | {r['label']} | {r['concurrency']} | {r['prompt_tokens']} | "
             f"{'yes' if r['stream'] else 'no'} | {_fmt(r['tokens_per_s'], 0)} | "
-            f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} | {_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])} | "
+            f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} | "
+            f"{_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])} | "
             f"{r['errors']} | {_fmt(r['frontend_cpu_us_per_token'])} | {_fmt(r['loadgen_cpu_us_per_token'])} | "
             f"{_fmt(r['triton_cpu_us_per_token'], 0)} | {rss} | {_fmt(r.get('tokens_ratio'), 2)} | "
-            f"{_fmt(r.get('ttft_p50_added_ms'), 2)} | {_fmt(r.get('cpu_ratio'), 2)} |"
+            f"{_fmt(r.get('ttft_p50_added_ms'), 2)} | {_fmt(r.get('cpu_ratio'), 2)} | {_other(r)} |"
         )
     return lines
 
@@ -97,7 +107,9 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     busy = [r for r in gateways if r["label"] == "sweep" and r["concurrency"] >= 64 and r.get("cpu_ratio")]
     worst = max(busy, key=lambda r: r["cpu_ratio"], default=None)
     text = f"worst {worst['cpu_ratio']:.2f}× ({worst['frontend']}, c={worst['concurrency']})" if worst else "–"
-    lines.append(f"| front-end CPU per token ≤ 1.5× direct (c ≥ 64) | {text} | {verdict(worst and worst['cpu_ratio'] <= 1.5)} |")
+    lines.append(
+        f"| front-end CPU per token ≤ 1.5× direct (c ≥ 64) | {text} | {verdict(worst and worst['cpu_ratio'] <= 1.5)} |"
+    )
     pairs = []
     for lite in (r for r in ok if r["frontend"] == "litellm" and r["label"] == "sweep"):
         gw = next((g for g in gateways if g["frontend"] == "gateway/ensemble/w1" and _key(g) == _key(lite)), None)

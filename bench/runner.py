@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.frontends import RunningFrontend
 from bench.loadgen import GenSpec
 from bench.procs import Placement, ProcessTree, RssSampler, pinned
@@ -41,16 +43,16 @@ class RunContext:
     include_usage: bool = True
 
 
-def _chat_body(model: str, prompt: Prompt, point: LoadPoint, ctx: RunContext) -> str:
+def _chat_body(running: RunningFrontend, prompt: Prompt, point: LoadPoint, ctx: RunContext) -> str:
     body: dict[str, Any] = {
-        "model": model,
+        "model": running.model,
         "messages": [{"role": "user", "content": prompt.user_text}],
         "max_tokens": point.output_tokens,
         "stream": point.stream,
     }
     if point.stream and ctx.include_usage:
         body["stream_options"] = {"include_usage": True}
-    return json.dumps(body | (ctx.extra_body or {}))
+    return json.dumps(body | running.extra_body | (ctx.extra_body or {}))
 
 
 def openai_path(base_url: str) -> str:
@@ -106,7 +108,7 @@ def _specs(
     else:
         common["path"] = openai_path(running.target)
         common["headers"] = running.headers
-        common["bodies"] = [_chat_body(running.model, p, point, ctx) for p in prompts]
+        common["bodies"] = [_chat_body(running, p, point, ctx) for p in prompts]
     processes = max(1, math.ceil(point.concurrency / ctx.streams_per_loadgen))
     specs = []
     first = 0
@@ -148,16 +150,19 @@ def execute(
         _sleep_until(first.t_start if count_mode else first.window_start)
         fe0 = frontend_tree.cpu_times() if frontend_tree else {}
         tr0 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+        sys0 = psutil.cpu_times(percpu=True)
         if not count_mode:
             _sleep_until(first.window_end)
             fe1 = frontend_tree.cpu_times() if frontend_tree else {}
             tr1 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+            sys1 = psutil.cpu_times(percpu=True)
         deadline = time.monotonic() + LOADGEN_GRACE_S + (3600.0 if count_mode else 0.0)
         for process in processes:
             process.wait(max(1.0, deadline - time.monotonic()))
         if count_mode:
             fe1 = frontend_tree.cpu_times() if frontend_tree else {}
             tr1 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+            sys1 = psutil.cpu_times(percpu=True)
     results = []
     for index, process in enumerate(processes):
         path = run_dir / f"result{index}.json"
@@ -187,9 +192,17 @@ def execute(
             "idle_wait_s": waited,
         }
     )
+    busy = [_busy(b) - _busy(a) for a, b in zip(sys0, sys1, strict=True)]
+    ours = (0.0 if frontend_tree is None else frontend_cpu) + row["loadgen_cpu_s"] + (row["triton_cpu_s"] or 0.0)
+    row["cpu_busy_per_core"] = [round(b / row["duration_s"], 3) for b in busy]
+    row["foreign_cpu_s"] = max(0.0, sum(busy) - ours)  # CPU used by processes outside the benchmark
     row["triton_cpu_us_per_token"] = row["triton_cpu_s"] / tokens * 1e6 if tokens and row["triton_cpu_s"] else None
     row["loadgen_cpu_us_per_token"] = row["loadgen_cpu_s"] / tokens * 1e6 if tokens else None
     return row
+
+
+def _busy(times: Any) -> float:
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 class _NoSampler:

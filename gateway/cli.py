@@ -110,6 +110,12 @@ def _settings(args: argparse.Namespace, **overrides: object):
     return Settings(**(given | overrides))
 
 
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    """After uvicorn's graceful shutdown it re-raises the signal: end with status 0 and run `finally` blocks
+    (the dev command's Triton is stopped there) instead of dying by the signal."""
+    raise SystemExit(0)
+
+
 def _serve(settings, banner: str | None = None) -> int:
     import shutil
     import tempfile
@@ -119,6 +125,7 @@ def _serve(settings, banner: str | None = None) -> int:
     from gateway.config import export_to_environment
 
     configure_logging(settings.log_level, settings.log_format)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     common = {
         "host": settings.host,
         "port": settings.port,

@@ -68,6 +68,7 @@ class TritonEngine:
         self._stop_interface: ModelInterface | None = None
         self._server_version: str | None = None
         self._ready = False
+        self._failed_polls = 0
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._active: set[CallGuard] = set()
@@ -125,10 +126,13 @@ class TritonEngine:
             ready = server_ready.ready and model_ready.ready
             if ready and (not self._ready or self._codec is None):
                 await self._discover()
+            self._failed_polls = 0
         except grpc.aio.AioRpcError as exc:
-            if self._ready:
+            self._failed_polls += 1
+            # Unreachable is final at once; a slow answer (a busy server) must happen twice in a row.
+            ready = self._ready and exc.code() != grpc.StatusCode.UNAVAILABLE and self._failed_polls < 2
+            if not ready and self._ready:
                 logger.warning("Triton at %s is not reachable: %s", self.config.url, exc.code().name)
-            ready = False
         except ConfigurationError as exc:
             logger.error("%s", exc)
             ready = False
@@ -168,7 +172,9 @@ class TritonEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream deltas for one request; leaving early stops the upstream generation."""
         codec = self._codec
-        if not self._ready or codec is None or self._stub is None:
+        # Readiness polling only feeds /health/ready: once the model is known, a request is tried (a Triton
+        # that is down fails it at once with UNAVAILABLE), so a slow health poll under load rejects nothing.
+        if codec is None or self._stub is None:
             raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
         message, decoder = codec.open(request)
         span = start_span(f"triton {self.config.model}", dict(request.trace_headers), {"triton.request_id": message.id})

@@ -127,7 +127,7 @@ def wait_until_idle(triton: TritonServer, limit_s: float) -> float:
 
 async def read_then_disconnect(gateway: GatewayProcess, path: str, body: dict[str, object], chunks: int) -> None:
     async with httpx.AsyncClient(timeout=60) as client, client.stream("POST", f"{gateway.v1}{path}", json=body) as r:
-        assert r.status_code == 200
+        assert r.status_code == 200, (await r.aread()).decode()
         seen = 0
         async for _ in r.aiter_raw():
             seen += 1

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Build what a device run carries (run here, in the repo's venv; needs PyPI for `pip download`):
+#   bench/device/carry/triton.tar.xz  tritonserver of the nvidia-pytriton wheel, Python 3.12 stub only, laid out as
+#                                     site-packages (pytriton/, nvidia_pytriton.libs/, dist-info)
+#   bench/device/carry/site.tar.xz    Python 3.12 (cp312, manylinux x86-64) installs of every distribution the
+#                                     gateway, the load generator and Triton's Python models import, numpy 1.26 included
+#   bench/device/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so the device needs no torch
+# The device's run.sh puts site/ first on PYTHONPATH: the Triton stub then imports numpy 1.26, not the image's 2.x.
+# Everything together must stay under the 64 MiB carry limit; the script fails if it does not.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=bench/device/carry
+LIMIT_BYTES=$((64 * 1024 * 1024))
+PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
+# Wheels not carried: only needed for downloads from a hub (never done here), or for CLIs we do not run.
+SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|click)=='
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export XZ_OPT="-9e -T0"
+
+echo "== 1/3 tritonserver (nvidia-pytriton, Python 3.12 stub)"
+SITE=$("$PY" -c 'import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent.parent)')
+T="$WORK/triton"
+mkdir -p "$T/pytriton/tritonserver/python_backend_stubs" "$T/nvidia_pytriton.libs"
+cp -a "$SITE/pytriton/tritonserver/bin" "$SITE/pytriton/tritonserver/backends" "$SITE/pytriton/tritonserver/caches" \
+  "$T/pytriton/tritonserver/"
+cp -a "$SITE/pytriton/tritonserver/python_backend_stubs/3.12" "$T/pytriton/tritonserver/python_backend_stubs/"
+echo '"""Only the tritonserver files of nvidia-pytriton (carried for the benchmark); the client API is not here."""' \
+  > "$T/pytriton/__init__.py"
+# Every bundled library except libpython3.13 (tritonserver, the Python backend and the 3.12 stub do not link it).
+find "$SITE/nvidia_pytriton.libs" -maxdepth 1 -type f ! -name 'libpython3*' -exec cp -a {} "$T/nvidia_pytriton.libs/" \;
+DIST=$(ls -d "$SITE"/nvidia_pytriton-*.dist-info)
+mkdir -p "$T/$(basename "$DIST")"
+cp "$DIST/METADATA" "$DIST/top_level.txt" "$T/$(basename "$DIST")/"
+find "$T" -name __pycache__ -prune -exec rm -rf {} +
+tar -C "$T" -cJf "$OUT/triton.tar.xz" .
+
+echo "== 2/3 site: cp312 wheels of what the processes import"
+PYTHONPATH=. "$PY" bench/device/needed_dists.py 2>/dev/null | grep -Eiv "$SKIP_RE" > "$WORK/requirements.txt"
+sed -i -E 's/^numpy==.*/numpy==1.26.4/' "$WORK/requirements.txt"
+cat "$WORK/requirements.txt" | tr '\n' ' '
+echo
+"$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+  "${PLATFORMS[@]}" -r "$WORK/requirements.txt" -d "$WORK/wheels"
+"$PY" -m pip install --quiet --no-deps --no-index --only-binary=:all: --python-version 3.12 --implementation cp \
+  --abi cp312 "${PLATFORMS[@]}" --target "$WORK/site" "$WORK"/wheels/*.whl
+find "$WORK/site" -name __pycache__ -prune -exec rm -rf {} +
+rm -rf "$WORK/site/bin"
+cp "$WORK/requirements.txt" "$WORK/site/CARRIED_REQUIREMENTS.txt"
+tar -C "$WORK/site" -cJf "$OUT/site.tar.xz" .
+
+echo "== 3/3 dev model cache"
+MODEL=$(PYTHONPATH=. "$PY" -c 'from gateway.devstack import default_cache_root
+from gateway.devstack.dev_model import ensure_dev_model
+print(ensure_dev_model(default_cache_root()))')
+tar -C "$(dirname "$MODEL")" -cJf "$OUT/cache.tar.xz" "$(basename "$MODEL")"
+
+ls -l "$OUT"
+TOTAL=$(du -cb "$OUT"/*.tar.xz | tail -1 | cut -f1)
+echo "total $((TOTAL / 1024 / 1024)) MiB of $((LIMIT_BYTES / 1024 / 1024)) MiB"
+if [ "$TOTAL" -ge "$LIMIT_BYTES" ]; then
+  echo "over the carry limit: add distributions the device image already has to SKIP_RE" >&2
+  exit 1
+fi
+echo "carry: bench/device/carry   (run: bash bench/device/run.sh)"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# On the device machine (repo root, carry = bench/device/carry): unpack the carried Triton, Python site and dev
+# model, then run the quick sweep with 1 and 4 gateway workers. Results (and logs) go to $OUT.
+#   OUT=/some/dir bash bench/device/run.sh [extra bench.run arguments]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CARRY=bench/device/carry
+OUT=${OUT:?set OUT to the folder that comes back}
+PY=${PYTHON:-$(command -v python3.12 || command -v python3)}
+WORK=$(mktemp -d /tmp/bench-device.XXXXXX)
+
+"$PY" - <<'EOF'
+import sys, sysconfig
+assert sys.version_info[:2] == (3, 12), f"the carried site is for CPython 3.12, this is {sys.version}"
+assert sysconfig.get_config_var("Py_ENABLE_SHARED"), "the Triton stub needs a Python built with a shared libpython"
+EOF
+
+mkdir -p "$WORK/site" "$WORK/cache" "$OUT"
+tar -C "$WORK/site" -xJf "$CARRY/site.tar.xz"
+tar -C "$WORK/site" -xJf "$CARRY/triton.tar.xz"
+tar -C "$WORK/cache" -xJf "$CARRY/cache.tar.xz"
+# site/ first: numpy 1.26 (and the other carried versions) win over the image's, in every process including the
+# Triton Python backend stubs, which inherit the environment. The repo root makes `gateway` and `bench` importable.
+export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export GATEWAY_CACHE_DIR="$WORK/cache"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+
+{
+  echo "python: $("$PY" -VV)"
+  "$PY" -c 'import numpy, grpc, transformers; print("numpy", numpy.__version__, "grpc", grpc.__version__, "transformers", transformers.__version__)'
+  nproc
+  nvidia-smi -L 2>/dev/null || true
+} | tee "$OUT/environment.txt"
+
+workers_flag=$("$PY" -m gateway serve --help | grep -c -- "--workers" || true)
+WORKERS=1,4
+if [ "$workers_flag" = "0" ]; then
+  echo "note: the gateway has no --workers flag yet; the 4-worker runs are skipped" | tee -a "$OUT/environment.txt"
+fi
+
+status=0
+"$PY" -m bench.run --sweep quick --frontends direct,gateway --workers "$WORKERS" --streams-per-loadgen 256 \
+  --out "$OUT/quick" "$@" \
+  2>&1 | tee "$OUT/bench.log" || status=$?
+# Logs of Triton, the gateways and the load generators (small text files only).
+find bench/results/tmp -name '*.log' -size -2M -exec cp --parents {} "$OUT/" \; 2>/dev/null || true
+rm -rf "$WORK"
+exit "$status"

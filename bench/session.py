@@ -1,0 +1,199 @@
+"""A sweep's execution: Triton once, then each front-end in turn over every load point, Triton restarted on a crash."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.frontends import (
+    RunningFrontend,
+    direct_frontend,
+    gateway_supports_workers,
+    start_gateway,
+    start_litellm,
+    url_frontend,
+)
+from bench.procs import Placement
+from bench.prompts import Prompt, load_tokenizer, make_prompts
+from bench.runner import RunContext, execute
+from bench.spec import GATEWAY_MODES, Frontend, LoadPoint, Sweep
+from bench.stack import TritonStack
+
+logger = logging.getLogger("bench")
+WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=True, requests=8, label="warmup")
+
+
+def frontends_for(sweep: Sweep, kinds: set[str]) -> list[Frontend]:
+    """The sweep's front-ends: per gateway mode its direct floor first, then the gateway per worker count; LiteLLM."""
+    frontends: list[Frontend] = []
+    for mode in sweep.gateway_modes:
+        model = GATEWAY_MODES[mode]
+        if "direct" in kinds:
+            frontends.append(Frontend(f"direct/{model}", "direct", model))
+        if "gateway" in kinds:
+            frontends += [Frontend(f"gateway/{mode}/w{w}", "gateway", model, workers=w) for w in sweep.workers]
+    if "litellm" in kinds and sweep.litellm:
+        frontends.append(Frontend("litellm", "litellm", "ensemble"))
+    return frontends
+
+
+def load_points_for(frontend: Frontend, sweep: Sweep) -> list[LoadPoint]:
+    """TTFT probe, the sweep's window runs, then open-stream (RSS) runs for single-process ensemble front-ends."""
+    points = []
+    if sweep.ttft_probe_requests:
+        points.append(LoadPoint(1, 100, sweep.ttft_probe_tokens, True, sweep.ttft_probe_requests, "ttft"))
+    points += sweep.load_points()
+    holds = frontend.triton_model == "ensemble" and frontend.workers == 1 and frontend.kind in ("direct", "gateway")
+    if holds or frontend.kind == "url":
+        points += [LoadPoint(c, 100, sweep.output_tokens, True, label="hold") for c in sweep.hold_streams]
+    return points
+
+
+def context(placement: Placement, work_dir: Path, model_dir: str, args: argparse.Namespace) -> RunContext:
+    """The shared run settings."""
+    tokenizer = load_tokenizer(model_dir)
+    return RunContext(
+        placement=placement,
+        work_dir=work_dir,
+        tokenizer_file=str(Path(model_dir) / "tokenizer.json"),
+        eos_id=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else -1,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        streams_per_loadgen=args.streams_per_loadgen,
+        extra_body=args.extra_body,
+        include_usage=not args.no_usage,
+    )
+
+
+def _start(frontend: Frontend, stack: TritonStack | None, ctx: RunContext, args: argparse.Namespace) -> RunningFrontend:
+    from gateway.devstack import free_port
+
+    if frontend.kind == "url" or stack is None:
+        return url_frontend(frontend, args.api_key)
+    triton, cpus, logs = stack.server, ctx.placement.frontend, ctx.work_dir
+    if frontend.kind == "direct":
+        return direct_frontend(frontend, triton.grpc_url)
+    if frontend.kind == "gateway":
+        return start_gateway(frontend, triton.grpc_url, triton.model_dir, free_port(), cpus, logs)
+    return start_litellm(frontend, triton.http_url, triton.model_dir, free_port(), cpus, logs)
+
+
+def _attach(ctx: RunContext, stack: TritonStack) -> None:
+    ctx.triton_grpc = stack.server.grpc_url
+    ctx.triton_metrics = stack.server.metrics_url
+    ctx.triton_tree = stack.tree()
+
+
+class Session:
+    """Runs front-ends over load points and appends each row to runs.jsonl as it finishes."""
+
+    def __init__(
+        self, args: argparse.Namespace, sweep: Sweep, ctx: RunContext, stack: TritonStack | None, out: Path
+    ) -> None:
+        self.args = args
+        self.sweep = sweep
+        self.ctx = ctx
+        self.stack = stack
+        self.out = out
+        self.prompts: dict[int, list[Prompt]] = {}
+        model_dir = str(Path(ctx.tokenizer_file).parent)
+        for tokens in {100, *sweep.prompt_tokens}:
+            self.prompts[tokens] = make_prompts(model_dir, tokens)
+        if stack is not None:
+            _attach(ctx, stack)
+
+    def run_frontend(self, frontend: Frontend) -> list[dict[str, Any]]:
+        """Every load point of one front-end."""
+        if frontend.kind == "gateway" and frontend.workers > 1 and not gateway_supports_workers():
+            note = "skipped: `python -m gateway serve` has no --workers flag yet"
+            logger.warning("%s: %s", frontend.name, note)
+            return [{"frontend": frontend.name, "label": "skipped", "note": note}]
+        logger.info("starting %s", frontend.name)
+        rows = []
+        running = _start(frontend, self.stack, self.ctx, self.args)
+        try:
+            execute(running, WARMUP, self.prompts[100], self.ctx, self.sweep.timing)
+            for point in load_points_for(frontend, self.sweep):
+                if self.args.only_label and point.label not in self.args.only_label:
+                    continue
+                row, running = self._measure(frontend, running, point)
+                rows.append(row)
+                with (self.out / "runs.jsonl").open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+        finally:
+            running.stop()
+        return rows
+
+    def _measure(
+        self, frontend: Frontend, running: RunningFrontend, point: LoadPoint
+    ) -> tuple[dict[str, Any], RunningFrontend]:
+        """One point; when Triton dies during it, restart Triton and the front-end and measure it again."""
+        crashes = 0
+        while True:
+            started = time.monotonic()
+            try:
+                row = execute(running, point, self.prompts[point.prompt_tokens], self.ctx, self.sweep.timing)
+            except Exception as exc:
+                logger.error("%s %s failed: %s", frontend.name, point.key(), exc)
+                row = {
+                    "frontend": frontend.name,
+                    "label": point.label,
+                    "concurrency": point.concurrency,
+                    "prompt_tokens": point.prompt_tokens,
+                    "stream": point.stream,
+                    "failed": repr(exc)[:500],
+                }
+            if self.stack is None or self.stack.alive():
+                break
+            crashes += 1
+            if crashes > self.args.crash_retries:
+                row["failed"] = f"tritonserver crashed {crashes} times during this point"
+                break
+            logger.warning("%s %s: Triton crashed; restarting it and the front-end", frontend.name, point.key())
+            running.stop()
+            self.stack.restart_after_crash()
+            _attach(self.ctx, self.stack)
+            running = _start(frontend, self.stack, self.ctx, self.args)
+            execute(running, WARMUP, self.prompts[100], self.ctx, self.sweep.timing)
+        row["triton_crashes"] = crashes
+        logger.info("%s %s %s: %s (%.0f s)", frontend.name, point.label, point.key(), report.one_line(row),
+                    time.monotonic() - started)  # fmt: skip
+        return row, running
+
+
+def run_stack(
+    args: argparse.Namespace, sweep: Sweep, placement: Placement, out: Path, work_dir: Path, meta: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The built-in comparison: synthetic Triton, direct floors, the gateway, LiteLLM."""
+    rows: list[dict[str, Any]] = []
+    stack = TritonStack(placement, work_dir, args.ttft_ms, args.itl_ms, args.max_active)
+    stack.start()
+    try:
+        model_dir = str(args.tokenizer or stack.server.model_dir)
+        session = Session(args, sweep, context(placement, work_dir, model_dir, args), stack, out)
+        for frontend in frontends_for(sweep, set(args.frontends.split(","))):
+            rows += session.run_frontend(frontend)
+    finally:
+        stack.stop()
+        meta["triton_crashes"] = stack.crashes
+    return rows
+
+
+def run_url(
+    args: argparse.Namespace, sweep: Sweep, placement: Placement, out: Path, work_dir: Path
+) -> list[dict[str, Any]]:
+    """Any OpenAI-compatible server: only the load generator runs here."""
+    if args.tokenizer:
+        model_dir = str(args.tokenizer)
+    else:
+        from gateway.devstack import default_cache_root
+        from gateway.devstack.dev_model import ensure_dev_model
+
+        model_dir = str(ensure_dev_model(default_cache_root()))
+    ctx = context(Placement(loadgen=placement.loadgen), work_dir, model_dir, args)
+    session = Session(args, sweep, ctx, None, out)
+    return session.run_frontend(Frontend("url", "url", url=args.url, model=args.model))

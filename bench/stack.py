@@ -1,0 +1,67 @@
+"""The synthetic Triton every front-end shares, restartable after a crash (its log is kept)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from bench.procs import Placement, ProcessTree, affinity
+
+logger = logging.getLogger("bench")
+
+
+class TritonStack:
+    """tritonserver on `triton_repo/dev` with the synthetic engine, pinned to the Triton CPUs."""
+
+    def __init__(self, placement: Placement, work_dir: Path, ttft_ms: float, itl_ms: float, max_active: int) -> None:
+        self.placement = placement
+        self.work_dir = work_dir
+        self.ttft_ms = ttft_ms
+        self.itl_ms = itl_ms
+        self.max_active = max_active
+        self.server: Any = None
+        self.crashes: list[str] = []  # tail of the log of each crash
+        self._exit: contextlib.ExitStack | None = None
+
+    def start(self) -> Any:
+        """Start Triton (a fresh work folder per start, so a crashed server's log survives)."""
+        from gateway.devstack import DevStackOptions, dev_triton
+
+        options = DevStackOptions(
+            engine="synthetic",
+            synthetic_ttft_ms=self.ttft_ms,
+            synthetic_itl_ms=self.itl_ms,
+            max_num_active=self.max_active,
+            max_batch_size=64,
+        )
+        folder = self.work_dir / f"triton-{len(self.crashes)}"
+        self._exit = contextlib.ExitStack()
+        with affinity(self.placement.triton):
+            self.server = self._exit.enter_context(dev_triton(options, work_dir=folder))
+        logger.info("Triton ready: grpc %s, http %s, cpus %s", self.server.grpc_url, self.server.http_url,
+                    self.placement.triton or "all")  # fmt: skip
+        return self.server
+
+    def stop(self) -> None:
+        """Stop Triton."""
+        if self._exit is not None:
+            self._exit.close()
+            self._exit = None
+
+    def alive(self) -> bool:
+        """Whether tritonserver is still running."""
+        return self.server is not None and self.server.process.poll() is None
+
+    def restart_after_crash(self) -> Any:
+        """Record the crash (log tail), then start a new server."""
+        tail = self.server.log_tail(15) if self.server is not None else ""
+        self.crashes.append(tail)
+        logger.error("tritonserver died (crash %d):\n%s", len(self.crashes), tail)
+        self.stop()
+        return self.start()
+
+    def tree(self) -> ProcessTree:
+        """Triton and its Python backend stubs."""
+        return ProcessTree([self.server.process.pid])
