@@ -6,6 +6,7 @@ client cannot set the `triton_enable_empty_final_response` parameter that a deco
 
 from __future__ import annotations
 
+import secrets
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,11 +142,16 @@ def add_sampling_inputs(builder: RequestBuilder, request: GenerationRequest) -> 
     """Map the request's sampling fields onto the inputs the model declares; refuse what it cannot take."""
     interface = builder.interface
     sampling = request.sampling
+    seed = sampling.seed
+    if seed is None and sampling.top_k != 1 and interface.input_for("seed") is not None:
+        # TensorRT-LLM samples with seed 0 when none is given, so every unseeded request would draw the same
+        # text; OpenAI's unseeded requests differ from each other.
+        seed = secrets.randbits(63)
     fields: dict[str, float | int | None] = {
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
         "top_k": sampling.top_k,
-        "seed": sampling.seed,
+        "seed": seed,
         "min_tokens": sampling.min_tokens,
         "presence_penalty": sampling.presence_penalty,
         "frequency_penalty": sampling.frequency_penalty,

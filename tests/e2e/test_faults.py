@@ -29,18 +29,18 @@ def stream_body(gateway: GatewayProcess, max_tokens: int) -> dict[str, object]:
 
 async def read_events(gateway: GatewayProcess, body: dict[str, object], events: list[str], timeout: float = 60) -> int:
     """Stream into `events` (each SSE event's text); returns the HTTP status."""
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        async with client.stream("POST", f"{gateway.v1}/completions", json=body) as response:
-            if response.status_code != 200:
-                events.append((await response.aread()).decode())
-                return response.status_code
-            buffer = ""
-            async for text in response.aiter_text():
-                buffer += text
-                while "\n\n" in buffer:
-                    event, buffer = buffer.split("\n\n", 1)
-                    events.append(event)
-            return 200
+    url = f"{gateway.v1}/completions"
+    async with httpx.AsyncClient(timeout=timeout) as client, client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            events.append((await response.aread()).decode())
+            return response.status_code
+        buffer = ""
+        async for text in response.aiter_text():
+            buffer += text
+            while "\n\n" in buffer:
+                event, buffer = buffer.split("\n\n", 1)
+                events.append(event)
+        return 200
 
 
 def error_of(events: list[str]) -> dict[str, object] | None:
