@@ -11,7 +11,6 @@ from gateway.devstack.triton_server import (
     TritonServer,
     TritonStartError,
     free_port,
-    running_triton,
     start_triton,
 )
 
@@ -25,7 +24,6 @@ __all__ = [
     "dev_triton",
     "free_port",
     "render_model_repository",
-    "running_triton",
     "start_triton",
     "triton_repo_root",
 ]

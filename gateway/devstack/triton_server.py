@@ -25,7 +25,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,13 +290,3 @@ def start_triton(
         raise
     logger.info("tritonserver ready: grpc %s, http %s", server.grpc_url, server.http_url)
     return server
-
-
-@contextlib.contextmanager
-def running_triton(model_repository: Path, **kwargs: object) -> Iterator[TritonServer]:
-    """Context manager around start_triton that always stops the server."""
-    server = start_triton(model_repository, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -17,7 +17,13 @@ from tritonclient.grpc import model_config_pb2, service_pb2
 
 from gateway.engine.base import Delta, GenerationRequest
 from gateway.engine.detokenize import CumulativeTextDiff, IncrementalDetokenizer, ReplacementMerger
-from gateway.engine.tensors import ModelInterface, RequestBuilder, add_sampling_inputs, decode_first_bytes
+from gateway.engine.tensors import (
+    ModelInterface,
+    RequestBuilder,
+    add_sampling_inputs,
+    decode_first_bytes,
+    decode_first_int,
+)
 from gateway.errors import ConfigurationError
 
 UpstreamMode = Literal["ensemble", "bls", "direct"]
@@ -57,10 +63,6 @@ def upstream_streams(request: GenerationRequest, exact: bool) -> bool:
     return request.stream or (exact and bool(request.stop))
 
 
-def _first_int(raw: bytes, datatype: str) -> int:
-    return int(struct.unpack_from("<i" if datatype == "INT32" else "<q", raw)[0])
-
-
 # ---- text upstreams: ensemble and BLS ------------------------------------------------------------------------
 
 
@@ -81,9 +83,9 @@ class TextDecoder:
                 text = decode_first_bytes(raw).decode("utf-8", errors="replace")
                 delta.text = self._text.feed(text) if self._text is not None else text
             elif name == "num_output_tokens":
-                delta.completion_tokens = _first_int(raw, output.datatype)
+                delta.completion_tokens = decode_first_int(raw, output.datatype)
             elif name == "num_input_tokens":
-                delta.prompt_tokens = _first_int(raw, output.datatype)
+                delta.prompt_tokens = decode_first_int(raw, output.datatype)
         return delta
 
     def flush(self) -> str:

@@ -1,9 +1,9 @@
-"""The Triton engine: one gRPC `ModelStreamInfer` call per request to the ensemble or the BLS model.
+"""The Triton engine: one gRPC `ModelStreamInfer` call per request to the ensemble, BLS or engine model.
 
-Start-up never fails because Triton is down: a background task watches readiness, (re)reads the model's config
-when it becomes ready, and requests fail fast with 503 meanwhile. Closing a generation early cancels its gRPC
-call and, because a cancelled ensemble keeps generating (TRITON_INTERFACE.md §6), also sends a `stop=true`
-request with the same request id to the `tensorrt_llm` model.
+Start-up never fails because Triton is down: a background task watches readiness (for /health/ready) and
+(re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
+Closing a generation early cancels its gRPC call and, because a cancelled ensemble keeps generating
+(TRITON_INTERFACE.md §6), also sends a `stop=true` request with the same request id to `tensorrt_llm`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ class TritonEngine:
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._active: set[CallGuard] = set()
-        self._ready_event = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -82,12 +81,6 @@ class TritonEngine:
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         await self._refresh()
         self._watcher = asyncio.create_task(self._watch(), name="triton-health")
-
-    async def wait_ready(self, timeout: float) -> bool:
-        """Wait until the upstream model is ready; False on timeout."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready_event.wait(), timeout)
-        return self._ready
 
     async def close(self) -> None:
         """Stop the watcher, let pending stop requests finish briefly, close the channel."""
@@ -139,10 +132,6 @@ class TritonEngine:
         if ready and not self._ready:
             logger.info("upstream model %s at %s is ready", self.config.model, self.config.url)
         self._ready = ready
-        if ready:
-            self._ready_event.set()
-        else:
-            self._ready_event.clear()
 
     async def _discover(self) -> None:
         """Read the model's declared interface (and the engine model's, for stop requests)."""
