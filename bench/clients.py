@@ -195,6 +195,10 @@ async def triton_stream(
             call.cancel()
             clock.abandon()
             raise
+        except Exception as exc:  # e.g. grpc's ExecuteBatchError when the call broke while writing
+            inflight.discard(message.id)
+            clock.fail(repr(exc), time.monotonic())
+            await asyncio.sleep(RETRY_PAUSE_S)
         finally:
             if not clock.done:
                 call.cancel()
@@ -231,7 +235,7 @@ async def stop_requests(stub: service_pb2_grpc.GRPCInferenceServiceStub, request
                 if reply.error_message or (final is not None and final.bool_param):
                     return not reply.error_message
             return True
-        except grpc.aio.AioRpcError:
+        except Exception:  # AioRpcError, or ExecuteBatchError when the call broke while writing
             return False
         finally:
             call.cancel()

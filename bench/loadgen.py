@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import grpc
+import psutil
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from bench.clients import openai_stream, stop_requests, triton_stream
@@ -47,6 +49,8 @@ class GenSpec:
     bodies: list[str] = field(default_factory=list)  # openai: JSON bodies, one per prompt
     headers: dict[str, str] = field(default_factory=dict)
     triton_requests: list[str] = field(default_factory=list)  # triton: base64 ModelInferRequest per prompt
+    probe_bodies: list[str] = field(default_factory=list)  # one extra stream of short requests (TTFT under load)
+    probe_triton_requests: list[str] = field(default_factory=list)
     trust_usage: bool = True
     tokenizer_file: str = ""  # to count tokens of non-streamed texts when usage is not trusted
     cpus: list[int] = field(default_factory=list)
@@ -64,46 +68,50 @@ async def _staggered(coro: Any, at: float) -> None:
     await coro
 
 
-def _stream_coroutines(spec: GenSpec, stats: WindowStats, inflight: set[str]) -> tuple[list[Any], Any]:
-    """One coroutine per stream, and the gRPC stub (None for HTTP)."""
-    step = spec.total_streams
-    if spec.client == "openai":
-        target = HttpTarget.parse(spec.target)
-        requests = [target.request_bytes(spec.path, b.encode(), spec.headers) for b in spec.bodies]
-        coroutines = [
-            openai_stream(
-                target,
-                requests,
-                spec.first_stream + i,
-                step,
-                stats,
-                chat=spec.chat,
-                stream=spec.stream,
-                count=spec.requests_per_stream,
+class _Streams:
+    """Makes the stream coroutines of this process: HTTP or gRPC, main streams or the TTFT probe."""
+
+    def __init__(self, spec: GenSpec) -> None:
+        self.spec = spec
+        self.inflight: set[str] = set()
+        self.channel: grpc.aio.Channel | None = None
+        if spec.client == "openai":
+            self.target = HttpTarget.parse(spec.target)
+            self.requests = [self.target.request_bytes(spec.path, b.encode(), spec.headers) for b in spec.bodies]
+            self.probes = [self.target.request_bytes(spec.path, b.encode(), spec.headers) for b in spec.probe_bodies]
+            return
+        options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+        self.channel = grpc.aio.insecure_channel(spec.target, options=options)
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
+        decode = service_pb2.ModelInferRequest.FromString
+        self.templates = [decode(base64.b64decode(r)) for r in spec.triton_requests]
+        self.probe_templates = [decode(base64.b64decode(r)) for r in spec.probe_triton_requests]
+
+    def stream(self, stats: WindowStats, first: int, step: int, count: int, probe: bool = False) -> Any:
+        """One closed-loop stream."""
+        spec = self.spec
+        if spec.client == "openai":
+            requests = self.probes if probe else self.requests
+            return openai_stream(
+                self.target, requests, first, step, stats, chat=spec.chat, stream=spec.stream, count=count
             )
-            for i in range(spec.streams)
-        ]
-        return coroutines, None
-    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    channel = grpc.aio.insecure_channel(spec.target, options=options)
-    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-    templates = [service_pb2.ModelInferRequest.FromString(base64.b64decode(r)) for r in spec.triton_requests]
-    tag = f"bench{os.getpid()}"
-    coroutines = [
-        triton_stream(
-            stub,
-            templates,
-            spec.first_stream + i,
-            step,
-            stats,
-            stream=spec.stream,
-            count=spec.requests_per_stream,
-            tag=tag,
-            inflight=inflight,
+        templates = self.probe_templates if probe else self.templates
+        tag = f"bench{os.getpid()}{'p' if probe else ''}"
+        return triton_stream(
+            self.stub, templates, first, step, stats, stream=spec.stream, count=count, tag=tag, inflight=self.inflight
         )
-        for i in range(spec.streams)
-    ]
-    return coroutines, (channel, stub, templates[0].model_name if templates else "")
+
+    async def close(self) -> int:
+        """Stop what is still generating upstream (ensemble, BLS) and close the channel; failed stops."""
+        if self.channel is None:
+            return 0
+        failed = 0
+        model = self.templates[0].model_name if self.templates else ""
+        if self.inflight and model != "tensorrt_llm":  # a cancelled direct call to tensorrt_llm stops by itself
+            failed = await stop_requests(self.stub, self.inflight)
+        with contextlib.suppress(Exception):
+            await self.channel.close()
+        return failed
 
 
 async def run(spec: GenSpec) -> dict[str, Any]:
@@ -111,22 +119,28 @@ async def run(spec: GenSpec) -> dict[str, Any]:
     count_mode = spec.requests_per_stream > 0
     start, end = (spec.t_start, math.inf) if count_mode else (spec.window_start, spec.window_end)
     stats = WindowStats(start, end, spec.trust_usage)
-    inflight: set[str] = set()
-    coroutines, grpc_client = _stream_coroutines(spec, stats, inflight)
+    probe_stats = WindowStats(start, end, spec.trust_usage)
+    streams = _Streams(spec)
+    total = max(1, spec.total_streams)
     tasks = [
         asyncio.ensure_future(
-            _staggered(c, spec.t_start + spec.ramp_s * (spec.first_stream + i) / max(1, spec.total_streams))
+            _staggered(
+                streams.stream(stats, spec.first_stream + i, spec.total_streams, spec.requests_per_stream),
+                spec.t_start + spec.ramp_s * (spec.first_stream + i) / total,
+            )
         )
-        for i, c in enumerate(coroutines)
+        for i in range(spec.streams)
     ]
-    cpu0 = cpu1 = 0.0
+    if not count_mode and spec.probe_bodies + spec.probe_triton_requests:
+        probe = streams.stream(probe_stats, 0, 1, 0, probe=True)
+        tasks.append(asyncio.ensure_future(_staggered(probe, spec.t_start + spec.ramp_s)))
+    rss_start = psutil.Process().memory_info().rss
     if count_mode:
         await asyncio.sleep(max(0.0, spec.t_start - time.monotonic()))
         cpu0 = time.process_time()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         cpu1 = time.process_time()
-        measured_end = time.monotonic()
-        measured_start = spec.t_start
+        measured_start, measured_end = spec.t_start, time.monotonic()
     else:
         await asyncio.sleep(max(0.0, spec.window_start - time.monotonic()))
         cpu0 = time.process_time()
@@ -139,26 +153,28 @@ async def run(spec: GenSpec) -> dict[str, Any]:
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             stats.error(f"stream crashed: {result!r}", time.monotonic())
-    stops_failed = 0
-    if grpc_client is not None:
-        channel, stub, model = grpc_client
-        if inflight and model != "tensorrt_llm":  # a cancelled direct call to tensorrt_llm stops by itself
-            stops_failed = await stop_requests(stub, inflight)
-        with contextlib.suppress(Exception):
-            await channel.close()
-    if stats.untrusted_texts:
+    stops_sent = len(streams.inflight)
+    stops_failed = await streams.close()
+    stats.tokens += probe_stats.tokens
+    stats.errors += probe_stats.errors
+    stats.error_samples += probe_stats.error_samples
+    texts = stats.untrusted_texts + probe_stats.untrusted_texts
+    if texts:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(spec.tokenizer_file)
-        stats.tokens += sum(len(e.ids) for e in tokenizer.encode_batch(stats.untrusted_texts, add_special_tokens=False))
+        stats.tokens += sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
     return {
         "pid": os.getpid(),
         "streams": spec.streams,
         "cpu_s": cpu1 - cpu0,
         "measured_start": measured_start,
         "measured_end": measured_end,
-        "stops_sent": len(inflight),
+        "stops_sent": stops_sent,
         "stops_failed": stops_failed,
+        "rss_start": rss_start,
+        "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "probe_ttft": probe_stats.ttft,
         **stats.to_json(),
     }
 

@@ -14,7 +14,8 @@ CSV_FIELDS = [
     "tokens_per_s", "ttft_samples", "ttft_p50_ms", "ttft_p99_ms", "itl_samples", "itl_p50_ms", "itl_p99_ms",
     "errors", "requests_started", "requests_completed", "frontend_cpu_s", "frontend_cpu_us_per_token",
     "frontend_cpu_s_per_1k_tokens", "frontend_is_loadgen", "loadgen_cpu_s", "loadgen_cpu_us_per_token",
-    "loadgen_processes", "triton_cpu_s", "triton_cpu_us_per_token", "rss_baseline_mb", "rss_max_mb",
+    "loadgen_processes", "probe_ttft_samples", "probe_ttft_p50_ms", "probe_ttft_p99_ms", "max_in_flight",
+    "triton_cpu_s", "triton_cpu_us_per_token", "rss_baseline_mb", "rss_max_mb",
     "max_open_streams", "foreign_cpu_s", "triton_crashes", "floor", "tokens_ratio", "ttft_p50_added_ms",
     "cpu_ratio", "failed", "note",
 ]  # fmt: skip
@@ -64,14 +65,15 @@ def _other(row: dict[str, Any]) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| front-end | run | c | prompt | stream | tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms | errors "
+        "| front-end | run | c | prompt | stream | tok/s | TTFT p50 / p99 ms (n) | probe TTFT p50 / p99 ms "
+        "| ITL p50 / p99 ms | errors "
         "| front-end CPU µs/tok | loadgen µs/tok | Triton µs/tok | RSS base→max MB | tok/s ÷ direct "
         "| TTFT p50 added ms | CPU ÷ direct | other procs (cores) |",
-        "|" + "---|" * 17,
+        "|" + "---|" * 18,
     ]
     for r in rows:
         if r.get("label") == "skipped":
-            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 15)
+            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 16)
             continue
         if r.get("failed"):
             lines.append(
@@ -86,7 +88,8 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {r['frontend']} | {r['label']} | {r['concurrency']} | {r['prompt_tokens']} | "
             f"{'yes' if r['stream'] else 'no'} | {_fmt(r['tokens_per_s'], 0)} | "
-            f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} | "
+            f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} ({r['ttft_samples']}) | "
+            f"{_fmt(r.get('probe_ttft_p50_ms'))} / {_fmt(r.get('probe_ttft_p99_ms'))} | "
             f"{_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])} | "
             f"{r['errors']} | {_fmt(r['frontend_cpu_us_per_token'])} | {_fmt(r['loadgen_cpu_us_per_token'])} | "
             f"{_fmt(r['triton_cpu_us_per_token'], 0)} | {rss} | {_fmt(r.get('tokens_ratio'), 2)} | "
@@ -129,8 +132,11 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     holds = [r for r in gateways if r["label"] == "hold"]
     big = max(holds, key=lambda r: r["concurrency"], default=None)
     if big:
-        good = big["errors"] == 0 and big["max_open_streams"] >= big["concurrency"]
-        text = f"{big['max_open_streams']} open at once, {big['errors']} errors ({big['frontend']})"
+        good = big["errors"] == 0 and big.get("max_in_flight", 0) >= big["concurrency"]
+        text = (
+            f"{big.get('max_in_flight')} in flight at once ({big['max_open_streams']} had their first token), "
+            f"{big['errors']} errors, {big['tokens_per_s']:.0f} tok/s ({big['frontend']})"
+        )
         lines.append(f"| one process holds {big['concurrency']} streams without error | {text} | {verdict(good)} |")
     near = [r for r in holds if 900 <= r["concurrency"] <= 1100 and r.get("rss_max_mb") is not None]
     for r in near:

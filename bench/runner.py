@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from bench.spec import LoadPoint, Timing
 from bench.stats import LogHistogram, percentile
 from bench.triton_requests import encoded_requests
 
+PROBE_TOKENS = 8  # output tokens of the latency probe's requests
 SPAWN_MARGIN_S = 3.0  # load generators start and import before the first request is due
 LOADGEN_GRACE_S = 120.0  # after the window, for cancellation and the result file
 
@@ -101,20 +103,26 @@ def _specs(
         "tokenizer_file": ctx.tokenizer_file,
         "cpus": list(ctx.placement.loadgen),
     }
+    # A latency probe: one more stream of short requests, so that TTFT under load is sampled even when the
+    # window is shorter than the closed-loop streams' requests.
+    probe = None if count_mode or point.concurrency == 1 else replace(point, output_tokens=PROBE_TOKENS)
     if running.client == "triton":
-        common["triton_requests"] = encoded_requests(
-            running.target, running.model, prompts, point.output_tokens, point.stream, ctx.eos_id, ctx.pad_id
-        )
+        encode = functools.partial(encoded_requests, running.target, running.model, prompts, eos_id=ctx.eos_id,
+                                   pad_id=ctx.pad_id)  # fmt: skip
+        common["triton_requests"] = encode(point.output_tokens, point.stream)
+        probe_requests = {"probe_triton_requests": encode(PROBE_TOKENS, point.stream)} if probe else {}
     else:
         common["path"] = openai_path(running.target)
         common["headers"] = running.headers
         common["bodies"] = [_chat_body(running, p, point, ctx) for p in prompts]
+        probe_requests = {"probe_bodies": [_chat_body(running, p, probe, ctx) for p in prompts]} if probe else {}
     processes = max(1, math.ceil(point.concurrency / ctx.streams_per_loadgen))
     specs = []
     first = 0
     for index in range(processes):
         streams = point.concurrency // processes + (1 if index < point.concurrency % processes else 0)
-        specs.append(GenSpec(streams=streams, first_stream=first, **common))
+        extra = probe_requests if index == 0 else {}
+        specs.append(GenSpec(streams=streams, first_stream=first, **common, **extra))
         first += streams
     return specs
 
@@ -187,8 +195,9 @@ def execute(
             "frontend_cpu_s_per_1k_tokens": frontend_cpu / tokens * 1e3 if tokens else None,
             "frontend_is_loadgen": frontend_tree is None,
             "triton_cpu_s": ProcessTree.cpu_between(tr0, tr1) if ctx.triton_tree else None,
-            "rss_baseline_mb": rss_baseline / 2**20 if frontend_tree else None,
-            "rss_max_mb": sampler.max_rss / 2**20 if frontend_tree else None,
+            # The direct client is its own front-end: its RSS is the load generator's (first process).
+            "rss_baseline_mb": (rss_baseline if frontend_tree else results[0]["rss_start"]) / 2**20,
+            "rss_max_mb": (sampler.max_rss if frontend_tree else results[0]["rss_peak"]) / 2**20,
             "idle_wait_s": waited,
         }
     )
@@ -221,6 +230,7 @@ def aggregate(results: list[dict[str, Any]], count_mode: bool) -> dict[str, Any]
     for result in results:
         itl.merge(LogHistogram.from_json(result["itl"]))
     ttft = [v for r in results for v in r["ttft"]]
+    probe = [v for r in results for v in r.get("probe_ttft", [])]
     latency = [v for r in results for v in r["latency"]]
     start = min(r["measured_start"] for r in results)
     end = max(r["measured_end"] for r in results)
@@ -242,10 +252,15 @@ def aggregate(results: list[dict[str, Any]], count_mode: bool) -> dict[str, Any]
         "ttft_p50_ms": ms(percentile(ttft, 50)),
         "ttft_p99_ms": ms(percentile(ttft, 99)),
         "latency_p50_ms": ms(percentile(latency, 50)),
+        "probe_ttft_samples": len(probe),
+        "probe_ttft_p50_ms": ms(percentile(probe, 50)),
+        "probe_ttft_p99_ms": ms(percentile(probe, 99)),
         "itl_samples": itl.total,
         "itl_p50_ms": itl.percentile(50),
         "itl_p99_ms": itl.percentile(99),
         "max_open_streams": sum(r["max_open"] for r in results),
+        "max_in_flight": sum(r["max_in_flight"] for r in results),
+        "stops_sent": sum(r.get("stops_sent", 0) for r in results),
         "loadgen_processes": len(results),
         "loadgen_cpu_s": sum(r["cpu_s"] for r in results),
     }

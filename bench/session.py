@@ -42,16 +42,23 @@ def frontends_for(sweep: Sweep, kinds: set[str]) -> list[Frontend]:
     return frontends
 
 
-def load_points_for(frontend: Frontend, sweep: Sweep) -> list[LoadPoint]:
-    """TTFT probe, the sweep's window runs, then open-stream (RSS) runs for single-process ensemble front-ends."""
+def load_points_for(frontend: Frontend, sweep: Sweep, phase: str) -> list[LoadPoint]:
+    """Phase `main`: the TTFT probe and the sweep's window runs. Phase `hold`: the open-stream (RSS) runs, for
+    single-process ensemble front-ends (they can overload the dev Triton, so they run last, on a fresh one)."""
+    if phase == "hold":
+        if holds_streams(frontend) and sweep.hold_streams:
+            return [LoadPoint(c, 100, sweep.output_tokens, True, label="hold") for c in sweep.hold_streams]
+        return []
     points = []
     if sweep.ttft_probe_requests:
         points.append(LoadPoint(1, 100, sweep.ttft_probe_tokens, True, sweep.ttft_probe_requests, "ttft"))
-    points += sweep.load_points()
-    holds = frontend.triton_model == "ensemble" and frontend.workers == 1 and frontend.kind in ("direct", "gateway")
-    if holds or frontend.kind == "url":
-        points += [LoadPoint(c, 100, sweep.output_tokens, True, label="hold") for c in sweep.hold_streams]
-    return points
+    return points + sweep.load_points()
+
+
+def holds_streams(frontend: Frontend) -> bool:
+    """Whether the hold runs apply to this front-end."""
+    single = frontend.triton_model == "ensemble" and frontend.workers == 1 and frontend.kind in ("direct", "gateway")
+    return single or frontend.kind == "url"
 
 
 def context(placement: Placement, work_dir: Path, model_dir: str, args: argparse.Namespace) -> RunContext:
@@ -106,27 +113,60 @@ class Session:
         if stack is not None:
             _attach(ctx, stack)
 
-    def run_frontend(self, frontend: Frontend) -> list[dict[str, Any]]:
-        """Every load point of one front-end."""
+    def run_frontend(self, frontend: Frontend, phase: str = "main") -> list[dict[str, Any]]:
+        """Every load point of one front-end in this phase (main or hold)."""
         if frontend.kind == "gateway" and frontend.workers > 1 and not gateway_supports_workers():
+            if phase != "main":
+                return []
             note = "skipped: `python -m gateway serve` has no --workers flag yet"
             logger.warning("%s: %s", frontend.name, note)
             return [{"frontend": frontend.name, "label": "skipped", "note": note}]
-        logger.info("starting %s", frontend.name)
-        rows = []
-        running = _start(frontend, self.stack, self.ctx, self.args)
+        points = [
+            p
+            for p in load_points_for(frontend, self.sweep, phase)
+            if not self.args.only_label or p.label in self.args.only_label
+        ]
+        if not points:
+            return []
+        if self.stack is not None and (phase == "hold" or not self.stack.alive()):
+            self.stack.restart()
+            _attach(self.ctx, self.stack)
+        logger.info("starting %s (%s)", frontend.name, phase)
+        rows: list[dict[str, Any]] = []
         try:
-            execute(running, WARMUP, self.prompts[100], self.ctx, self.sweep.timing)
-            for point in load_points_for(frontend, self.sweep):
-                if self.args.only_label and point.label not in self.args.only_label:
-                    continue
-                row, running = self._measure(frontend, running, point)
+            running = self._start_warm(frontend)
+        except Exception as exc:
+            logger.error("%s did not start: %s", frontend.name, exc)
+            return [{"frontend": frontend.name, "label": phase, "failed": f"start: {exc!r}"[:500]}]
+        try:
+            for point in points:
+                try:
+                    row, running = self._measure(frontend, running, point)
+                except Exception as exc:  # the front-end could not be restarted after a Triton crash
+                    row = {"frontend": frontend.name, "label": point.label, "failed": repr(exc)[:500]}
                 rows.append(row)
                 with (self.out / "runs.jsonl").open("a") as f:
                     f.write(json.dumps(row) + "\n")
+                if "failed" in row and "start" in row["failed"]:
+                    break
         finally:
             running.stop()
         return rows
+
+    def _start_warm(self, frontend: Frontend) -> RunningFrontend:
+        """Start the front-end and warm it up; if Triton died meanwhile, restart it and try once more."""
+        for attempt in range(2):
+            running = _start(frontend, self.stack, self.ctx, self.args)
+            try:
+                execute(running, WARMUP, self.prompts[100], self.ctx, self.sweep.timing)
+                return running
+            except Exception:
+                running.stop()
+                if attempt or self.stack is None or self.stack.alive():
+                    raise
+                self.stack.restart()
+                _attach(self.ctx, self.stack)
+        raise AssertionError("unreachable")
 
     def _measure(
         self, frontend: Frontend, running: RunningFrontend, point: LoadPoint
@@ -155,10 +195,9 @@ class Session:
                 break
             logger.warning("%s %s: Triton crashed; restarting it and the front-end", frontend.name, point.key())
             running.stop()
-            self.stack.restart_after_crash()
+            self.stack.restart()
             _attach(self.ctx, self.stack)
-            running = _start(frontend, self.stack, self.ctx, self.args)
-            execute(running, WARMUP, self.prompts[100], self.ctx, self.sweep.timing)
+            running = self._start_warm(frontend)
         row["triton_crashes"] = crashes
         logger.info("%s %s %s: %s (%.0f s)", frontend.name, point.label, point.key(), report.one_line(row),
                     time.monotonic() - started)  # fmt: skip
@@ -175,8 +214,10 @@ def run_stack(
     try:
         model_dir = str(args.tokenizer or stack.server.model_dir)
         session = Session(args, sweep, context(placement, work_dir, model_dir, args), stack, out)
-        for frontend in frontends_for(sweep, set(args.frontends.split(","))):
-            rows += session.run_frontend(frontend)
+        frontends = frontends_for(sweep, set(args.frontends.split(",")))
+        for phase in ("main", "hold"):
+            for frontend in frontends:
+                rows += session.run_frontend(frontend, phase)
     finally:
         stack.stop()
         meta["triton_crashes"] = stack.crashes
@@ -196,4 +237,5 @@ def run_url(
         model_dir = str(ensure_dev_model(default_cache_root()))
     ctx = context(Placement(loadgen=placement.loadgen), work_dir, model_dir, args)
     session = Session(args, sweep, ctx, None, out)
-    return session.run_frontend(Frontend("url", "url", url=args.url, model=args.model))
+    frontend = Frontend("url", "url", url=args.url, model=args.model)
+    return session.run_frontend(frontend, "main") + session.run_frontend(frontend, "hold")

@@ -23,6 +23,7 @@ class TritonStack:
         self.max_active = max_active
         self.server: Any = None
         self.crashes: list[str] = []  # tail of the log of each crash
+        self.starts = 0
         self._exit: contextlib.ExitStack | None = None
 
     def start(self) -> Any:
@@ -36,7 +37,8 @@ class TritonStack:
             max_num_active=self.max_active,
             max_batch_size=64,
         )
-        folder = self.work_dir / f"triton-{len(self.crashes)}"
+        folder = self.work_dir / f"triton-{self.starts}"
+        self.starts += 1
         self._exit = contextlib.ExitStack()
         with affinity(self.placement.triton):
             self.server = self._exit.enter_context(dev_triton(options, work_dir=folder))
@@ -54,11 +56,12 @@ class TritonStack:
         """Whether tritonserver is still running."""
         return self.server is not None and self.server.process.poll() is None
 
-    def restart_after_crash(self) -> Any:
-        """Record the crash (log tail), then start a new server."""
-        tail = self.server.log_tail(15) if self.server is not None else ""
-        self.crashes.append(tail)
-        logger.error("tritonserver died (crash %d):\n%s", len(self.crashes), tail)
+    def restart(self) -> Any:
+        """Start a new server; if the old one died, record the crash (the tail of its log) first."""
+        if self.server is not None and not self.alive():
+            tail = self.server.log_tail(15)
+            self.crashes.append(tail)
+            logger.error("tritonserver died (crash %d):\n%s", len(self.crashes), tail)
         self.stop()
         return self.start()
 

@@ -29,6 +29,8 @@ class WindowStats:
         self.untrusted_texts: list[str] = []  # non-streamed texts whose tokens must be counted locally
         self.open = 0
         self.max_open = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def inside(self, now: float) -> bool:
         """Whether a time falls in the window."""
@@ -53,6 +55,7 @@ class WindowStats:
             "errors": self.errors,
             "error_samples": self.error_samples,
             "max_open": self.max_open,
+            "max_in_flight": self.max_in_flight,
         }
 
 
@@ -72,6 +75,8 @@ class RequestClock:
         self.done = False
         self.opened = False
         stats.started += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
 
     def open(self) -> None:
         """The response started (headers or the first message); the stream counts as open."""
@@ -133,6 +138,7 @@ class RequestClock:
             self.stats.tokens += self.chunks_in_window
 
     def _close(self) -> None:
+        self.stats.in_flight -= 1
         if self.opened:
             self.opened = False
             self.stats.open -= 1
