@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -101,6 +102,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def source_digest(folder: Path) -> str:
+    """sha256 over the Python files of a folder (which gateway code was measured; no git needed)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a sweep and write its results."""
     args = parse_args(argv)
@@ -123,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": as_dict(sweep),
         "synthetic_engine": {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "max_active": args.max_active},
         "gateway_workers_flag": None if args.url else gateway_supports_workers(),
+        "gateway_source_sha256": source_digest(RESULTS.parent.parent / "gateway"),
         "logs": str(work_dir),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -19,16 +20,22 @@ logger = logging.getLogger(__name__)
 _HTTP_ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
 
 
+def error_json(error: GatewayError) -> bytes:
+    """The serialised error body; never fails."""
+    try:
+        return orjson.dumps(error.to_body())
+    except TypeError:  # a lone surrogate echoed from the request: the stdlib escapes it as \\udXXX
+        return json.dumps(error.to_body()).encode()
+
+
 def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
     """The JSON response for a gateway error."""
-    return Response(
-        orjson.dumps(error.to_body()), status_code=error.status, media_type="application/json", headers=headers
-    )
+    return Response(error_json(error), status_code=error.status, media_type="application/json", headers=headers)
 
 
 def error_event(error: GatewayError) -> bytes:
     """The SSE event that reports an error after streaming started (followed by `[DONE]`)."""
-    return b"event: error\ndata: " + orjson.dumps(error.to_body()) + b"\n\n"
+    return b"event: error\ndata: " + error_json(error) + b"\n\n"
 
 
 def note_error(error: Exception) -> None:

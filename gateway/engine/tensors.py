@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from gateway.engine.base import GenerationRequest
-from gateway.errors import UnsupportedFeatureError
+from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 
 # config.pbtxt data types -> wire datatype names
 WIRE_TYPES = {
@@ -106,7 +106,11 @@ class RequestBuilder:
         datatype = self.interface.inputs[name]
         if datatype == "UINT64":
             value = int(value) % (1 << 64)  # OpenAI seeds are signed 64-bit; Triton's are unsigned
-        self._add(name, datatype, [1, 1], struct.pack("<" + _STRUCT_CODES[datatype], value))
+        try:
+            packed = struct.pack("<" + _STRUCT_CODES[datatype], value)
+        except struct.error as exc:
+            raise InvalidRequestError(f"{value} is out of range for the model's {datatype} input '{name}'") from exc
+        self._add(name, datatype, [1, 1], packed)
 
     def strings(self, name: str, values: Sequence[str]) -> None:
         """Add a [1, N] BYTES tensor."""

@@ -17,7 +17,17 @@ from gateway.errors import (
 _REQUEST_ID_PREFIX = re.compile(r"^\s*\[request id: [^\]]*\]\s*")
 # An exception's repr or a traceback in the message means the server side broke, whatever the wording.
 _SERVER_FAULT = re.compile(r"\b\w+(Error|Exception)\(|Traceback|internal error", re.IGNORECASE)
-_CLIENT_FAULT_WORDS = ("invalid", "unexpected", "expected", "must be", "must not", "exceed", "out of range", "too long")
+_CLIENT_FAULT_WORDS = (
+    "invalid",
+    "unexpected",
+    "expected",
+    "must be",
+    "must not",
+    "exceed",
+    "out of range",
+    "too long",
+    "is empty",
+)
 
 
 def translate_stream_error(message: str) -> UpstreamError:

@@ -14,6 +14,8 @@ from gateway.openai.served_model import ResponseMeta, ServedModel
 from gateway.openai.tokens import message_text
 
 DONE = b"data: [DONE]\n\n"
+# Temperatures this small divide logits into infinities; they mean greedy decoding (vLLM draws the same line).
+GREEDY_BELOW = 1e-5
 
 
 def sampling_params(body: SamplingFields) -> SamplingParams:
@@ -25,7 +27,7 @@ def sampling_params(body: SamplingFields) -> SamplingParams:
     """
     top_k = body.top_k if body.top_k is not None and body.top_k > 0 else None  # 0 and -1 mean "off" (vLLM)
     temperature, top_p = body.temperature, body.top_p
-    if temperature == 0:
+    if temperature is not None and temperature < GREEDY_BELOW:
         temperature, top_k, top_p = None, 1, None
     elif top_k is None and top_p is None:
         top_p = 1.0

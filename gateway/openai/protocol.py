@@ -8,11 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import StrictStr as _StrictStr
 
 from gateway.errors import UnsupportedFeatureError
 
 MAX_STOP_SEQUENCES = 16
+INT32_MAX = 2**31 - 1  # top_k and min_tokens travel as INT32 tensors
+
+
+def _encodable(text: str) -> str:
+    """Lone surrogates (JSON escapes like \\ud800) are valid JSON but cannot become UTF-8: refuse them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the string contains a lone surrogate (invalid Unicode)") from None
+    return text
+
+
+StrictStr = Annotated[_StrictStr, AfterValidator(_encodable)]
+NonEmptyStr = Annotated[_StrictStr, Field(min_length=1), AfterValidator(_encodable)]
 
 
 class OpenAIModel(BaseModel):
@@ -69,8 +84,8 @@ class SamplingFields(OpenAIModel):
     stream_options: StreamOptions | None = None
     user: StrictStr | None = None
     # Extensions that vLLM-style clients send at top level.
-    top_k: Annotated[int, Field(ge=-1)] | None = None
-    min_tokens: Annotated[int, Field(ge=0)] | None = None
+    top_k: Annotated[int, Field(ge=-1, le=INT32_MAX)] | None = None
+    min_tokens: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
     repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
     ignore_eos: StrictBool | None = None
     # Known, not honoured yet: refused when set to a non-default value.
@@ -100,7 +115,7 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """Body of POST /v1/completions."""
 
-    prompt: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=64)]
+    prompt: NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=64)]
     echo: StrictBool | None = False
     suffix: Any = None
 

@@ -6,9 +6,12 @@ every error is exactly an OpenAI error body, nothing leaks a traceback; valid re
 strategies get a well-formed 200. Bounded for CI by MAX_EXAMPLES; `--fuzz-long` (or GATEWAY_FUZZ_LONG=1) runs many
 more examples.
 
-Gateway bugs found here are pinned by the strict xfail tests at the end; the random fuzzers skip those inputs
-(`known_bug`) so that they stay green. When a bug is fixed, its xfail turns into a failure (XPASS): remove the mark
-and the matching `known_bug` entry.
+Besides the HTTP answer, everything the gateway hands the engine must be encodable as UTF-8 (Triton's BYTES
+tensors are): the scripted engine records it, `check_engine_inputs` checks it.
+
+Gateway bugs found here are pinned by the strict xfail tests at the end (fixed ones are plain regression tests);
+the random fuzzers skip inputs that hit a pinned bug (`known_bug`) so that they stay green. When a bug is fixed, its
+xfail turns into a failure (XPASS): remove the mark and the matching `known_bug` line.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.devstack.dev_model import DEV_MODEL_NAME
+from tests.unit.fake_engine import FakeEngine
 
 FUZZ_LONG = os.environ.get("GATEWAY_FUZZ_LONG") == "1"
 MAX_EXAMPLES = 1500 if FUZZ_LONG else 60
@@ -215,7 +219,8 @@ def valid_bodies(draw: st.DrawFn, path: str) -> dict[str, Any]:
         body["messages"] = draw(st.lists(valid_messages(), min_size=1, max_size=5))
         extras = CHAT_EXTRAS
     else:
-        body["prompt"] = draw(st.one_of(texts, st.lists(texts, min_size=1, max_size=8)))
+        prompts = st.text(min_size=1, max_size=40)
+        body["prompt"] = draw(st.one_of(prompts, st.lists(prompts, min_size=1, max_size=8)))
         extras = COMPLETION_EXTRAS
     body |= draw(st.fixed_dictionaries({}, optional=SAMPLING | extras))
     if body.get("stream") is True and draw(st.booleans()):
@@ -249,6 +254,18 @@ odd_parts = st.one_of(
 )
 
 
+odd_tool_calls = st.builds(
+    lambda name, arguments, call_id: {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    },
+    adversarial_scalars,
+    st.one_of(adversarial_values, st.dictionaries(st.text(max_size=5), adversarial_scalars, max_size=3)),
+    adversarial_scalars,
+)
+
+
 @st.composite
 def odd_messages(draw: st.DrawFn) -> Any:
     """A message with an odd role, content, content part, name, or tool call; or not a message at all."""
@@ -263,7 +280,10 @@ def odd_messages(draw: st.DrawFn) -> Any:
     elif choice in ("name", "tool_call_id"):
         message[choice] = draw(adversarial_values)
     elif choice == "tool_calls":
-        message["tool_calls"] = draw(st.one_of(adversarial_values, st.lists(adversarial_values, max_size=3)))
+        message["role"] = "assistant"
+        message["tool_calls"] = draw(
+            st.one_of(adversarial_values, st.lists(st.one_of(adversarial_values, odd_tool_calls), max_size=3))
+        )
     elif choice == "drop":
         message.pop("role")
     else:
@@ -380,9 +400,14 @@ def preview(data: bytes | str, limit: int = 300) -> str:
 
 
 def has_lone_surrogate(value: Any) -> bool:
-    """Whether a decoded JSON string (or list of them) holds a lone surrogate."""
-    values = value if isinstance(value, list) else [value]
-    return any(isinstance(v, str) and any("\ud800" <= ch <= "\udfff" for ch in v) for v in values)
+    """Whether a decoded JSON value holds a lone surrogate in any string (keys included)."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_lone_surrogate(v) for v in value)
+    return False
 
 
 def known_bug(body: bytes) -> str | None:
@@ -394,12 +419,11 @@ def known_bug(body: bytes) -> str | None:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(parsed, dict):
-        return None
-    if has_lone_surrogate(parsed.get("model")):
-        return "lone surrogate in model"
-    if parsed.get("echo") is True and has_lone_surrogate(parsed.get("prompt")):
-        return "echo of a prompt with a lone surrogate"
+    messages = parsed.get("messages") if isinstance(parsed, dict) else None
+    if isinstance(messages, list) and any(
+        isinstance(m, dict) and has_lone_surrogate(m.get("tool_calls")) for m in messages
+    ):
+        return "lone surrogate in tool_calls"  # test_bug_lone_surrogate_in_tool_calls
     return None
 
 
@@ -443,6 +467,17 @@ def check_invariants(response: httpx.Response) -> None:
     assert isinstance(error["type"], str) and error["type"], context
     assert error["param"] is None or isinstance(error["param"], str), context
     assert error["code"] is None or isinstance(error["code"], str), context
+
+
+def check_engine_inputs(engine: FakeEngine) -> None:
+    """What the gateway handed the engine can travel as UTF-8 (the Triton engine encodes prompt and stops)."""
+    for request in engine.requests:
+        for text in (request.prompt, *request.stop):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise AssertionError(f"the engine got text that is not valid Unicode: {preview(text)}") from exc
+    engine.requests.clear()
 
 
 def check_usage(usage: Any) -> None:
@@ -490,21 +525,27 @@ def check_well_formed(path: str, body: dict[str, Any], response: httpx.Response)
 @FUZZ
 @given(data=st.data())
 async def test_malformed_bodies_never_5xx_and_errors_are_openai_bodies(
-    client: httpx.AsyncClient, path: str, data: st.DataObject
+    client: httpx.AsyncClient, fake_engine: FakeEngine, path: str, data: st.DataObject
 ) -> None:
     request = data.draw(raw_requests(path), label="request")
     bug = known_bug(request.body)
     event(f"skipped: {bug}" if bug else "sent")
     assume(bug is None)
-    check_invariants(await post(client, path, request))
+    response = await post(client, path, request)
+    event(f"status {response.status_code}")
+    check_invariants(response)
+    check_engine_inputs(fake_engine)
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 @FUZZ
 @given(data=st.data())
-async def test_valid_bodies_get_a_well_formed_200(client: httpx.AsyncClient, path: str, data: st.DataObject) -> None:
+async def test_valid_bodies_get_a_well_formed_200(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, path: str, data: st.DataObject
+) -> None:
     body = data.draw(valid_bodies(path), label="body")
     check_well_formed(path, body, await post(client, path, RawRequest(dump(body))))
+    check_engine_inputs(fake_engine)
 
 
 HUGE_PLACES = ["prompt", "content", "stop", "model", "user", "unknown-value", "unknown-key", "name", "tool_calls"]
@@ -583,8 +624,10 @@ EXPLICIT_CASES: list[tuple[str, str, bytes, str | None, int | None]] = [
     ("invalid-utf8", CHAT, chat_raw(b"").replace(b'"hi"', b'"\xff\xfe"'), JSON, 400),
     ("invalid-utf8-key", COMPLETIONS, completion_raw(b'"\xc3\x28":1'), JSON, 400),
     ("overlong-utf8", COMPLETIONS, b'{"model":"' + M + b'","prompt":"\xc0\xaf"}', JSON, 400),
-    ("surrogate-content", CHAT, chat_raw(b"").replace(b'"hi"', b'"\\ud800"'), JSON, None),
-    ("surrogate-stop", COMPLETIONS, completion_raw(b'"stop":"\\udfff"'), JSON, None),
+    ("surrogate-content", CHAT, chat_raw(b"").replace(b'"hi"', b'"\\ud800"'), JSON, 400),
+    ("surrogate-stop", COMPLETIONS, completion_raw(b'"stop":"\\udfff"'), JSON, 400),
+    ("surrogate-pair-ok", CHAT, chat_raw(b"").replace(b'"hi"', b'"\\ud83d\\ude00"'), JSON, 200),
+    ("cesu-8-surrogate", COMPLETIONS, b'{"model":"' + M + b'","prompt":"\xed\xa0\x80"}', JSON, 400),
     ("surrogate-unknown-key", CHAT, chat_raw(b'"\\ud800":1'), JSON, 200),
     ("deep-lists-10000", CHAT, deep(10_000, "list").data, JSON, 400),
     ("deep-in-field-10000", CHAT, chat_raw(b'"logit_bias":' + deep(10_000, "object").data), JSON, 400),
@@ -607,6 +650,11 @@ EXPLICIT_CASES: list[tuple[str, str, bytes, str | None, int | None]] = [
         JSON,
         400,
     ),
+    ("prompt-empty", COMPLETIONS, b'{"model":"' + M + b'","prompt":""}', JSON, 400),
+    ("prompt-list-with-empty", COMPLETIONS, b'{"model":"' + M + b'","prompt":["a",""]}', JSON, 400),
+    ("top_k-int32-overflow", COMPLETIONS, completion_raw(b'"top_k":2147483648'), JSON, 400),
+    ("min_tokens-int32-overflow-float", COMPLETIONS, completion_raw(b'"min_tokens":904438924366.0'), JSON, 400),
+    ("temperature-subnormal", COMPLETIONS, completion_raw(b'"temperature":1e-45'), JSON, 200),
     ("prompt-token-ids", COMPLETIONS, b'{"model":"' + M + b'","prompt":[1,2,3]}', JSON, 400),
     ("prompt-65", COMPLETIONS, b'{"model":"' + M + b'","prompt":' + dump(["a"] * 65) + b"}", JSON, 400),
 ]
@@ -620,36 +668,59 @@ EXPLICIT_CASES: list[tuple[str, str, bytes, str | None, int | None]] = [
     ],
 )
 async def test_explicit_adversarial_bodies(
-    client: httpx.AsyncClient, path: str, raw: bytes, content_type: str | None, status: int | None
+    client: httpx.AsyncClient,
+    fake_engine: FakeEngine,
+    path: str,
+    raw: bytes,
+    content_type: str | None,
+    status: int | None,
 ) -> None:
     response = await post(client, path, RawRequest(raw, content_type))
     check_invariants(response)
+    check_engine_inputs(fake_engine)
     if status is not None:
         assert response.status_code == status, preview(response.text)
 
 
-# --- gateway bugs found by this suite (pinned; see the module docstring) -----------------------------------------
+# --- gateway bugs found by this suite -------------------------------------------------------------------------
+# Fixed: plain regression tests. Open: strict xfail (see the module docstring).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lone surrogate in `model` -> 500: the 404's message embeds the model name and orjson cannot encode it "
-    "(TypeError: str is not valid UTF-8: surrogates not allowed, in api/errors.error_response)",
-)
 @pytest.mark.parametrize("path", ENDPOINTS)
-async def test_bug_lone_surrogate_in_model(client: httpx.AsyncClient, path: str) -> None:
+async def test_lone_surrogate_in_model_is_a_400(client: httpx.AsyncClient, path: str) -> None:
+    """Was a 500: the 404's message embedded the model name and orjson could not encode it."""
     raw = (chat_raw(b"") if path == CHAT else completion_raw(b"")).replace(b'"' + M + b'"', b'"\\ud800"')
-    assert known_bug(raw) is not None
-    check_invariants(await post(client, path, RawRequest(raw)))
+    response = await post(client, path, RawRequest(raw))
+    check_invariants(response)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "model", response.text
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+async def test_echo_of_lone_surrogate_prompt_is_a_400(client: httpx.AsyncClient, stream: bool) -> None:
+    """Was a 500 (non-stream) or a 200 ending in a server_error event (stream): orjson could not encode the echo."""
+    raw = completion_raw(b'"echo":true,"stream":' + (b"true" if stream else b"false")).replace(b'"hi"', b'"a\\ud800"')
+    response = await post(client, COMPLETIONS, RawRequest(raw))
+    check_invariants(response)
+    assert response.status_code == 400 and response.json()["error"]["param"] == "prompt", response.text
+
+
+TOOL_CALL_SURROGATES = {
+    "function-name": {"type": "function", "function": {"name": "a\ud800", "arguments": "{}"}},
+    "arguments-string": {"type": "function", "function": {"name": "f", "arguments": "a\ud800"}},
+    "arguments-object": {"type": "function", "function": {"name": "f", "arguments": {"k": "\udfff"}}},
+    "id": {"id": "\ud800", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+}
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="echo=true with a lone surrogate in `prompt` -> 500 (non-stream: orjson.dumps of the response raises "
-    "TypeError in api/completions.py) or 200 then `event: error` server_error mid-stream (stream)",
+    reason="a lone surrogate inside messages[].tool_calls (free-form dicts, not validated) reaches the rendered "
+    "prompt; the Triton engine then fails with UnicodeEncodeError in engine/tensors.encode_bytes -> 500",
 )
-@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
-async def test_bug_echo_of_lone_surrogate_prompt(client: httpx.AsyncClient, stream: bool) -> None:
-    raw = completion_raw(b'"echo":true,"stream":' + (b"true" if stream else b"false")).replace(b'"hi"', b'"a\\ud800"')
+@pytest.mark.parametrize("where", list(TOOL_CALL_SURROGATES))
+async def test_bug_lone_surrogate_in_tool_calls(client: httpx.AsyncClient, fake_engine: FakeEngine, where: str) -> None:
+    message = {"role": "assistant", "content": "x", "tool_calls": [TOOL_CALL_SURROGATES[where]]}
+    raw = json.dumps({"model": DEV_MODEL_NAME, "messages": [message]}).encode()  # ensure_ascii: escapes stay
     assert known_bug(raw) is not None
-    check_invariants(await post(client, COMPLETIONS, RawRequest(raw)))
+    check_invariants(await post(client, CHAT, RawRequest(raw)))
+    check_engine_inputs(fake_engine)
