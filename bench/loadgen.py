@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import os
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -140,12 +139,14 @@ async def run(spec: GenSpec) -> dict[str, Any]:
         cpu0 = time.process_time()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         cpu1 = time.process_time()
+        rss_end = psutil.Process().memory_info().rss
         measured_start, measured_end = spec.t_start, time.monotonic()
     else:
         await asyncio.sleep(max(0.0, spec.window_start - time.monotonic()))
         cpu0 = time.process_time()
         await asyncio.sleep(max(0.0, spec.window_end - time.monotonic()))
         cpu1 = time.process_time()
+        rss_end = psutil.Process().memory_info().rss  # every stream still open
         measured_start, measured_end = spec.window_start, spec.window_end
         for task in tasks:
             task.cancel()
@@ -173,7 +174,7 @@ async def run(spec: GenSpec) -> dict[str, Any]:
         "stops_sent": stops_sent,
         "stops_failed": stops_failed,
         "rss_start": rss_start,
-        "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_end": rss_end,
         "probe_ttft": probe_stats.ttft,
         **stats.to_json(),
     }

@@ -197,7 +197,7 @@ def execute(
             "triton_cpu_s": ProcessTree.cpu_between(tr0, tr1) if ctx.triton_tree else None,
             # The direct client is its own front-end: its RSS is the load generator's (first process).
             "rss_baseline_mb": (rss_baseline if frontend_tree else results[0]["rss_start"]) / 2**20,
-            "rss_max_mb": (sampler.max_rss if frontend_tree else results[0]["rss_peak"]) / 2**20,
+            "rss_max_mb": (sampler.max_rss if frontend_tree else results[0]["rss_end"]) / 2**20,
             "idle_wait_s": waited,
         }
     )

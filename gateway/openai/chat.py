@@ -56,7 +56,9 @@ def render_messages(body: ChatCompletionRequest, model: ServedModel) -> str:
     """The prompt: messages rendered with the chat template."""
     messages: list[dict[str, Any]] = []
     for index, message in enumerate(body.messages):
-        rendered: dict[str, Any] = {"role": message.role, "content": message_text(message.content, index)}
+        # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
+        role = "system" if message.role == "developer" else message.role
+        rendered: dict[str, Any] = {"role": role, "content": message_text(message.content, index)}
         if message.name is not None:
             rendered["name"] = message.name
         if message.tool_calls:

@@ -26,7 +26,24 @@ def _encodable(text: str) -> str:
     return text
 
 
+def _encodable_tree(value: Any) -> Any:
+    """Every string inside a free-form JSON value (e.g. `tool_calls`) must be encodable too."""
+    if isinstance(value, str):
+        _encodable(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _encodable_tree(key)
+            _encodable_tree(item)
+    elif isinstance(value, list):
+        for item in value:
+            _encodable_tree(item)
+    return value
+
+
 StrictStr = Annotated[_StrictStr, AfterValidator(_encodable)]
+# Numbers as JSON numbers only (no "1" strings); an int is a valid float, a float is not a valid int.
+Int = Annotated[int, Field(strict=True)]
+Float = Annotated[float, Field(strict=True)]
 NonEmptyStr = Annotated[_StrictStr, Field(min_length=1), AfterValidator(_encodable)]
 
 
@@ -58,7 +75,7 @@ class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[ContentPart] | None = None
     name: StrictStr | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: Annotated[list[dict[str, Any]], AfterValidator(_encodable_tree)] | None = None
     tool_call_id: StrictStr | None = None
 
 
@@ -72,21 +89,21 @@ class SamplingFields(OpenAIModel):
     """Fields shared by chat and completions requests."""
 
     model: StrictStr
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    max_tokens: Annotated[Int, Field(ge=1)] | None = None
+    temperature: Annotated[Float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[Float, Field(ge=0, le=1)] | None = None
+    n: Annotated[Int, Field(ge=1, le=128)] | None = None
     stop: StrictStr | Annotated[list[StrictStr], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
-    seed: Annotated[int, Field(ge=-(2**63), lt=2**64)] | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: Annotated[Int, Field(ge=-(2**63), lt=2**64)] | None = None
+    presence_penalty: Annotated[Float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[Float, Field(ge=-2, le=2)] | None = None
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     user: StrictStr | None = None
     # Extensions that vLLM-style clients send at top level.
-    top_k: Annotated[int, Field(ge=-1, le=INT32_MAX)] | None = None
-    min_tokens: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
-    repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    top_k: Annotated[Int, Field(ge=-1, le=INT32_MAX)] | None = None
+    min_tokens: Annotated[Int, Field(ge=0, le=INT32_MAX)] | None = None
+    repetition_penalty: Annotated[Float, Field(gt=0, le=10)] | None = None
     ignore_eos: StrictBool | None = None
     # Known, not honoured yet: refused when set to a non-default value.
     logprobs: Any = None
@@ -98,7 +115,7 @@ class ChatCompletionRequest(SamplingFields):
     """Body of POST /v1/chat/completions."""
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[Int, Field(ge=1)] | None = None
     top_logprobs: Any = None
     tools: Any = None
     tool_choice: Any = None

@@ -76,8 +76,9 @@ class ModelRegistry:
         """The model called `name`, or a 404 like OpenAI's."""
         model = self._models.get(name)
         if model is None:
+            shown = name if len(name) <= 100 else name[:100] + "..."
             raise NotFoundError(
-                f"The model '{name}' does not exist or you do not have access to it.",
+                f"The model '{shown}' does not exist or you do not have access to it.",
                 param="model",
                 code="model_not_found",
             )

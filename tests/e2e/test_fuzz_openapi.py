@@ -8,9 +8,8 @@ Generation length: the fuzzed gateway runs with `--default-max-tokens 16 --max-t
 generates more than 16 tokens on the CPU model (larger `max_tokens` get the gateway's 400, which is fuzzed too),
 instead of rewriting the generated bodies.
 
-Gateway bugs found here are pinned by the strict xfail tests at the end; `avoid_known_bugs` (a schemathesis
-`map_case` hook) steers generated bodies away from them so that the fuzz run stays green. When a bug is fixed, its
-xfail turns into a failure (XPASS): remove the mark and the matching line of `avoid_known_bugs`.
+Gateway bugs found here are kept as regression tests at the end; a newly found one is pinned there as a strict
+xfail until it is fixed (steer generation off it with a schemathesis `map_case` hook meanwhile).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import hypothesis
@@ -38,7 +36,6 @@ FUZZ_LONG = os.environ.get("GATEWAY_FUZZ_LONG") == "1"
 MAX_EXAMPLES = 300 if FUZZ_LONG else 25
 TOKENS_CAP = 16
 REQUEST_TIMEOUT_S = 60.0
-INT32_MAX = 2**31 - 1
 
 FUZZ = hypothesis.settings(
     max_examples=MAX_EXAMPLES,
@@ -58,37 +55,10 @@ def fuzz_gateway(hf_triton: TritonServer, tmp_path_factory: pytest.TempPathFacto
     stop_gateway(process)
 
 
-def avoid_known_bugs(body: Any) -> Any:
-    """Rewrite the values that hit a gateway bug pinned by an xfail below (one line per bug)."""
-    if not isinstance(body, dict):
-        return body
-    body = dict(body)
-    for field in ("top_k", "min_tokens"):  # test_bug_int32_overflow
-        value = body.get(field)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > INT32_MAX:
-            body[field] = INT32_MAX
-    temperature = body.get("temperature")  # test_bug_tiny_temperature
-    if isinstance(temperature, float) and 0 < temperature < 1e-30:
-        body["temperature"] = 0.0
-    prompt = body.get("prompt")  # test_bug_empty_prompt
-    if prompt == "":
-        body["prompt"] = "x"
-    elif isinstance(prompt, list):
-        body["prompt"] = ["x" if p == "" else p for p in prompt]
-    return body
-
-
 @pytest.fixture(scope="module")
 def api_schema(fuzz_gateway: GatewayProcess) -> schemathesis.BaseSchema:
-    """The gateway's own OpenAPI document, with generated bodies steered off the known bugs."""
-    schema = schemathesis.openapi.from_url(f"{fuzz_gateway.url}/openapi.json")
-
-    def map_case(_: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
-        case.body = avoid_known_bugs(case.body)
-        return case
-
-    schema.hook(map_case)
-    return schema
+    """The gateway's own OpenAPI document, as the running gateway serves it."""
+    return schemathesis.openapi.from_url(f"{fuzz_gateway.url}/openapi.json")
 
 
 def openai_error_body(_: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case) -> None:
@@ -158,15 +128,18 @@ def test_openapi_operation(
     fuzz()
 
 
-# --- gateway bugs found by this suite (pinned; see the module docstring) -----------------------------------------
+# --- gateway bugs found by this suite -------------------------------------------------------------------------
+# Fixed: plain regression tests. Open: strict xfail (see the module docstring).
 
 
-def check_no_5xx_openai_error(response: httpx.Response) -> None:
-    """The invariant the fuzz run checks, for one explicit request."""
+def check_no_5xx_openai_error(response: httpx.Response, status: int | None, param: str | None = None) -> None:
+    """The fuzz invariant for one explicit request, and the status (and param) the fix gives, where known."""
     assert response.status_code < 500, f"{response.status_code}: {response.text[:500]}"
     if not response.is_success:
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"], response.text[:500]
+        assert param is None or error["param"] == param, response.text[:500]
+    assert status is None or response.status_code == status, response.text[:500]
 
 
 def post_raw(gateway: GatewayProcess, path: str, raw: bytes) -> httpx.Response:
@@ -180,72 +153,76 @@ def completion_raw(gateway: GatewayProcess, prompt: bytes, extra: bytes = b"") -
     return b'{"model":"%s","max_tokens":4,"prompt":%s%s}' % (gateway.model.encode(), prompt, extra)
 
 
+# where -> (path, body template with %(m)b for the model and %(s)b for the lone surrogate, the param named)
 SURROGATE_CASES = {
-    "chat-content": ("/chat/completions", b'{"model":%(m)b,"messages":[{"role":"user","content":%(s)b}]}'),
+    "chat-content": (
+        "/chat/completions",
+        b'{"model":%(m)b,"messages":[{"role":"user","content":%(s)b}]}',
+        "messages[0].content",
+    ),
     "chat-tool_call_id": (
         "/chat/completions",
         b'{"model":%(m)b,"messages":[{"role":"tool","content":"x","tool_call_id":%(s)b}]}',
+        "messages[0].tool_call_id",
     ),
-    "chat-stop": ("/chat/completions", b'{"model":%(m)b,"messages":[{"role":"user","content":"x"}],"stop":%(s)b}'),
-    "chat-model": ("/chat/completions", b'{"model":%(s)b,"messages":[{"role":"user","content":"x"}]}'),
-    "completions-prompt": ("/completions", b'{"model":%(m)b,"prompt":%(s)b}'),
-    "completions-prompt-stream": ("/completions", b'{"model":%(m)b,"prompt":%(s)b,"stream":true}'),
-    "completions-prompt-list": ("/completions", b'{"model":%(m)b,"prompt":["x",%(s)b]}'),
-    "completions-stop": ("/completions", b'{"model":%(m)b,"prompt":"x","stop":[%(s)b]}'),
-    "completions-model": ("/completions", b'{"model":%(s)b,"prompt":"x"}'),
+    "chat-stop": (
+        "/chat/completions",
+        b'{"model":%(m)b,"messages":[{"role":"user","content":"x"}],"stop":%(s)b}',
+        "stop",
+    ),
+    "chat-model": ("/chat/completions", b'{"model":%(s)b,"messages":[{"role":"user","content":"x"}]}', "model"),
+    "completions-prompt": ("/completions", b'{"model":%(m)b,"prompt":%(s)b}', "prompt"),
+    "completions-prompt-stream": ("/completions", b'{"model":%(m)b,"prompt":%(s)b,"stream":true}', "prompt"),
+    "completions-prompt-list": ("/completions", b'{"model":%(m)b,"prompt":["x",%(s)b]}', None),
+    "completions-stop": ("/completions", b'{"model":%(m)b,"prompt":"x","stop":[%(s)b]}', None),
+    "completions-model": ("/completions", b'{"model":%(s)b,"prompt":"x"}', "model"),
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lone surrogate (JSON escape \\ud800) in any text sent to Triton -> 500: "
-    "engine/tensors.encode_bytes raises UnicodeEncodeError ('surrogates not allowed'); in `model` -> 500 from "
-    "orjson in api/errors.error_response",
-)
-@pytest.mark.parametrize("case", list(SURROGATE_CASES))
-def test_bug_lone_surrogate(fuzz_gateway: GatewayProcess, case: str) -> None:
-    path, template = SURROGATE_CASES[case]
+@pytest.mark.parametrize("where", list(SURROGATE_CASES))
+def test_lone_surrogate_is_a_400(fuzz_gateway: GatewayProcess, where: str) -> None:
+    """Was a 500: UnicodeEncodeError in engine/tensors.encode_bytes (or orjson, for `model`)."""
+    path, template, param = SURROGATE_CASES[where]
     raw = template % {b"m": json.dumps(fuzz_gateway.model).encode(), b"s": b'"a\\ud800b"'}
-    check_no_5xx_openai_error(post_raw(fuzz_gateway, path, raw))
+    check_no_5xx_openai_error(post_raw(fuzz_gateway, path, raw), 400, param)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="top_k or min_tokens above 2**31-1 (the Triton inputs are INT32) -> 500: struct.error "
-    "('i' format requires -2147483648 <= number <= 2147483647) in engine/tensors.RequestBuilder.scalar",
-)
 @pytest.mark.parametrize(
     ("field", "value"),
-    [
-        ("top_k", b"2147483648"),
-        ("min_tokens", b"2147483648"),
-        ("top_k", b"%d" % 2**70),
-        ("min_tokens", b"904438924366.0"),
-    ],
+    [("top_k", b"2147483648"), ("min_tokens", b"2147483648"), ("top_k", b"%d" % 2**70), ("min_tokens", b"9.04e11")],
 )
-def test_bug_int32_overflow(fuzz_gateway: GatewayProcess, field: str, value: bytes) -> None:
+def test_int32_overflow_is_a_400(fuzz_gateway: GatewayProcess, field: str, value: bytes) -> None:
+    """Was a 500: struct.error packing top_k/min_tokens into the INT32 Triton inputs."""
     raw = completion_raw(fuzz_gateway, b'"hi"', b',"%s":%s' % (field.encode(), value))
-    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/completions", raw))
+    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/completions", raw), 400, field)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='an empty prompt ("" or a list holding "") -> 500 upstream_error: Triton answers '
-    "\"in ensemble 'ensemble', input_ids is empty\", which engine/upstream_errors does not class as a client fault",
-)
 @pytest.mark.parametrize("prompt", [b'""', b'["a", ""]', b'[""]'], ids=["empty", "list-with-empty", "list-of-empty"])
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
-def test_bug_empty_prompt(fuzz_gateway: GatewayProcess, prompt: bytes, stream: bool) -> None:
+def test_empty_prompt_is_a_400(fuzz_gateway: GatewayProcess, prompt: bytes, stream: bool) -> None:
+    """Was a 500 upstream_error: Triton's "input_ids is empty" was not classed as a client fault."""
     raw = completion_raw(fuzz_gateway, prompt, b',"stream":true' if stream else b"")
-    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/completions", raw))
+    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/completions", raw), 400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a tiny positive temperature (1e-45: FP32's smallest subnormal) -> 500 upstream_error: the dev engine "
-    "divides the logits by it and sampling fails ('probability tensor contains either `inf`, `nan` or element < 0')",
-)
-@pytest.mark.parametrize("temperature", [b"1e-45", b"1e-44"])
-def test_bug_tiny_temperature(fuzz_gateway: GatewayProcess, temperature: bytes) -> None:
+@pytest.mark.parametrize("temperature", [b"1e-45", b"1e-44", b"5e-324", b"1e-38"])
+def test_tiny_temperature_is_served(fuzz_gateway: GatewayProcess, temperature: bytes) -> None:
+    """Was a 500 upstream_error: the dev engine divided the logits by an FP32 subnormal and sampling failed."""
     raw = completion_raw(fuzz_gateway, b'"hi"', b',"temperature":' + temperature)
-    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/completions", raw))
+    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/completions", raw), 200)
+
+
+TOOL_CALL_SURROGATES = {
+    "function-name": b'{"type":"function","function":{"name":"a\\ud800","arguments":"{}"}}',
+    "arguments-string": b'{"type":"function","function":{"name":"f","arguments":"a\\ud800"}}',
+    "arguments-object": b'{"type":"function","function":{"name":"f","arguments":{"k":"\\udfff"}}}',
+    "id": b'{"id":"\\ud800","type":"function","function":{"name":"f","arguments":"{}"}}',
+}
+
+
+@pytest.mark.parametrize("where", list(TOOL_CALL_SURROGATES))
+def test_bug_lone_surrogate_in_tool_calls(fuzz_gateway: GatewayProcess, where: str) -> None:
+    """Was a 500: free-form tool_calls let a lone surrogate reach the prompt (UnicodeEncodeError upstream)."""
+    message = b'{"role":"assistant","content":"x","tool_calls":[%s]}' % TOOL_CALL_SURROGATES[where]
+    raw = b'{"model":%s,"max_tokens":4,"messages":[%s]}' % (json.dumps(fuzz_gateway.model).encode(), message)
+    check_no_5xx_openai_error(post_raw(fuzz_gateway, "/chat/completions", raw), None)

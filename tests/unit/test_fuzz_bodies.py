@@ -9,9 +9,8 @@ more examples.
 Besides the HTTP answer, everything the gateway hands the engine must be encodable as UTF-8 (Triton's BYTES
 tensors are): the scripted engine records it, `check_engine_inputs` checks it.
 
-Gateway bugs found here are pinned by the strict xfail tests at the end (fixed ones are plain regression tests);
-the random fuzzers skip inputs that hit a pinned bug (`known_bug`) so that they stay green. When a bug is fixed, its
-xfail turns into a failure (XPASS): remove the mark and the matching `known_bug` line.
+Gateway bugs found here are kept as regression tests at the end. A newly found bug is pinned there as a strict
+xfail until it is fixed.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 import hypothesis
 import pytest
-from hypothesis import HealthCheck, assume, event, given
+from hypothesis import HealthCheck, event, given
 from hypothesis import strategies as st
 
 from gateway.config import Settings
@@ -410,23 +409,6 @@ def has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def known_bug(body: bytes) -> str | None:
-    """The xfail-pinned gateway bug this body triggers (the random fuzzers skip it), or None.
-
-    The gateway decodes bodies with the stdlib's json.loads (which lets lone surrogates through), so this does too.
-    """
-    try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    messages = parsed.get("messages") if isinstance(parsed, dict) else None
-    if isinstance(messages, list) and any(
-        isinstance(m, dict) and has_lone_surrogate(m.get("tool_calls")) for m in messages
-    ):
-        return "lone surrogate in tool_calls"  # test_bug_lone_surrogate_in_tool_calls
-    return None
-
-
 async def post(client: httpx.AsyncClient, path: str, request: RawRequest) -> httpx.Response:
     """POST raw bytes; a hang or an exception escaping the app is a failure."""
     headers = {} if request.content_type is None else {"content-type": request.content_type}
@@ -528,9 +510,6 @@ async def test_malformed_bodies_never_5xx_and_errors_are_openai_bodies(
     client: httpx.AsyncClient, fake_engine: FakeEngine, path: str, data: st.DataObject
 ) -> None:
     request = data.draw(raw_requests(path), label="request")
-    bug = known_bug(request.body)
-    event(f"skipped: {bug}" if bug else "sent")
-    assume(bug is None)
     response = await post(client, path, request)
     event(f"status {response.status_code}")
     check_invariants(response)
@@ -712,15 +691,12 @@ TOOL_CALL_SURROGATES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lone surrogate inside messages[].tool_calls (free-form dicts, not validated) reaches the rendered "
-    "prompt; the Triton engine then fails with UnicodeEncodeError in engine/tensors.encode_bytes -> 500",
-)
 @pytest.mark.parametrize("where", list(TOOL_CALL_SURROGATES))
 async def test_bug_lone_surrogate_in_tool_calls(client: httpx.AsyncClient, fake_engine: FakeEngine, where: str) -> None:
+    """Was a 500: free-form tool_calls let a lone surrogate reach the prompt (UnicodeEncodeError upstream)."""
     message = {"role": "assistant", "content": "x", "tool_calls": [TOOL_CALL_SURROGATES[where]]}
     raw = json.dumps({"model": DEV_MODEL_NAME, "messages": [message]}).encode()  # ensure_ascii: escapes stay
-    assert known_bug(raw) is not None
-    check_invariants(await post(client, CHAT, RawRequest(raw)))
+    response = await post(client, CHAT, RawRequest(raw))
+    check_invariants(response)
+    assert response.status_code == 400, response.text
     check_engine_inputs(fake_engine)
