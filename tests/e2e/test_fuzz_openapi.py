@@ -67,6 +67,14 @@ def openai_error_body(_: schemathesis.CheckContext, response: schemathesis.Respo
     assert "Traceback" not in text and 'File "/' not in text, text[:500]
     if 200 <= response.status_code < 300:
         if response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
+            if not text.endswith("data: [DONE]\n\n"):
+                # Schemathesis' response can hold a cut-off streamed body; replay the request in full with httpx.
+                kwargs = case.as_transport_kwargs()
+                replay = httpx.request(
+                    kwargs["method"], kwargs["url"], headers=kwargs.get("headers"), json=kwargs.get("json"),
+                    timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+                text = replay.text
             assert text.endswith("data: [DONE]\n\n") and "event: error" not in text, text[-500:]
         return
     body = json.loads(text)
