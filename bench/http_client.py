@@ -91,9 +91,11 @@ class HttpConnection(asyncio.Protocol):
     # ---- asyncio.Protocol -------------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """A body delimited by the close ends here; anything else in progress fails."""
         self.closed = True
         if self._state == _UNTIL_CLOSE:
             self._finish_body(time.monotonic())
@@ -102,6 +104,7 @@ class HttpConnection(asyncio.Protocol):
             self._done.set_exception(ResponseError(f"connection lost: {exc!r}"))
 
     def data_received(self, data: bytes) -> None:
+        """Parse what arrived, timestamped on arrival."""
         now = time.monotonic()
         self._buf += data
         try:

@@ -113,6 +113,62 @@ class Session:
         if stack is not None:
             _attach(ctx, stack)
 
+    def _write(self, row: dict[str, Any]) -> None:
+        with (self.out / "runs.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def run_main(self, frontends: list[Frontend]) -> list[dict[str, Any]]:
+        """The main phase, interleaved: every front-end runs side by side (idle when not measured) and each load
+        point is measured on each front-end in turn, so a floor and what is compared with it are minutes apart."""
+        rows: list[dict[str, Any]] = []
+        running: dict[Frontend, RunningFrontend] = {}
+        for frontend in frontends:
+            if frontend.kind == "gateway" and frontend.workers > 1 and not gateway_supports_workers():
+                note = "skipped: `python -m gateway serve` has no --workers flag yet"
+                logger.warning("%s: %s", frontend.name, note)
+                rows.append({"frontend": frontend.name, "label": "skipped", "note": note})
+                continue
+            logger.info("starting %s", frontend.name)
+            try:
+                running[frontend] = self._start_warm(frontend)
+            except Exception as exc:
+                logger.error("%s did not start: %s", frontend.name, exc)
+                rows.append({"frontend": frontend.name, "label": "main", "failed": f"start: {exc!r}"[:500]})
+        points = [
+            p
+            for p in load_points_for(frontends[0], self.sweep, "main")
+            if not self.args.only_label or p.label in self.args.only_label
+        ]
+        try:
+            for point in points:
+                for frontend in list(running):
+                    starts = self.stack.starts if self.stack else 0
+                    try:
+                        row, running[frontend] = self._measure(frontend, running[frontend], point)
+                    except Exception as exc:  # could not be restarted after a Triton crash
+                        row = {"frontend": frontend.name, "label": point.label, "failed": repr(exc)[:500]}
+                        running.pop(frontend).stop()
+                    rows.append(row)
+                    self._write(row)
+                    if self.stack is not None and self.stack.starts != starts:
+                        self._restart_others(running, frontend)
+        finally:
+            for each in running.values():
+                each.stop()
+        return rows
+
+    def _restart_others(self, running: dict[Frontend, RunningFrontend], done: Frontend) -> None:
+        """After Triton was restarted (new ports), restart the other front-ends against it."""
+        for frontend in list(running):
+            if frontend == done:
+                continue
+            running[frontend].stop()
+            try:
+                running[frontend] = self._start_warm(frontend)
+            except Exception as exc:
+                logger.error("%s did not restart: %s", frontend.name, exc)
+                del running[frontend]
+
     def run_frontend(self, frontend: Frontend, phase: str = "main") -> list[dict[str, Any]]:
         """Every load point of one front-end in this phase (main or hold)."""
         if frontend.kind == "gateway" and frontend.workers > 1 and not gateway_supports_workers():
@@ -145,8 +201,7 @@ class Session:
                 except Exception as exc:  # the front-end could not be restarted after a Triton crash
                     row = {"frontend": frontend.name, "label": point.label, "failed": repr(exc)[:500]}
                 rows.append(row)
-                with (self.out / "runs.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                self._write(row)
                 if "failed" in row and "start" in row["failed"]:
                     break
         finally:
@@ -173,6 +228,11 @@ class Session:
     ) -> tuple[dict[str, Any], RunningFrontend]:
         """One point; when Triton dies during it, restart Triton and the front-end and measure it again."""
         crashes = 0
+        if self.stack is not None and not self.stack.alive():  # died after the previous point
+            running.stop()
+            self.stack.restart()
+            _attach(self.ctx, self.stack)
+            running = self._start_warm(frontend)
         while True:
             started = time.monotonic()
             try:
@@ -215,9 +275,9 @@ def run_stack(
         model_dir = str(args.tokenizer or stack.server.model_dir)
         session = Session(args, sweep, context(placement, work_dir, model_dir, args), stack, out)
         frontends = frontends_for(sweep, set(args.frontends.split(",")))
-        for phase in ("main", "hold"):
-            for frontend in frontends:
-                rows += session.run_frontend(frontend, phase)
+        rows += session.run_main(frontends)
+        for frontend in frontends:
+            rows += session.run_frontend(frontend, "hold")
     finally:
         stack.stop()
         meta["triton_crashes"] = stack.crashes
@@ -238,4 +298,4 @@ def run_url(
     ctx = context(Placement(loadgen=placement.loadgen), work_dir, model_dir, args)
     session = Session(args, sweep, ctx, None, out)
     frontend = Frontend("url", "url", url=args.url, model=args.model)
-    return session.run_frontend(frontend, "main") + session.run_frontend(frontend, "hold")
+    return session.run_main([frontend]) + session.run_frontend(frontend, "hold")

@@ -53,7 +53,7 @@ class Timing:
     ramp_s: float = 4.0  # stream starts are spread over this
     warmup_s: float = 3.0  # after the ramp, before measuring
     measure_s: float = 15.0
-    idle_timeout_s: float = 600.0  # wait this long at most for Triton to drain between runs
+    idle_timeout_s: float = 180.0  # wait this long at most for Triton to drain between runs
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench.procs import Placement, ProcessTree, affinity
 
 logger = logging.getLogger("bench")
@@ -53,13 +55,22 @@ class TritonStack:
             self._exit = None
 
     def alive(self) -> bool:
-        """Whether tritonserver is still running."""
-        return self.server is not None and self.server.process.poll() is None
+        """Whether tritonserver and every Python backend stub under it are still running (a stub that died
+        leaves Triton up but its model hanging)."""
+        if self.server is None or self.server.process.poll() is not None:
+            return False
+        try:
+            stubs = psutil.Process(self.server.process.pid).children()
+            return all(stub.status() != psutil.STATUS_ZOMBIE for stub in stubs)
+        except psutil.Error:
+            return False
 
     def restart(self) -> Any:
         """Start a new server; if the old one died, record the crash (the tail of its log) first."""
         if self.server is not None and not self.alive():
             tail = self.server.log_tail(15)
+            if self.server.process.poll() is None:
+                tail += "\n(a Python backend stub died; tritonserver itself was still running)"
             self.crashes.append(tail)
             logger.error("tritonserver died (crash %d):\n%s", len(self.crashes), tail)
         self.stop()

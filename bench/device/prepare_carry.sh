@@ -13,14 +13,17 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=bench/device/carry
 LIMIT_BYTES=$((64 * 1024 * 1024))
 PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
-# Wheels not carried: only needed for downloads from a hub (never done here), or for CLIs we do not run.
-SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|click)=='
+# Not carried: hub downloads (never done), CLIs, torch's own dependencies (imported here only because torch is
+# installed), image processing, optional codecs and exporters, uvicorn's reload/websocket extras.
+SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|click|sympy|mpmath|pillow|brotli|'
+SKIP_RE+='opentelemetry[-_a-z]*|googleapis-common-protos|email-validator|python-multipart|watchfiles|websockets|'
+SKIP_RE+='python-dotenv|networkx|fsspec)=='
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-export XZ_OPT="-9e -T0"
+export XZ_OPT="-9 -T0"
 
 echo "== 1/3 tritonserver (nvidia-pytriton, Python 3.12 stub)"
 SITE=$("$PY" -c 'import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent.parent)')

@@ -10,9 +10,17 @@ from collections.abc import Sequence
 
 
 def trim_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Cut `text` before the earliest stop string; returns (text, whether one matched)."""
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+    """Cut `text` before the stop string that is complete first; returns (text, whether one matched).
+
+    "Complete first" (earliest end, then earliest start) is what token-by-token generation sees: with stops
+    "🚀" and "b🚀.", the text "b🚀." has stopped at "🚀" before "b🚀." could complete.
+    """
+    best: tuple[int, int] | None = None
+    for stop in stops:
+        start = text.find(stop) if stop else -1
+        if start >= 0 and (best is None or (start + len(stop), start) < best):
+            best = (start + len(stop), start)
+    return (text[: best[1]], True) if best is not None else (text, False)
 
 
 class StopMatcher:

@@ -115,3 +115,11 @@ def test_replacement_merger_one_character_split_across_chunks() -> None:
     assert merger.feed("ab" + REPLACEMENT) == "ab"
     assert merger.feed(REPLACEMENT + "c") == REPLACEMENT + "c"
     assert merger.flush() == ""
+
+
+def test_stop_that_completes_first_wins_over_one_that_starts_first() -> None:
+    """Found by the property test: token-by-token generation stops at the first stop string to complete."""
+    stops = ["🚀", "b🚀."]
+    assert trim_at_stop("b🚀.ca", stops) == ("b", True)
+    matcher = StopMatcher(stops)
+    assert matcher.feed("b🚀") + matcher.feed(".ca") + matcher.flush() == "b"
