@@ -17,7 +17,7 @@ PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --pl
 # installed), image processing, optional codecs and exporters, uvicorn's reload/websocket extras.
 SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|click|sympy|mpmath|pillow|brotli|'
 SKIP_RE+='opentelemetry[-_a-z]*|googleapis-common-protos|email-validator|python-multipart|watchfiles|websockets|'
-SKIP_RE+='python-dotenv|networkx|fsspec)=='
+SKIP_RE+='networkx|fsspec)=='
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -15,13 +15,19 @@ assert sys.version_info[:2] == (3, 12), f"the carried site is for CPython 3.12, 
 assert sysconfig.get_config_var("Py_ENABLE_SHARED"), "the Triton stub needs a Python built with a shared libpython"
 EOF
 
-mkdir -p "$WORK/site" "$WORK/cache" "$OUT"
-tar -C "$WORK/site" -xJf "$CARRY/site.tar.xz"
-tar -C "$WORK/site" -xJf "$CARRY/triton.tar.xz"
+# A venv whose site-packages is the carried site: it comes before the image's site-packages, so numpy 1.26 (and
+# the other carried versions) win over the image's numpy 2.x in every process. That includes the Triton Python
+# backend stubs: they ignore PYTHONPATH and find site-packages through the first python on PATH, which
+# gateway.devstack sets to this venv's bin. The image's packages stay visible behind it (--system-site-packages).
+"$PY" -m venv --system-site-packages --without-pip "$WORK/venv"
+PY="$WORK/venv/bin/python"
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+mkdir -p "$SITE" "$WORK/cache" "$OUT"
+tar -C "$SITE" -xJf "$CARRY/site.tar.xz"
+tar -C "$SITE" -xJf "$CARRY/triton.tar.xz"
 tar -C "$WORK/cache" -xJf "$CARRY/cache.tar.xz"
-# site/ first: numpy 1.26 (and the other carried versions) win over the image's, in every process including the
-# Triton Python backend stubs, which inherit the environment. The repo root makes `gateway` and `bench` importable.
-export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="$WORK/venv/bin:$PATH"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the repo root: `gateway` and `bench`
 export GATEWAY_CACHE_DIR="$WORK/cache"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
 
