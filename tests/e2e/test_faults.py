@@ -148,13 +148,13 @@ def steady_triton() -> Iterator[TritonServer]:
 
 
 def test_sigterm_during_50_streams_drains_then_ends_the_rest(steady_triton: TritonServer, tmp_path: Path) -> None:
-    gateway = start_gateway(steady_triton, tmp_path, "--drain-timeout-s", "1.5")
+    gateway = start_gateway(steady_triton, tmp_path, "--drain-timeout-s", "3")
     wait_until_idle(steady_triton, 5)
 
     async def scenario() -> tuple[list[list[str]], list[list[str]]]:
-        short = [[] for _ in range(25)]  # 60 tokens at 20 ms: finish inside the drain
+        short = [[] for _ in range(25)]  # 20 tokens at 20 ms (0.4 s): finish well inside the 3 s drain
         long = [[] for _ in range(25)]  # 2,000 tokens: still running when the drain ends
-        tasks = [asyncio.create_task(read_events(gateway, stream_body(gateway, 60), log)) for log in short]
+        tasks = [asyncio.create_task(read_events(gateway, stream_body(gateway, 20), log)) for log in short]
         tasks += [asyncio.create_task(read_events(gateway, stream_body(gateway, 2000), log)) for log in long]
         deadline = time.monotonic() + 20
         while not all(short + long) and time.monotonic() < deadline:  # every stream has its first event
