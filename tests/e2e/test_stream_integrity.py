@@ -201,4 +201,6 @@ def test_hundred_streams_cut_at_random_points_leave_nothing_running(
         await asyncio.gather(*jobs)
 
     asyncio.run(main())
-    wait_until_idle(slow_triton, 2.0)
+    # The requirement is "zero left running" (the 0.3 s bound has its own tests); 100 stop requests on a busy
+    # 2-core machine need a few seconds to all land.
+    wait_until_idle(slow_triton, 5.0)
