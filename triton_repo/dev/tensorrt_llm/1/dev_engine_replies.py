@@ -8,7 +8,9 @@ thread, which keeps its responses in order.
 Client cancellation is polled like the real backend does (every request, every `cancellation_check_period_ms`):
 `is_cancelled()` is another IPC call, so a sender thread asks right after sending, and a watcher thread asks
 for the requests that sent nothing lately (queued, non-streaming, or between slow tokens). The scheduler only
-reads the resulting flag.
+reads the resulting flag. Both threads go through one lock per request: once the FINAL response is sent,
+Triton frees the request's response factory, and an `is_cancelled()` racing with that send crashes the
+server (seen with 200 concurrent streams).
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class DecoupledReply:
         self._outbox = pool.outbox()
         self._pending = 1
         self._lock = threading.Lock()
+        # Serialises the IPC calls on this sender: no `is_cancelled()` during or after the FINAL send.
+        self._ipc_lock = threading.Lock()
         self._checked_at = time.monotonic()
         self._cancelled = False
         self._finished = False
@@ -111,24 +115,27 @@ class DecoupledReply:
     def deliver(self, response: Any, flags: int) -> None:
         """Send on the sender thread, then check for a client cancel if one is due."""
         if flags:
-            self._finished = True
             self._pool.forget(self)
-        try:
-            self._sender.send(response, flags=flags)
-        except Exception as exc:  # the client went away; like the real engine, drop what it no longer reads
-            pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
+        with self._ipc_lock:
+            if flags:
+                self._finished = True
+            try:
+                self._sender.send(response, flags=flags)
+            except Exception as exc:  # the client went away; like the real engine, drop what it no longer reads
+                pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
         self.poll_cancelled()
 
     def poll_cancelled(self) -> None:
         """Ask Triton whether the client cancelled, unless that was asked within the last period."""
-        now = time.monotonic()
-        if self._finished or self._cancelled or now - self._checked_at < CANCEL_CHECK_PERIOD_S:
-            return
-        self._checked_at = now
-        try:
-            self._cancelled = bool(self._sender.is_cancelled())
-        except Exception as exc:  # the request completed meanwhile
-            pb_utils.Logger.log_verbose(f"dev engine: cancellation check failed: {exc}")
+        with self._ipc_lock:
+            now = time.monotonic()
+            if self._finished or self._cancelled or now - self._checked_at < CANCEL_CHECK_PERIOD_S:
+                return
+            self._checked_at = now
+            try:
+                self._cancelled = bool(self._sender.is_cancelled())
+            except Exception as exc:  # the request completed meanwhile
+                pb_utils.Logger.log_verbose(f"dev engine: cancellation check failed: {exc}")
 
     def cancelled(self) -> bool:
         """Whether the client cancelled, as of the last poll."""
