@@ -21,6 +21,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from gateway.engine.base import Delta, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import UpstreamCodec, codec_for
+from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
 from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutError, UpstreamUnavailableError
@@ -174,10 +175,13 @@ class TritonEngine:
         self._active.add(guard)
         finished = False
         completion_tokens = 0
+        # A cancel does not stop an ensemble or BLS generation, and cancelled streams can crash Triton: those
+        # are read by a task of their own and ended with a stop request instead (see detached_stream).
+        responses = call if codec.stops_engine_on_cancel else DetachedStream(call, self._background)
         try:
             await call.write(message)
             await call.done_writing()
-            async for response in call:
+            async for response in responses:
                 guard.touch()
                 if response.error_message:
                     raise translate_stream_error(response.error_message)
@@ -210,9 +214,11 @@ class TritonEngine:
             guard.close()
             self._active.discard(guard)
             if not finished:
-                call.cancel()
-                if not codec.stops_engine_on_cancel:
+                if isinstance(responses, DetachedStream):
+                    responses.abandon(grace_s=config.rpc_timeout_s)
                     self._stop_upstream(request.request_id)
+                else:
+                    call.cancel()
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()

@@ -305,12 +305,15 @@ def test_bls_matches_stop_strings_on_text_and_stops_the_engine(pipeline: Pipelin
     assert ensemble.texts() == [pipeline.decode(ids)]
 
 
-def test_bls_client_cancel_stops_the_engine(pipeline: Pipeline) -> None:
-    generated_before = pipeline.metric("dev_engine_generated_tokens_total")
-    reply = pipeline.call("tensorrt_llm_bls", generation_inputs(PROMPT, 1500, stream=True), cancel_after=3)
+def test_bls_client_cancel_leaves_the_engine_running_until_a_stop_request(pipeline: Pipeline) -> None:
+    request_id = f"client-{uuid.uuid4().hex}"
+    inputs = generation_inputs(PROMPT, 1500, stream=True)
+    reply = pipeline.call("tensorrt_llm_bls", inputs, request_id=request_id, cancel_after=3)
     assert len(reply.chunks) == 3
+    time.sleep(0.5)
+    assert pipeline.metric("dev_engine_running_requests") == 1  # as with NVIDIA's BLS and the ensemble
+    assert pipeline.stop_engine(request_id).error is None
     pipeline.wait_idle(within=5)
-    assert pipeline.metric("dev_engine_generated_tokens_total") - generated_before < 200
 
 
 def test_bls_generation_stops_on_a_stop_request_with_the_client_request_id(pipeline: Pipeline) -> None:

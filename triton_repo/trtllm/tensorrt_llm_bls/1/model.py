@@ -6,8 +6,9 @@ Where it differs from NVIDIA's model, on purpose:
 - The inner tensorrt_llm request carries the client's request id (a fresh uuid when the client sent none), not
   a random one: a gateway can then stop a generation with a stop=true request to tensorrt_llm using its own id.
   Client request ids must therefore be unique among running requests.
-- A client cancellation (response_sender.is_cancelled(), checked before each response) sends that stop
-  request too; NVIDIA's BLS keeps generating.
+- Like NVIDIA's BLS, it does not poll response_sender.is_cancelled(): a client that cancels must send that
+  stop request itself (the gateway does). Polling it from the worker threads while other requests were
+  cancelled crashed the Triton 2.51 Python backend stub (double free) within a few hundred cancelled streams.
 - Each request runs in its own thread, so one instance serves many requests at once.
 - Nothing is read from a hard-coded localhost:8001; no multimodal encoders, no speculative decoding.
 String stop words are matched on the text (as NVIDIA's newer BLS does) in addition to the engine's token-level
@@ -174,9 +175,6 @@ class TritonPythonModel:
         generation = Generation(self, request)
         try:
             for response in generation.responses():
-                if sender.is_cancelled():
-                    generation.stop_engine()
-                    break
                 sender.send(response)
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as exc:

@@ -1,0 +1,85 @@
+"""DetachedStream: the consumer leaving never cancels the call; the call is cancelled only after the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.engine.detached_stream import DetachedStream
+
+
+class FakeCall:
+    """A gRPC call stand-in: yields queued responses until closed; records cancel()."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[object] = asyncio.Queue()
+        self.cancelled = False
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        self.responses.put_nowait(asyncio.CancelledError())
+        return True
+
+    def __aiter__(self) -> FakeCall:
+        return self
+
+    async def __anext__(self) -> object:
+        item = await self.responses.get()
+        if item is None:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+async def test_responses_pass_through_in_order_and_the_end_is_seen() -> None:
+    call, background = FakeCall(), set()
+    stream = DetachedStream(call, background)
+    for item in ("a", "b", None):
+        call.responses.put_nowait(item)
+    assert [item async for item in stream] == ["a", "b"]
+    await asyncio.sleep(0)
+    assert not background and not call.cancelled
+
+
+async def test_a_consumer_cancelled_mid_read_leaves_the_call_running() -> None:
+    call, background = FakeCall(), set()
+    stream = DetachedStream(call, background)
+
+    async def consume() -> None:
+        async for _ in stream:
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.01)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    stream.abandon(grace_s=0.2)
+    call.responses.put_nowait("late token")  # still read (and dropped) after the consumer left
+    call.responses.put_nowait(None)
+    await asyncio.sleep(0.05)
+    assert not call.cancelled and not background  # ended by itself, no cancel
+
+
+async def test_a_stream_that_does_not_end_is_cancelled_after_the_grace_period() -> None:
+    call, background = FakeCall(), set()
+    stream = DetachedStream(call, background)
+    stream.abandon(grace_s=0.05)
+    await asyncio.sleep(0.02)
+    assert not call.cancelled
+    await asyncio.sleep(0.08)
+    assert call.cancelled
+    await asyncio.sleep(0)
+    assert not background
+
+
+async def test_an_rpc_error_reaches_the_consumer() -> None:
+    call = FakeCall()
+    stream = DetachedStream(call, set())
+    call.responses.put_nowait("a")
+    call.responses.put_nowait(RuntimeError("upstream broke"))
+    assert await stream.__anext__() == "a"
+    with pytest.raises(RuntimeError, match="upstream broke"):
+        await stream.__anext__()
