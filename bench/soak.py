@@ -122,7 +122,7 @@ def main() -> int:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()} {psutil.cpu_count()} cpus",
-        "command": " ".join([sys.executable, "-m", "bench.soak", *sys.argv[1:]]),
+        "command": " ".join(["python", "-m", "bench.soak", *sys.argv[1:]]),
         "requests": args.requests,
         "concurrency": args.concurrency,
         "seconds": round(elapsed, 1),
