@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 REPLACEMENT = "\ufffd"
@@ -21,11 +22,19 @@ REPLACEMENT = "\ufffd"
 class IncrementalDetokenizer:
     """Streaming detokenization with prefix-offset windows (hold back incomplete UTF-8)."""
 
-    __slots__ = ("_decode_kwargs", "_ids", "_prefix_offset", "_read_offset", "_tokenizer")
+    __slots__ = ("_decode_ids", "_ids", "_prefix_offset", "_read_offset")
 
     def __init__(self, tokenizer: Any, skip_special_tokens: bool = True) -> None:
-        self._tokenizer = tokenizer
-        self._decode_kwargs = {"skip_special_tokens": skip_special_tokens, "clean_up_tokenization_spaces": False}
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._decode_ids: Callable[[list[int]], str]
+        if backend is not None:
+            # A fast Hugging Face tokenizer: its Rust tokenizer decodes the same text (no clean-up either) for
+            # about a third of the cost per call, and this runs twice per streamed token.
+            self._decode_ids = functools.partial(backend.decode, skip_special_tokens=skip_special_tokens)
+        else:
+            self._decode_ids = functools.partial(
+                tokenizer.decode, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
+            )
         self._ids: list[int] = []
         self._prefix_offset = 0
         self._read_offset = 0
@@ -56,7 +65,7 @@ class IncrementalDetokenizer:
     def _decode(self, start: int, end: int) -> str:
         if start >= end:
             return ""
-        return str(self._tokenizer.decode(self._ids[start:end], **self._decode_kwargs))
+        return str(self._decode_ids(self._ids[start:end]))
 
 
 class CumulativeTextDiff:
