@@ -138,6 +138,11 @@ def _serve(settings, banner: str | None = None) -> int:
         "timeout_graceful_shutdown": settings.drain_timeout_s + 5,
     }
     if settings.workers > 1:
+        from gateway.app import build_registry
+
+        # Fail here, with one clear message and exit status 2, on what would make every worker fail at start-up
+        # (uvicorn's supervisor would restart them forever).
+        build_registry(settings)
         # Workers are separate processes: they rebuild the settings from GATEWAY_* variables, and write their
         # metrics into a shared folder that /metrics sums (prometheus-client multiprocess mode).
         metrics_dir = tempfile.mkdtemp(prefix="trtllm-gateway-metrics-")
