@@ -16,6 +16,7 @@ from gateway.api.body_limit import BodySizeLimitMiddleware
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
+from gateway.api.openapi import install_openapi
 from gateway.config import Settings
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import ConfigurationError
@@ -50,6 +51,7 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
     app.state.metrics = metrics_registry = GatewayMetrics()
     app.state.drain = drain
     install_error_handlers(app)
+    install_openapi(app)
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
