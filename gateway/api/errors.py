@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -58,12 +59,32 @@ def _param_path(location: tuple[Any, ...]) -> str | None:
     return path or None
 
 
+def _most_specific(errors: Sequence[Any]) -> Any:
+    """Of the errors about the first bad field, the one that says most: a field with alternative types (a
+    string or a list of strings) gets one error per alternative, and the first is often just "not a string"."""
+    first = errors[0]
+    param = _param_path(tuple(first.get("loc", ())))
+    if param is None:
+        return first
+    inside = (param + ".", param + "[")
+
+    def about_param(error: Any) -> bool:
+        path = _param_path(tuple(error.get("loc", ())))
+        return path is not None and (path == param or path.startswith(inside))
+
+    related = [e for e in errors if about_param(e)]
+    constraint = [e for e in related if not str(e.get("type", "")).endswith("_type")]
+    if constraint:
+        return constraint[0]
+    return max(related, key=lambda e: len(e.get("loc", ())))
+
+
 def validation_error(exc: RequestValidationError) -> InvalidRequestError:
-    """The first validation problem as a 400 that names the field."""
+    """The first bad field's most specific validation problem as a 400 that names the field."""
     errors = exc.errors()
     if not errors:
         return InvalidRequestError("invalid request body")
-    first = errors[0]
+    first = _most_specific(errors)
     if first.get("type") == "json_invalid":
         return InvalidRequestError(
             "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload.",

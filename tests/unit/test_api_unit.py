@@ -158,6 +158,21 @@ async def test_invalid_or_unsupported_fields_are_400_naming_the_field(
     assert_error(await client.post(CHAT, json=chat_body(**extra)), 400, param)
 
 
+@pytest.mark.parametrize(
+    ("stop", "param", "says"),
+    [
+        ([str(i) for i in range(20)], "stop", "at most 16 items"),
+        (["ok", 7], "stop[1]", "valid string"),
+    ],
+)
+async def test_a_field_with_alternative_types_gets_the_error_of_the_alternative_that_was_meant(
+    client: httpx.AsyncClient, stop: list, param: str, says: str
+) -> None:
+    response = await client.post(CHAT, json=chat_body(stop=stop))
+    assert_error(response, 400, param)
+    assert says in response.json()["error"]["message"]
+
+
 async def test_image_content_part_is_refused(client: httpx.AsyncClient) -> None:
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
     assert_error(await client.post(CHAT, json=chat_body(messages=messages)), 400, "messages[0].content[0]")
