@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.engine.detached_stream import DetachedStream
+from gateway.engine.detached_stream import READ_AHEAD, DetachedStream
 
 
 class FakeCall:
@@ -83,3 +83,26 @@ async def test_an_rpc_error_reaches_the_consumer() -> None:
     assert await stream.__anext__() == "a"
     with pytest.raises(RuntimeError, match="upstream broke"):
         await stream.__anext__()
+
+
+async def test_a_slow_consumer_holds_the_reader_back() -> None:
+    call = FakeCall()
+    stream = DetachedStream(call, set())
+    for index in range(READ_AHEAD * 3):
+        call.responses.put_nowait(index)
+    await asyncio.sleep(0.05)
+    assert call.responses.qsize() >= READ_AHEAD  # not read ahead of the consumer: gRPC flow control applies
+    assert [await stream.__anext__() for _ in range(5)] == list(range(5))
+
+
+async def test_abandoning_frees_a_reader_that_waits_for_room() -> None:
+    call, background = FakeCall(), set()
+    stream = DetachedStream(call, background)
+    for index in range(READ_AHEAD * 2):
+        call.responses.put_nowait(index)
+    call.responses.put_nowait(None)
+    await asyncio.sleep(0.05)
+    assert background  # blocked on the full queue
+    stream.abandon(grace_s=1.0)
+    await asyncio.sleep(0.05)
+    assert not background and call.responses.empty() and not call.cancelled  # drained to the end, not cancelled
