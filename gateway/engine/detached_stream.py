@@ -43,7 +43,7 @@ class DetachedStream:
         try:
             async for response in self._call:
                 await self._hand_over(response)
-        except BaseException as exc:  # an RPC error or a cancel: the consumer gets it where it reads
+        except (Exception, asyncio.CancelledError) as exc:  # an RPC error or a cancel: the consumer gets it
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # this reader itself is cancelled (loop shutdown)
                 with contextlib.suppress(asyncio.QueueFull):

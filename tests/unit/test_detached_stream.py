@@ -93,6 +93,9 @@ async def test_a_slow_consumer_holds_the_reader_back() -> None:
     await asyncio.sleep(0.05)
     assert call.responses.qsize() >= READ_AHEAD  # not read ahead of the consumer: gRPC flow control applies
     assert [await stream.__anext__() for _ in range(5)] == list(range(5))
+    stream.abandon(grace_s=0.0)
+    call.responses.put_nowait(None)
+    await asyncio.sleep(0.05)
 
 
 async def test_abandoning_frees_a_reader_that_waits_for_room() -> None:
