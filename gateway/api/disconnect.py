@@ -1,9 +1,8 @@
-"""Run a non-streamed request's work, abandoning it (and so the upstream generation) if the client leaves."""
+"""Await a request's work, abandoning it (and so the upstream generation) if the client leaves meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -14,23 +13,28 @@ from gateway.errors import ClientDisconnectedError
 T = TypeVar("T")
 
 
-async def _wait_for_disconnect(request: Request) -> None:
-    # The body has been read already, so the next ASGI message can only be the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
-    """Await `work`; if the client disconnects first, cancel it and raise ClientDisconnectedError."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
+    """Await `work` in this task; if the client disconnects first, cancel it and raise ClientDisconnectedError."""
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"working": True, "disconnected": False}
+
+    async def watch_for_disconnect() -> None:
+        # The body has been read already, so the next ASGI message can only be the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        state["disconnected"] = True
+        if state["working"]:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            raise ClientDisconnectedError("the client closed the connection before the response was ready")
-    return task.result()
+
+    watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not state["disconnected"]:
+            raise
+        task.uncancel()
+        raise ClientDisconnectedError("the client closed the connection before the response was ready") from None
+    finally:
+        state["working"] = False
+        watcher.cancel()

@@ -1,17 +1,17 @@
 """Server-sent events framing: pre-serialised chunks out, errors after the first byte as an event + `[DONE]`.
 
-The response always races the body against a disconnect listener (Starlette does that only for ASGI < 2.4; with
-2.4 a disconnect is noticed at the next write, which may be far away when the upstream is slow). Cancelling the
-body runs the `finally` blocks of the chunk generators, which close the engine stream and stop the upstream.
+The events are written from the request's own task while a watcher listens for the disconnect (Starlette's
+StreamingResponse does that only for ASGI < 2.4; with 2.4 a disconnect is noticed at the next write, which may
+be far away when the upstream is slow). A disconnect cancels the writing task, which runs the `finally` blocks
+of the chunk generators: they close the engine stream and stop the upstream.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
-import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -24,36 +24,57 @@ logger = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def _guarded(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            yield event
-    except GatewayError as exc:
-        logger.warning("stream failed: %s", exc.message)
-        note_error(exc)
-        yield error_event(exc)
-        yield DONE
-    except Exception as exc:
-        logger.exception("stream failed unexpectedly")
-        note_error(exc)
-        yield error_event(GatewayError("The server had an error while processing your request."))
-        yield DONE
-
-
 class SSEResponse(StreamingResponse):
     """A text/event-stream response that stops producing as soon as the client disconnects."""
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
-        super().__init__(_guarded(events), media_type="text/event-stream", headers=SSE_HEADERS)
+    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        self._events = events
+        self._writing = False
+        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as group:
+        writer = asyncio.current_task()
+        assert writer is not None
 
-            async def stream_then_stop_listening() -> None:
-                with contextlib.suppress(OSError):  # the client went away while we were writing
-                    await self.stream_response(send)
-                group.cancel_scope.cancel()
+        async def watch_for_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._disconnected = True
+            if self._writing:
+                writer.cancel()
 
-            group.start_soon(stream_then_stop_listening)
-            await self.listen_for_disconnect(receive)
-            group.cancel_scope.cancel()
+        watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
+        self._writing = True
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await self._write_events(send)
+        except asyncio.CancelledError:
+            if not self._disconnected:
+                raise
+            writer.uncancel()
+        except OSError:  # the client went away while we were writing
+            pass
+        finally:
+            self._writing = False
+            watcher.cancel()
+            await self._events.aclose()
+
+    async def _write_events(self, send: Send) -> None:
+        try:
+            async for event in self._events:
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+        except GatewayError as exc:
+            logger.warning("stream failed: %s", exc.message)
+            note_error(exc)
+            await self._write_error(send, exc)
+        except Exception as exc:
+            logger.exception("stream failed unexpectedly")
+            note_error(exc)
+            await self._write_error(send, GatewayError("The server had an error while processing your request."))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _write_error(send: Send, error: GatewayError) -> None:
+        await send({"type": "http.response.body", "body": error_event(error), "more_body": True})
+        await send({"type": "http.response.body", "body": DONE, "more_body": True})

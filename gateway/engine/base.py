@@ -53,6 +53,16 @@ class Delta:
     prompt_tokens: int | None = None
     finish_reason: FinishReason | None = None
 
+    def extend(self, later: Delta) -> None:
+        """Append the piece that follows this one (several responses sent as one)."""
+        self.text += later.text
+        if self.completion_tokens is None or later.completion_tokens is None:
+            self.completion_tokens = None  # not counted by the engine
+        else:
+            self.completion_tokens += later.completion_tokens
+        if self.prompt_tokens is None:
+            self.prompt_tokens = later.prompt_tokens
+
 
 @dataclass(frozen=True, slots=True)
 class EngineInfo:

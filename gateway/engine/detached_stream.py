@@ -6,14 +6,16 @@ with the ensemble under a hundred cut streams). For the ensemble and BLS, whose 
 anyway, the gateway therefore stops the generation with a `stop=true` request and lets the stream end by
 itself: this reader keeps draining it, and cancels it only if it has not ended within a grace period.
 
-While the consumer reads, the queue between them is bounded: a slow client holds the reader back, so gRPC flow
-control keeps the backlog in Triton, as it does for a call read directly.
+The consumer takes every response that has arrived since its last read at once (a batch), so a consumer that
+falls behind catches up with one write instead of one per token. While it reads, the reader stays at most
+READ_AHEAD responses ahead: a slow client holds the reader back, so gRPC flow control keeps the backlog in
+Triton, as it does for a call read directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections import deque
 from typing import Any
 
 _END = object()
@@ -29,48 +31,71 @@ class _Failure:
 
 
 class DetachedStream:
-    """An async iterator over a call's responses, fed by a reader task that outlives the consumer."""
+    """An async iterator over batches of a call's responses, fed by a reader task that outlives the consumer."""
 
     def __init__(self, call: Any, background: set[asyncio.Task[None]]) -> None:
         self._call = call
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(READ_AHEAD)
+        self._loop = asyncio.get_running_loop()
+        self._items: deque[Any] = deque()
+        self._arrived: asyncio.Future[None] | None = None  # the consumer waits on it while there is nothing
+        self._room: asyncio.Future[None] | None = None  # the reader waits on it while READ_AHEAD are unread
         self._abandoned = False
-        task = asyncio.get_running_loop().create_task(self._pump())
+        task = self._loop.create_task(self._pump())
         background.add(task)
         task.add_done_callback(background.discard)
 
     async def _pump(self) -> None:
         try:
             async for response in self._call:
-                await self._hand_over(response)
+                self._put(response)
+                if len(self._items) >= READ_AHEAD:
+                    self._room = self._loop.create_future()
+                    await self._room
         except (Exception, asyncio.CancelledError) as exc:  # an RPC error or a cancel: the consumer gets it
+            self._put(_Failure(exc))
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # this reader itself is cancelled (loop shutdown)
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._queue.put_nowait(_Failure(exc))
                 raise
-            await self._hand_over(_Failure(exc))
         else:
-            await self._hand_over(_END)
+            self._put(_END)
 
-    async def _hand_over(self, item: Any) -> None:
-        if not self._abandoned:
-            await self._queue.put(item)  # waits while the consumer is READ_AHEAD behind
+    def _put(self, item: Any) -> None:
+        if self._abandoned:
+            return
+        self._items.append(item)
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    def _make_room(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
 
     def __aiter__(self) -> DetachedStream:
         return self
 
-    async def __anext__(self) -> Any:
-        item = await self._queue.get()
+    async def __anext__(self) -> list[Any]:
+        """Every response that has arrived and not been taken yet (at least one)."""
+        items = self._items
+        while not items:
+            self._arrived = self._loop.create_future()
+            await self._arrived
+        batch = []
+        while items and items[0] is not _END and not isinstance(items[0], _Failure):
+            batch.append(items.popleft())
+        self._make_room()
+        if batch:
+            return batch
+        item = items.popleft()
         if item is _END:
             raise StopAsyncIteration
-        if isinstance(item, _Failure):
-            raise item.error
-        return item
+        raise item.error
 
     def abandon(self, grace_s: float) -> None:
         """The consumer has left: drop what still arrives, and cancel the call if it is not over in `grace_s`."""
         self._abandoned = True
-        while not self._queue.empty():  # also frees a reader waiting for room
-            self._queue.get_nowait()
-        asyncio.get_running_loop().call_later(grace_s, self._call.cancel)
+        self._items.clear()
+        self._make_room()
+        if grace_s <= 0:
+            self._call.cancel()
+        else:
+            self._loop.call_later(grace_s, self._call.cancel)

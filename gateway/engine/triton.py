@@ -2,8 +2,9 @@
 
 Start-up never fails because Triton is down: a background task watches readiness (for /health/ready) and
 (re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
-Closing a generation early cancels its gRPC call and, because a cancelled ensemble keeps generating
-(TRITON_INTERFACE.md §6), also sends a `stop=true` request with the same request id to `tensorrt_llm`.
+Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
+does not stop (TRITON_INTERFACE.md §6), gets a `stop=true` request with the same request id to `tensorrt_llm`
+and is left to end by itself (see detached_stream).
 """
 
 from __future__ import annotations
@@ -175,30 +176,38 @@ class TritonEngine:
         self._active.add(guard)
         finished = False
         completion_tokens = 0
-        # A cancel does not stop an ensemble or BLS generation, and cancelled streams can crash Triton: those
-        # are read by a task of their own and ended with a stop request instead (see detached_stream).
-        responses = call if codec.stops_engine_on_cancel else DetachedStream(call, self._background)
+        # Read by a task of its own: a consumer that leaves never cancels the call mid-read. A cancel does not
+        # stop an ensemble or BLS generation, and cancelled streams can crash Triton: those are ended with a
+        # stop request instead (see detached_stream); direct calls are cancelled at once.
+        batches = DetachedStream(call, self._background)
         try:
             await call.write(message)
             await call.done_writing()
-            async for response in responses:
+            async for batch in batches:
                 guard.touch()
-                if response.error_message:
-                    raise translate_stream_error(response.error_message)
-                delta = decoder.feed(response.infer_response)
-                if delta.completion_tokens is not None:
-                    completion_tokens += delta.completion_tokens
-                final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
-                if final is not None and final.bool_param:
-                    finished = True
-                    delta.text += decoder.flush()
-                    # Engines do not say why they stopped; max_tokens reached means "length". Without counts
-                    # (completion_tokens stays 0) the OpenAI layer refines this with the tokenizer.
-                    delta.finish_reason = "length" if completion_tokens >= request.max_tokens else "stop"
-                    yield delta
-                    return
-                if delta.text or delta.completion_tokens:
-                    yield delta
+                # Responses that queued up while the client was being written to go out as one delta.
+                merged: Delta | None = None
+                for response in batch:
+                    if response.error_message:
+                        raise translate_stream_error(response.error_message)
+                    delta = decoder.feed(response.infer_response)
+                    if delta.completion_tokens is not None:
+                        completion_tokens += delta.completion_tokens
+                    if merged is None:
+                        merged = delta
+                    else:
+                        merged.extend(delta)
+                    final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
+                    if final is not None and final.bool_param:
+                        finished = True
+                        merged.text += decoder.flush()
+                        # Engines do not say why they stopped; max_tokens reached means "length". Without
+                        # counts (completion_tokens stays 0) the OpenAI layer refines this with the tokenizer.
+                        merged.finish_reason = "length" if completion_tokens >= request.max_tokens else "stop"
+                        yield merged
+                        return
+                if merged is not None and (merged.text or merged.completion_tokens):
+                    yield merged
             raise translate_stream_error("the upstream closed the stream before the final response")
         except asyncio.CancelledError:
             if guard.error is not None:  # our own cancel (timeout, shutdown), not the consumer's
@@ -214,11 +223,11 @@ class TritonEngine:
             guard.close()
             self._active.discard(guard)
             if not finished:
-                if isinstance(responses, DetachedStream):
-                    responses.abandon(grace_s=config.rpc_timeout_s)
-                    self._stop_upstream(request.request_id)
+                if codec.stops_engine_on_cancel:
+                    batches.abandon(grace_s=0.0)
                 else:
-                    call.cancel()
+                    batches.abandon(grace_s=config.rpc_timeout_s)
+                    self._stop_upstream(request.request_id)
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -91,7 +91,7 @@ def chat_generation_request(
     )
 
 
-async def chat_chunks(stream: TextStream, meta: ResponseMeta, include_usage: bool) -> AsyncIterator[bytes]:
+async def chat_chunks(stream: TextStream, meta: ResponseMeta, include_usage: bool) -> AsyncGenerator[bytes, None]:
     """SSE events of a streamed chat completion, `[DONE]` included."""
     prefix = meta.chunk_prefix("chat.completion.chunk")
     usage_null = b',"usage":null' if include_usage else b""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -79,7 +79,7 @@ async def _indexed_pieces(streams: list[TextStream]) -> AsyncIterator[tuple[int,
 
 async def completion_chunks(
     streams: list[TextStream], meta: ResponseMeta, include_usage: bool, echo_prompts: list[str] | None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """SSE events of a streamed completion, `[DONE]` included."""
     prefix = meta.chunk_prefix("text_completion")
     usage_null = b',"usage":null' if include_usage else b""

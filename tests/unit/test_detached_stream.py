@@ -1,4 +1,4 @@
-"""DetachedStream: the consumer leaving never cancels the call; the call is cancelled only after the grace period."""
+"""DetachedStream: batches of what has arrived; the consumer leaving never cancels the call before the grace period."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def test_responses_pass_through_in_order_and_the_end_is_seen() -> None:
     stream = DetachedStream(call, background)
     for item in ("a", "b", None):
         call.responses.put_nowait(item)
-    assert [item async for item in stream] == ["a", "b"]
+    assert [item async for batch in stream for item in batch] == ["a", "b"]
     await asyncio.sleep(0)
     assert not background and not call.cancelled
 
@@ -80,7 +80,7 @@ async def test_an_rpc_error_reaches_the_consumer() -> None:
     stream = DetachedStream(call, set())
     call.responses.put_nowait("a")
     call.responses.put_nowait(RuntimeError("upstream broke"))
-    assert await stream.__anext__() == "a"
+    assert await stream.__anext__() == ["a"]  # what came before the error is delivered first
     with pytest.raises(RuntimeError, match="upstream broke"):
         await stream.__anext__()
 
@@ -92,7 +92,7 @@ async def test_a_slow_consumer_holds_the_reader_back() -> None:
         call.responses.put_nowait(index)
     await asyncio.sleep(0.05)
     assert call.responses.qsize() >= READ_AHEAD  # not read ahead of the consumer: gRPC flow control applies
-    assert [await stream.__anext__() for _ in range(5)] == list(range(5))
+    assert await stream.__anext__() == list(range(READ_AHEAD))  # all that was read ahead, in one batch
     stream.abandon(grace_s=0.0)
     call.responses.put_nowait(None)
     await asyncio.sleep(0.05)
@@ -109,3 +109,24 @@ async def test_abandoning_frees_a_reader_that_waits_for_room() -> None:
     stream.abandon(grace_s=1.0)
     await asyncio.sleep(0.05)
     assert not background and call.responses.empty() and not call.cancelled  # drained to the end, not cancelled
+
+
+async def test_responses_that_arrive_while_the_consumer_is_busy_come_as_one_batch() -> None:
+    call = FakeCall()
+    stream = DetachedStream(call, set())
+    call.responses.put_nowait("a")
+    assert await stream.__anext__() == ["a"]
+    for item in ("b", "c", "d"):
+        call.responses.put_nowait(item)
+    await asyncio.sleep(0.01)  # the consumer is busy (writing to its client) while these arrive
+    assert await stream.__anext__() == ["b", "c", "d"]
+    call.responses.put_nowait(None)
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_abandoning_with_no_grace_cancels_at_once() -> None:
+    call = FakeCall()
+    stream = DetachedStream(call, set())
+    stream.abandon(grace_s=0.0)
+    assert call.cancelled
