@@ -48,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ttft-ms", type=float, default=20.0, help="synthetic engine time to first token")
     p.add_argument("--itl-ms", type=float, default=20.0, help="synthetic engine inter-token delay")
     p.add_argument("--max-active", type=int, default=4096, help="synthetic engine in-flight capacity")
+    p.add_argument(
+        "--engine-instances",
+        type=int,
+        default=1,
+        help="synthetic engine instances (processes); more lets Triton feed several gateway workers in direct "
+        "mode (stop requests reach one instance, so ensemble/BLS runs should keep 1)",
+    )
     p.add_argument("--pin", default="auto", help="auto | none | 'triton=0;frontend=1;loadgen=1'")
     p.add_argument("--streams-per-loadgen", type=int, default=1024, help="streams per load-generator process")
     p.add_argument("--crash-retries", type=int, default=3, help="re-measure a point this often if Triton dies")
@@ -130,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "placement": placement.describe(),
         "sweep": as_dict(sweep),
-        "synthetic_engine": {"ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms, "max_active": args.max_active},
+        "synthetic_engine": {
+            "ttft_ms": args.ttft_ms,
+            "itl_ms": args.itl_ms,
+            "max_active": args.max_active,
+            "instances": args.engine_instances,
+        },
         "gateway_workers_flag": None if args.url else gateway_supports_workers(),
         "gateway_source_sha256": source_digest(RESULTS.parent.parent / "gateway"),
         "logs": str(work_dir),

@@ -17,12 +17,21 @@ logger = logging.getLogger("bench")
 class TritonStack:
     """tritonserver on `triton_repo/dev` with the synthetic engine, pinned to the Triton CPUs."""
 
-    def __init__(self, placement: Placement, work_dir: Path, ttft_ms: float, itl_ms: float, max_active: int) -> None:
+    def __init__(
+        self,
+        placement: Placement,
+        work_dir: Path,
+        ttft_ms: float,
+        itl_ms: float,
+        max_active: int,
+        engine_instances: int = 1,
+    ) -> None:
         self.placement = placement
         self.work_dir = work_dir
         self.ttft_ms = ttft_ms
         self.itl_ms = itl_ms
         self.max_active = max_active
+        self.engine_instances = engine_instances
         self.server: Any = None
         self.crashes: list[str] = []  # tail of the log of each crash
         self.starts = 0
@@ -37,6 +46,7 @@ class TritonStack:
             synthetic_ttft_ms=self.ttft_ms,
             synthetic_itl_ms=self.itl_ms,
             max_num_active=self.max_active,
+            engine_instance_count=self.engine_instances,
             max_batch_size=64,
         )
         folder = self.work_dir / f"triton-{self.starts}"

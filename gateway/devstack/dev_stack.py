@@ -37,6 +37,7 @@ class DevStackOptions:
     add_special_tokens: bool = False
     skip_special_tokens: bool = True
     bls_instance_count: int = 1
+    engine_instance_count: int = 1  # > 1 only for benchmarks that cancel: a stop request reaches one instance
 
     def placeholder_values(self, model_dir: Path) -> dict[str, str]:
         """The `${name}` -> value map for `triton_repo/dev`."""
@@ -64,6 +65,7 @@ class DevStackOptions:
             # One postprocessing instance keeps streamed chunks in order (tensorrtllm_backend #614).
             "postprocessing_instance_count": "1",
             "bls_instance_count": str(self.bls_instance_count),
+            "engine_instance_count": str(self.engine_instance_count),
             "tensorrt_llm_model_name": "tensorrt_llm",
             "tensorrt_llm_draft_model_name": "",
             "multimodal_encoders_name": "",

@@ -61,7 +61,9 @@ class TritonPythonModel:
         kind = _parameter(parameters, "engine", "synthetic")
         model_dir = _parameter(parameters, "model_dir", "")
         max_num_active = int(_parameter(parameters, "max_num_active", str(DEFAULT_MAX_NUM_ACTIVE)))
-        metrics = EngineMetrics({"model": args["model_name"], "version": args["model_version"]})
+        metrics = EngineMetrics(
+            {"model": args["model_name"], "version": args["model_version"], "instance": args["model_instance_name"]}
+        )
         self._engine: EngineCore
         if kind == "hf":
             from dev_engine_hf import HFEngine
