@@ -146,7 +146,8 @@ async def triton_stream(
     tag: str,
     inflight: set[str],
 ) -> None:
-    """Direct client: one ModelStreamInfer call per request; each response with outputs is one token.
+    """Direct client: one ModelStreamInfer call per request; a response's tokens are its count output
+    (`sequence_length` or `num_output_tokens`), else one per response with outputs.
 
     Ids of unfinished requests stay in `inflight` when the loop is cancelled, for `stop_requests`.
     """
@@ -173,8 +174,7 @@ async def triton_stream(
                 response = reply.infer_response
                 if response.raw_output_contents:
                     clock.content(now)
-                    if not stream:
-                        tokens = _response_tokens(response)
+                    tokens = tokens + _response_tokens(response) if stream else _response_tokens(response)
                 final = response.parameters.get(FINAL)
                 if final is not None and final.bool_param:
                     outcome = ""

@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="synthetic engine instances (processes); more lets Triton feed several gateway workers in direct "
         "mode (stop requests reach one instance, so ensemble/BLS runs should keep 1)",
     )
+    p.add_argument(
+        "--tokens-per-response",
+        type=int,
+        default=1,
+        help="synthetic engine tokens per streamed response (Triton's cost is per response)",
+    )
     p.add_argument("--pin", default="auto", help="auto | none | 'triton=0;frontend=1;loadgen=1'")
     p.add_argument("--streams-per-loadgen", type=int, default=1024, help="streams per load-generator process")
     p.add_argument("--crash-retries", type=int, default=3, help="re-measure a point this often if Triton dies")
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "itl_ms": args.itl_ms,
             "max_active": args.max_active,
             "instances": args.engine_instances,
+            "tokens_per_response": args.tokens_per_response,
         },
         "gateway_workers_flag": None if args.url else gateway_supports_workers(),
         "gateway_source_sha256": source_digest(RESULTS.parent.parent / "gateway"),

@@ -269,7 +269,9 @@ def run_stack(
 ) -> list[dict[str, Any]]:
     """The built-in comparison: synthetic Triton, direct floors, the gateway, LiteLLM."""
     rows: list[dict[str, Any]] = []
-    stack = TritonStack(placement, work_dir, args.ttft_ms, args.itl_ms, args.max_active, args.engine_instances)
+    stack = TritonStack(
+        placement, work_dir, args.ttft_ms, args.itl_ms, args.max_active, args.engine_instances, args.tokens_per_response
+    )
     stack.start()
     try:
         model_dir = str(args.tokenizer or stack.server.model_dir)

@@ -25,6 +25,7 @@ class TritonStack:
         itl_ms: float,
         max_active: int,
         engine_instances: int = 1,
+        tokens_per_response: int = 1,
     ) -> None:
         self.placement = placement
         self.work_dir = work_dir
@@ -32,6 +33,7 @@ class TritonStack:
         self.itl_ms = itl_ms
         self.max_active = max_active
         self.engine_instances = engine_instances
+        self.tokens_per_response = tokens_per_response
         self.server: Any = None
         self.crashes: list[str] = []  # tail of the log of each crash
         self.starts = 0
@@ -47,6 +49,7 @@ class TritonStack:
             synthetic_itl_ms=self.itl_ms,
             max_num_active=self.max_active,
             engine_instance_count=self.engine_instances,
+            synthetic_tokens_per_response=self.tokens_per_response,
             max_batch_size=64,
         )
         folder = self.work_dir / f"triton-{self.starts}"

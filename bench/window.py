@@ -31,6 +31,13 @@ class WindowStats:
         self.max_open = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        # Tokens per chunk of the completed streams whose usage is trusted: applied to unfinished streams.
+        self.usage_tokens_seen = 0
+        self.usage_chunks_seen = 0
+
+    def tokens_per_chunk(self) -> float:
+        """Average tokens per streamed chunk so far (1.0 before any trusted usage)."""
+        return self.usage_tokens_seen / self.usage_chunks_seen if self.usage_chunks_seen else 1.0
 
     def inside(self, now: float) -> bool:
         """Whether a time falls in the window."""
@@ -114,6 +121,8 @@ class RequestClock:
             factor = 1.0
             if stats.trust_usage and self.usage_tokens and self.chunks:
                 factor = self.usage_tokens / self.chunks
+                stats.usage_tokens_seen += self.usage_tokens
+                stats.usage_chunks_seen += self.chunks
             stats.tokens += self.chunks_in_window * factor
             return
         if not inside:
@@ -131,11 +140,12 @@ class RequestClock:
         self.stats.error(message, now)
 
     def abandon(self) -> None:
-        """The run ended with this request in flight: credit the chunks seen in the window, one token each."""
+        """The run ended with this request in flight: credit the chunks seen in the window, at the average
+        tokens per chunk of the completed streams (one each when there are none)."""
         if not self.done:
             self.done = True
             self._close()
-            self.stats.tokens += self.chunks_in_window
+            self.stats.tokens += self.chunks_in_window * self.stats.tokens_per_chunk()
 
     def _close(self) -> None:
         self.stats.in_flight -= 1

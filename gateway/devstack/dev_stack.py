@@ -32,6 +32,7 @@ class DevStackOptions:
     max_num_active: int = 64
     synthetic_ttft_ms: float = 20.0
     synthetic_itl_ms: float = 5.0
+    synthetic_tokens_per_response: int = 1
     accumulate_tokens: bool = True
     exclude_input_in_output: bool = False
     add_special_tokens: bool = False
@@ -57,6 +58,7 @@ class DevStackOptions:
             "max_num_active": str(self.max_num_active),
             "synthetic_ttft_ms": str(self.synthetic_ttft_ms),
             "synthetic_itl_ms": str(self.synthetic_itl_ms),
+            "synthetic_tokens_per_response": str(self.synthetic_tokens_per_response),
             "exclude_input_in_output": flag(self.exclude_input_in_output),
             "add_special_tokens": flag(self.add_special_tokens),
             "skip_special_tokens": flag(self.skip_special_tokens),

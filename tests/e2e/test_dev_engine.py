@@ -370,3 +370,23 @@ async def test_synthetic_text_is_valid_utf8_with_multibyte_characters(synthetic:
     assert any(ord(char) > 127 for char in text)
     # Some multi-byte characters are split over several tokens, as a real model's byte-level BPE does.
     assert any("\ufffd" in tokenizer.decode([token]) for token in reply.ids)
+
+
+async def test_synthetic_engine_streams_several_tokens_per_response_when_asked(
+    synthetic: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An engine that streams in intervals: same tokens, fewer responses, the count outputs per response."""
+    one_each = await synthetic.generate(PROMPT, 8, streaming=True)
+    for batched in _serve(
+        "synthetic",
+        tmp_path_factory.mktemp("per-response"),
+        synthetic_ttft_ms=SYNTHETIC_TTFT_MS,
+        synthetic_itl_ms=SYNTHETIC_ITL_MS,
+        synthetic_tokens_per_response=3,
+    ):
+        stream = await batched.generate(PROMPT, 8, streaming=True, return_num_output_tokens=True)
+        assert not stream.error
+        assert [r["output_ids"].shape for r in stream.responses] == [(1, 1, 3), (1, 1, 3), (1, 1, 2)]
+        assert stream.values("sequence_length") == stream.values("num_output_tokens") == [3, 3, 2]
+        assert stream.finals == [False, False, True]
+        assert stream.ids == one_each.ids

@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 
 import triton_python_backend_utils as pb_utils
 from dev_engine_io import build_response, error_response
@@ -146,15 +147,26 @@ class EngineCore:
 
     def _advance(self, job: GenerationJob, token: int, log_prob: float) -> bool:
         """Record one sampled token, send what the client sees, and say whether the job is done."""
+        return self._advance_many(job, lambda: (token, log_prob), 1)
+
+    def _advance_many(self, job: GenerationJob, sample: Callable[[], tuple[int, float]], count: int) -> bool:
+        """Record up to `count` tokens drawn from `sample`, streamed as one response; say whether the job is done."""
         try:
-            reason = job.add_token(token, log_prob)
-            if reason is not FinishReason.END_ID:
-                self._new_tokens += 1
-                if job.streaming:
-                    job.reply.send(build_response(job, [token], [log_prob]), item_done=reason is not None)
-                    if reason is not None:
-                        self._retire(job)
-                    return reason is not None
+            tokens: list[int] = []
+            log_probs: list[float] = []
+            reason = None
+            while reason is None and len(tokens) < count:
+                token, log_prob = sample()
+                reason = job.add_token(token, log_prob)
+                if reason is not FinishReason.END_ID:  # the end id itself is never returned
+                    tokens.append(token)
+                    log_probs.append(log_prob)
+            self._new_tokens += len(tokens)
+            if job.streaming and tokens:
+                job.reply.send(build_response(job, tokens, log_probs), item_done=reason is not None)
+                if reason is not None:
+                    self._retire(job)
+                return reason is not None
             if reason is not None:
                 self._finish(job)
             return reason is not None

@@ -1,6 +1,7 @@
 """The `synthetic` dev engine: no model, tokens on a timetable, cheap enough for thousands of streams.
 
-Each admitted job gets its first token `ttft` after admission and one more every `itl`. One scheduler thread
+Each admitted job gets its first token `ttft` after admission and one more every `itl` (or several per
+response, `synthetic_tokens_per_response`, as an engine that streams in intervals does). One scheduler thread
 keeps a heap of due times for all jobs. Tokens are drawn from "words" of the tokenizer's vocabulary: single
 ids that decode to clean text, and a few multi-token words with non-ASCII characters, so the text is valid
 UTF-8 overall while a multi-byte character is often split across responses (as with a real model).
@@ -103,9 +104,16 @@ class SyntheticEngine(EngineCore):
     name = "synthetic"
 
     def __init__(
-        self, model_dir: str, ttft_s: float, itl_s: float, max_num_active: int, metrics: EngineMetrics
+        self,
+        model_dir: str,
+        ttft_s: float,
+        itl_s: float,
+        max_num_active: int,
+        metrics: EngineMetrics,
+        tokens_per_response: int = 1,
     ) -> None:
         super().__init__(max_num_active, metrics)
+        self._tokens_per_response = max(1, tokens_per_response)
         self._vocabulary = SyntheticVocabulary.load(model_dir)
         self.vocab_size = self._vocabulary.size
         self._ttft_s = ttft_s
@@ -136,12 +144,11 @@ class SyntheticEngine(EngineCore):
         if job.reply.cancelled():
             self._finish(job)
             return
-        try:
-            token = stream.next_token(self._vocabulary)
-        except Exception as exc:
-            self._fail(job, f"dev engine failed to produce a token: {exc!r}")
-            return
-        if not self._advance(job, token, 0.0):
+
+        def sample() -> tuple[int, float]:
+            return stream.next_token(self._vocabulary), 0.0
+
+        if not self._advance_many(job, sample, self._tokens_per_response):
             # When the loop falls behind, the next token is due now but waits for the next pass, so every
             # stream keeps moving instead of one stream catching up in a burst.
             next_due = max(due + self._itl_s, time.monotonic())

@@ -74,7 +74,10 @@ class TritonPythonModel:
 
             ttft_ms = float(_parameter(parameters, "synthetic_ttft_ms", "50"))
             itl_ms = float(_parameter(parameters, "synthetic_itl_ms", "10"))
-            self._engine = SyntheticEngine(model_dir, ttft_ms / 1000, itl_ms / 1000, max_num_active, metrics)
+            per_response = int(_parameter(parameters, "synthetic_tokens_per_response", "1"))
+            self._engine = SyntheticEngine(
+                model_dir, ttft_ms / 1000, itl_ms / 1000, max_num_active, metrics, per_response
+            )
         else:
             raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf' or 'synthetic'")
         self._senders = SenderPool(SENDER_THREADS)
