@@ -1,0 +1,142 @@
+"""`python -m bench.app_cost`: CPU of the app's own Python path per streamed token and per request, in-process.
+
+The real app (middleware, routes, chat template, SSE) is called as an ASGI callable by a scripted engine that
+yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
+costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
+from gateway.engine.base import Delta, EngineInfo, GenerationRequest
+from gateway.errors import GatewayError
+from gateway.openai.served_model import ModelRegistry, ServedModel
+from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
+
+
+class InstantEngine:
+    """Yields `max_tokens` one-token deltas without waiting."""
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def abort_all(self, error: GatewayError) -> int:
+        """Nothing runs in the background."""
+        return 0
+
+    def info(self) -> EngineInfo:
+        """Always ready."""
+        return EngineInfo(upstream="instant", model="instant", ready=True)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """One delta per token, the last one with the finish reason."""
+        for index in range(request.max_tokens):
+            last = index == request.max_tokens - 1
+            yield Delta(
+                " tok",
+                completion_tokens=1,
+                prompt_tokens=8 if index == 0 else None,
+                finish_reason="length" if last else None,
+            )
+
+
+async def _request(app: Any, body: bytes) -> int:
+    """One streamed chat completion through the ASGI app; returns how many messages it sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    finished = asyncio.Event()
+    sent = 0
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal sent
+        sent += 1
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            finished.set()
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def _measure(tokens: int, requests: int, rounds: int) -> dict[str, float]:
+    tokenizer = load_tokenizer(ensure_dev_model())
+    model = ServedModel(
+        name=DEV_MODEL_NAME,
+        engine=InstantEngine(),
+        chat_template=ChatTemplate(tokenizer),
+        counter=TokenCounter(tokenizer),
+        default_max_tokens=16,
+        max_tokens_limit=max(tokens, 16),
+        max_prompt_tokens=None,
+    )
+    app = create_app(ModelRegistry([model]), Settings())
+    prompt = " ".join(f"word{i}" for i in range(60))
+
+    def body(max_tokens: int) -> bytes:
+        messages = [{"role": "user", "content": prompt}]
+        return json.dumps({"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True})
+
+    async with app.router.lifespan_context(app):
+        long_body, short_body = body(tokens).encode(), body(1).encode()
+        await _request(app, long_body)
+        per_token, per_request = [], []
+        for _ in range(rounds):
+            started = time.process_time()
+            await _request(app, long_body)
+            per_token.append((time.process_time() - started) / tokens)
+            started = time.process_time()
+            for _ in range(requests):
+                await _request(app, short_body)
+            per_request.append((time.process_time() - started) / requests)
+    return {"per_token_us": min(per_token) * 1e6, "per_request_us": min(per_request) * 1e6}
+
+
+def main() -> None:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=4000, help="tokens of the long stream (per-token cost)")
+    parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
+    parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
+    args = parser.parse_args()
+    import uvloop
+
+    result = uvloop.run(_measure(args.tokens, args.requests, args.rounds))
+    print(
+        f"app CPU per streamed token: {result['per_token_us']:.2f} µs; "
+        f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"
+    )
+
+
+if __name__ == "__main__":
+    main()
