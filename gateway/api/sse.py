@@ -2,21 +2,21 @@
 
 The events are written from the request's own task while a watcher listens for the disconnect (Starlette's
 StreamingResponse does that only for ASGI < 2.4; with 2.4 a disconnect is noticed at the next write, which may
-be far away when the upstream is slow). A disconnect cancels the writing task, which runs the `finally` blocks
-of the chunk generators: they close the engine stream and stop the upstream.
+be far away when the upstream is slow). A disconnect cancels the writing, which runs the `finally` blocks of the
+chunk generators: they close the engine stream and stop the upstream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.disconnect import left_on_disconnect
 from gateway.api.errors import error_event, note_error
-from gateway.errors import GatewayError
+from gateway.errors import ClientDisconnectedError, GatewayError
 from gateway.openai.chat import DONE
 
 logger = logging.getLogger(__name__)
@@ -30,34 +30,15 @@ class SSEResponse(StreamingResponse):
     def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
         super().__init__(events, media_type="text/event-stream", headers=SSE_HEADERS)
         self._events = events
-        self._writing = False
-        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = asyncio.current_task()
-        assert writer is not None
-
-        async def watch_for_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            self._disconnected = True
-            if self._writing:
-                writer.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch_for_disconnect())
-        self._writing = True
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            await self._write_events(send)
-        except asyncio.CancelledError:
-            if not self._disconnected:
-                raise
-            writer.uncancel()
-        except OSError:  # the client went away while we were writing
+            async with left_on_disconnect(receive):
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                await self._write_events(send)
+        except (ClientDisconnectedError, OSError):  # OSError: the client went away while we were writing
             pass
         finally:
-            self._writing = False
-            watcher.cancel()
             await self._events.aclose()
 
     async def _write_events(self, send: Send) -> None:
