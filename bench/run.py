@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "gateway_workers_flag": None if args.url else gateway_supports_workers(),
         "gateway_source_sha256": source_digest(RESULTS.parent.parent / "gateway"),
-        "logs": str(work_dir),
+        "logs": str(work_dir.relative_to(RESULTS.parent.parent)),  # repo-relative: no machine paths in results
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     logger.info("results in %s (placement %s)", out, placement.describe())
