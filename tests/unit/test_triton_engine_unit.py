@@ -13,6 +13,7 @@ from gateway.engine.codecs import TextCodec
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import UpstreamError
+from tests.unit.test_detached_stream import FakeCall as DetachedFakeCall
 
 INTERFACE = ModelInterface(
     name="ensemble",
@@ -34,28 +35,14 @@ def response(text: str, final: bool = False) -> service_pb2.ModelStreamInferResp
     return message
 
 
-class FakeCall:
+class FakeCall(DetachedFakeCall):
     """A ModelStreamInfer call whose responses the test releases."""
-
-    def __init__(self) -> None:
-        self.responses: asyncio.Queue[service_pb2.ModelStreamInferResponse] = asyncio.Queue()
-        self.cancelled = False
 
     async def write(self, message: object) -> None:
         pass
 
     async def done_writing(self) -> None:
         pass
-
-    def cancel(self) -> bool:
-        self.cancelled = True
-        return True
-
-    def __aiter__(self) -> FakeCall:
-        return self
-
-    async def __anext__(self) -> service_pb2.ModelStreamInferResponse:
-        return await self.responses.get()
 
 
 class FakeStub:
