@@ -126,7 +126,8 @@ def _profile_once(
 
         recorder = threading.Thread(target=record)
         recorder.start()
-        row = execute(running, LoadPoint(args.concurrency, 100, 256, True, label="profile"), prompts, ctx, timing)
+        point = LoadPoint(args.concurrency, 100, 256, not args.no_stream, label="profile")
+        row = execute(running, point, prompts, ctx, timing)
         recorder.join()
         return row
     finally:
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="per recording (flame graph, then collapsed)")
     p.add_argument("--rate", type=int, default=200)
     p.add_argument("--itl-ms", type=float, default=20.0)
+    p.add_argument("--no-stream", action="store_true", help="non-streamed requests (one response each)")
     p.add_argument("--pin", default="auto")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args(argv)
@@ -161,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
     us = row.get("frontend_cpu_us_per_token")
+    kind = "non-streamed requests" if args.no_stream else "streams"
     summary: dict[str, Any] = {k: row.get(k) for k in ("tokens_per_s", "frontend_cpu_us_per_token", "errors")}
     lines = [
-        f"# py-spy profile: {frontend.name}, {args.concurrency} streams, 256 tokens each",
+        f"# py-spy profile: {frontend.name}, {args.concurrency} {kind}, 256 tokens each",
         "",
         f"Run: {json.dumps(summary)}; placement {placement.describe()}; {args.rate} Hz, {args.seconds:.0f} s.",
         "",

@@ -2,6 +2,7 @@
 # On the device machine (repo root, carry = bench/device/carry): unpack the carried Triton, Python site and dev
 # model, then run the quick sweep with 1 and 4 gateway workers. Results (and logs) go to $OUT.
 #   OUT=/some/dir bash bench/device/run.sh [extra bench.run arguments]
+#   OUT=/some/dir bash bench/device/run.sh --module bench.grpc_call_cost [its arguments]   (another bench module)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARRY=bench/device/carry
@@ -45,6 +46,13 @@ if [ "$workers_flag" = "0" ]; then
 fi
 
 status=0
+if [ "${1:-}" = "--module" ]; then
+  module=$2
+  shift 2
+  "$PY" -m "$module" "$@" 2>&1 | tee "$OUT/$module.log" || status=$?
+  rm -rf "$WORK"
+  exit "$status"
+fi
 "$PY" -m bench.run --sweep quick --frontends direct,gateway --workers "$WORKERS" --streams-per-loadgen 256 \
   --out "$OUT/quick" "$@" \
   2>&1 | tee "$OUT/bench.log" || status=$?

@@ -1,5 +1,9 @@
 """The Triton engine: one gRPC `ModelStreamInfer` call per request to the ensemble, BLS or engine model.
 
+The call is made as unary-stream (one request, then the responses): the request, its metadata and the
+half-close leave in one batch, where the stub's stream-stream call takes three (open, write, done_writing),
+each a round trip through grpc's completion queue. The server sees the same HTTP/2 stream either way.
+
 Start-up never fails because Triton is down: a background task watches readiness (for /health/ready) and
 (re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
@@ -29,6 +33,8 @@ from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutErro
 from gateway.telemetry.tracing import start_span, trace_headers_of
 
 logger = logging.getLogger(__name__)
+
+STREAM_INFER_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
@@ -66,6 +72,7 @@ class TritonEngine:
         self._tokenizer = tokenizer  # needed to call tensorrt_llm directly (direct mode)
         self._channel: grpc.aio.Channel | None = None
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
+        self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
         self._codec: UpstreamCodec | None = None
         self._stop_interface: ModelInterface | None = None
         self._server_version: str | None = None
@@ -81,6 +88,11 @@ class TritonEngine:
         """Open the channel and start watching readiness (returns at once even if Triton is down)."""
         self._channel = grpc.aio.insecure_channel(self.config.url, options=CHANNEL_OPTIONS)
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        self._stream_infer = self._channel.unary_stream(
+            STREAM_INFER_METHOD,
+            request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+            response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+        )
         await self._refresh()
         self._watcher = asyncio.create_task(self._watch(), name="triton-health")
 
@@ -165,13 +177,13 @@ class TritonEngine:
         codec = self._codec
         # Readiness polling only feeds /health/ready: once the model is known, a request is tried (a Triton
         # that is down fails it at once with UNAVAILABLE), so a slow health poll under load rejects nothing.
-        if codec is None or self._stub is None:
+        if codec is None or self._stream_infer is None:
             raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
         message, decoder = codec.open(request)
         span = start_span(f"triton {self.config.model}", dict(request.trace_headers), {"triton.request_id": message.id})
         metadata = tuple(trace_headers_of(span, dict(request.trace_headers)).items())
         config = self.config
-        call = self._stub.ModelStreamInfer(metadata=metadata or None, timeout=config.request_timeout_s)
+        call = self._stream_infer(message, metadata=metadata or None, timeout=config.request_timeout_s)
         guard = CallGuard(call, config.first_token_timeout_s, config.idle_timeout_s)
         self._active.add(guard)
         finished = False
@@ -181,8 +193,6 @@ class TritonEngine:
         # stop request instead (see detached_stream); direct calls are cancelled at once.
         batches = DetachedStream(call, self._background)
         try:
-            await call.write(message)
-            await call.done_writing()
             async for batch in batches:
                 guard.touch()
                 # Responses that queued up while the client was being written to go out as one delta.
@@ -241,14 +251,14 @@ class TritonEngine:
 
     def _stop_upstream(self, request_id: str) -> None:
         """Send `stop=true` for this request id to the engine model (in the background)."""
-        if self._stop_interface is None or self._stub is None:
+        if self._stop_interface is None or self._stream_infer is None:
             return
         task = asyncio.get_running_loop().create_task(self._send_stop(request_id, self._stop_interface))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _send_stop(self, request_id: str, interface: ModelInterface) -> None:
-        assert self._stub is not None
+        assert self._stream_infer is not None
         builder = RequestBuilder(interface, request_id)
         builder.int32_array("input_ids", [0])
         builder.scalar("input_lengths", 0)
@@ -257,10 +267,8 @@ class TritonEngine:
         if "streaming" in interface.inputs:
             builder.scalar("streaming", False)
         builder.request_outputs(["output_ids", "sequence_length"])
-        call = self._stub.ModelStreamInfer(timeout=self.config.rpc_timeout_s)
+        call = self._stream_infer(builder.message, timeout=self.config.rpc_timeout_s)
         try:
-            await call.write(builder.message)
-            await call.done_writing()
             async for response in call:
                 if response.error_message:
                     logger.warning("stop request %s refused: %s", request_id, response.error_message)

@@ -6,6 +6,7 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import orjson
 
@@ -27,9 +28,9 @@ class ServedModel:
     max_prompt_tokens: int | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """`system_fingerprint`: stable for a given gateway version, model and upstream."""
+        """`system_fingerprint`: stable for a given gateway version, model and upstream (computed once)."""
         from gateway import __version__
 
         digest = hashlib.sha256(f"{__version__}|{self.name}|{self.engine.info().upstream}".encode()).hexdigest()

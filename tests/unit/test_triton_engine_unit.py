@@ -13,7 +13,7 @@ from gateway.engine.codecs import TextCodec
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import UpstreamError
-from tests.unit.test_detached_stream import FakeCall as DetachedFakeCall
+from tests.unit.test_detached_stream import FakeCall
 
 INTERFACE = ModelInterface(
     name="ensemble",
@@ -35,27 +35,9 @@ def response(text: str, final: bool = False) -> service_pb2.ModelStreamInferResp
     return message
 
 
-class FakeCall(DetachedFakeCall):
-    """A ModelStreamInfer call whose responses the test releases."""
-
-    async def write(self, message: object) -> None:
-        pass
-
-    async def done_writing(self) -> None:
-        pass
-
-
-class FakeStub:
-    def __init__(self, call: FakeCall) -> None:
-        self.call = call
-
-    def ModelStreamInfer(self, **_: object) -> FakeCall:
-        return self.call
-
-
 def engine_over(call: FakeCall) -> TritonEngine:
     engine = TritonEngine(TritonEngineConfig(url="fake:1"))
-    engine._stub = FakeStub(call)  # type: ignore[assignment]
+    engine._stream_infer = lambda message, **_: call  # type: ignore[assignment]
     engine._codec = TextCodec(INTERFACE, mode="ensemble", cumulative=False)
     return engine
 
