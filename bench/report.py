@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ CSV_FIELDS = [
     "loadgen_processes", "probe_ttft_samples", "probe_ttft_p50_ms", "probe_ttft_p99_ms", "max_in_flight",
     "triton_cpu_s", "triton_cpu_us_per_token", "rss_baseline_mb", "rss_max_mb",
     "max_open_streams", "foreign_cpu_s", "triton_crashes", "floor", "tokens_ratio", "ttft_p50_added_ms",
-    "cpu_ratio", "failed", "note",
+    "cpu_ratio", "repeat", "failed", "note",
 ]  # fmt: skip
+RATIOS = ("cpu_ratio", "tokens_ratio", "ttft_p50_added_ms")
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -40,8 +42,34 @@ def one_line(row: dict[str, Any]) -> str:
     )
 
 
-def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+def _point(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row.get("label"), row.get("concurrency"), row.get("prompt_tokens"), row.get("stream"))
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A load point and the repeat it was measured in: a row is compared with its floor of the same repeat."""
+    return (*_point(row), row.get("repeat", 0))
+
+
+def summarise_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per front-end and load point: the first repeat's row with each ratio replaced by the median over
+    the repeats (and `repeats`, `<ratio>_range` added). Rows of a single measurement come back unchanged."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row.get("frontend"), *_point(row)), []).append(row)
+    summary = []
+    for group in groups.values():
+        measured = [r for r in group if not r.get("failed")]
+        if len(group) == 1 or not measured:
+            summary.append(group[0])
+            continue
+        merged = dict(measured[0], repeats=len(measured))
+        for name in RATIOS:
+            values = [r[name] for r in measured if r.get(name) is not None]
+            merged[name] = statistics.median(values) if values else None
+            merged[f"{name}_range"] = (min(values), max(values)) if values else None
+        summary.append(merged)
+    return summary
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> None:
@@ -85,8 +113,9 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             if r.get("rss_max_mb") is not None
             else "–"
         )
+        run = f"{r['label']} #{r['repeat'] + 1}" if r.get("repeat") else r["label"]  # later repeats are numbered
         lines.append(
-            f"| {r['frontend']} | {r['label']} | {r['concurrency']} | {r['prompt_tokens']} | "
+            f"| {r['frontend']} | {run} | {r['concurrency']} | {r['prompt_tokens']} | "
             f"{'yes' if r['stream'] else 'no'} | {_fmt(r['tokens_per_s'], 0)} | "
             f"{_fmt(r['ttft_p50_ms'])} / {_fmt(r['ttft_p99_ms'])} ({r['ttft_samples']}) | "
             f"{_fmt(r.get('probe_ttft_p50_ms'))} / {_fmt(r.get('probe_ttft_p99_ms'))} | "
@@ -98,9 +127,39 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _repeats_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Median and range of each ratio for the points measured more than once (empty if none were)."""
+    repeated = [r for r in summarise_repeats(rows) if r.get("repeats", 1) > 1 and r.get("cpu_ratio") is not None]
+    if not repeated:
+        return []
+
+    def spread(row: dict[str, Any], name: str, digits: int) -> str:
+        low_high = row.get(f"{name}_range")
+        if row.get(name) is None or low_high is None:
+            return "–"
+        return f"{row[name]:.{digits}f} ({low_high[0]:.{digits}f}–{low_high[1]:.{digits}f})"
+
+    lines = [
+        "## Ratios over repeats",
+        "",
+        "Median (lowest–highest) of the ratios to the direct client taken in each repeat.",
+        "",
+        "| front-end | run | c | prompt | stream | repeats | CPU ÷ direct | tok/s ÷ direct | TTFT p50 added ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in repeated:
+        lines.append(
+            f"| {r['frontend']} | {r['label']} | {r['concurrency']} | {r['prompt_tokens']} | "
+            f"{'yes' if r['stream'] else 'no'} | {r['repeats']} | {spread(r, 'cpu_ratio', 2)} | "
+            f"{spread(r, 'tokens_ratio', 2)} | {spread(r, 'ttft_p50_added_ms', 2)} |"
+        )
+    return [*lines, ""]
+
+
 def targets(rows: list[dict[str, Any]]) -> list[str]:
-    """The issue's targets, judged on what was measured (n/a when the run needed was not in this sweep)."""
-    ok = [r for r in rows if not r.get("failed") and r.get("label") not in ("skipped", None)]
+    """The issue's targets, judged on what was measured (n/a when the run needed was not in this sweep); a point
+    measured several times (`--repeats`) is judged on its median ratios."""
+    ok = [r for r in summarise_repeats(rows) if not r.get("failed") and r.get("label") not in ("skipped", None)]
     gateways = [r for r in ok if r["frontend"].startswith("gateway/")]
     lines = ["| target | measured | met |", "|---|---|---|"]
 
@@ -153,7 +212,8 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Throughput, TTFT, ITL and CPU per token against concurrency; one row of panels per prompt/stream."""
+    """Throughput, TTFT, ITL and CPU per token against concurrency; one row of panels per prompt/stream (the
+    first repeat of each point)."""
     try:
         import matplotlib
 
@@ -161,7 +221,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    sweep = [r for r in rows if r.get("label") == "sweep" and not r.get("failed") and r.get("tokens")]
+    sweep = [
+        r for r in rows if r.get("label") == "sweep" and not r.get("failed") and r.get("tokens") and not r.get("repeat")
+    ]
     for r in sweep:  # no request started and got its first token inside the window: use the latency probe's
         r.setdefault("ttft_plot_ms", r.get("ttft_p50_ms") or r.get("probe_ttft_p50_ms"))
     groups = sorted({(r["prompt_tokens"], r["stream"]) for r in sweep})
@@ -220,6 +282,7 @@ def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         "",
         *targets(rows),
         "",
+        *_repeats_table(rows),
         "## Runs",
         "",
         *_table(rows),

@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stream", choices=["on", "off", "both"], help="default: the sweep's")
     p.add_argument("--hold", help="open-stream runs, e.g. 1024,2000 ('' for none); default: the sweep's")
     p.add_argument("--measure-s", type=float, help="measurement window per run")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure each load point this often, front-ends in turn; ratios are summarised by their median",
+    )
     p.add_argument("--only-label", nargs="*", help="run only these kinds of points: ttft sweep hold")
     p.add_argument("--ttft-ms", type=float, default=20.0, help="synthetic engine time to first token")
     p.add_argument("--itl-ms", type=float, default=20.0, help="synthetic engine inter-token delay")

@@ -119,7 +119,8 @@ class Session:
 
     def run_main(self, frontends: list[Frontend]) -> list[dict[str, Any]]:
         """The main phase, interleaved: every front-end runs side by side (idle when not measured) and each load
-        point is measured on each front-end in turn, so a floor and what is compared with it are minutes apart."""
+        point is measured on each front-end in turn, so a floor and what is compared with it are minutes apart.
+        With `--repeats N` each point goes round the front-ends N times (A B A B ...)."""
         rows: list[dict[str, Any]] = []
         running: dict[Frontend, RunningFrontend] = {}
         for frontend in frontends:
@@ -139,8 +140,9 @@ class Session:
             for p in load_points_for(frontends[0], self.sweep, "main")
             if not self.args.only_label or p.label in self.args.only_label
         ]
+        rounds = [(point, repeat) for point in points for repeat in range(self.args.repeats)]
         try:
-            for point in points:
+            for point, repeat in rounds:
                 for frontend in list(running):
                     starts = self.stack.starts if self.stack else 0
                     try:
@@ -148,6 +150,7 @@ class Session:
                     except Exception as exc:  # could not be restarted after a Triton crash
                         row = {"frontend": frontend.name, "label": point.label, "failed": repr(exc)[:500]}
                         running.pop(frontend).stop()
+                    row["repeat"] = repeat
                     rows.append(row)
                     self._write(row)
                     if self.stack is not None and self.stack.starts != starts:
