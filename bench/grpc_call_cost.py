@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 
-STREAM_INFER_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 STYLES = ("stream-stream", "unary-stream")
 
 
@@ -27,6 +26,7 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
 
     from bench.prompts import make_prompts
     from bench.triton_requests import build_request, model_config
+    from gateway.engine.triton import STREAM_INFER_METHOD
 
     message = build_request(model_config(grpc_url, "ensemble"), make_prompts(model_dir, 100)[0], 8, False, 0, 0)
     channel = grpc.aio.insecure_channel(grpc_url)
