@@ -24,7 +24,11 @@ def chat(gateway: GatewayProcess, **extra: object) -> dict[str, object]:
 
 def test_sse_framing(gateway: GatewayProcess) -> None:
     with httpx.stream(
-        "POST", f"{gateway.v1}/chat/completions", json=chat(gateway, stream=True, max_tokens=6), timeout=60
+        "POST",
+        f"{gateway.v1}/chat/completions",
+        # Greedy, so that the random dev model does not end early with a sampled end-of-sequence token.
+        json=chat(gateway, stream=True, max_tokens=6, temperature=0.0),
+        timeout=60,
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
