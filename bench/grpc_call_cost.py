@@ -24,6 +24,7 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+    from bench.clients import FINAL
     from bench.prompts import make_prompts
     from bench.triton_requests import build_request, model_config
     from gateway.engine.triton import STREAM_INFER_METHOD
@@ -46,7 +47,7 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
         else:
             call = one_batch_call(message)
         async for reply in call:
-            final = reply.infer_response.parameters.get("triton_final_response")
+            final = reply.infer_response.parameters.get(FINAL)
             if reply.error_message or (final is not None and final.bool_param):
                 break
 
