@@ -1,0 +1,68 @@
+"""What one choice produces, as typed events: the vocabulary between processors, the choice runner and encoders.
+
+A choice's output is a sequence of events ending with exactly one `FinishEvent`. Processors (stop strings;
+later tool-call and reasoning parsers) take events and give events; encoders turn them into an endpoint's JSON.
+A new kind of output (say, audio) is a new event class here, a case in each encoder, and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.openai.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One alternative token at a position."""
+
+    token: str
+    token_bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """The log-probability of one generated (or echoed) token; `top` holds the alternatives when asked."""
+
+    token: str
+    token_bytes: bytes
+    logprob: float | None  # None: no value (the first prompt token)
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(slots=True)
+class TextEvent:
+    """New content text (never cumulative), with the log-probabilities of its tokens when asked."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(slots=True)
+class ReasoningEvent:
+    """New reasoning text (`reasoning_content`), from a reasoning parser."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class ToolCallEvent:
+    """A piece of a tool call. The first piece of a call has `id` and `name`; `arguments` is a JSON fragment."""
+
+    call_index: int  # position among this choice's tool calls
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(slots=True)
+class FinishEvent:
+    """The end of a choice: why it ended and what it used."""
+
+    reason: str  # "stop", "length", "tool_calls"
+    usage: Usage
+
+
+OutputEvent = TextEvent | ReasoningEvent | ToolCallEvent
+ChoiceEvent = OutputEvent | FinishEvent
