@@ -189,13 +189,12 @@ class ChatEncoder:
 class CompletionEncoder:
     """text_completion objects, streamed or whole; `echo` puts each choice's prompt first."""
 
-    def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool, top_logprobs: int) -> None:
+    def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool) -> None:
         self._meta = meta
         self._head = orjson.dumps(meta.head("text_completion"))[:-1] + b',"choices":['
         self._usage_null = b',"usage":null}' if include_usage else b"}"
         self._include_usage = include_usage
         self._echo = echo
-        self._top = top_logprobs
         self._prefixes: dict[int, bytes] = {}
         self._offsets: dict[int, int] = {}  # characters sent so far per choice (logprobs' text_offset)
 
@@ -260,17 +259,21 @@ class CompletionEncoder:
         )
 
     def _logprobs(self, items: list[TokenLogprob], offset: int) -> dict[str, Any]:
-        """The legacy completions logprobs object; text_offset counts characters from `offset`."""
+        """The legacy completions logprobs object; text_offset counts characters from `offset`. Each position's
+        top_logprobs holds the chosen token and the alternatives asked for (the chosen one always, as OpenAI)."""
         offsets = []
+        tops: list[dict[str, float | None]] = []
         for item in items:
             offsets.append(offset)
             offset += len(item.token) if not item.token.startswith("bytes:") else 0
+            top: dict[str, float | None] = {alt.token: _logprob(alt.logprob) for alt in item.top}
+            if item.logprob is not None:
+                top.setdefault(item.token, _logprob(item.logprob))
+            tops.append(top)
         return {
             "tokens": [item.token for item in items],
             "token_logprobs": [_logprob(item.logprob) for item in items],
-            "top_logprobs": [{top.token: _logprob(top.logprob) for top in item.top} for item in items]
-            if self._top > 0
-            else None,
+            "top_logprobs": tops,
             "text_offset": offsets,
         }
 
