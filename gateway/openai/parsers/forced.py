@@ -27,29 +27,34 @@ class ForcedCallsParser(ToolParser):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._buf = ""
-        self._pos = 0  # what is before it has been turned into calls
+        self._pos = 0  # where parsing resumes
+        self._unsaid = 0  # the text from here is not in an emitted call (content if the output fails)
         self._state = "open"  # open -> items -> done, or failed
         self._single = False
         self._scanner: NestingScanner | None = None
 
     def feed(self, text: str) -> list[OutputEvent]:
         """Take the next piece of generated text; return the calls it completes."""
-        self._buf += text
-        self._run(final=False)
+        if self._state == "failed":
+            self._text(text)
+        else:
+            self._buf += text
+            self._run()
         return self._take()
 
     def finish(self) -> list[OutputEvent]:
         """The end of the generation: what is not a call is content."""
-        self._run(final=True)
-        rest = self._buf[self._pos :]
-        if self._state == "failed":  # already logged
-            self._strip_ws = False
-            self._text(rest)
-        elif self._state != "done" or rest.strip():
-            self._reject(rest, "the forced call output is incomplete")
+        if self._state in ("open", "items"):
+            self._fail("the forced call output is incomplete")
+        elif self._state == "done" and self._buf[self._pos :].strip():
+            self._fail("text after the forced calls")
         return self._take()
 
-    def _run(self, final: bool) -> None:
+    def _fail(self, reason: str) -> None:
+        self._reject(self._buf[self._unsaid :], reason)
+        self._state, self._buf, self._pos = "failed", "", 0
+
+    def _run(self) -> None:
         buf = self._buf
         while self._state in ("open", "items"):
             pos = self._skip(self._pos)
@@ -57,17 +62,18 @@ class ForcedCallsParser(ToolParser):
                 return
             char = buf[pos]
             if self._state == "open":
-                self._single = char == "{"
                 if char not in "[{":
-                    self._state = "failed"
+                    self._fail("the forced call output is not a list of calls")
                     return
+                self._single = char == "{"
                 self._state, self._pos = "items", pos if self._single else pos + 1
                 continue
+            self._pos = pos
             if char == "]" and not self._single:
-                self._state, self._pos = "done", pos + 1
+                self._state, self._pos, self._unsaid = "done", pos + 1, pos + 1
                 return
             if char != "{":
-                self._state = "failed"
+                self._fail("the forced call output is not a list of calls")
                 return
             if self._scanner is None:
                 self._scanner = NestingScanner(pos)
@@ -75,10 +81,14 @@ class ForcedCallsParser(ToolParser):
             if end is None:
                 return
             value, ok = loads(buf[pos:end])
-            if not ok or not self._call_from_object(value, ""):
-                self._state = "failed"
+            if not ok:
+                self._fail("a forced call is not valid JSON")
                 return
-            self._scanner, self._pos = None, end
+            self._scanner = None
+            if not self._call_from_object(value, buf[self._unsaid :]):
+                self._state, self._buf, self._pos = "failed", "", 0
+                return
+            self._pos = self._unsaid = end
             if self._single:
                 self._state = "done"
 
