@@ -121,7 +121,7 @@ LLAMA3_LIKE = "<|start_header_id|>assistant<|end_header_id|>{% if builtin_tools 
         (DEEPSEEK_LIKE, DetectedParsers("deepseek_v3", "deepseek_r1")),
         (MISTRAL_LIKE, DetectedParsers("mistral", None)),
         (LLAMA3_LIKE, DetectedParsers("llama3_json", None)),
-        ("<|header_start|>assistant<|header_end|>{% if c %}<|python_start|>{% endif %}", DetectedParsers("pythonic", None)),
+        ("<|header_start|>assistant<|header_end|><|python_start|>", DetectedParsers("pythonic", None)),
         ("Call tools as [func_name1(params_name1=params_value1)]", DetectedParsers("pythonic", None)),
         ("{{ messages[0].content }}", DetectedParsers(None, None)),
         ("<tool_call> and [TOOL_CALLS] in one template", DetectedParsers(None, None)),
