@@ -44,7 +44,10 @@ class Chain:
         """Take the next piece of generated text through all stages."""
         events = self._stages[0].feed(text)
         for stage in self._stages[1:]:
-            events = _through(stage, events)
+            if len(events) == 1 and type(events[0]) is TextEvent:  # the usual case: one piece of content
+                events = stage.feed(events[0].text)
+            else:
+                events = _through(stage, events)
         return events
 
     def finish(self) -> list[OutputEvent]:

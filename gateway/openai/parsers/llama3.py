@@ -10,7 +10,8 @@ built-in `brave_search.call(...)` tools) is content as well, marker included.
 
 from __future__ import annotations
 
-from gateway.openai.events import OutputEvent
+from typing import Any
+
 from gateway.openai.parsers.base import loads
 from gateway.openai.parsers.marker import MarkerToolParser
 from gateway.openai.parsers.scan import NestingScanner
@@ -22,31 +23,21 @@ class Llama3JsonToolParser(MarkerToolParser):
     name = "llama3_json"
     start = "<|python_tag|>"
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._undecided = True  # at the start: a bare `{` opens a call too
+        self._deciding = True  # at the start: a bare `{` opens a call too
 
-    def feed(self, text: str) -> list[OutputEvent]:
-        """Take the next piece of generated text; return the events it completes."""
-        if not self._undecided:
-            return super().feed(text)
-        self._buf += text
-        if self._decide(final=False):
-            self._run(final=False)
-        return self._take()
-
-    def finish(self) -> list[OutputEvent]:
-        """The end of the generation: release what is held, settle an unfinished call."""
-        if self._undecided:
-            self._decide(final=True)
-        return super().finish()
+    def _run(self, final: bool) -> None:
+        if self._deciding and not self._decide(final):
+            return
+        super()._run(final)
 
     def _decide(self, final: bool) -> bool:
         """Whether the answer starts with a call can be told yet (True once it is decided)."""
         stripped = self._buf.lstrip()
         if not final and (not stripped or self.start.startswith(stripped)):
             return False
-        self._undecided = False
+        self._deciding = False
         if stripped.startswith("{"):
             self._buf = stripped
             self._in_block = True

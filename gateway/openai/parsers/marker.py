@@ -6,7 +6,9 @@ characters for a partial marker: no regular expression on the no-markup path.
 
 from __future__ import annotations
 
-from gateway.openai.events import OutputEvent
+from typing import Any
+
+from gateway.openai.events import OutputEvent, TextEvent
 from gateway.openai.parsers.base import ToolParser, partial_tail
 
 
@@ -15,16 +17,19 @@ class MarkerToolParser(ToolParser):
 
     start: str
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._buf = ""
         self._in_block = False
+        self._first, self._hold = self.start[0], 1 - len(self.start)  # for the no-markup check
+        self._deciding = False  # formats whose calls may open the answer without a marker look at its start
 
     def feed(self, text: str) -> list[OutputEvent]:
         """Take the next piece of generated text; return the events it completes."""
-        if not self._in_block and not self._buf and self.start not in text and not partial_tail(text, self.start):
-            self._text(text)  # the no-markup path
-            return self._take()
+        # The no-markup path: outside a call, no start marker, and none beginning in the last characters.
+        idle = not (self._in_block or self._buf or self._strip_ws or self._deciding)
+        if idle and text.find(self._first, self._hold) < 0 and self.start not in text:
+            return [TextEvent(text)] if text else []
         self._buf += text
         self._run(final=False)
         return self._take()
