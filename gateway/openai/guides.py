@@ -227,7 +227,7 @@ def ebnf_literal(text: str) -> str:
         elif char == "\t":
             out.append("\\t")
         elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02x}")
+            out.append(f"\\u{ord(char):04x}")  # fixed width: a hex digit after it stays a character
         else:
             out.append(char)
     out.append('"')
