@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import ConfigurationError
-from gateway.openai.events import ReasoningEvent, TextEvent
+from gateway.openai.events import ReasoningEvent, TextEvent, TokenLogprob, ToolCallEvent
 from gateway.openai.parsers import (
     Chain,
     DetectedParsers,
+    ParserProcessor,
     chain,
     detect_parsers,
     make_reasoning_parser,
@@ -130,3 +131,21 @@ LLAMA3_LIKE = "<|start_header_id|>assistant<|end_header_id|>{% if builtin_tools 
 )
 def test_parsers_are_detected_from_the_chat_template_only_when_unambiguous(template, detected):
     assert detect_parsers(template) == detected
+
+
+def _logprob(token: str) -> TokenLogprob:
+    return TokenLogprob(token, token.encode(), -0.5)
+
+
+def test_as_a_processor_text_keeps_its_logprobs_and_calls_drop_theirs():
+    processor = ParserProcessor(make_tool_parser("hermes", new_id=counter_ids()))
+    assert not processor.ended
+    lp = [_logprob("Hi")]
+    assert processor.feed([TextEvent("Hi", lp), ReasoningEvent("r")]) == [TextEvent("Hi", lp), ReasoningEvent("r")]
+    partial = [_logprob(" <"), _logprob("tool")]
+    assert processor.feed([TextEvent(" <tool", partial)]) == [TextEvent(" ", partial)]  # what came in goes out
+    events = processor.feed([TextEvent('_call>{"name": "a", "arguments": {}}</tool_call>', [_logprob("x")])])
+    assert [type(e) for e in events] == [ToolCallEvent, ToolCallEvent]
+    assert processor.feed([TextEvent("<", [_logprob("<")])]) == []
+    assert processor.finish() == [TextEvent("<", [_logprob("<")])]
+    assert processor.has_tool_calls

@@ -19,6 +19,7 @@ from gateway.openai.parsers.forced import ForcedCallsParser
 from gateway.openai.parsers.hermes import HermesToolParser
 from gateway.openai.parsers.llama3 import Llama3JsonToolParser
 from gateway.openai.parsers.mistral import MistralToolParser
+from gateway.openai.parsers.processor import ParserProcessor
 from gateway.openai.parsers.pythonic import PythonicToolParser
 from gateway.openai.parsers.reasoning import ThinkReasoningParser, prompt_opens_reasoning
 
@@ -63,6 +64,7 @@ __all__ = [
     "TOOL_PARSERS",
     "Chain",
     "DetectedParsers",
+    "ParserProcessor",
     "StreamParser",
     "ThinkReasoningParser",
     "ToolParser",
