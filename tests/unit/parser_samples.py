@@ -39,6 +39,13 @@ SAMPLES: dict[str, list[Sample]] = {
         ('<tool_call>{"name": "a", "argu', '<tool_call>{"name": "a", "argu', []),
         ("if a < b and b <tool", "if a < b and b <tool", []),
         ("<tool_call>[1, 2]</tool_call>", "<tool_call>[1, 2]</tool_call>", []),
+        (
+            '<tool_call>{"name": "write", "arguments": {"text": "a </tool_call> b"}}</tool_call>',
+            "",
+            [("write", {"text": "a </tool_call> b"})],
+        ),
+        ('<tool_call>{"name": "a"} oops</tool_call>ok', '<tool_call>{"name": "a"} oops</tool_call>ok', []),
+        ("<tool_call>\n", "<tool_call>\n", []),
         ("no markup at all, just a long answer. " * 3, "no markup at all, just a long answer. " * 3, []),
     ],
     "llama3_json": [

@@ -4,6 +4,8 @@
     {"name": "get_weather", "arguments": {"city": "Paris"}}
     </tool_call>
 
+The call ends where its JSON object closes (so `</tool_call>` inside an argument string is fine), and the end
+marker must follow it; at the end of the generation a complete object without the marker is a call too.
 `"parameters"` is accepted for `"arguments"`, and arguments given as a JSON string holding an object too.
 """
 
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 from gateway.openai.parsers.base import loads
 from gateway.openai.parsers.marker import MarkerToolParser
+from gateway.openai.parsers.scan import NestingScanner
 
-_END = "</tool_call>"
+END = "</tool_call>"
 
 
 class HermesToolParser(MarkerToolParser):
@@ -22,23 +25,48 @@ class HermesToolParser(MarkerToolParser):
     start = "<tool_call>"
 
     def _open_block(self) -> None:
-        self._searched = 0
+        self._scanner: NestingScanner | None = None
+        self._value_end = 0
 
     def _block(self, final: bool) -> bool:
         buf = self._buf
-        end = buf.find(_END, self._searched)
-        if end < 0:
-            if not final:
-                self._searched = max(0, len(buf) - len(_END) + 1)
-                return False
-            body, used = buf, len(buf)
-        else:
-            body, used = buf[:end], end + len(_END)
-        self._buf = buf[used:]
-        raw = self.start + buf[:used]
-        value, ok = loads(body)
+        if self._scanner is None:
+            body = buf.lstrip()
+            if not body:
+                return final and self._done(len(buf), "the call was cut off")
+            if body[0] != "{":
+                return self._to_end_marker(final)
+            self._scanner = NestingScanner(len(buf) - len(body))
+        if not self._value_end:
+            end = self._scanner.end(buf)
+            if end is None:
+                return final and self._done(len(buf), "the call was cut off")
+            self._value_end = end
+        tail = buf[self._value_end :].lstrip()
+        if tail.startswith(END):
+            return self._done(len(buf) - len(tail) + len(END), None)
+        if not tail or END.startswith(tail):
+            return final and self._done(len(buf), None)
+        return self._to_end_marker(final)  # something between the object and the end marker
+
+    def _to_end_marker(self, final: bool) -> bool:
+        """Not a call: everything up to the end marker (or the end of the text) is content."""
+        end = self._buf.find(END)
+        if end < 0 and not final:
+            return False
+        return self._done(len(self._buf) if end < 0 else end + len(END), "the call is not a JSON object")
+
+    def _done(self, used: int, reason: str | None) -> bool:
+        """The block ends after `used` characters: a call from its object, or content for `reason`."""
+        raw = self.start + self._buf[:used]
+        value_text = self._buf[: self._value_end]
+        self._buf = self._buf[used:]
+        if reason is not None:
+            self._reject(raw, reason)
+            return True
+        value, ok = loads(value_text)
         if ok:
             self._call_from_object(value, raw)
         else:
-            self._reject(raw, "the call is not valid JSON" if end >= 0 else "the call was cut off")
+            self._reject(raw, "the call is not valid JSON")
         return True
