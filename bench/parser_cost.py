@@ -76,12 +76,12 @@ def main() -> None:
     print(f"{'(one TextEvent)':<22}{_cost(_Baseline, plain, args.rounds):>12.3f}")
     for name, call in _CALLS.items():
         # pythonic calls only open an answer: one list, then prose; the others: a call after every paragraph.
-        marked = call + _PROSE * repeat if name == "pythonic" else (_PROSE + call) * repeat
-        with_calls = _pieces(marked[: args.chars])
+        marked = call + _PROSE * repeat if name == "pythonic" else (_PROSE + call) * (args.chars // len(_PROSE + call))
+        with_calls = _pieces(marked)
         no_markup = _cost(lambda name=name: make_tool_parser(name), plain, args.rounds)
         calls = _cost(lambda name=name: make_tool_parser(name), with_calls, args.rounds)
         print(f"{name:<22}{no_markup:>12.3f}{calls:>12.3f}")
-    thinking = _pieces(("<think>" + _PROSE * (repeat // 2) + "</think>" + _PROSE + _CALLS["hermes"])[: args.chars])
+    thinking = _pieces("<think>" + _PROSE * (repeat // 2) + "</think>" + (_PROSE + _CALLS["hermes"]) * (repeat // 4))
     both = _cost(lambda: chain(make_reasoning_parser("qwen3"), make_tool_parser("hermes")), thinking, args.rounds)
     plain_chain = _cost(lambda: chain(make_reasoning_parser("qwen3"), make_tool_parser("hermes")), plain, args.rounds)
     print(f"{'qwen3 + hermes':<22}{plain_chain:>12.3f}{both:>12.3f}")
