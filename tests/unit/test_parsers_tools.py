@@ -8,6 +8,7 @@ import re
 import pytest
 
 from gateway.errors import ConfigurationError
+from gateway.openai import parsers
 from gateway.openai.events import TextEvent, ToolCallEvent
 from gateway.openai.parsers import TOOL_PARSERS, make_tool_parser
 from tests.unit.parser_samples import SAMPLES, counter_ids, feed_all, merge
@@ -28,6 +29,11 @@ def test_has_tool_calls_says_whether_a_call_was_emitted(parser, text, content, c
     tool_parser = make_tool_parser(parser)
     feed_all(tool_parser, [text])
     assert tool_parser.has_tool_calls == bool(calls)
+
+
+def test_the_package_exports_what_it_lists():
+    assert all(hasattr(parsers, name) for name in parsers.__all__)
+    assert {"make_tool_parser", "make_reasoning_parser", "chain", "ParserProcessor"} <= set(parsers.__all__)
 
 
 def test_every_format_is_registered_by_name():

@@ -16,7 +16,8 @@ from gateway.openai.events import OutputEvent
 from gateway.openai.parsers.base import ToolParser, loads
 from gateway.openai.parsers.scan import NestingScanner
 
-_SKIP = " \t\r\n,"
+_SPACE = " \t\r\n"
+_BETWEEN_ITEMS = _SPACE + ","
 
 
 class ForcedCallsParser(ToolParser):
@@ -94,6 +95,7 @@ class ForcedCallsParser(ToolParser):
 
     def _skip(self, pos: int) -> int:
         buf = self._buf
-        while pos < len(buf) and buf[pos] in (_SKIP if self._state == "items" else _SKIP[:4]):
+        skip = _BETWEEN_ITEMS if self._state == "items" else _SPACE
+        while pos < len(buf) and buf[pos] in skip:
             pos += 1
         return pos
