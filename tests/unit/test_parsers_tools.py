@@ -139,3 +139,11 @@ def test_pythonic_unknown_function_rejects_the_whole_list():
 def test_llama3_bare_json_is_only_a_call_at_the_start():
     text = 'Here: {"name": "a", "parameters": {}}'
     assert merge(feed_all(make_tool_parser("llama3_json"), [text])) == (text, "", [])
+
+
+def test_markers_that_are_special_tokens_are_reported_as_lost_to_skip_special_tokens():
+    mistral_specials = {"<s>", "</s>", "[INST]", "[/INST]", "[TOOL_CALLS]", "[AVAILABLE_TOOLS]"}
+    assert parsers.markers_lost_to(mistral_specials, "mistral", None) == ["[TOOL_CALLS]"]
+    assert parsers.markers_lost_to({"<|eot_id|>", "<|python_tag|>"}, "llama3_json", "qwen3") == ["<|python_tag|>"]
+    assert parsers.markers_lost_to({"<|im_end|>"}, "hermes", "qwen3") == []
+    assert parsers.markers_lost_to({"</think>"}, None, "deepseek_r1") == ["</think>"]

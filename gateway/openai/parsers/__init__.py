@@ -21,7 +21,7 @@ from gateway.openai.parsers.llama3 import Llama3JsonToolParser
 from gateway.openai.parsers.mistral import MistralToolParser
 from gateway.openai.parsers.processor import ParserProcessor
 from gateway.openai.parsers.pythonic import PythonicToolParser
-from gateway.openai.parsers.reasoning import ThinkReasoningParser, prompt_opens_reasoning
+from gateway.openai.parsers.reasoning import CLOSE, OPEN, ThinkReasoningParser, prompt_opens_reasoning
 
 TOOL_PARSERS: dict[str, type[ToolParser]] = {
     cls.name: cls
@@ -36,6 +36,18 @@ TOOL_PARSERS: dict[str, type[ToolParser]] = {
 }
 # name -> whether the answer starts inside the reasoning when the prompt does not say
 REASONING_PARSERS: dict[str, bool] = {"deepseek_r1": True, "qwen3": False}
+REASONING_MARKERS = (OPEN, CLOSE)
+
+
+def markers_lost_to(
+    special_tokens: Collection[str], tool_parser: str | None, reasoning_parser: str | None
+) -> list[str]:
+    """The parsers' markers that are special tokens of the tokenizer: decoding with `skip_special_tokens` drops
+    them (Mistral's `[TOOL_CALLS]`, Llama's `<|python_tag|>`), and the parsers can then not see the calls."""
+    markers = TOOL_PARSERS[tool_parser].markers if tool_parser else ()
+    if reasoning_parser:
+        markers += REASONING_MARKERS
+    return [marker for marker in markers if marker in special_tokens]
 
 
 def make_tool_parser(
@@ -60,6 +72,7 @@ def make_reasoning_parser(name: str, *, start_in_reasoning: bool | None = None) 
 
 
 __all__ = [
+    "REASONING_MARKERS",
     "REASONING_PARSERS",
     "TOOL_PARSERS",
     "Chain",
@@ -72,6 +85,7 @@ __all__ = [
     "detect_parsers",
     "make_reasoning_parser",
     "make_tool_parser",
+    "markers_lost_to",
     "prompt_opens_reasoning",
     "random_call_id",
     "random_mistral_id",

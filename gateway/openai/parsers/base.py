@@ -53,6 +53,7 @@ class ToolParser:
     """Base class: the event list, call emission, rejection and the `has_tool_calls` flag."""
 
     name: ClassVar[str]
+    markers: ClassVar[tuple[str, ...]] = ()  # the markup the parser reads: it must survive detokenization
     default_id: ClassVar[Callable[[], str]] = staticmethod(random_call_id)
 
     def __init__(self, *, tool_names: Collection[str] | None = None, new_id: Callable[[], str] | None = None) -> None:

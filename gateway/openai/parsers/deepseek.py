@@ -32,6 +32,7 @@ class DeepSeekV3ToolParser(MarkerToolParser):
 
     name = "deepseek_v3"
     start = CALLS_BEGIN
+    markers = (CALLS_BEGIN, CALLS_END, CALL_BEGIN, CALL_END, SEP)
 
     def _open_block(self) -> None:
         self._fresh = True

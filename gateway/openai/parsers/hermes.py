@@ -23,6 +23,7 @@ class HermesToolParser(MarkerToolParser):
 
     name = "hermes"
     start = "<tool_call>"
+    markers = ("<tool_call>", END)
 
     def _open_block(self) -> None:
         self._scanner: NestingScanner | None = None

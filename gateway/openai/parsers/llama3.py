@@ -22,6 +22,7 @@ class Llama3JsonToolParser(MarkerToolParser):
 
     name = "llama3_json"
     start = "<|python_tag|>"
+    markers = ("<|python_tag|>",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -29,6 +29,7 @@ class MistralToolParser(MarkerToolParser):
 
     name = "mistral"
     start = "[TOOL_CALLS]"
+    markers = ("[TOOL_CALLS]", "[ARGS]", "[CALL_ID]")
     default_id = staticmethod(random_mistral_id)
 
     def _open_block(self) -> None:

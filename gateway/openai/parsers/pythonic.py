@@ -28,6 +28,7 @@ class PythonicToolParser(ToolParser):
     """A list of calls at the start of the answer; everything else is content, passed through."""
 
     name = "pythonic"
+    markers = (_OPEN, _CLOSE)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
