@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, UnsupportedFeatureError
 from gateway.openai.events import ReasoningEvent, TextEvent, TokenLogprob, ToolCallEvent
 from gateway.openai.parsers import (
     Chain,
     DetectedParsers,
     ParserProcessor,
     chain,
+    choice_parser,
     detect_parsers,
     make_reasoning_parser,
     make_tool_parser,
     prompt_opens_reasoning,
 )
+from gateway.openai.tools import ToolChoice, ToolSpec
 from tests.unit.parser_samples import counter_ids, feed_all, merge
 
 REASONING_CASES = [
@@ -149,3 +151,52 @@ def test_as_a_processor_text_keeps_its_logprobs_and_calls_drop_theirs():
     assert processor.feed([TextEvent("<", [_logprob("<")])]) == []
     assert processor.finish() == [TextEvent("<", [_logprob("<")])]
     assert processor.has_tool_calls
+
+
+WEATHER_TOOLS = [ToolSpec("get_weather", {"type": "object", "properties": {}})]
+QWEN_CALL = '<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>'
+
+
+def _choice(**overrides):
+    settings = {
+        "tool_parser": "hermes",
+        "reasoning_parser": "qwen3",
+        "tools": WEATHER_TOOLS,
+        "tool_choice": ToolChoice("auto"),
+        "guided": False,
+        "prompt": "<|im_start|>assistant\n",
+        "new_id": counter_ids(),
+    }
+    return choice_parser(**(settings | overrides))
+
+
+def test_choice_parser_reads_reasoning_then_the_models_tool_calls():
+    parser = _choice(prompt="<|im_start|>assistant\n<think>\n")
+    assert merge(feed_all(parser, ["hmm</think>", QWEN_CALL])) == ("", "hmm", [("get_weather", {})])
+
+
+def test_choice_parser_under_a_guide_has_no_reasoning_stage():
+    parser = _choice(guided=True, tool_choice=ToolChoice("none"), prompt="<think>\n")
+    assert parser is None
+    forced = _choice(guided=True, tool_choice=ToolChoice("required"), prompt="<think>\n")
+    events = feed_all(forced, ['[{"name": "get_weather", "arguments": {}}]'])
+    assert merge(events) == ("", "", [("get_weather", {})])
+
+
+def test_choice_parser_forced_calls_need_no_tool_parser_and_keep_the_models_id_style():
+    parser = _choice(tool_parser=None, reasoning_parser=None, tool_choice=ToolChoice("function", "get_weather"))
+    assert merge(feed_all(parser, ['[{"name": "get_weather", "arguments": {}}]']))[2] == [("get_weather", {})]
+    mistral = _choice(tool_parser="mistral", new_id=None, guided=True, tool_choice=ToolChoice("required"))
+    events = feed_all(mistral, ['[{"name": "get_weather", "arguments": {}}]'])
+    assert len(events[0].id) == 9
+
+
+def test_choice_parser_without_tools_or_with_tool_choice_none_leaves_markup_as_content():
+    assert _choice(tools=[], reasoning_parser=None) is None
+    assert _choice(tool_choice=ToolChoice("none"), reasoning_parser=None) is None
+
+
+def test_choice_parser_refuses_callable_tools_when_the_model_has_no_tool_parser():
+    with pytest.raises(UnsupportedFeatureError) as info:
+        _choice(tool_parser=None)
+    assert info.value.param == "tools"
