@@ -46,6 +46,7 @@ SAMPLES: dict[str, list[Sample]] = {
         ),
         ('<tool_call>{"name": "a"} oops</tool_call>ok', '<tool_call>{"name": "a"} oops</tool_call>ok', []),
         ("<tool_call>\n", "<tool_call>\n", []),
+        ("Wrap calls in <tool_call> tags.</tool_call>", "Wrap calls in <tool_call> tags.</tool_call>", []),
         ("no markup at all, just a long answer. " * 3, "no markup at all, just a long answer. " * 3, []),
     ],
     "llama3_json": [
@@ -93,6 +94,7 @@ SAMPLES: dict[str, list[Sample]] = {
         ),
         ('[TOOL_CALLS]{"no": "name"}', '[TOOL_CALLS]{"no": "name"}', []),
         ("see [1] and [TOOL_CALL", "see [1] and [TOOL_CALL", []),
+        ("[TOOL_CALLS] is the marker.", "[TOOL_CALLS] is the marker.", []),
     ],
     "deepseek_v3": [
         (

@@ -10,6 +10,7 @@ from gateway.openai.parsers import chain, make_reasoning_parser, make_tool_parse
 from tests.unit.parser_samples import CB, CE, SAMPLES, B, E, S, counter_ids, feed_all, merge, split
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SOUP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Pieces that models' outputs are made of, markup fragments included, to build adversarial texts from.
 _COMMON = [" ", "\n", "text", "{", "}", "[", "]", '"', '"name": "a"', '"arguments": {}', ", ", ":", ";", "\\"]
@@ -51,7 +52,7 @@ def test_any_split_of_a_sample_gives_its_content_and_calls(parser, data):
 
 
 @pytest.mark.parametrize("parser", sorted(FRAGMENTS))
-@PROPERTY
+@SOUP
 @given(data=st.data())
 def test_any_split_of_any_text_gives_what_the_whole_text_gives(parser, data):
     text, cuts = data.draw(_cuts(st.lists(st.sampled_from(FRAGMENTS[parser]), max_size=25).map("".join)))

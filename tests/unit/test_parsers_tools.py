@@ -147,3 +147,12 @@ def test_markers_that_are_special_tokens_are_reported_as_lost_to_skip_special_to
     assert parsers.markers_lost_to({"<|eot_id|>", "<|python_tag|>"}, "llama3_json", "qwen3") == ["<|python_tag|>"]
     assert parsers.markers_lost_to({"<|im_end|>"}, "hermes", "qwen3") == []
     assert parsers.markers_lost_to({"</think>"}, None, "deepseek_r1") == ["</think>"]
+
+
+def test_a_start_marker_not_followed_by_a_call_is_released_at_once():
+    parser = make_tool_parser("hermes")
+    assert merge(parser.feed("Use <tool_call> t")) == ("Use <tool_call> t", "", [])
+    parser = make_tool_parser("mistral")
+    assert merge(parser.feed("[TOOL_CALLS] is a")) == ("[TOOL_CALLS] is a", "", [])
+    parser = make_tool_parser("mistral")
+    assert parser.feed("[TOOL_CALLS]get_weather[AR") == []  # could still be a call

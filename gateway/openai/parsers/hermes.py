@@ -5,7 +5,9 @@
     </tool_call>
 
 The call ends where its JSON object closes (so `</tool_call>` inside an argument string is fine), and the end
-marker must follow it; at the end of the generation a complete object without the marker is a call too.
+marker must follow it; at the end of the generation a complete object without the marker is a call too. Text
+after the marker that cannot be a call (no `{`, or text between the object and the end marker) is content at
+once: the marker and the text so far, then the rest as ordinary content.
 `"parameters"` is accepted for `"arguments"`, and arguments given as a JSON string holding an object too.
 """
 
@@ -35,8 +37,8 @@ class HermesToolParser(MarkerToolParser):
             body = buf.lstrip()
             if not body:
                 return final and self._done(len(buf), "the call was cut off")
-            if body[0] != "{":
-                return self._to_end_marker(final)
+            if body[0] != "{":  # not a call: the marker is content, the text goes on as content
+                return self._done(0, "the call is not a JSON object")
             self._scanner = NestingScanner(len(buf) - len(body))
         if not self._value_end:
             end = self._scanner.end(buf)
@@ -48,14 +50,7 @@ class HermesToolParser(MarkerToolParser):
             return self._done(len(buf) - len(tail) + len(END), None)
         if not tail or END.startswith(tail):
             return final and self._done(len(buf), None)
-        return self._to_end_marker(final)  # something between the object and the end marker
-
-    def _to_end_marker(self, final: bool) -> bool:
-        """Not a call: everything up to the end marker (or the end of the text) is content."""
-        end = self._buf.find(END)
-        if end < 0 and not final:
-            return False
-        return self._done(len(self._buf) if end < 0 else end + len(END), "the call is not a JSON object")
+        return self._done(self._value_end, "text between the call and its end marker")
 
     def _done(self, used: int, reason: str | None) -> bool:
         """The block ends after `used` characters: a call from its object, or content for `reason`."""

@@ -21,6 +21,7 @@ from gateway.openai.parsers.marker import MarkerToolParser
 from gateway.openai.parsers.scan import NestingScanner
 
 _NAMED = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*(?:\[CALL_ID\]\s*[A-Za-z0-9_\-]*\s*)?(?:\[ARGS\])?\s*\{")
+_HEADER_PREFIX = re.compile(r"\s*[\w.\-]*\s*(?:\[[A-Z_]*\]?\s*[\w\-]*\s*)*")  # what can still grow into one
 _MAX_HEADER = 256  # a name form whose `{` has not come within this many characters is not one
 
 
@@ -72,9 +73,8 @@ class MistralToolParser(MarkerToolParser):
         else:
             match = _NAMED.match(buf)
             if match is None:
-                if final or "{" in buf or len(buf) > _MAX_HEADER:
-                    self._buf = ""
-                    self._reject(self.start + buf, "no call after the start marker")
+                if final or "{" in buf or len(buf) > _MAX_HEADER or not _HEADER_PREFIX.fullmatch(buf):
+                    self._reject(self.start, "no call after the start marker")  # the text goes on as content
                     return None
                 return False
             self._header = match.group(1)
