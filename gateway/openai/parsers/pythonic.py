@@ -14,7 +14,7 @@ import ast
 import re
 from typing import Any
 
-from gateway.openai.events import OutputEvent
+from gateway.openai.events import OutputEvent, TextEvent
 from gateway.openai.parsers.base import ToolParser
 from gateway.openai.parsers.scan import NestingScanner
 
@@ -39,10 +39,9 @@ class PythonicToolParser(ToolParser):
     def feed(self, text: str) -> list[OutputEvent]:
         """Take the next piece of generated text; return the events it completes."""
         if self._state == "content" and not self._buf and not self._strip_ws:
-            self._text(text)
-        else:
-            self._buf += text
-            self._run(final=False)
+            return [TextEvent(text)] if text else []  # after the start: plain text
+        self._buf += text
+        self._run(final=False)
         return self._take()
 
     def finish(self) -> list[OutputEvent]:
