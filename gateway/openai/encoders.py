@@ -6,6 +6,7 @@ pydantic and no dict per token. What is framing (`data:`, `[DONE]`) is api/sse.p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,14 +62,41 @@ class CollectedChoice:
 async def collect(run: ChoiceRun) -> dict[int, CollectedChoice]:
     """Run every choice to its end; what each produced, by choice index."""
     collected = {choice.index: CollectedChoice() for choice in run.choices}
-    async for choice, events in run.events():
-        target = collected[choice.index]
-        for event in events:
-            target.add(event)
+    async with contextlib.aclosing(run.events()) as batches:  # a cancel closes the generations at once
+        async for choice, events in batches:
+            target = collected[choice.index]
+            for event in events:
+                target.add(event)
     return collected
 
 
 # ---- chat -----------------------------------------------------------------------------------------------------
+
+
+_TOKEN_JSON: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}
+_TOKEN_JSON_LIMIT = 1 << 16
+
+
+def chat_logprobs_json(items: list[TokenLogprob]) -> bytes:
+    """`{"content": [...], "refusal": null}` for streamed chunks: each token's JSON around its value is built once
+    per distinct token and reused (this runs per token when logprobs are asked for)."""
+    parts = []
+    for item in items:
+        if item.top or item.logprob is None:
+            parts.append(orjson.dumps(chat_token_logprob(item)))
+            continue
+        key = (item.token, item.token_bytes)
+        around = _TOKEN_JSON.get(key)
+        if around is None:
+            if len(_TOKEN_JSON) >= _TOKEN_JSON_LIMIT:
+                _TOKEN_JSON.clear()
+            head = b'{"token":' + orjson.dumps(item.token) + b',"logprob":'
+            around = _TOKEN_JSON[key] = (
+                head,
+                b',"bytes":' + orjson.dumps(list(item.token_bytes)) + b',"top_logprobs":[]}',
+            )
+        parts.append(around[0] + orjson.dumps(max(item.logprob, FLOOR_LOGPROB)) + around[1])
+    return b'{"content":[' + b",".join(parts) + b'],"refusal":null}'
 
 
 def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
@@ -108,10 +136,7 @@ class ChatEncoder:
         out = []
         for event in events:
             if isinstance(event, TextEvent):
-                logprobs = b"null"
-                if event.logprobs is not None:
-                    content = [chat_token_logprob(item) for item in event.logprobs]
-                    logprobs = orjson.dumps({"content": content, "refusal": None})
+                logprobs = b"null" if event.logprobs is None else chat_logprobs_json(event.logprobs)
                 delta = b'"delta":{"content":' + orjson.dumps(event.text) + b"},"
                 out.append(prefix + delta + b'"logprobs":' + logprobs + b',"finish_reason":null}]' + self._usage_null)
             elif isinstance(event, FinishEvent):
