@@ -214,7 +214,7 @@ class _SequenceState:
     counted_prompt: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenDecoder:
     """`output_ids` + `sequence_length` (+ sequence index, log-probabilities, logits) -> Delta, detokenized
     incrementally per sequence."""
@@ -254,9 +254,7 @@ class TokenDecoder:
         state = self._sequences.get(sequence_index)
         if state is None:
             state = self._sequences[sequence_index] = _SequenceState(IncrementalDetokenizer(self.tokenizer))
-        delta = Delta(
-            text=state.detokenizer.feed(ids) if ids else "", completion_tokens=len(ids), sequence_index=sequence_index
-        )
+        delta = Delta(state.detokenizer.feed(ids) if ids else "", len(ids), None, None, sequence_index)
         if not state.counted_prompt:
             delta.prompt_tokens = len(self.prompt_ids)
             state.counted_prompt = True
