@@ -59,7 +59,8 @@ def check_with_xgrammar(info: dict[str, Any], tokenizer: Any, vocab_size: int) -
         add_prefix_space=metadata["add_prefix_space"],
     )
     reference = xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
-    if from_file.decoded_vocab != reference.decoded_vocab:
+    decoded, expected = from_file.decoded_vocab, reference.decoded_vocab  # the reference is padded to vocab_size
+    if decoded != expected[: len(decoded)] or any(expected[len(decoded) :]) or from_file.vocab_size != vocab_size:
         raise ConfigurationError("xgrammar decodes the tokenizer info file differently from the tokenizer itself")
     xgrammar.GrammarCompiler(from_file, max_threads=1).compile_builtin_json_grammar()
 
