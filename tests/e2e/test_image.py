@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from gateway.devstack import TritonServer, free_port
@@ -68,6 +69,22 @@ def run_in(container: str, *command: str, env: dict[str, str] | None = None, mou
     options = [f"--env={key}={value}" for key, value in (env or {}).items()]
     options += [f"--volume={mount}" for mount in mounts]
     return ["buildah", "run", "--isolation", "chroot", "--network", "host", *options, container, "--", *command]
+
+
+def entrypoint_processes(runner_pid: int) -> list[psutil.Process]:
+    """The Python processes under `buildah run` that run the gateway (buildah's own chroot helpers excluded): one,
+    if nothing such as a shell wraps the entrypoint."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [
+            child
+            for child in psutil.Process(runner_pid).children(recursive=True)
+            if not child.name().startswith("buildah") and "trtllm-gateway" in " ".join(child.cmdline())
+        ]
+        if found:
+            return found
+        time.sleep(0.1)
+    return []
 
 
 def image_size_mb(image: str) -> float:
@@ -140,10 +157,28 @@ def test_image_serves_a_chat_completion_and_drains_on_sigterm(
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"]
         assert reply.json()["usage"]["completion_tokens"] > 0
-        process.send_signal(signal.SIGTERM)
+        # What a container runtime does on stop: SIGTERM to the entrypoint process, which must be the gateway
+        # itself (exec form, no shell in between), while a stream is running; the stream still completes.
+        (gateway,) = entrypoint_processes(process.pid)
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json={"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 48,
+                  "stream": True, "temperature": 0},
+            timeout=60,
+        ) as stream:  # fmt: skip
+            lines = stream.iter_lines()
+            assert next(lines).startswith("data: ")
+            gateway.send_signal(signal.SIGTERM)
+            rest = list(lines)
+        assert "data: [DONE]" in rest, rest[-3:]
         assert process.wait(30) == 0, log_path.read_text()
         assert "draining" in log_path.read_text()
     finally:
+        # buildah's chroot helper outlives a killed `buildah run`: end what it started, too.
+        leftovers = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
+        for child in leftovers:
+            child.kill()
         if process.poll() is None:
             process.kill()
             process.wait()
