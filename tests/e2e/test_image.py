@@ -79,7 +79,9 @@ def entrypoint_processes(runner_pid: int) -> list[psutil.Process]:
         found = [
             child
             for child in psutil.Process(runner_pid).children(recursive=True)
-            if not child.name().startswith("buildah") and "trtllm-gateway" in " ".join(child.cmdline())
+            if child.cmdline()[:1]
+            and child.cmdline()[0].endswith("/python3")
+            and "trtllm-gateway" in child.cmdline()[1]
         ]
         if found:
             return found
@@ -159,7 +161,9 @@ def test_image_serves_a_chat_completion_and_drains_on_sigterm(
         assert reply.json()["usage"]["completion_tokens"] > 0
         # What a container runtime does on stop: SIGTERM to the entrypoint process, which must be the gateway
         # itself (exec form, no shell in between), while a stream is running; the stream still completes.
-        (gateway,) = entrypoint_processes(process.pid)
+        found = entrypoint_processes(process.pid)
+        assert len(found) == 1, [child.cmdline() for child in found]
+        gateway = found[0]
         with httpx.stream(
             "POST",
             f"{url}/v1/chat/completions",
