@@ -18,8 +18,13 @@ engine, including its less convenient habits, so that a gateway tested against i
   generation continues there, exactly as in production;
 - a batch of N items in one request gets each item's responses; only the very last one is FINAL, and
   `batch_index` tells them apart;
-- beam search, several return sequences and the encoder, draft, LoRA, prompt-table and guided-decoding
-  inputs are refused with an error naming the input.
+- `num_return_sequences` N gives N sequences, each in its own responses tagged with `sequence_index`, and
+  the FINAL flag once all of them are done (no per-sequence end marker), as the executor does;
+- `return_log_probs` gives `output_log_probs` per response; `return_generation_logits` /
+  `return_context_logits` give raw logits (hf engine only, as for an engine built with
+  `--gather_generation_logits` / `--gather_context_logits`);
+- beam search and the encoder, draft, LoRA, prompt-table and guided-decoding inputs are refused with an
+  error naming the input.
 
 Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching;
 `synthetic` emits timed pseudo-random tokens (for load tests). Metrics: `dev_engine_running_requests`
