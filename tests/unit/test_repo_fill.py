@@ -223,3 +223,17 @@ def test_cli_fills_and_prints_the_launch_command(
     assert "--output" in capsys.readouterr().err
     assert main([*argv, "--force", "--fill", "tensorrt_llm", "no_such_key:1"]) == 2
     assert "no placeholder no_such_key" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not xgrammar_available(), reason="the guided extra (xgrammar) is not installed")
+def test_xgrammar_check_rejects_a_wrong_vocabulary(tokenizer_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from gateway.deploy.tokenizer_info import check_with_xgrammar, tokenizer_info
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    info = tokenizer_info(tokenizer)
+    check_with_xgrammar(info, tokenizer, len(info["encoded_vocab"]))
+    info["encoded_vocab"][10], info["encoded_vocab"][11] = info["encoded_vocab"][11], info["encoded_vocab"][10]
+    with pytest.raises(ConfigurationError, match="decodes the tokenizer info file differently"):
+        check_with_xgrammar(info, tokenizer, len(info["encoded_vocab"]))
