@@ -26,6 +26,8 @@ IMAGE = "localhost/trtllm-gateway:e2e"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 pytestmark = [
     pytest.mark.e2e,
+    # A cold build (debootstrap, apt, pip from PyPI) takes 2-4 minutes on a fresh 2-core machine.
+    pytest.mark.timeout(900),
     pytest.mark.skipif(shutil.which("buildah") is None or os.geteuid() != 0, reason="needs root and buildah"),
 ]
 
