@@ -53,5 +53,6 @@ def summary(filled: FilledRepository) -> str:
         f"generation logits {logits}, guided decoding {guided}\n"
         f"mount in the Triton container: {filled.path} -> {paths.repository}, "
         f"{filled.options.engine_dir} -> {paths.engine}, {filled.options.tokenizer_dir} -> {paths.tokenizer}\n"
-        f"serve it with:\n{run}"
+        f"serve it with (the script is NVIDIA's: mount a TensorRT-LLM checkout of the same version at "
+        f"{LAUNCH_SCRIPT.parents[2]}):\n{run}"
     )
