@@ -69,6 +69,7 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
             settings.max_queued_requests,
             settings.queue_timeout_s,
             metrics_registry.waiting,
+            metrics_registry.saturation,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -1,4 +1,4 @@
-"""Command line: `trtllm-gateway serve | dev | triton`. Parses arguments and hands over; nothing else."""
+"""Command line: `trtllm-gateway serve | dev | triton | repo`. Parses arguments and hands over; nothing else."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from gateway.deploy.repo_command import add_arguments as add_repo_arguments
+from gateway.deploy.repo_command import run_repo
 from gateway.errors import ConfigurationError
 from gateway.telemetry import configure_logging
 
@@ -224,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_arguments(dev)
     _add_triton_arguments(dev)
     dev.set_defaults(handler=run_dev)
+    repo = commands.add_parser("repo", help="fill triton_repo/trtllm for a TensorRT-LLM engine (and build one)")
+    add_repo_arguments(repo)
+    repo.set_defaults(handler=run_repo)
     return parser
 
 

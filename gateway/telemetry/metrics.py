@@ -72,6 +72,15 @@ class GatewayMetrics:
             "gateway_requests_in_flight", "Requests being handled.", ["endpoint"], registry=registry, **live
         )
         self.waiting = Gauge("gateway_requests_waiting", "Requests waiting for admission.", registry=registry, **live)
+        # The autoscaling signal. Each worker has its own limit, so workers report their own ratio and the busiest
+        # one counts (the kernel spreads connections over workers evenly enough).
+        self.saturation = Gauge(
+            "gateway_saturation_ratio",
+            "(running + queued generation requests) / --max-concurrent-requests; above 1 requests queue. "
+            "0 without a concurrency limit.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.client_disconnects = Counter(
             "gateway_client_disconnects",
             "Requests whose client left before the response ended.",

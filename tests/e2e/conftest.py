@@ -46,10 +46,16 @@ class GatewayProcess:
 
 
 def start_gateway(
-    triton: TritonServer, log_dir: Path, *extra: str, triton_url: str | None = None, wait_for: str = "/health/ready"
+    triton: TritonServer,
+    log_dir: Path,
+    *extra: str,
+    triton_url: str | None = None,
+    wait_for: str = "/health/ready",
+    port: int | None = None,
 ) -> GatewayProcess:
-    """Start the gateway CLI against `triton` (or `triton_url`) and wait until `wait_for` answers 200."""
-    port = free_port()
+    """Start the gateway CLI against `triton` (or `triton_url`) on `port` (a free one by default) and wait until
+    `wait_for` answers 200."""
+    port = port or free_port()
     log_path = log_dir / f"gateway-{port}.log"
     command = [
         sys.executable, "-m", "gateway", "serve",
