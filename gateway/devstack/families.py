@@ -98,6 +98,13 @@ def family(name: str) -> Family:
         raise ValueError(f"unknown dev model family {name!r}; use 'dev' or one of {', '.join(FAMILIES)}") from None
 
 
+def served_model_name(name: str) -> str:
+    """The model name of family `name` (`dev`: trtllm-dev)."""
+    from gateway.devstack.dev_model import DEV_MODEL_NAME
+
+    return DEV_MODEL_NAME if name == "dev" else family(name).model_name
+
+
 def family_fingerprint(spec: Family) -> str:
     """The sha256 of everything that determines a family model: recipe, parameters, source file, template."""
     digest = hashlib.sha256()
