@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
 # Bump whenever the build steps change in a way the fingerprinted inputs below do not capture.
-FAMILY_RECIPE_VERSION = 1
+FAMILY_RECIPE_VERSION = 2  # 2: mistral without the legacy space after special tokens
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Tiny, because the embedding is vocab x hidden (Qwen: 151669 x 32 floats = 19 MB).
 FAMILY_PARAMS = DevModelParams(

@@ -100,9 +100,10 @@ def build_deepseek(source: Path) -> Tokenizer:
 
 
 def build_mistral(source: Path) -> Tokenizer:
-    """Sentencepiece BPE with byte fallback, in the layout of Mistral's own Hugging Face tokenizer.json."""
+    """Sentencepiece BPE with byte fallback, laid out as transformers converts it with `legacy=False`: "▁" is
+    prepended once, at the start, not after every special token (so decoding and encoding again round-trips)."""
     import sentencepiece
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, processors
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers.convert_slow_tokenizer import generate_merges
 
     processor = sentencepiece.SentencePieceProcessor(model_file=str(source))
@@ -111,7 +112,7 @@ def build_mistral(source: Path) -> Tokenizer:
     scores = {processor.id_to_piece(index): processor.get_score(index) for index in range(size)}
     merges = generate_merges(vocab, scores)
     tokenizer = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     tokenizer.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
