@@ -53,6 +53,7 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
     app.state.registry = registry
+    app.state.settings = settings
     app.state.metrics = metrics_registry = GatewayMetrics()
     app.state.drain = drain
     install_error_handlers(app)
@@ -96,6 +97,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
         first_token_timeout_s=settings.first_token_timeout_s,
         idle_timeout_s=settings.idle_timeout_s,
         request_timeout_s=settings.request_timeout_s,
+        engine_logits=settings.engine_logits,
     )
     engine = TritonEngine(engine_config, tokenizer)
     model = ServedModel(
@@ -106,6 +108,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
         max_prompt_tokens=settings.max_prompt_tokens,
+        max_n=settings.max_n,
     )
     return ModelRegistry([model])
 

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     port: int = 8000
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request sets none")
     max_tokens_limit: int = Field(32768, ge=1, description="largest max_tokens a request may ask for")
+    max_n: int = Field(8, ge=1, le=128, description="largest n (choices per request) a request may ask for")
+    engine_logits: bool = Field(
+        False, description="the engine gathers generation/context logits (top_logprobs, echo logprobs; direct mode)"
+    )
     # Admission and limits
     max_concurrent_requests: int | None = Field(None, ge=1, description="running generation requests at most")
     max_queued_requests: int = Field(0, ge=0, description="requests that may wait for a slot (beyond: 429)")
@@ -39,6 +43,8 @@ class Settings(BaseSettings):
     idle_timeout_s: float | None = Field(120.0, gt=0, description="longest gap between two tokens")
     request_timeout_s: float | None = Field(None, gt=0, description="whole generation")
     drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time running streams get to finish")
+    sse_keepalive_s: float = Field(15.0, gt=0, description="longest silence on a stream before a comment line")
+    client_write_timeout_s: float = Field(60.0, gt=0, description="longest a write may wait for a client to read")
     # Security
     api_keys: str | None = Field(None, description="comma-separated API keys; none = no authentication")
     api_key_file: Path | None = Field(None, description="file with one API key per line")

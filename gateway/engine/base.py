@@ -28,7 +28,13 @@ class SamplingParams:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One prompt to complete. `request_id` is unique and is sent to Triton as the request id."""
+    """One prompt to complete. `request_id` is unique and is sent to Triton as the request id.
+
+    `num_sequences` > 1 asks the upstream for that many sequences in one call (TensorRT-LLM's
+    `num_return_sequences`); their deltas carry `sequence_index`. `logprobs` asks for the chosen tokens'
+    log-probabilities, `top_logprobs` for that many alternatives per position, `prompt_logprobs` for the
+    prompt's (echo); the engine's capabilities say which of these it can honour.
+    """
 
     request_id: str
     prompt: str
@@ -37,6 +43,41 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     stop: tuple[str, ...] = ()
     trace_headers: tuple[tuple[str, str], ...] = ()  # W3C trace context for the upstream call
+    num_sequences: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+    prompt_logprobs: bool = False
+
+
+@dataclass(slots=True)
+class TopLogprob:
+    """One alternative token at a position."""
+
+    token: str
+    token_bytes: bytes
+    logprob: float
+
+
+@dataclass(slots=True)
+class TokenLogprob:
+    """The log-probability of one generated (or prompt) token; `top` holds the alternatives when asked."""
+
+    token: str
+    token_bytes: bytes
+    logprob: float | None  # None: no value (the first prompt token has no context)
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCapabilities:
+    """What an upstream can do, derived once from the model's declared tensors (and the engine's build)."""
+
+    mode: str
+    return_sequences: bool = False  # num_return_sequences in, sequence_index out
+    logprobs: bool = False  # return_log_probs in, output_log_probs out
+    top_logprobs: bool = False  # generation logits, from which the gateway takes the top k
+    prompt_logprobs: bool = False  # context logits, for the prompt's log-probabilities
+    exact_stream: bool = True  # streamed text is exact (not so for the ensemble's per-token decoding)
 
 
 @dataclass(slots=True)
@@ -44,17 +85,21 @@ class Delta:
     """A piece of generated output.
 
     `text` is new text (never cumulative). `completion_tokens` counts the tokens of this piece when the engine
-    knows it (else None); `prompt_tokens` is set once the engine knows it. The last delta of a generation has
-    `finish_reason` set.
+    knows it (else None); `prompt_tokens` is set once the engine knows it. The last delta of each sequence has
+    `finish_reason` set. `sequence_index` says which sequence of a `num_sequences` request it belongs to;
+    `logprobs` has one entry per token of the piece when asked, `prompt_logprobs` the prompt's (once).
     """
 
     text: str
     completion_tokens: int | None = None
     prompt_tokens: int | None = None
     finish_reason: FinishReason | None = None
+    sequence_index: int = 0
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
     def extend(self, later: Delta) -> None:
-        """Append the piece that follows this one (several responses sent as one)."""
+        """Append the piece of the same sequence that follows this one (several responses sent as one)."""
         self.text += later.text
         if self.completion_tokens is None or later.completion_tokens is None:
             self.completion_tokens = None  # not counted by the engine
@@ -62,6 +107,13 @@ class Delta:
             self.completion_tokens += later.completion_tokens
         if self.prompt_tokens is None:
             self.prompt_tokens = later.prompt_tokens
+        if later.logprobs is not None:
+            if self.logprobs is None:
+                self.logprobs = later.logprobs
+            else:
+                self.logprobs.extend(later.logprobs)
+        if self.prompt_logprobs is None:
+            self.prompt_logprobs = later.prompt_logprobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +131,7 @@ class Engine(Protocol):
     """A text-generation backend. Closing the iterator early must stop the upstream generation."""
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Stream the output of one request; the last delta carries the finish reason."""
+        """Stream the output of one request; the last delta of each sequence carries its finish reason."""
         ...
 
     async def start(self) -> None:
@@ -92,6 +144,10 @@ class Engine(Protocol):
 
     def info(self) -> EngineInfo:
         """Current readiness and identity."""
+        ...
+
+    def capabilities(self) -> EngineCapabilities | None:
+        """What the upstream can do; None until its model is known."""
         ...
 
     def abort_all(self, error: GatewayError) -> int:

@@ -9,26 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.engine.base import TokenLogprob, TopLogprob
 from gateway.openai.usage import Usage
 
-
-@dataclass(frozen=True, slots=True)
-class TopLogprob:
-    """One alternative token at a position."""
-
-    token: str
-    token_bytes: bytes
-    logprob: float
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLogprob:
-    """The log-probability of one generated (or echoed) token; `top` holds the alternatives when asked."""
-
-    token: str
-    token_bytes: bytes
-    logprob: float | None  # None: no value (the first prompt token)
-    top: tuple[TopLogprob, ...] = ()
+__all__ = [
+    "ChoiceEvent",
+    "FinishEvent",
+    "OutputEvent",
+    "ReasoningEvent",
+    "TextEvent",
+    "TokenLogprob",
+    "ToolCallEvent",
+    "TopLogprob",
+]
 
 
 @dataclass(slots=True)

@@ -86,6 +86,8 @@ class Engine:
             "request_output_len": np.array([[max_tokens]], np.int32),
         }
         for name, value in inputs.items():
+            if name == "_logits":
+                continue
             tensors[name] = (
                 value if isinstance(value, np.ndarray) else np.array([[value]], SCALAR_DTYPES.get(name, bool))
             )
@@ -94,7 +96,14 @@ class Engine:
             tensor = request.inputs.add(name=name, datatype=np_to_triton_dtype(array.dtype))
             tensor.shape.extend(array.shape)
             request.raw_input_contents.append(array.tobytes())
-        for name in [*OUTPUTS, "batch_index", "cum_log_probs", "output_log_probs"]:
+        for name in [
+            *OUTPUTS,
+            "batch_index",
+            "sequence_index",
+            "cum_log_probs",
+            "output_log_probs",
+            *inputs.get("_logits", ()),
+        ]:
             request.outputs.add(name=name)
         request.parameters["triton_enable_empty_final_response"].bool_param = True
         return request
@@ -280,7 +289,8 @@ async def test_request_output_len_is_respected(hf: Engine, max_tokens: int) -> N
     ("inputs", "message"),
     [
         ({"beam_width": 2}, "beam_width"),
-        ({"num_return_sequences": 2}, "num_return_sequences"),
+        ({"num_return_sequences": 0}, "num_return_sequences"),
+        ({"num_return_sequences": 129}, "num_return_sequences"),
         ({"stop": True}, "request ID is not provided"),
     ],
 )
@@ -390,3 +400,41 @@ async def test_synthetic_engine_streams_several_tokens_per_response_when_asked(
         assert stream.values("sequence_length") == stream.values("num_output_tokens") == [3, 3, 2]
         assert stream.finals == [False, False, True]
         assert stream.ids == one_each.ids
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+async def test_return_sequences_come_tagged_with_their_index_and_one_final(hf: Engine, streaming: bool) -> None:
+    reply = await hf.generate(PROMPT, 5, num_return_sequences=3, streaming=streaming, exclude_input_in_output=True,
+                              seed=7, **SAMPLING)  # fmt: skip
+    assert not reply.error
+    by_sequence: dict[int, list[int]] = {}
+    for response in reply.responses:
+        if "output_ids" in response:
+            by_sequence.setdefault(int(response["sequence_index"][0, 0]), []).extend(response["output_ids"][0, 0])
+    assert sorted(by_sequence) == [0, 1, 2] and all(len(ids) == 5 for ids in by_sequence.values())
+    assert len({tuple(ids) for ids in by_sequence.values()}) > 1  # sampled sequences differ
+    assert reply.finals.count(True) == 1 and reply.finals[-1]
+
+
+async def test_greedy_return_sequences_are_the_same(hf: Engine) -> None:
+    reply = await hf.generate(PROMPT, 6, num_return_sequences=2, streaming=True, runtime_top_k=1)
+    by_sequence: dict[int, list[int]] = {}
+    for response in reply.responses:
+        if "output_ids" in response:
+            by_sequence.setdefault(int(response["sequence_index"][0, 0]), []).extend(response["output_ids"][0, 0])
+    assert by_sequence[0] == by_sequence[1] and len(by_sequence[0]) == 6
+
+
+async def test_generation_and_context_logits_are_the_models_raw_logits(hf: Engine) -> None:
+    reply = await hf.generate(PROMPT, 4, streaming=True, runtime_top_k=1, return_log_probs=True,
+                              return_generation_logits=True, return_context_logits=True,
+                              _logits=("generation_logits", "context_logits"))  # fmt: skip
+    assert not reply.error
+    rows = [r for r in reply.responses if "output_ids" in r]
+    assert rows[0]["context_logits"].shape[:2] == (1, len(PROMPT))
+    for response in rows:
+        logits = response["generation_logits"][0, 0, 0].astype(np.float64)
+        token = int(response["output_ids"][0, 0, 0])
+        assert token == int(np.argmax(logits))  # greedy: the chosen token is the top logit
+        log_softmax = logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+        assert float(response["output_log_probs"][0, 0, 0]) == pytest.approx(log_softmax[token], abs=1e-4)

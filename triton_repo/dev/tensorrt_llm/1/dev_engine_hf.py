@@ -67,7 +67,7 @@ class HFEngine(EngineCore):
             for job in stopping:
                 self._finish(job)
             for job in admitted:
-                self._generators[job] = make_generator(job.sampling.seed)
+                self._generators[job] = make_generator(job.sampling.seed + job.sequence_index)
                 if job.grammar is not None:
                     self._matchers[job] = GuideMatcher(job.grammar)
             for job in active + admitted:
@@ -92,6 +92,8 @@ class HFEngine(EngineCore):
             self._reset()
             return
         for row, job in enumerate(self._rows):
+            if job.outputs.generation_logits:
+                job.pending_logits.append(logits[row].numpy().copy())
             matcher = self._matchers.get(job)
             try:
                 if matcher is not None:
@@ -133,6 +135,9 @@ class HFEngine(EngineCore):
             mask[row, width - len(sequence) :] = 1
         positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
         out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        for row, job in enumerate(active):
+            if job.outputs.context_logits and not job.generated:  # its first prefill: the prompt's logits
+                job.context_logits = out.logits[row, width - len(job.prompt) :].numpy().copy()
         self._rows = list(active)
         self._cache = out.past_key_values
         self._mask = mask

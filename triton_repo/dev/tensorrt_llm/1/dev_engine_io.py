@@ -28,7 +28,10 @@ UNSUPPORTED_INPUTS = (
     "mrope_rotary_cos_sin",
     "lookahead_window_size",
 )
-UNSUPPORTED_FLAGS = ("return_context_logits", "return_generation_logits")
+# Logits are the hf engine's alone (the synthetic engine has none); it refuses them itself.
+LOGITS_FLAGS = ("return_context_logits", "return_generation_logits")
+# TensorRT-LLM refuses more return sequences than this per request (executor limit used here too).
+MAX_RETURN_SEQUENCES = 128
 
 
 def error_response(message: str) -> Any:
@@ -97,7 +100,6 @@ def _sampling(request: Any, item: int) -> SamplingParams:
 
 def _check_supported(request: Any, item_count: int, decoupled: bool) -> None:
     used = [name for name in UNSUPPORTED_INPUTS if _input(request, name) is not None]
-    used += [name for name in UNSUPPORTED_FLAGS if _flag(request, name)]
     if used:
         raise RequestError(f"the dev engine does not support these inputs: {', '.join(used)}")
     if item_count > 1 and not decoupled:
@@ -107,8 +109,11 @@ def _check_supported(request: Any, item_count: int, decoupled: bool) -> None:
     for item in range(item_count):
         if int(_scalar(request, "beam_width", item, 1)) != 1:
             raise RequestError("beam_width other than 1 (beam search) is not supported by the dev engine")
-        if int(_scalar(request, "num_return_sequences", item, 1)) > 1:
-            raise RequestError("num_return_sequences > 1 is not supported by the dev engine")
+        sequences = int(_scalar(request, "num_return_sequences", item, 1))
+        if not 1 <= sequences <= MAX_RETURN_SEQUENCES:
+            raise RequestError(f"num_return_sequences must be in [1, {MAX_RETURN_SEQUENCES}], got {sequences}")
+        if sequences > 1 and not decoupled:
+            raise RequestError("num_return_sequences > 1 requires the decoupled transaction policy")
 
 
 def read_jobs(
@@ -131,6 +136,8 @@ def read_jobs(
         num_input_tokens=_flag(request, "return_num_input_tokens"),
         num_output_tokens=_flag(request, "return_num_output_tokens"),
         perf_metrics=_flag(request, "return_perf_metrics"),
+        generation_logits=_flag(request, "return_generation_logits"),
+        context_logits=_flag(request, "return_context_logits"),
         batch_size=ids.shape[0],
     )
     streaming = _flag(request, "streaming")
@@ -146,24 +153,29 @@ def read_jobs(
         if max_new_tokens < 1:
             raise RequestError(f"request_output_len must be at least 1, got {max_new_tokens}")
         end_id = _scalar(request, "end_id", item, None)
-        jobs.append(
-            GenerationJob(
-                request_id=request.request_id(),
-                prompt=prompt,
-                max_new_tokens=max_new_tokens,
-                streaming=streaming,
-                exclude_input=bool(_scalar(request, "exclude_input_in_output", item, default_exclude)),
-                sampling=_sampling(request, item),
-                outputs=outputs,
-                reply=reply,
-                end_id=None if end_id is None else int(end_id),
-                stop_words=_word_lists(request, "stop_words_list", item),
-                bad_words=_word_lists(request, "bad_words_list", item),
-                embedding_bias=_embedding_bias(request, item, vocab_size),
-                batch_index=item,
-                guide=_guide(request, item),
+        # Several return sequences: one job each, answered in their own responses tagged with sequence_index
+        # (as the executor does); each draws from its own generator, so sampled sequences differ.
+        sampling = _sampling(request, item)
+        for sequence in range(int(_scalar(request, "num_return_sequences", item, 1))):
+            jobs.append(
+                GenerationJob(
+                    request_id=request.request_id(),
+                    prompt=prompt,
+                    max_new_tokens=max_new_tokens,
+                    streaming=streaming,
+                    exclude_input=bool(_scalar(request, "exclude_input_in_output", item, default_exclude)),
+                    sampling=sampling,
+                    outputs=outputs,
+                    reply=reply,
+                    end_id=None if end_id is None else int(end_id),
+                    stop_words=_word_lists(request, "stop_words_list", item),
+                    bad_words=_word_lists(request, "bad_words_list", item),
+                    embedding_bias=_embedding_bias(request, item, vocab_size),
+                    batch_index=item,
+                    sequence_index=sequence,
+                    guide=_guide(request, item),
+                )
             )
-        )
     return jobs
 
 
@@ -210,6 +222,14 @@ def build_response(job: GenerationJob, tokens: list[int], log_probs: list[float]
         tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[count]], dtype=np.int32)))
     if job.outputs.batch_size > 1 and "batch_index" in names:
         tensors.append(pb_utils.Tensor("batch_index", np.array([[job.batch_index]], dtype=np.int32)))
+    if "sequence_index" in names:
+        tensors.append(pb_utils.Tensor("sequence_index", np.array([[job.sequence_index]], dtype=np.int32)))
+    if job.outputs.generation_logits and "generation_logits" in names:
+        rows = job.take_generation_logits(len(log_probs))
+        tensors.append(pb_utils.Tensor("generation_logits", rows.reshape(1, 1, rows.shape[0], -1)))
+    if job.outputs.context_logits and "context_logits" in names and job.context_logits is not None:
+        tensors.append(pb_utils.Tensor("context_logits", job.context_logits.reshape(1, *job.context_logits.shape)))
+        job.context_logits = None  # sent once, with the first response
     if job.outputs.perf_metrics:
         tensors += _perf_tensors(job, names)
     return pb_utils.InferenceResponse(output_tensors=tensors)

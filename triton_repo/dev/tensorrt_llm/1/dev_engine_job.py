@@ -69,6 +69,8 @@ class OutputSpec:
     num_input_tokens: bool = False
     num_output_tokens: bool = False
     perf_metrics: bool = False
+    generation_logits: bool = False
+    context_logits: bool = False
     batch_size: int = 1
 
 
@@ -108,6 +110,7 @@ class GenerationJob:
     bad_words: list[list[int]] = field(default_factory=list)
     embedding_bias: Any = None
     batch_index: int = 0
+    sequence_index: int = 0
     guide: tuple[str, str] | None = None  # (guided_decoding_guide_type, guided_decoding_guide)
     grammar: Any = None  # the compiled guide, when the engine enforces it
     generated: list[int] = field(default_factory=list)
@@ -120,6 +123,17 @@ class GenerationJob:
     first_scheduled_ns: int = 0
     first_token_ns: int = 0
     last_token_ns: int = 0
+    # Raw logits, when the client asked for them: each generated token's row until it is sent, and the
+    # prompt's rows ([prompt length, vocab]) until the first response carries them.
+    pending_logits: list[Any] = field(default_factory=list)
+    context_logits: Any = None
+
+    def take_generation_logits(self, count: int) -> Any:
+        """The logits rows of the next `count` tokens to be sent ([count, vocab] float32)."""
+        import numpy as np
+
+        rows, self.pending_logits = self.pending_logits[:count], self.pending_logits[count:]
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
     @property
     def below_min_tokens(self) -> bool:

@@ -8,7 +8,8 @@ UTF-8 overall while a multi-byte character is often split across responses (as w
 
 Determinism mirrors TensorRT-LLM: the tokens depend on the prompt, and on the seed unless decoding is greedy.
 Stop words, bad words, end_id, min_tokens, request_output_len, stop requests and cancellation behave as in
-the `hf` engine. Log probabilities are reported as 0.0 (there is no distribution to take them from).
+the `hf` engine. Log probabilities are a fixed function of the token id (`synthetic_log_prob`: there is no
+distribution to take them from, but tests can check every value); logits are refused (there are none).
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ import time
 from pathlib import Path
 
 from dev_engine_core import EngineCore, EngineMetrics
-from dev_engine_job import GenerationJob
+from dev_engine_job import GenerationJob, RequestError
 
 # Multi-byte words: split into several byte-level tokens by a BPE trained on mostly-ASCII text.
 MULTI_BYTE_WORDS = (" naïve", " café", " über", " résumé", " Ελληνικά", " Привет", " 日本語", " 北京", " €", " 🙂")
 MULTI_BYTE_SHARE = 0.1
 FALLBACK_VOCAB_SIZE = 32000
+
+
+def synthetic_log_prob(token: int) -> float:
+    """The log-probability the synthetic engine reports for a token: deterministic, in (-6.1, 0]."""
+    return -(token % 97) / 16
 
 
 class SyntheticVocabulary:
@@ -79,8 +85,10 @@ class _Stream:
     def __init__(self, job: GenerationJob) -> None:
         self.job = job
         seed = 0 if job.sampling.greedy else job.sampling.seed
-        # Seeding with a str hashes it with SHA-512: the same on every run, unlike hash().
-        self.rng = random.Random(f"{seed}:{','.join(map(str, job.prompt))}")
+        # Seeding with a str hashes it with SHA-512: the same on every run, unlike hash(). Sampled return
+        # sequences differ from each other; greedy ones are the same text.
+        sequence = f"{job.sequence_index}/" if job.sequence_index and not job.sampling.greedy else ""
+        self.rng = random.Random(f"{sequence}{seed}:{','.join(map(str, job.prompt))}")
         self.pending: list[int] = []
 
     def next_token(self, vocabulary: SyntheticVocabulary) -> int:
@@ -121,6 +129,11 @@ class SyntheticEngine(EngineCore):
         self._heap: list[tuple[float, int, _Stream]] = []
         self._order = itertools.count()
 
+    def prepare(self, job: GenerationJob) -> None:
+        """Refuse logits: the synthetic engine has no model to take them from."""
+        if job.outputs.generation_logits or job.outputs.context_logits:
+            raise RequestError("the synthetic dev engine does not return logits (return_*_logits)")
+
     def _run(self) -> None:
         while self.running:
             timeout = max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else None
@@ -146,7 +159,8 @@ class SyntheticEngine(EngineCore):
             return
 
         def sample() -> tuple[int, float]:
-            return stream.next_token(self._vocabulary), 0.0
+            token = stream.next_token(self._vocabulary)
+            return token, synthetic_log_prob(token)
 
         if not self._advance_many(job, sample, self._tokens_per_response):
             # When the loop falls behind, the next token is due now but waits for the next pass, so every

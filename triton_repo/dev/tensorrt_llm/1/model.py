@@ -18,8 +18,13 @@ engine, including its less convenient habits, so that a gateway tested against i
   generation continues there, exactly as in production;
 - a batch of N items in one request gets each item's responses; only the very last one is FINAL, and
   `batch_index` tells them apart;
-- beam search, several return sequences and the encoder, draft, LoRA and prompt-table inputs are refused
-  with an error naming the input; guides are enforced by `hf` when configured and ignored otherwise.
+- `num_return_sequences` N gives N sequences, each in its own responses tagged with `sequence_index`, and
+  the FINAL flag once all of them are done (no per-sequence end marker), as the executor does;
+- `return_log_probs` gives `output_log_probs` per response; `return_generation_logits` /
+  `return_context_logits` give raw logits (hf engine only, as for an engine built with
+  `--gather_generation_logits` / `--gather_context_logits`);
+- beam search and the encoder, draft, LoRA and prompt-table inputs are refused with an error naming the
+  input; guides are enforced by `hf` when configured and ignored otherwise.
 
 Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching
 (enforcing guided decoding when `guided_decoding_backend` and `xgrammar_tokenizer_info_path` are filled);
