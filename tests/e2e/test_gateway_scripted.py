@@ -63,3 +63,28 @@ def test_the_streamed_reply_is_the_script(gateway: GatewayProcess) -> None:
                 for choice in json.loads(line[len("data: ") :])["choices"]:
                     text += choice["delta"].get("content") or ""
     assert text == SCRIPT
+
+
+MISTRAL_SCRIPT = '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcDEF123"}]'
+
+
+@pytest.mark.parametrize("skip_special_tokens", [True, False])
+def test_the_ensemble_drops_special_markers_unless_told_not_to(
+    skip_special_tokens: bool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Mistral's [TOOL_CALLS] is a special token: NVIDIA's postprocessing skips it when asked to."""
+    options = DevStackOptions(
+        engine="scripted", family="mistral", synthetic_itl_ms=1.0, skip_special_tokens=skip_special_tokens
+    )
+    with dev_triton(options) as server:
+        process = start_gateway(server, tmp_path_factory.mktemp("gateway-mistral"))
+        try:
+            content = f"Weather? <<script>>{MISTRAL_SCRIPT}<</script>>"
+            body = {"model": "trtllm-dev", "messages": [{"role": "user", "content": content}]}
+            reply = httpx.post(f"{process.v1}/chat/completions", json=body, timeout=30)
+        finally:
+            stop_gateway(process)
+    assert reply.status_code == 200, reply.text
+    text = reply.json()["choices"][0]["message"]["content"]
+    # Without the marker the text starts with "▁[", whose space sentencepiece's decoder strips.
+    assert text == (MISTRAL_SCRIPT.removeprefix("[TOOL_CALLS] ") if skip_special_tokens else MISTRAL_SCRIPT)
