@@ -25,7 +25,7 @@ def default_cache_root() -> Path:
 
 @dataclass(frozen=True)
 class DevStackOptions:
-    """What the dev repository is rendered with; every field maps to a `${...}` placeholder."""
+    """What the dev repository is rendered with: the model family, and values for the `${...}` placeholders."""
 
     engine: EngineKind = "hf"
     # `dev` (the trtllm-dev model) or a family of gateway.devstack.families: qwen, deepseek, mistral.

@@ -17,6 +17,8 @@ import importlib.resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
@@ -45,13 +47,13 @@ QWEN_ADDED_TOKENS = (
 
 
 def package_file(package: str, *parts: str) -> Path:
-    """A data file of an installed package; ConfigurationError-like message if the package is missing."""
+    """A data file of an installed package; ConfigurationError if the package or the file is missing."""
     try:
         path = Path(str(importlib.resources.files(package).joinpath(*parts)))
     except ModuleNotFoundError as exc:
-        raise RuntimeError(f"package {package!r} is missing: pip install -e '.[devstack]'") from exc
+        raise ConfigurationError(f"package {package!r} is missing: pip install -e '.[devstack]'") from exc
     if not path.is_file():
-        raise RuntimeError(f"{package} has no {'/'.join(parts)}: install the version pyproject.toml names")
+        raise ConfigurationError(f"{package} has no {'/'.join(parts)}: install the version pyproject.toml names")
     return path
 
 
