@@ -73,7 +73,9 @@ async def collect(run: ChoiceRun) -> dict[int, CollectedChoice]:
 # ---- chat -----------------------------------------------------------------------------------------------------
 
 
-_TOKEN_JSON: dict[tuple[str, bytes], tuple[bytes, bytes]] = {}
+# Token text -> its JSON around the value. A token's bytes follow from its text (its UTF-8, or the `bytes:\x..`
+# spelling of a partial character), so the text alone is the key.
+_TOKEN_JSON: dict[str, tuple[bytes, bytes]] = {}
 _TOKEN_JSON_LIMIT = 1 << 16
 
 
@@ -85,18 +87,16 @@ def chat_logprobs_json(items: list[TokenLogprob]) -> bytes:
         if item.top or item.logprob is None:
             parts.append(orjson.dumps(chat_token_logprob(item)))
             continue
-        key = (item.token, item.token_bytes)
-        around = _TOKEN_JSON.get(key)
+        around = _TOKEN_JSON.get(item.token)
         if around is None:
             if len(_TOKEN_JSON) >= _TOKEN_JSON_LIMIT:
                 _TOKEN_JSON.clear()
             head = b'{"token":' + orjson.dumps(item.token) + b',"logprob":'
-            around = _TOKEN_JSON[key] = (
-                head,
-                b',"bytes":' + orjson.dumps(list(item.token_bytes)) + b',"top_logprobs":[]}',
-            )
+            tail = b',"bytes":' + orjson.dumps(list(item.token_bytes)) + b',"top_logprobs":[]}'
+            around = _TOKEN_JSON[item.token] = (head, tail)
         parts.append(around[0] + orjson.dumps(max(item.logprob, FLOOR_LOGPROB)) + around[1])
-    return b'{"content":[' + b",".join(parts) + b'],"refusal":null}'
+    content = parts[0] if len(parts) == 1 else b",".join(parts)
+    return b'{"content":[' + content + b'],"refusal":null}'
 
 
 def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
