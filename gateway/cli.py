@@ -17,7 +17,10 @@ from gateway.telemetry import configure_logging
 
 def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dev Triton")
-    group.add_argument("--engine", choices=["hf", "synthetic"], default="hf", help="dev engine kind")
+    group.add_argument("--engine", choices=["hf", "synthetic", "scripted"], default="hf", help="dev engine kind")
+    group.add_argument(
+        "--family", choices=["dev", "qwen", "deepseek", "mistral"], default="dev", help="dev model family"
+    )
     group.add_argument("--triton-grpc-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-http-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-metrics-port", type=int, default=0, help="0 = a free port")
@@ -40,7 +43,10 @@ def _dev_options(args: argparse.Namespace):
     from gateway.devstack import DevStackOptions
 
     return DevStackOptions(
-        engine=args.engine, synthetic_ttft_ms=args.synthetic_ttft_ms, synthetic_itl_ms=args.synthetic_itl_ms
+        engine=args.engine,
+        family=args.family,
+        synthetic_ttft_ms=args.synthetic_ttft_ms,
+        synthetic_itl_ms=args.synthetic_itl_ms,
     )
 
 
@@ -190,7 +196,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_dev(args: argparse.Namespace) -> int:
     """`trtllm-gateway dev`: build the dev model, start the real Triton on CPU, serve the gateway in front."""
     from gateway.devstack import dev_triton
-    from gateway.devstack.dev_model import DEV_MODEL_NAME
+    from gateway.devstack.families import served_model_name
 
     with dev_triton(_dev_options(args), ports=_triton_ports(args), log_verbose=args.triton_log_verbose) as triton:
         model_dir = triton.model_dir
@@ -198,7 +204,7 @@ def run_dev(args: argparse.Namespace) -> int:
             args,
             triton_url=triton.grpc_url,
             tokenizer=args.tokenizer or model_dir,
-            served_model_name=args.served_model_name or DEV_MODEL_NAME,
+            served_model_name=args.served_model_name or served_model_name(args.family),
         )
         url = f"http://{settings.host}:{settings.port}"
         body = f'{{"model": "{settings.model_name()}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'

@@ -26,7 +26,6 @@ UNSUPPORTED_INPUTS = (
     "context_phase_params",
     "cross_attention_mask",
     "mrope_rotary_cos_sin",
-    "guided_decoding_guide_type",
     "lookahead_window_size",
 )
 # Logits are the hf engine's alone (the synthetic engine has none); it refuses them itself.
@@ -174,9 +173,24 @@ def read_jobs(
                     embedding_bias=_embedding_bias(request, item, vocab_size),
                     batch_index=item,
                     sequence_index=sequence,
+                    guide=_guide(request, item),
                 )
             )
     return jobs
+
+
+def _guide(request: Any, item: int) -> tuple[str, str] | None:
+    """(guide type, guide) of a guided-decoding request; the engine decides what to do with it."""
+    kind = _input(request, "guided_decoding_guide_type")
+    if kind is None or kind.size == 0:
+        return None
+    guide = _input(request, "guided_decoding_guide")
+
+    def text(array: np.ndarray) -> str:
+        value = array.reshape(array.shape[0], -1)[item, 0]
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    return text(kind), "" if guide is None or guide.size == 0 else text(guide)
 
 
 def _embedding_bias(request: Any, item: int, vocab_size: int) -> np.ndarray | None:
