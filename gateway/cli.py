@@ -179,7 +179,7 @@ def _serve(settings, banner: str | None = None) -> int:
     if banner:
         original_startup = server.startup
 
-        async def startup_with_banner(sockets=None) -> None:  # type: ignore[no-untyped-def]
+        async def startup_with_banner(sockets=None) -> None:
             await original_startup(sockets)
             print(banner, flush=True)
 

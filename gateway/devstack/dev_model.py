@@ -219,8 +219,8 @@ def random_llama(
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    bos_id = None if bos is None else tokenizer.convert_tokens_to_ids(bos)
-    pad_id = tokenizer.convert_tokens_to_ids(pad)
+    bos_id = None if bos is None else int(tokenizer.convert_tokens_to_ids(bos))  # type: ignore[arg-type]
+    pad_id = int(tokenizer.convert_tokens_to_ids(pad))  # type: ignore[arg-type]
     eos_ids = tokenizer.convert_tokens_to_ids(eos)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -130,7 +130,7 @@ class EngineInfo:
 class Engine(Protocol):
     """A text-generation backend. Closing the iterator early must stop the upstream generation."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream the output of one request; the last delta of each sequence carries its finish reason."""
         ...
 

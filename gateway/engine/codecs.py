@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from gateway.engine.base import Delta, EngineCapabilities, GenerationRequest, TokenLogprob
+from gateway.engine.base import Delta, EngineCapabilities, GenerationRequest, TokenLogprob, TopLogprob
 from gateway.engine.detokenize import CumulativeTextDiff, IncrementalDetokenizer, ReplacementMerger
 from gateway.engine.logits import log_softmax, logits_rows, top_alternatives
 from gateway.engine.tensors import (
@@ -277,7 +277,7 @@ class TokenDecoder:
         for position, token_id in enumerate(ids):
             text, data = self.texts.get(token_id)
             value = values[position] if position < len(values) else None
-            top = ()
+            top: tuple[TopLogprob, ...] = ()
             if generation is not None and position < generation.shape[0]:
                 top = top_alternatives(generation[position], self.top_logprobs, self.texts)
                 if value is None:

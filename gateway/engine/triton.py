@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +177,7 @@ class TritonEngine:
 
     # ---- generation ------------------------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas for one request; leaving early stops the upstream generation."""
         codec = self._codec
         # Readiness polling only feeds /health/ready: once the model is known, a request is tried (a Triton

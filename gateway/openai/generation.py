@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -141,7 +141,7 @@ def plan_prompt(
     return plans
 
 
-async def stream_chunks(generation: Generation) -> AsyncIterator[list[bytes]]:
+async def stream_chunks(generation: Generation) -> AsyncGenerator[list[bytes], None]:
     """The JSON chunks of a streamed response, a list per write. Nothing is produced before the first output
     (or the first failure) arrives, so a refusal can still get its own status code."""
     run, encoder = generation.run, generation.encoder

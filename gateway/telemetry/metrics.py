@@ -8,6 +8,7 @@ model names, endpoint paths, status codes, finish reasons and error kinds; never
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -29,7 +30,7 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        live = {"multiprocess_mode": "livesum"}
+        live: dict[str, Literal["livesum"]] = {"multiprocess_mode": "livesum"}
         self.requests = Counter(
             "gateway_requests",
             "HTTP requests by model, endpoint, status code and stream flag.",
