@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,10 +22,13 @@ from gateway.api.openapi import install_openapi
 from gateway.config import Settings
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import ConfigurationError
+from gateway.openai.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(registry: ModelRegistry, settings: Settings | None = None) -> FastAPI:
@@ -90,6 +94,17 @@ def build_registry(settings: Settings) -> ModelRegistry:
             "--tokenizer (GATEWAY_TOKENIZER) is required: the model's Hugging Face tokenizer folder"
         )
     tokenizer = load_tokenizer(settings.tokenizer)
+    template = ChatTemplate(tokenizer, settings.chat_template)
+    tool_parser, reasoning_parser = resolve_parsers(settings, template.source)
+    lost = markers_lost_to(getattr(tokenizer, "all_special_tokens", ()), tool_parser, reasoning_parser)
+    direct = settings.triton_model == "tensorrt_llm"
+    if lost and not direct:
+        logger.warning(
+            "the parsers' markers %s are special tokens of the tokenizer: NVIDIA's postprocessing drops them with "
+            "skip_special_tokens=true; set skip_special_tokens to false in postprocessing's config.pbtxt, or call "
+            "tensorrt_llm directly (--triton-model tensorrt_llm), where the gateway keeps them",
+            lost,
+        )
     engine_config = TritonEngineConfig(
         url=settings.triton_url,
         model=settings.triton_model,
@@ -99,19 +114,41 @@ def build_registry(settings: Settings) -> ModelRegistry:
         idle_timeout_s=settings.idle_timeout_s,
         request_timeout_s=settings.request_timeout_s,
         engine_logits=settings.engine_logits,
+        keep_special_tokens=bool(lost) and direct,
     )
     engine = TritonEngine(engine_config, tokenizer)
     model = ServedModel(
         name=settings.model_name(),
         engine=engine,
-        chat_template=ChatTemplate(tokenizer, settings.chat_template),
+        chat_template=template,
         counter=TokenCounter(tokenizer),
         default_max_tokens=settings.default_max_tokens,
         max_tokens_limit=settings.max_tokens_limit,
         max_prompt_tokens=settings.max_prompt_tokens,
         max_n=settings.max_n,
+        tool_parser=tool_parser,
+        reasoning_parser=reasoning_parser,
     )
     return ModelRegistry([model])
+
+
+def resolve_parsers(settings: Settings, template_source: str) -> tuple[str | None, str | None]:
+    """The tool-call and reasoning parser names: given, `none`, or `auto` (what the chat template implies)."""
+    detected = detect_parsers(template_source)
+    chosen = []
+    for value, found, known, flag in (
+        (settings.tool_call_parser, detected.tool, TOOL_PARSERS, "--tool-call-parser"),
+        (settings.reasoning_parser, detected.reasoning, REASONING_PARSERS, "--reasoning-parser"),
+    ):
+        if value == "auto":
+            chosen.append(found)
+        elif value == "none":
+            chosen.append(None)
+        elif value in known:
+            chosen.append(value)
+        else:
+            raise ConfigurationError(f"{flag} {value!r}: use one of {sorted(known)}, auto or none")
+    return chosen[0], chosen[1]
 
 
 def app_from_settings(settings: Settings) -> FastAPI:

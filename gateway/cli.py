@@ -87,6 +87,11 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
     group.add_argument("--max-n", type=int, help="largest n (choices per request) a request may ask for (default 8)")
     group.add_argument(
+        "--tool-call-parser",
+        help="hermes, llama3_json, mistral, deepseek_v3, pythonic; auto (default: from the chat template) or none",
+    )
+    group.add_argument("--reasoning-parser", help="deepseek_r1, qwen3; auto (default: from the chat template) or none")
+    group.add_argument(
         "--engine-logits",
         action="store_true",
         default=None,

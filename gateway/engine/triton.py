@@ -25,7 +25,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
-from gateway.engine.codecs import UpstreamCodec, codec_for
+from gateway.engine.codecs import UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
@@ -63,6 +63,7 @@ class TritonEngineConfig:
     idle_timeout_s: float | None = None
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
+    keep_special_tokens: bool = False  # direct mode: detokenize with special tokens (parser markers)
 
 
 class TritonEngine:
@@ -159,21 +160,30 @@ class TritonEngine:
         metadata = await self._stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=timeout)
         self._server_version = metadata.version
         config = await self._stub.ModelConfig(service_pb2.ModelConfigRequest(name=self.config.model), timeout=timeout)
-        self._codec = codec_for(config.config, self._tokenizer, self.config.engine_logits)
+        engine_config = config.config
+        if config.config.name != self.config.engine_model:
+            try:
+                reply = await self._stub.ModelConfig(
+                    service_pb2.ModelConfigRequest(name=self.config.engine_model), timeout=timeout
+                )
+                engine_config = reply.config
+            except grpc.aio.AioRpcError:
+                engine_config = None
+                logger.warning(
+                    "no '%s' model: generations cannot be stopped upstream when a client leaves, and guided "
+                    "decoding is taken as not configured",
+                    self.config.engine_model,
+                )
+        guided = engine_config is not None and guided_backend_of(engine_config)
+        self._codec = codec_for(
+            config.config, self._tokenizer, self.config.engine_logits, guided, self.config.keep_special_tokens
+        )
         self._stop_interface = None
-        if self._codec.stops_engine_on_cancel:
+        if self._codec.stops_engine_on_cancel or engine_config is None:
             return
-        try:
-            engine_config = await self._stub.ModelConfig(
-                service_pb2.ModelConfigRequest(name=self.config.engine_model), timeout=timeout
-            )
-            stop_interface = ModelInterface.from_config(engine_config.config)
-            if "stop" in stop_interface.inputs:
-                self._stop_interface = stop_interface
-        except grpc.aio.AioRpcError:
-            logger.warning(
-                "no '%s' model: generations cannot be stopped upstream when a client leaves", self.config.engine_model
-            )
+        stop_interface = ModelInterface.from_config(engine_config)
+        if "stop" in stop_interface.inputs:
+            self._stop_interface = stop_interface
 
     # ---- generation ------------------------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class Choice:
             completion_tokens = self._counter.count("".join(self._raw_parts))
             if not ended_early and reason == "stop" and completion_tokens >= self.request.max_tokens:
                 reason = "length"
+        if reason == "stop" and any(getattr(p, "has_tool_calls", False) for p in self._chain):
+            reason = "tool_calls"
         self.usage = Usage(prompt_tokens, completion_tokens)
         self.finish_reason = reason
         return FinishEvent(reason, self.usage)

@@ -19,7 +19,7 @@ from gateway.errors import InvalidRequestError, UnsupportedFeatureError, Upstrea
 from gateway.openai.choices import Choice, ChoiceRun, UpstreamPlan
 from gateway.openai.encoders import CollectedChoice, collect
 from gateway.openai.events import ChoiceEvent
-from gateway.openai.processors import Processor, StopStrings
+from gateway.openai.processors import Processor, stop_chain
 from gateway.openai.served_model import ServedModel
 
 SEED_SPACE = 1 << 63
@@ -103,11 +103,6 @@ def check_output_options(options: OutputOptions, model: ServedModel, capabilitie
             "--engine-logits",
             param="echo",
         )
-
-
-def stop_chain(request: GenerationRequest) -> list[Processor]:
-    """The processors of a choice: stop strings when there are any (empty: the identity)."""
-    return [StopStrings(request.stop)] if request.stop else []
 
 
 def plan_prompt(
