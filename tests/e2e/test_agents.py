@@ -150,6 +150,14 @@ def test_litellm_with_tools(qwen_scripted: TritonServer, tmp_path_factory: pytes
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
 
 
+def test_langchain_bind_tools(qwen_gateway: GatewayProcess) -> None:
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    model = chat_openai(model=qwen_gateway.model, base_url=qwen_gateway.v1, api_key="unused", max_retries=0)
+    message = model.bind_tools([WEATHER]).invoke(scripted(CALL))
+    assert message.tool_calls and message.tool_calls[0]["name"] == "get_weather"
+    assert message.tool_calls[0]["args"] == {"city": "Paris"}
+
+
 # --- structured outputs on the hf dev engine (xgrammar enforces the guides) --------------------------------------
 
 
@@ -171,6 +179,13 @@ def test_parse_returns_a_validated_object(which: str, request: pytest.FixtureReq
     )
     parsed = completion.choices[0].message.parsed
     assert isinstance(parsed, Weather), completion.choices[0].message.content
+
+
+def test_langchain_with_structured_output(gateway: GatewayProcess) -> None:
+    chat_openai = pytest.importorskip("langchain_openai").ChatOpenAI
+    model = chat_openai(model=gateway.model, base_url=gateway.v1, api_key="unused", max_retries=0, **SAMPLED)
+    result = model.with_structured_output(Weather, method="json_schema").invoke("Weather?")
+    assert isinstance(result, Weather)
 
 
 def test_json_object_and_regex_outputs_validate(gateway: GatewayProcess) -> None:
