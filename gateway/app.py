@@ -96,7 +96,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
     tokenizer = load_tokenizer(settings.tokenizer)
     template = ChatTemplate(tokenizer, settings.chat_template)
     tool_parser, reasoning_parser = resolve_parsers(settings, template.source)
-    lost = markers_lost_to(getattr(tokenizer, "all_special_tokens", ()), tool_parser, reasoning_parser)
+    lost = markers_lost_to(special_token_texts(tokenizer), tool_parser, reasoning_parser)
     direct = settings.triton_model == "tensorrt_llm"
     if lost and not direct:
         logger.warning(
@@ -130,6 +130,15 @@ def build_registry(settings: Settings) -> ModelRegistry:
         reasoning_parser=reasoning_parser,
     )
     return ModelRegistry([model])
+
+
+def special_token_texts(tokenizer: object) -> set[str]:
+    """Every token a `skip_special_tokens` decode drops: the named special tokens and the added tokens marked
+    special (Mistral's control tokens such as `[TOOL_CALLS]` are only the latter)."""
+    texts = set(getattr(tokenizer, "all_special_tokens", ()) or ())
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    texts.update(str(token.content) for token in added.values() if getattr(token, "special", False))
+    return texts
 
 
 def resolve_parsers(settings: Settings, template_source: str) -> tuple[str | None, str | None]:

@@ -218,3 +218,40 @@ def test_bad_guides_are_400s_naming_the_field(gateway: GatewayProcess) -> None:
             "tool_choice": {"type": "function", "function": {"name": "missing"}}}  # fmt: skip
     response = httpx.post(f"{gateway.v1}/chat/completions", json=body, timeout=30)
     assert response.status_code == 400 and response.json()["error"]["param"] == "tool_choice"
+
+
+# --- special tokens as markers (Mistral's [TOOL_CALLS]) -----------------------------------------------------------
+
+MISTRAL_CALL = '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcDEF123"}]'
+
+
+def test_special_token_markers_are_kept_in_direct_mode_and_flagged_in_ensemble_mode(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with dev_triton(DevStackOptions(engine="scripted", family="mistral", synthetic_itl_ms=1.0)) as server:
+        direct = start_gateway(server, tmp_path_factory.mktemp("mistral-direct"), "--triton-model", "tensorrt_llm")
+        ensemble = start_gateway(server, tmp_path_factory.mktemp("mistral-ensemble"))
+        try:
+            reply = sdk(direct).chat.completions.create(model=direct.model, messages=scripted(MISTRAL_CALL),
+                                                        tools=[WEATHER], max_tokens=100)  # fmt: skip
+            [call] = reply.choices[0].message.tool_calls or []
+            assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+            assert reply.choices[0].finish_reason == "tool_calls"
+            assert "[TOOL_CALLS]" in ensemble.log() and "skip_special_tokens" in ensemble.log()
+            assert "skip_special_tokens" not in direct.log()
+        finally:
+            stop_gateway(direct)
+            stop_gateway(ensemble)
+
+
+# --- OpenAI's published schemas ----------------------------------------------------------------------------------
+
+
+def test_tool_call_bodies_and_chunks_validate(qwen_gateway: GatewayProcess) -> None:
+    from tests.e2e.test_openai_schema import post, stream, validate_all, validator
+
+    body = {"model": qwen_gateway.model, "messages": scripted(ANSWER), "tools": [WEATHER], "max_tokens": 200}
+    validator("CreateChatCompletionResponse").validate(post(qwen_gateway, "/chat/completions", body))
+    chunks = stream(qwen_gateway, "/chat/completions", body | {"stream": True})
+    assert any(c["choices"] and c["choices"][0]["delta"].get("tool_calls") for c in chunks)
+    validate_all("CreateChatCompletionStreamResponse", chunks)
