@@ -19,16 +19,22 @@ from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
+from gateway.engine.pool import PoolConfig, UpstreamPool
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
+from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
+from gateway.models_file import ModelEntry, ModelsFile
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 
 
-def create_app(registry: ModelRegistry, settings: Settings | None = None) -> FastAPI:
-    """An app serving the models of `registry`; their engines start and stop with the app."""
+def create_app(
+    registry: ModelRegistry, settings: Settings | None = None, gateway_metrics: GatewayMetrics | None = None
+) -> FastAPI:
+    """An app serving the models of `registry`; their engines start and stop with the app. `gateway_metrics`
+    is what the engines were built to record into, if any."""
     settings = settings or Settings()
     drain = DrainState()
     coordinator = DrainCoordinator(
@@ -53,7 +59,7 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
     app.state.registry = registry
-    app.state.metrics = metrics_registry = GatewayMetrics()
+    app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
     app.state.drain = drain
     install_error_handlers(app)
     install_openapi(app)
@@ -77,43 +83,84 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
     origins = settings.cors_origin_list()
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(RequestTelemetryMiddleware, metrics=metrics_registry)
+    app.add_middleware(RequestTelemetryMiddleware, metrics=metrics_registry, session_header=settings.session_header)
     return app
 
 
-def build_registry(settings: Settings) -> ModelRegistry:
-    """The served model described by the settings, with a Triton engine behind it."""
-    if settings.tokenizer is None:
-        raise ConfigurationError(
-            "--tokenizer (GATEWAY_TOKENIZER) is required: the model's Hugging Face tokenizer folder"
+def models_of(settings: Settings) -> ModelsFile:
+    """The models file, or the one entry the single-model flags describe."""
+    if settings.models_file is None:
+        return ModelsFile.from_settings(settings)
+    if settings.tokenizer is not None:
+        raise ConfigurationError("--models-file and --tokenizer cannot be combined: the file names each tokenizer")
+    return ModelsFile.load(settings.models_file)
+
+
+def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) -> ModelRegistry:
+    """The served models of the settings, each with a pool of Triton upstreams behind it."""
+    models_file = models_of(settings)
+    models = []
+    aliases: dict[str, str] = {}
+    for index, entry in enumerate(models_file.models):
+        models.append(_served_model(settings, models_file, entry, index, metrics))
+        aliases.update(dict.fromkeys(entry.aliases, entry.name))
+    return ModelRegistry(models, aliases)
+
+
+def _served_model(
+    settings: Settings, models_file: ModelsFile, entry: ModelEntry, index: int, metrics: GatewayMetrics | None
+) -> ServedModel:
+    where = f"models[{index}] ('{entry.name}')" if settings.models_file else ""
+    try:
+        tokenizer = load_tokenizer(entry.tokenizer)
+        template = ChatTemplate(tokenizer, entry.chat_template)
+    except (ConfigurationError, OSError) as exc:
+        field = "chat_template" if isinstance(exc, OSError) else "tokenizer"
+        raise ConfigurationError(f"{where}, field '{field}': {exc}" if where else str(exc)) from exc
+
+    def triton_engine(address: str) -> TritonEngine:
+        engine_config = TritonEngineConfig(
+            url=address,
+            model=entry.triton_model,
+            engine_model=entry.engine_model,
+            health_interval_s=models_file.health.interval_s,
+            rpc_timeout_s=settings.connect_timeout_s,
+            first_token_timeout_s=settings.first_token_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            request_timeout_s=settings.request_timeout_s,
         )
-    tokenizer = load_tokenizer(settings.tokenizer)
-    engine_config = TritonEngineConfig(
-        url=settings.triton_url,
-        model=settings.triton_model,
-        engine_model=settings.triton_engine_model,
-        rpc_timeout_s=settings.connect_timeout_s,
-        first_token_timeout_s=settings.first_token_timeout_s,
-        idle_timeout_s=settings.idle_timeout_s,
-        request_timeout_s=settings.request_timeout_s,
+        return TritonEngine(engine_config, tokenizer)
+
+    health = models_file.health
+    pool_config = PoolConfig(
+        model=entry.name,
+        triton_model=entry.triton_model,
+        policy=entry.routing.policy or settings.routing,
+        block_size=entry.routing.block_size or settings.kv_block_size,
+        load_factor=entry.routing.load_factor,
+        session_from_user=settings.session_from_user,
+        ejection=EjectionPolicy(health.eject_after_failures, health.eject_base_s, health.eject_max_s),
+        dns_interval_s=health.dns_interval_s,
     )
-    engine = TritonEngine(engine_config, tokenizer)
-    model = ServedModel(
-        name=settings.model_name(),
+    engine = UpstreamPool(
+        pool_config, entry.sources(), triton_engine, tokenizer, metrics.upstreams if metrics is not None else None
+    )
+    return ServedModel(
+        name=entry.name,
         engine=engine,
-        chat_template=ChatTemplate(tokenizer, settings.chat_template),
+        chat_template=template,
         counter=TokenCounter(tokenizer),
-        default_max_tokens=settings.default_max_tokens,
-        max_tokens_limit=settings.max_tokens_limit,
-        max_prompt_tokens=settings.max_prompt_tokens,
+        default_max_tokens=entry.default_max_tokens,
+        max_tokens_limit=entry.max_tokens_limit,
+        max_prompt_tokens=entry.max_prompt_tokens or settings.max_prompt_tokens,
     )
-    return ModelRegistry([model])
 
 
 def app_from_settings(settings: Settings) -> FastAPI:
     """The app for these settings."""
     configure_tracing(settings.otlp_endpoint)
-    return create_app(build_registry(settings), settings)
+    gateway_metrics = GatewayMetrics()
+    return create_app(build_registry(settings, gateway_metrics), settings, gateway_metrics)
 
 
 def app_from_environment() -> FastAPI:

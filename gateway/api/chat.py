@@ -21,7 +21,7 @@ router = APIRouter(tags=["OpenAI"])
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     """Create a chat completion (streamed as server-sent events when `stream` is true)."""
     model = registry_of(request).get(body.model)
-    tracked = track_request(model.name, bool(body.stream))
+    tracked = track_request(model.name, bool(body.stream), body.user)
     meta = ResponseMeta.new("chatcmpl", model, request_id_of(request))
     generation = chat_generation_request(body, model, meta, trace_headers_of_request())
     stream = TextStream(model.engine, generation, model.counter)

@@ -26,7 +26,7 @@ router = APIRouter(tags=["OpenAI"])
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     """Create a completion for a prompt or a list of prompts."""
     model = registry_of(request).get(body.model)
-    tracked = track_request(model.name, bool(body.stream))
+    tracked = track_request(model.name, bool(body.stream), body.user)
     meta = ResponseMeta.new("cmpl", model, request_id_of(request))
     streams = [
         TextStream(model.engine, g, model.counter)
