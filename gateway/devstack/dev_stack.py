@@ -39,6 +39,11 @@ class DevStackOptions:
     skip_special_tokens: bool = True
     bls_instance_count: int = 1
     engine_instance_count: int = 1  # > 1 only for benchmarks that cancel: a stop request reaches one instance
+    # The synthetic engine's prefix-cache model: tokens per KV block, cached blocks per instance (0: none),
+    # and the prefill time per uncached prompt token that the first token waits for.
+    kv_block_size: int = 64
+    kv_cache_blocks: int = 4096
+    synthetic_prefill_ms_per_token: float = 0.0
 
     def placeholder_values(self, model_dir: Path) -> dict[str, str]:
         """The `${name}` -> value map for `triton_repo/dev`."""
@@ -73,6 +78,9 @@ class DevStackOptions:
             "multimodal_encoders_name": "",
             "max_queue_delay_microseconds": "0",
             "max_queue_size": "0",
+            "kv_block_size": str(self.kv_block_size),
+            "kv_cache_blocks": str(self.kv_cache_blocks),
+            "synthetic_prefill_ms_per_token": str(self.synthetic_prefill_ms_per_token),
         }
 
 

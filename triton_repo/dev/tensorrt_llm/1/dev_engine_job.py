@@ -121,6 +121,8 @@ class GenerationJob:
     first_scheduled_ns: int = 0
     first_token_ns: int = 0
     last_token_ns: int = 0
+    kv_reused_blocks: int = 0  # prompt blocks found in the prefix cache (synthetic engine)
+    kv_prompt_blocks: int = 0
     # Raw logits, when the client asked for them: each generated token's row until it is sent, and the
     # prompt's rows ([prompt length, vocab]) until the first response carries them.
     pending_logits: list[Any] = field(default_factory=list)

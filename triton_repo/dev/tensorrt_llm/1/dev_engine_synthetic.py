@@ -1,6 +1,7 @@
 """The `synthetic` dev engine: no model, tokens on a timetable, cheap enough for thousands of streams.
 
-Each admitted job gets its first token `ttft` after admission and one more every `itl` (or several per
+Each admitted job gets its first token `ttft` after admission (plus, with the prefix-cache model of
+dev_engine_prefix_cache, the time to compute its uncached prompt blocks) and one more every `itl` (or several per
 response, `synthetic_tokens_per_response`, as an engine that streams in intervals does). One scheduler thread
 keeps a heap of due times for all jobs. Tokens are drawn from "words" of the tokenizer's vocabulary: single
 ids that decode to clean text, and a few multi-token words with non-ASCII characters, so the text is valid
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from dev_engine_core import EngineCore, EngineMetrics
 from dev_engine_job import GenerationJob, RequestError
+from dev_engine_prefix_cache import PrefillLane, PrefixCache
 
 # Multi-byte words: split into several byte-level tokens by a BPE trained on mostly-ASCII text.
 MULTI_BYTE_WORDS = (" naïve", " café", " über", " résumé", " Ελληνικά", " Привет", " 日本語", " 北京", " €", " 🙂")
@@ -119,8 +121,12 @@ class SyntheticEngine(EngineCore):
         max_num_active: int,
         metrics: EngineMetrics,
         tokens_per_response: int = 1,
+        prefix_cache: PrefixCache | None = None,
+        prefill_s_per_token: float = 0.0,
     ) -> None:
         super().__init__(max_num_active, metrics)
+        self._prefix_cache = prefix_cache or PrefixCache(block_size=64, capacity_blocks=0)
+        self._lane = PrefillLane(ttft_s, prefill_s_per_token)
         self._tokens_per_response = max(1, tokens_per_response)
         self._vocabulary = SyntheticVocabulary.load(model_dir)
         self.vocab_size = self._vocabulary.size
@@ -142,7 +148,10 @@ class SyntheticEngine(EngineCore):
             for job in stopping:
                 self._finish(job)
             for job in admitted:
-                heapq.heappush(self._heap, (now + self._ttft_s, next(self._order), _Stream(job)))
+                job.kv_reused_blocks, job.kv_prompt_blocks = self._prefix_cache.admit(job.prompt)
+                uncached = len(job.prompt) - job.kv_reused_blocks * self._prefix_cache.block_size
+                first_token_at = self._lane.first_token_at(now, uncached)
+                heapq.heappush(self._heap, (first_token_at, next(self._order), _Stream(job)))
             while self._heap and self._heap[0][0] <= now:
                 due, _, stream = heapq.heappop(self._heap)
                 if not stream.job.done:

@@ -75,13 +75,25 @@ class TritonPythonModel:
 
             self._engine = HFEngine(model_dir, max_num_active, metrics)
         elif kind == "synthetic":
+            from dev_engine_prefix_cache import PrefixCache
             from dev_engine_synthetic import SyntheticEngine
 
             ttft_ms = float(_parameter(parameters, "synthetic_ttft_ms", "50"))
             itl_ms = float(_parameter(parameters, "synthetic_itl_ms", "10"))
             per_response = int(_parameter(parameters, "synthetic_tokens_per_response", "1"))
+            cache = PrefixCache(
+                int(_parameter(parameters, "kv_block_size", "64")), int(_parameter(parameters, "kv_cache_blocks", "0"))
+            )
+            prefill_ms = float(_parameter(parameters, "synthetic_prefill_ms_per_token", "0"))
             self._engine = SyntheticEngine(
-                model_dir, ttft_ms / 1000, itl_ms / 1000, max_num_active, metrics, per_response
+                model_dir,
+                ttft_ms / 1000,
+                itl_ms / 1000,
+                max_num_active,
+                metrics,
+                per_response,
+                cache,
+                prefill_ms / 1000,
             )
         else:
             raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf' or 'synthetic'")
