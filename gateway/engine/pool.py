@@ -160,7 +160,7 @@ class UpstreamPool:
     def route_key(self, request: GenerationRequest) -> RouteKey:
         """What affinity routing uses: the client's session id (when it sent one) and the prompt's blocks."""
         context = current_request()
-        session = None
+        session: str | None = None
         if context is not None and self.config.session_affinity:
             session = context.session or (context.user if self.config.session_from_user else None)
         blocks: tuple[int, ...] = ()
@@ -184,6 +184,9 @@ class UpstreamPool:
         if self._metrics is not None:
             self._metrics.decisions.labels(self.config.model, policy, reason).inc()
         assert isinstance(chosen, Upstream)
+        context = current_request()
+        if context is not None:
+            context.upstreams.append(chosen.address)
         return chosen
 
     def _others(self, upstream: Upstream) -> bool:
