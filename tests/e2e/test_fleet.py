@@ -150,14 +150,15 @@ async def chat_turns(gateway: GatewayProcess, conversation: int, turns: int) -> 
 
 def test_prefix_affinity_keeps_conversations_on_their_upstream(fleet: Fleet) -> None:
     async def conversations() -> list[list[str]]:
-        return await asyncio.gather(*(chat_turns(fleet.gateway, c, 6) for c in range(6)))
+        # Five, not six: with a multiple of three in lockstep, even round robin would keep each on one replica.
+        return await asyncio.gather(*(chat_turns(fleet.gateway, c, 6) for c in range(5)))
 
     ids = asyncio.run(conversations())
     where = upstreams_of(fleet.gateway, {i for conv in ids for i in conv})
     on_home = sum(Counter(where[i] for i in conv).most_common(1)[0][1] for conv in ids)
-    assert on_home >= 0.9 * 36, [[where[i] for i in conv] for conv in ids]
+    assert on_home >= 0.9 * 30, [[where[i] for i in conv] for conv in ids]
     homes = {Counter(where[i] for i in conv).most_common(1)[0][0] for conv in ids}
-    assert len(homes) >= 2  # six concurrent conversations do not all pile onto one replica
+    assert len(homes) >= 2  # concurrent conversations do not all pile onto one replica
     assert set(where.values()) <= {fleet.address(i) for i in range(3)}
 
 
