@@ -59,6 +59,7 @@ def create_app(
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
     app.state.registry = registry
+    app.state.settings = settings
     app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
     app.state.drain = drain
     install_error_handlers(app)
@@ -128,6 +129,7 @@ def _served_model(
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s,
+            engine_logits=entry.engine_logits,
         )
         return TritonEngine(engine_config, tokenizer)
 
@@ -153,6 +155,7 @@ def _served_model(
         default_max_tokens=entry.default_max_tokens,
         max_tokens_limit=entry.max_tokens_limit,
         max_prompt_tokens=entry.max_prompt_tokens or settings.max_prompt_tokens,
+        max_n=entry.max_n,
     )
 
 

@@ -84,6 +84,14 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", type=int, help="bind port (default 8000) [GATEWAY_PORT]")
     group.add_argument("--default-max-tokens", type=int, help="max_tokens when a request sets none")
     group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
+    group.add_argument("--max-n", type=int, help="largest n (choices per request) a request may ask for (default 8)")
+    group.add_argument(
+        "--engine-logits",
+        action="store_true",
+        default=None,
+        help="the engine was built with --gather_generation_logits / --gather_context_logits (direct mode): "
+        "enables top_logprobs and echo logprobs",
+    )
     routing = parser.add_argument_group("routing over a model's upstreams (see README)")
     routing.add_argument("--routing", choices=POLICIES, help="policy (default least_outstanding) [GATEWAY_ROUTING]")
     routing.add_argument("--kv-block-size", type=int, help="tokens per KV-cache block, for prefix_affinity (64)")
@@ -103,6 +111,8 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--idle-timeout-s", float, "longest gap between tokens (default 120)"),
         ("--request-timeout-s", float, "whole generation (default none)"),
         ("--drain-timeout-s", float, "on SIGTERM, time streams get to finish (default 30)"),
+        ("--sse-keepalive-s", float, "longest silence on a stream before a comment line (default 15)"),
+        ("--client-write-timeout-s", float, "longest a write waits for a client that stopped reading (default 60)"),
         ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
         ("--api-key-file", str, "file with one API key per line"),
         ("--cors-origins", str, "comma-separated allowed CORS origins (default: CORS off)"),

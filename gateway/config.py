@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     port: int = 8000
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request sets none")
     max_tokens_limit: int = Field(32768, ge=1, description="largest max_tokens a request may ask for")
+    max_n: int = Field(8, ge=1, le=128, description="largest n (choices per request) a request may ask for")
+    engine_logits: bool = Field(
+        False, description="the engine gathers generation/context logits (top_logprobs, echo logprobs; direct mode)"
+    )
     # Routing over a model's upstreams (a models-file entry may override policy and block size)
     routing: PolicyName = Field("least_outstanding", description="how requests are spread over a model's upstreams")
     kv_block_size: int = Field(64, ge=1, le=4096, description="tokens per KV-cache block (prefix affinity)")
@@ -49,6 +53,8 @@ class Settings(BaseSettings):
     idle_timeout_s: float | None = Field(120.0, gt=0, description="longest gap between two tokens")
     request_timeout_s: float | None = Field(None, gt=0, description="whole generation")
     drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time running streams get to finish")
+    sse_keepalive_s: float = Field(15.0, gt=0, description="longest silence on a stream before a comment line")
+    client_write_timeout_s: float = Field(60.0, gt=0, description="longest a write may wait for a client to read")
     # Security
     api_keys: str | None = Field(None, description="comma-separated API keys; none = no authentication")
     api_key_file: Path | None = Field(None, description="file with one API key per line")

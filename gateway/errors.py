@@ -7,6 +7,7 @@
     ├── NotFoundError                 404 not_found_error        (unknown model or route)
     ├── PayloadTooLargeError          413 invalid_request_error
     ├── ClientDisconnectedError       499 client_closed_request  (nobody reads the body; for logs and metrics)
+    │   └── ClientWriteTimeoutError   499 client_timeout         (the client stopped reading the stream)
     ├── OverloadedError               429 rate_limit_error       (admission control; with Retry-After)
     ├── ShuttingDownError             503 service_unavailable    (draining on SIGTERM)
     ├── UpstreamError                 500 server_error           (Triton failed the request)
@@ -81,6 +82,13 @@ class ClientDisconnectedError(GatewayError):
 
     status = 499
     type = "client_closed_request"
+
+
+class ClientWriteTimeoutError(ClientDisconnectedError):
+    """The client stopped reading: a write of its stream did not complete in time (never the upstream's fault)."""
+
+    type = "client_timeout"
+    code = "client_write_timeout"
 
 
 class OverloadedError(GatewayError):

@@ -55,6 +55,8 @@ class ModelEntry(_Strict):
     default_max_tokens: Annotated[int, Field(ge=1)] = 256
     max_tokens_limit: Annotated[int, Field(ge=1)] = 32768
     max_prompt_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_n: Annotated[int, Field(ge=1, le=128)] = 8
+    engine_logits: bool = False  # built with --gather_generation_logits / --gather_context_logits (direct mode)
     routing: RoutingEntry = RoutingEntry()
 
     @field_validator("upstreams")
@@ -128,6 +130,8 @@ class ModelsFile(_Strict):
                 default_max_tokens=settings.default_max_tokens,
                 max_tokens_limit=settings.max_tokens_limit,
                 max_prompt_tokens=settings.max_prompt_tokens,
+                max_n=settings.max_n,
+                engine_logits=settings.engine_logits,
             )
         except ValidationError as exc:
             raise ConfigurationError(describe(exc, None, flags=True)) from exc

@@ -34,11 +34,6 @@ def error_response(error: GatewayError, headers: dict[str, str] | None = None) -
     return Response(error_json(error), status_code=error.status, media_type="application/json", headers=headers)
 
 
-def error_event(error: GatewayError) -> bytes:
-    """The SSE event that reports an error after streaming started (followed by `[DONE]`)."""
-    return b"event: error\ndata: " + error_json(error) + b"\n\n"
-
-
 def note_error(error: Exception) -> None:
     """Remember the request's error for its metrics and access line."""
     context = current_request()

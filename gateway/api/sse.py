@@ -1,61 +1,190 @@
-"""Server-sent events framing: pre-serialised chunks out, errors after the first byte as an event + `[DONE]`.
+"""Server-sent events: the only place that knows the framing (`data:` lines, `event: error`, `[DONE]`, comments).
 
-The events are written from the request's own task while a watcher listens for the disconnect (Starlette's
-StreamingResponse does that only for ASGI < 2.4; with 2.4 a disconnect is noticed at the next write, which may
-be far away when the upstream is slow). A disconnect cancels the writing, which runs the `finally` blocks of the
-chunk generators: they close the engine stream and stop the upstream.
+The chunks (JSON bytes, a list per write) come from the OpenAI layer and are written from the request's own
+task, while a watcher listens for the disconnect (Starlette's StreamingResponse does that only for ASGI < 2.4).
+A disconnect cancels the writing, which runs the `finally` blocks of the chunk generators: they close the
+engine streams and stop the upstream.
+
+Status and keep-alive: the response headers wait for the first chunk, so a refusal that arrives before any
+output (Triton rejecting a value, the upstream down) still gets its own status code and JSON body. The wait
+lasts at most `keepalive_s` (15 s by default): then the gateway commits to 200 and sends a comment line, and
+keeps sending one whenever the stream has been silent that long, so proxies with 60 s read timeouts do not
+cut long prompts under load. A failure after that point is an `event: error` followed by `[DONE]`.
+
+A client that stops reading is not the upstream's fault: a write that does not complete within
+`write_timeout_s` ends the response (`ClientWriteTimeoutError`), which stops the upstream too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.disconnect import left_on_disconnect
-from gateway.api.errors import error_event, note_error
-from gateway.errors import ClientDisconnectedError, GatewayError
-from gateway.openai.chat import DONE
+from gateway.api.errors import error_json, note_error
+from gateway.errors import ClientDisconnectedError, ClientWriteTimeoutError, GatewayError
 
 logger = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def frame(chunks: list[bytes]) -> bytes:
+    """`data:` events for JSON chunks, as one write."""
+    if len(chunks) == 1:
+        return b"data: " + chunks[0] + b"\n\n"
+    return b"".join(b"data: " + chunk + b"\n\n" for chunk in chunks)
+
+
+def error_event(error: GatewayError) -> bytes:
+    """The event that reports an error after streaming started, and the `[DONE]` that follows it."""
+    return b"event: error\ndata: " + error_json(error) + b"\n\n" + DONE
+
+
+class _Writer:
+    """Writes one response's messages; a lazily re-armed timer sends keep-alives and watches slow writes."""
+
+    def __init__(self, send: Send, raw_headers: list[tuple[bytes, bytes]], keepalive_s: float, write_s: float) -> None:
+        self._send = send
+        self._headers = raw_headers
+        self._keepalive_s = keepalive_s
+        self._write_s = write_s
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._last = self._loop.time()
+        self._writing_since: float | None = None
+        self._ping: asyncio.Task[None] | None = None
+        self.started = False
+        self.timed_out = False
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._last + keepalive_s, self._tick)
+
+    async def write(self, body: bytes) -> None:
+        """Send body bytes (the 200 headers first, on the first write)."""
+        if self._ping is not None:
+            await self._ping  # rare: a keep-alive is being written right now
+        if not self.started:
+            self.started = True
+            await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
+        await self._send_timed({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def end(self) -> None:
+        """The end of the body."""
+        await self._send_timed({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def refuse(self, error: GatewayError) -> None:
+        """Before any byte was sent: answer with the error's own status and JSON body."""
+        if self._ping is not None:
+            await self._ping
+        if self.started:  # a keep-alive committed to 200 meanwhile
+            await self.write(error_event(error))
+            return
+        self.started = True
+        await self._send({"type": "http.response.start", "status": error.status, "headers": JSON_HEADERS})
+        await self._send({"type": "http.response.body", "body": error_json(error), "more_body": False})
+
+    def close(self) -> None:
+        """Stop the timer and any keep-alive in flight."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._ping is not None:
+            self._ping.cancel()
+
+    async def _send_timed(self, message: dict[str, object]) -> None:
+        self._writing_since = self._loop.time()
+        await self._send(message)
+        self._last = self._loop.time()
+        self._writing_since = None
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        due = self._last + self._keepalive_s
+        if self._writing_since is not None:
+            if now - self._writing_since >= self._write_s:
+                self.timed_out = True
+                self._timer = None
+                self._task.cancel()
+                return
+            due = min(due, self._writing_since + self._write_s)
+        elif self._ping is None and now >= due:
+            self._ping = self._loop.create_task(self._keepalive())
+            due = now + self._keepalive_s
+        self._timer = self._loop.call_at(max(due, now + 0.001), self._tick)
+
+    async def _keepalive(self) -> None:
+        try:
+            if not self.started:
+                self.started = True
+                await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
+            await self._send_timed({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+        except OSError:
+            pass  # the client went away; the disconnect watcher ends the request
+        finally:
+            self._ping = None
 
 
 class SSEResponse(StreamingResponse):
-    """A text/event-stream response that stops producing as soon as the client disconnects."""
+    """A text/event-stream response that stops producing as soon as the client disconnects or stops reading."""
 
-    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
-        super().__init__(events, media_type="text/event-stream", headers=SSE_HEADERS)
-        self._events = events
+    def __init__(self, chunks: AsyncIterator[list[bytes]], keepalive_s: float, write_timeout_s: float) -> None:
+        super().__init__(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+        self._chunks = chunks
+        self._keepalive_s = keepalive_s
+        self._write_timeout_s = write_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = _Writer(send, self.raw_headers, self._keepalive_s, self._write_timeout_s)
         try:
             async with left_on_disconnect(receive):
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-                await self._write_events(send)
+                await self._write_events(writer)
         except (ClientDisconnectedError, OSError):  # OSError: the client went away while we were writing
             pass
+        except asyncio.CancelledError:
+            if not writer.timed_out:
+                raise
+            self._uncancel()
+            logger.warning("client stopped reading the stream for %g s: response ended", self._write_timeout_s)
+            note_error(ClientWriteTimeoutError(f"no write completed within {self._write_timeout_s:g} s"))
         finally:
-            await self._events.aclose()
+            writer.close()
+            await self._chunks.aclose()  # type: ignore[attr-defined]
 
-    async def _write_events(self, send: Send) -> None:
+    async def _write_events(self, writer: _Writer) -> None:
         try:
-            async for event in self._events:
-                await send({"type": "http.response.body", "body": event, "more_body": True})
+            async for chunks in self._chunks:
+                await writer.write(frame(chunks))
+            await writer.write(DONE)
         except GatewayError as exc:
             logger.warning("stream failed: %s", exc.message)
             note_error(exc)
-            await self._write_error(send, exc)
+            await self._report(writer, exc)
+            return
         except Exception as exc:
             logger.exception("stream failed unexpectedly")
             note_error(exc)
-            await self._write_error(send, GatewayError("The server had an error while processing your request."))
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._report(writer, GatewayError("The server had an error while processing your request."))
+            return
+        await writer.end()
 
     @staticmethod
-    async def _write_error(send: Send, error: GatewayError) -> None:
-        await send({"type": "http.response.body", "body": error_event(error), "more_body": True})
-        await send({"type": "http.response.body", "body": DONE, "more_body": True})
+    async def _report(writer: _Writer, error: GatewayError) -> None:
+        if writer.started:
+            await writer.write(error_event(error))
+            await writer.end()
+        else:
+            await writer.refuse(error)
+
+    @staticmethod
+    def _uncancel() -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()

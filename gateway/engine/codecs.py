@@ -10,13 +10,16 @@ The mode follows from the model's declared config (`codec_for`), so `--triton-mo
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from gateway.engine.base import Delta, GenerationRequest
+from gateway.engine.base import Delta, EngineCapabilities, GenerationRequest, TokenLogprob
 from gateway.engine.detokenize import CumulativeTextDiff, IncrementalDetokenizer, ReplacementMerger
+from gateway.engine.logits import log_softmax, logits_rows, top_alternatives
 from gateway.engine.tensors import (
     ModelInterface,
     RequestBuilder,
@@ -24,20 +27,21 @@ from gateway.engine.tensors import (
     decode_first_bytes,
     decode_first_int,
 )
+from gateway.engine.token_text import TokenTexts
 from gateway.errors import ConfigurationError
 
 UpstreamMode = Literal["ensemble", "bls", "direct"]
 
 
 class ResponseDecoder(Protocol):
-    """Per-request state that turns each Triton response into a Delta."""
+    """Per-request state that turns each Triton response into a Delta (of the sequence it belongs to)."""
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """The delta carried by one response (text may be empty while a character is incomplete)."""
         ...
 
-    def flush(self) -> str:
-        """Text still held back when the final response arrives."""
+    def flush(self, sequence_index: int) -> str:
+        """Text of a sequence still held back when the final response arrives."""
         ...
 
 
@@ -52,45 +56,103 @@ class UpstreamCodec(Protocol):
         """The Triton request for a generation and the state that decodes its responses."""
         ...
 
+    def capabilities(self) -> EngineCapabilities:
+        """What this upstream can do, from its declared tensors."""
+        ...
+
 
 def upstream_streams(request: GenerationRequest, exact: bool) -> bool:
     """Whether to ask the upstream for a stream of responses.
 
-    A client stream needs one. A non-streamed request with stop strings is streamed upstream too when the
-    mode's streamed text is exact, so that a stop string the engine's token-level match misses still ends the
-    generation early (in ensemble mode the non-streamed text is the only exact one, so it is kept).
+    A client stream needs one. Per-token logprobs need one in the text modes (each response is one token's
+    text). A non-streamed request with stop strings is streamed upstream too when the mode's streamed text is
+    exact, so that a stop string the engine's token-level match misses still ends the generation early (in
+    ensemble mode the non-streamed text is the only exact one, so it is kept).
     """
-    return request.stream or (exact and bool(request.stop))
+    return request.stream or request.logprobs or (exact and bool(request.stop))
+
+
+def add_sequence_inputs(builder: RequestBuilder, request: GenerationRequest, outputs: list[str]) -> None:
+    """num_return_sequences / sequence_index and return_log_probs / output_log_probs, when asked for."""
+    if request.num_sequences > 1:
+        builder.scalar("num_return_sequences", request.num_sequences)
+        outputs.append("sequence_index")
+    if request.logprobs:
+        builder.scalar("return_log_probs", True)
+        outputs.append("output_log_probs")
+
+
+def declared_capabilities(interface: ModelInterface, mode: UpstreamMode, exact_stream: bool) -> EngineCapabilities:
+    """Sequences and logprobs as far as the declared tensors allow."""
+    return EngineCapabilities(
+        mode=mode,
+        # NVIDIA's BLS declares num_return_sequences but ignores it: BLS choices are separate requests.
+        return_sequences=mode != "bls"
+        and "num_return_sequences" in interface.inputs
+        and "sequence_index" in interface.outputs,
+        logprobs="return_log_probs" in interface.inputs and "output_log_probs" in interface.outputs,
+        exact_stream=exact_stream,
+    )
+
+
+def float_values(raw: bytes, datatype: str) -> tuple[float, ...]:
+    """A float tensor's contents."""
+    count = len(raw) // 4
+    return struct.unpack_from(f"<{count}f", raw) if datatype == "FP32" else ()
 
 
 # ---- text upstreams: ensemble and BLS ------------------------------------------------------------------------
 
+TextPolicy = ReplacementMerger | CumulativeTextDiff
+
 
 class TextDecoder:
-    """`text_output` (+ token counts) -> Delta, with the text policy of the mode."""
+    """`text_output` (+ token counts, sequence index, log-probabilities) -> Delta, with the mode's text policy
+    per sequence. A token's text for logprobs is its response's own text (one token per streamed response)."""
 
-    __slots__ = ("_text",)
+    __slots__ = ("_new_policy", "_policies")
 
-    def __init__(self, text_policy: ReplacementMerger | CumulativeTextDiff | None) -> None:
-        self._text = text_policy
+    def __init__(self, new_policy: Callable[[], TextPolicy] | None) -> None:
+        self._new_policy = new_policy
+        self._policies: dict[int, TextPolicy] = {}
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response."""
         delta = Delta(text="")
+        text = ""
+        log_probs: tuple[float, ...] = ()
         for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
             name = output.name
             if name == "text_output":
                 text = decode_first_bytes(raw).decode("utf-8", errors="replace")
-                delta.text = self._text.feed(text) if self._text is not None else text
             elif name == "num_output_tokens":
                 delta.completion_tokens = decode_first_int(raw, output.datatype)
             elif name == "num_input_tokens":
                 delta.prompt_tokens = decode_first_int(raw, output.datatype)
+            elif name == "sequence_index":
+                delta.sequence_index = decode_first_int(raw, output.datatype)
+            elif name == "output_log_probs":
+                log_probs = float_values(raw, output.datatype)
+        policy = self._policy(delta.sequence_index)
+        delta.text = policy.feed(text) if policy is not None else text
+        if log_probs:
+            data = text.encode()
+            delta.logprobs = [TokenLogprob(text, data, log_probs[0])]
+            delta.logprobs += [TokenLogprob("", b"", value) for value in log_probs[1:]]
         return delta
 
-    def flush(self) -> str:
-        """Held-back text."""
-        return self._text.flush() if self._text is not None else ""
+    def flush(self, sequence_index: int) -> str:
+        """Held-back text of one sequence."""
+        policy = self._policies.get(sequence_index)
+        return policy.flush() if policy is not None else ""
+
+    def _policy(self, sequence_index: int) -> TextPolicy | None:
+        if self._new_policy is None:
+            return None
+        policy = self._policies.get(sequence_index)
+        if policy is None:
+            policy = self._policies[sequence_index] = self._new_policy()
+        return policy
 
 
 @dataclass
@@ -101,6 +163,10 @@ class TextCodec:
     mode: UpstreamMode
     cumulative: bool
     stops_engine_on_cancel: bool = False  # neither the ensemble nor BLS passes a cancel on to the engine
+
+    def capabilities(self) -> EngineCapabilities:
+        """Sequences and logprobs as declared; streamed text is exact only when cumulative (BLS)."""
+        return declared_capabilities(self.interface, self.mode, exact_stream=self.cumulative)
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TextDecoder]:
         """text_input, max_tokens, stream, sampling, the count outputs when declared; the text policy."""
@@ -120,52 +186,113 @@ class TextCodec:
                 builder.scalar(f"return_{count}", True)
                 outputs.append(count)
         add_sampling_inputs(builder, request)
+        add_sequence_inputs(builder, request, outputs)
         if request.stop and "stop_words" in interface.inputs:
             # Token-level matching in the engine is best effort; the gateway also matches the text.
             builder.strings("stop_words", request.stop)
         builder.request_outputs(outputs)
         # Delta chunks are merged, cumulative chunks diffed, and a non-streamed text is taken whole.
-        policy: ReplacementMerger | CumulativeTextDiff | None = None
+        policy: Callable[[], TextPolicy] | None = None
         if stream:
-            policy = CumulativeTextDiff() if self.cumulative else ReplacementMerger()
+            policy = CumulativeTextDiff if self.cumulative else ReplacementMerger
         return builder.message, TextDecoder(policy)
 
 
 # ---- direct: token ids to and from tensorrt_llm --------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _SequenceState:
+    detokenizer: IncrementalDetokenizer
+    counted_prompt: bool = False
+
+
+@dataclass
 class TokenDecoder:
-    """`output_ids` + `sequence_length` -> Delta, detokenized incrementally."""
+    """`output_ids` + `sequence_length` (+ sequence index, log-probabilities, logits) -> Delta, detokenized
+    incrementally per sequence."""
 
-    __slots__ = ("_detokenizer", "_prompt_tokens", "_sent_prompt_count")
-
-    def __init__(self, tokenizer: Any, prompt_tokens: int) -> None:
-        self._detokenizer = IncrementalDetokenizer(tokenizer)
-        self._prompt_tokens = prompt_tokens
-        self._sent_prompt_count = False
+    tokenizer: Any
+    prompt_ids: list[int]
+    texts: TokenTexts | None = None  # set when logprobs are asked for
+    top_logprobs: int = 0
+    _sequences: dict[int, _SequenceState] = field(default_factory=dict)
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response (first beam only)."""
         ids: list[int] = []
         length = None
         ids_raw = b""
+        sequence_index = 0
+        log_probs: tuple[float, ...] = ()
+        generation: np.ndarray | None = None
+        context: np.ndarray | None = None
         for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
-            if output.name == "output_ids":
+            name = output.name
+            if name == "output_ids":
                 ids_raw = raw
-            elif output.name == "sequence_length":
+            elif name == "sequence_length":
                 length = struct.unpack_from("<i", raw)[0] if raw else 0
+            elif name == "sequence_index":
+                sequence_index = decode_first_int(raw, output.datatype)
+            elif name == "output_log_probs":
+                log_probs = float_values(raw, output.datatype)
+            elif name == "generation_logits" and raw:
+                generation = log_softmax(logits_rows(raw, output.datatype, output.shape[-1]))
+            elif name == "context_logits" and raw:
+                context = log_softmax(logits_rows(raw, output.datatype, output.shape[-1]))
         if ids_raw:
             count = len(ids_raw) // 4 if length is None else length
             ids = list(struct.unpack_from(f"<{count}i", ids_raw))
-        delta = Delta(text=self._detokenizer.feed(ids) if ids else "", completion_tokens=len(ids))
-        if not self._sent_prompt_count:
-            delta.prompt_tokens = self._prompt_tokens
-            self._sent_prompt_count = True
+        state = self._sequences.get(sequence_index)
+        if state is None:
+            state = self._sequences[sequence_index] = _SequenceState(IncrementalDetokenizer(self.tokenizer))
+        delta = Delta(
+            text=state.detokenizer.feed(ids) if ids else "", completion_tokens=len(ids), sequence_index=sequence_index
+        )
+        if not state.counted_prompt:
+            delta.prompt_tokens = len(self.prompt_ids)
+            state.counted_prompt = True
+        if self.texts is not None and ids:
+            delta.logprobs = self._token_logprobs(ids, log_probs, generation)
+        if self.texts is not None and context is not None:
+            delta.prompt_logprobs = self._prompt_logprobs(context)
         return delta
 
-    def flush(self) -> str:
-        """Held-back text."""
-        return self._detokenizer.flush()
+    def flush(self, sequence_index: int) -> str:
+        """Held-back text of one sequence."""
+        state = self._sequences.get(sequence_index)
+        return state.detokenizer.flush() if state is not None else ""
+
+    def _token_logprobs(
+        self, ids: list[int], values: tuple[float, ...], generation: np.ndarray | None
+    ) -> list[TokenLogprob]:
+        assert self.texts is not None
+        result = []
+        for position, token_id in enumerate(ids):
+            text, data = self.texts.get(token_id)
+            value = values[position] if position < len(values) else None
+            top = ()
+            if generation is not None and position < generation.shape[0]:
+                top = top_alternatives(generation[position], self.top_logprobs, self.texts)
+                if value is None:
+                    value = float(generation[position, token_id])
+            result.append(TokenLogprob(text, data, value, top))
+        return result
+
+    def _prompt_logprobs(self, context: np.ndarray) -> list[TokenLogprob]:
+        """Each prompt token's log-probability given the tokens before it (the first has none)."""
+        assert self.texts is not None
+        result = []
+        for position, token_id in enumerate(self.prompt_ids):
+            text, data = self.texts.get(token_id)
+            if position == 0 or position > context.shape[0]:
+                result.append(TokenLogprob(text, data, None))
+                continue
+            row = context[position - 1]
+            top = top_alternatives(row, self.top_logprobs, self.texts)
+            result.append(TokenLogprob(text, data, float(row[token_id]), top))
+        return result
 
 
 @dataclass
@@ -174,8 +301,26 @@ class TokenCodec:
 
     interface: ModelInterface
     tokenizer: Any
+    engine_logits: bool = False  # the engine was built to gather generation/context logits
     mode: UpstreamMode = "direct"
     stops_engine_on_cancel: bool = True  # the engine sees a cancelled direct call within a step
+    texts: TokenTexts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.texts = TokenTexts(self.tokenizer)
+
+    def capabilities(self) -> EngineCapabilities:
+        """Sequences and logprobs as declared; top logprobs and prompt logprobs from the engine's logits."""
+        declared = declared_capabilities(self.interface, self.mode, exact_stream=True)
+        inputs, outputs = self.interface.inputs, self.interface.outputs
+        return EngineCapabilities(
+            mode=declared.mode,
+            return_sequences=declared.return_sequences,
+            logprobs=declared.logprobs,
+            top_logprobs=self.engine_logits and "return_generation_logits" in inputs and "generation_logits" in outputs,
+            prompt_logprobs=self.engine_logits and "return_context_logits" in inputs and "context_logits" in outputs,
+            exact_stream=True,
+        )
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TokenDecoder]:
         """input_ids, input_lengths, request_output_len, streaming, end/pad ids, sampling, stop word ids."""
@@ -194,15 +339,27 @@ class TokenCodec:
         if pad is not None and "pad_id" in self.interface.inputs:
             builder.scalar("pad_id", pad)
         add_sampling_inputs(builder, request)
+        outputs = ["output_ids", "sequence_length"]
+        add_sequence_inputs(builder, request, outputs)
+        if request.top_logprobs > 0:
+            builder.scalar("return_generation_logits", True)
+            outputs.append("generation_logits")
+        if request.prompt_logprobs:
+            builder.scalar("return_context_logits", True)
+            outputs.append("context_logits")
         if request.stop and "stop_words_list" in self.interface.inputs:
             builder.word_list(
                 "stop_words_list", [self.tokenizer.encode(s, add_special_tokens=False) for s in request.stop]
             )
-        builder.request_outputs(["output_ids", "sequence_length"])
-        return builder.message, TokenDecoder(self.tokenizer, prompt_tokens=len(ids))
+        builder.request_outputs(outputs)
+        wants_logprobs = request.logprobs or request.prompt_logprobs
+        decoder = TokenDecoder(self.tokenizer, ids, self.texts if wants_logprobs else None, request.top_logprobs)
+        return builder.message, decoder
 
 
-def codec_for(config: model_config_pb2.ModelConfig, tokenizer: Any | None) -> UpstreamCodec:
+def codec_for(
+    config: model_config_pb2.ModelConfig, tokenizer: Any | None, engine_logits: bool = False
+) -> UpstreamCodec:
     """Pick the upstream mode from a model's declared config."""
     interface = ModelInterface.from_config(config)
     if not interface.decoupled:
@@ -210,7 +367,7 @@ def codec_for(config: model_config_pb2.ModelConfig, tokenizer: Any | None) -> Up
     if {"input_ids", "input_lengths", "request_output_len"} <= interface.inputs.keys():
         if tokenizer is None:
             raise ConfigurationError(f"calling '{config.name}' directly needs the model's tokenizer (--tokenizer)")
-        return TokenCodec(interface, tokenizer)
+        return TokenCodec(interface, tokenizer, engine_logits)
     missing = ({"text_input", "max_tokens"} - interface.inputs.keys()) | ({"text_output"} - interface.outputs.keys())
     if missing:
         raise ConfigurationError(

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from gateway.engine.base import Delta, EngineInfo, GenerationRequest
+from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import UpstreamCodec, codec_for
 from gateway.engine.detached_stream import DetachedStream
@@ -62,6 +62,7 @@ class TritonEngineConfig:
     first_token_timeout_s: float | None = None
     idle_timeout_s: float | None = None
     request_timeout_s: float | None = None
+    engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
 
 
 class TritonEngine:
@@ -117,6 +118,10 @@ class TritonEngine:
             server_version=self._server_version,
         )
 
+    def capabilities(self) -> EngineCapabilities | None:
+        """What the upstream model can do (None until its config has been read)."""
+        return self._codec.capabilities() if self._codec else None
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.config.health_interval_s)
@@ -154,7 +159,7 @@ class TritonEngine:
         metadata = await self._stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=timeout)
         self._server_version = metadata.version
         config = await self._stub.ModelConfig(service_pb2.ModelConfigRequest(name=self.config.model), timeout=timeout)
-        self._codec = codec_for(config.config, self._tokenizer)
+        self._codec = codec_for(config.config, self._tokenizer, self.config.engine_logits)
         self._stop_interface = None
         if self._codec.stops_engine_on_cancel:
             return
@@ -187,7 +192,9 @@ class TritonEngine:
         guard = CallGuard(call, config.first_token_timeout_s, config.idle_timeout_s)
         self._active.add(guard)
         finished = False
-        completion_tokens = 0
+        # Per sequence: tokens so far (engines do not say why a sequence stopped: max_tokens reached means
+        # "length"; without counts this stays 0 and the OpenAI layer refines it with the tokenizer).
+        completion_tokens = [0] * request.num_sequences
         # Read by a task of its own: a consumer that leaves never cancels the call mid-read. A cancel does not
         # stop an ensemble or BLS generation, and cancelled streams can crash Triton: those are ended with a
         # stop request instead (see detached_stream); direct calls are cancelled at once.
@@ -195,29 +202,35 @@ class TritonEngine:
         try:
             async for batch in batches:
                 guard.touch()
-                # Responses that queued up while the client was being written to go out as one delta.
-                merged: Delta | None = None
+                # Responses that queued up while the client was being written to go out as one delta per sequence.
+                merged: dict[int, Delta] = {}
                 for response in batch:
                     if response.error_message:
                         raise translate_stream_error(response.error_message)
                     delta = decoder.feed(response.infer_response)
-                    if delta.completion_tokens is not None:
-                        completion_tokens += delta.completion_tokens
-                    if merged is None:
-                        merged = delta
+                    sequence = delta.sequence_index
+                    if delta.completion_tokens is not None and sequence < request.num_sequences:
+                        completion_tokens[sequence] += delta.completion_tokens
+                    earlier = merged.get(sequence)
+                    if earlier is None:
+                        merged[sequence] = delta
                     else:
-                        merged.extend(delta)
+                        earlier.extend(delta)
                     final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
                     if final is not None and final.bool_param:
+                        # The final flag ends every sequence at once (there is no per-sequence end marker).
                         finished = True
-                        merged.text += decoder.flush()
-                        # Engines do not say why they stopped; max_tokens reached means "length". Without
-                        # counts (completion_tokens stays 0) the OpenAI layer refines this with the tokenizer.
-                        merged.finish_reason = "length" if completion_tokens >= request.max_tokens else "stop"
-                        yield merged
+                        for index, count in enumerate(completion_tokens):
+                            last = merged.pop(index, None) or Delta("", completion_tokens=0, sequence_index=index)
+                            last.text += decoder.flush(index)
+                            last.finish_reason = "length" if count >= request.max_tokens else "stop"
+                            merged[index] = last
+                        for last in merged.values():
+                            yield last
                         return
-                if merged is not None and (merged.text or merged.completion_tokens):
-                    yield merged
+                for delta in merged.values():
+                    if delta.text or delta.completion_tokens or delta.logprobs or delta.prompt_logprobs:
+                        yield delta
             raise translate_stream_error("the upstream closed the stream before the final response")
         except asyncio.CancelledError:
             if guard.error is not None:  # our own cancel (timeout, shutdown), not the consumer's

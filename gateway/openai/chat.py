@@ -1,19 +1,23 @@
-"""POST /v1/chat/completions semantics: request -> GenerationRequest, text -> chunks or a full response."""
+"""POST /v1/chat/completions semantics: messages -> prompt, fields -> GenerationRequest, choices planned."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 from typing import Any
 
-import orjson
-
 from gateway.engine.base import GenerationRequest, SamplingParams
-from gateway.openai.generation import TextStream
+from gateway.openai.choices import ChoiceRun
+from gateway.openai.encoders import ChatEncoder
+from gateway.openai.generation import (
+    Generation,
+    OutputOptions,
+    capabilities_of,
+    check_output_options,
+    plan_prompt,
+)
 from gateway.openai.protocol import ChatCompletionRequest, SamplingFields, unsupported_fields
 from gateway.openai.served_model import ResponseMeta, ServedModel
 from gateway.openai.tokens import message_text
 
-DONE = b"data: [DONE]\n\n"
 # Temperatures this small divide logits into infinities; they mean greedy decoding (vLLM draws the same line).
 GREEDY_BELOW = 1e-5
 
@@ -69,18 +73,21 @@ def render_messages(body: ChatCompletionRequest, model: ServedModel) -> str:
     return model.chat_template.render(messages)
 
 
-def chat_generation_request(
+def chat_generation(
     body: ChatCompletionRequest,
     model: ServedModel,
     meta: ResponseMeta,
     trace_headers: tuple[tuple[str, str], ...] = (),
-) -> GenerationRequest:
-    """Validate what the gateway cannot honour and build the engine request."""
+) -> Generation:
+    """Validate what the gateway cannot honour, build the engine request and plan the choices."""
     unsupported_fields(body)
+    capabilities = capabilities_of(model)
+    options = OutputOptions(n=body.n or 1, logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0)
+    check_output_options(options, model, capabilities)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     prompt = render_messages(body, model)
     model.check_prompt_length(prompt, "messages")
-    return GenerationRequest(
+    base = GenerationRequest(
         request_id=meta.id,
         prompt=prompt,
         max_tokens=model.resolve_max_tokens(requested),
@@ -89,41 +96,6 @@ def chat_generation_request(
         stop=stop_strings(body),
         trace_headers=trace_headers,
     )
-
-
-async def chat_chunks(stream: TextStream, meta: ResponseMeta, include_usage: bool) -> AsyncGenerator[bytes, None]:
-    """SSE events of a streamed chat completion, `[DONE]` included."""
-    prefix = meta.chunk_prefix("chat.completion.chunk")
-    usage_null = b',"usage":null' if include_usage else b""
-    yield (
-        prefix + b'"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},'
-        b'"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
-    )
-    content_prefix = prefix + b'"choices":[{"index":0,"delta":{"content":'
-    content_suffix = b'},"logprobs":null,"finish_reason":null}]' + usage_null + b"}\n\n"
-    async for piece in stream.pieces():
-        yield content_prefix + orjson.dumps(piece) + content_suffix
-    finish = orjson.dumps(stream.finish_reason)
-    yield (
-        prefix + b'"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":' + finish + b"}]" + usage_null
-    ) + b"}\n\n"
-    if include_usage and stream.usage is not None:
-        yield prefix + b'"choices":[],"usage":' + orjson.dumps(stream.usage.to_dict()) + b"}\n\n"
-    yield DONE
-
-
-def chat_response(text: str, stream: TextStream, meta: ResponseMeta) -> dict[str, Any]:
-    """The body of a non-streamed chat completion."""
-    assert stream.usage is not None
-    return meta.head("chat.completion") | {
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
-                "logprobs": None,
-                "finish_reason": stream.finish_reason,
-            }
-        ],
-        "usage": stream.usage.to_dict(),
-        "service_tier": "default",
-    }
+    plans = plan_prompt(base, options, capabilities, model, prompt_index=0, first_choice=0)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return Generation(ChoiceRun(model.engine, plans), ChatEncoder(meta, include_usage), bool(body.stream))

@@ -1,124 +1,165 @@
-"""Engine deltas -> OpenAI text semantics: stop strings trimmed, usage counted, finish reason decided.
+"""From a validated request to a running generation: choices planned over upstream calls, options checked.
 
-Shared by chat and completions; knows nothing of their chunk shapes.
+Shared by chat and completions. `n` choices of one prompt are one upstream call with `num_sequences` where the
+upstream can return several sequences (TensorRT-LLM's `num_return_sequences`), otherwise `n` calls with seeds
+`seed+i` and request ids `<id>-<i>`. What the upstream can do is checked here, once per request, against the
+engine's capabilities: anything asked for that it cannot do is a 400 naming the field.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
+import dataclasses
+import secrets
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from gateway.engine.base import Delta, Engine, FinishReason, GenerationRequest
-from gateway.openai.stops import StopMatcher
-from gateway.openai.tokens import TokenCounter
+from gateway.engine.base import EngineCapabilities, GenerationRequest
+from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
+from gateway.openai.choices import Choice, ChoiceRun, UpstreamPlan
+from gateway.openai.encoders import CollectedChoice, collect
+from gateway.openai.events import ChoiceEvent
+from gateway.openai.processors import Processor, StopStrings
+from gateway.openai.served_model import ServedModel
 
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token usage of one generation."""
-
-    prompt_tokens: int
-    completion_tokens: int
-
-    def to_dict(self) -> dict[str, int]:
-        """OpenAI `usage` object."""
-        total = self.prompt_tokens + self.completion_tokens
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
+SEED_SPACE = 1 << 63
 
 
-def sum_usage(usages: list[Usage]) -> Usage:
-    """Usage of several generations of one request (completions with a list of prompts)."""
-    return Usage(sum(u.prompt_tokens for u in usages), sum(u.completion_tokens for u in usages))
+class Encoder(Protocol):
+    """What an endpoint's encoder offers the drivers below."""
+
+    def opening(self, choices: list[Choice]) -> list[bytes]:
+        """Chunks before any output."""
+        ...
+
+    def chunks(self, choice: Choice, events: list[ChoiceEvent]) -> list[bytes]:
+        """Chunks for one choice's events."""
+        ...
+
+    def closing(self, run: ChoiceRun) -> list[bytes]:
+        """Chunks after every choice ended."""
+        ...
+
+    def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
+        """The whole body of a non-streamed response."""
+        ...
 
 
-class TextStream:
-    """One generation as a stream of text pieces; `finish_reason` and `usage` are set once it ends.
+@dataclass
+class Generation:
+    """A request ready to run: its choices and how to encode them."""
 
-    `start()` waits for the first delta, so upstream refusals surface before any HTTP response is sent.
-    Leaving early (a stop string matched, or the consumer closed) closes the engine stream, which stops the
-    upstream generation.
-    """
+    run: ChoiceRun
+    encoder: Encoder
+    stream: bool
 
-    def __init__(self, engine: Engine, request: GenerationRequest, counter: TokenCounter) -> None:
-        self.request = request
-        self._deltas = engine.generate(request)
-        self._counter = counter
-        self._matcher = StopMatcher(request.stop)
-        self._first: Delta | None = None
-        self._raw_parts: list[str] = []
-        self._prompt_tokens: int | None = None
-        self._completion_tokens: int | None = 0
-        self.finish_reason: FinishReason | None = None
-        self.usage: Usage | None = None
-        # perf_counter() timestamps for telemetry: engine call, first and last text piece, final delta.
-        self.started_at = time.perf_counter()
-        self.first_piece_at: float | None = None
-        self.last_piece_at: float | None = None
-        self.ended_at: float | None = None
 
-    async def start(self) -> None:
-        """Fetch the first delta (raises the upstream's error, if any, before streaming starts)."""
-        try:
-            self._first = await anext(self._deltas)
-        except BaseException:
-            await self._deltas.aclose()
-            raise
+@dataclass(frozen=True)
+class OutputOptions:
+    """What the client asked to get back besides text."""
 
-    async def close(self) -> None:
-        """Abandon the generation (stops the upstream if it is still running)."""
-        await self._deltas.aclose()
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+    prompt_logprobs: bool = False
+    top_logprobs_param: str = "top_logprobs"  # the field that asked for alternatives (completions: logprobs)
 
-    async def pieces(self) -> AsyncIterator[str]:
-        """Text pieces to send, stop strings removed; empty pieces are skipped."""
-        if self._first is None:
-            await self.start()
-        try:
-            delta: Delta | None = self._first
-            while delta is not None:
-                piece = self._consume(delta)
-                if piece:
-                    self.last_piece_at = time.perf_counter()
-                    if self.first_piece_at is None:
-                        self.first_piece_at = self.last_piece_at
-                    yield piece
-                if self._matcher.matched:
-                    self._finish("stop")
-                    return
-                if delta.finish_reason is not None:
-                    tail = self._matcher.flush()
-                    if tail:
-                        yield tail
-                    self._finish(delta.finish_reason)
-                    return
-                delta = await anext(self._deltas, None)
-            raise RuntimeError("engine stream ended without a finish reason")
-        finally:
-            await self._deltas.aclose()
 
-    async def collect(self) -> str:
-        """The whole text (non-streaming requests)."""
-        return "".join([piece async for piece in self.pieces()])
+def capabilities_of(model: ServedModel) -> EngineCapabilities:
+    """The engine's capabilities, or 503 while its model is not known yet."""
+    capabilities = model.engine.capabilities()
+    if capabilities is None:
+        raise UpstreamUnavailableError(f"the upstream model of '{model.name}' is not ready")
+    return capabilities
 
-    def _consume(self, delta: Delta) -> str:
-        self._raw_parts.append(delta.text)
-        if delta.prompt_tokens is not None and self._prompt_tokens is None:
-            self._prompt_tokens = delta.prompt_tokens
-        if delta.completion_tokens is None:
-            self._completion_tokens = None  # the engine does not count: count with the tokenizer at the end
-        elif self._completion_tokens is not None:
-            self._completion_tokens += delta.completion_tokens
-        return self._matcher.feed(delta.text)
 
-    def _finish(self, engine_reason: FinishReason) -> None:
-        self.ended_at = time.perf_counter()
-        prompt_tokens = self._prompt_tokens
-        if prompt_tokens is None:
-            prompt_tokens = self._counter.count(self.request.prompt)
-        completion_tokens = self._completion_tokens
-        if completion_tokens is None:
-            completion_tokens = self._counter.count("".join(self._raw_parts))
-            if engine_reason == "stop" and completion_tokens >= self.request.max_tokens:
-                engine_reason = "length"
-        self.usage = Usage(prompt_tokens, completion_tokens)
-        self.finish_reason = "stop" if self._matcher.matched else engine_reason
+def check_output_options(options: OutputOptions, model: ServedModel, capabilities: EngineCapabilities) -> None:
+    """400 naming the field for what the model or its upstream cannot return."""
+    if options.n > model.max_n:
+        raise InvalidRequestError(
+            f"n is too large: {options.n}. This gateway returns at most {model.max_n} choices per request (--max-n).",
+            param="n",
+            code="invalid_value",
+        )
+    if options.top_logprobs and not options.logprobs:
+        raise InvalidRequestError("top_logprobs needs logprobs to be true", param="top_logprobs")
+    if (options.logprobs or options.prompt_logprobs) and not capabilities.logprobs:
+        raise UnsupportedFeatureError(
+            f"model '{model.name}' cannot return log-probabilities: its Triton model does not declare "
+            "return_log_probs / output_log_probs",
+            param="logprobs",
+        )
+    if options.top_logprobs > 0 and not capabilities.top_logprobs:
+        raise UnsupportedFeatureError(
+            "TensorRT-LLM returns only the chosen token's log-probability; top_logprobs > 0 needs the generation "
+            "logits: call tensorrt_llm directly (--triton-model tensorrt_llm) on an engine built with "
+            "--gather_generation_logits, and start the gateway with --engine-logits",
+            param=options.top_logprobs_param,
+        )
+    if options.prompt_logprobs and not capabilities.prompt_logprobs:
+        raise UnsupportedFeatureError(
+            "echo with logprobs needs the prompt's logits: call tensorrt_llm directly (--triton-model "
+            "tensorrt_llm) on an engine built with --gather_context_logits, and start the gateway with "
+            "--engine-logits",
+            param="echo",
+        )
+
+
+def stop_chain(request: GenerationRequest) -> list[Processor]:
+    """The processors of a choice: stop strings when there are any (empty: the identity)."""
+    return [StopStrings(request.stop)] if request.stop else []
+
+
+def plan_prompt(
+    base: GenerationRequest,
+    options: OutputOptions,
+    capabilities: EngineCapabilities,
+    model: ServedModel,
+    prompt_index: int,
+    first_choice: int,
+    chain_for: Callable[[GenerationRequest], list[Processor]] = stop_chain,
+) -> list[UpstreamPlan]:
+    """The upstream calls for `options.n` choices of one prompt, numbered from `first_choice`."""
+    base = dataclasses.replace(
+        base,
+        logprobs=options.logprobs,
+        top_logprobs=options.top_logprobs,
+        prompt_logprobs=options.prompt_logprobs,
+    )
+    n = options.n
+    if n == 1 or capabilities.return_sequences:
+        request = dataclasses.replace(base, num_sequences=n) if n > 1 else base
+        choices = [Choice(first_choice + i, prompt_index, request, model.counter, chain_for(request)) for i in range(n)]
+        return [UpstreamPlan(request, choices)]
+    seed = base.sampling.seed if base.sampling.seed is not None else secrets.randbelow(SEED_SPACE)
+    plans = []
+    for i in range(n):
+        sampling = dataclasses.replace(base.sampling, seed=(seed + i) % (1 << 64))
+        request = dataclasses.replace(base, request_id=f"{base.request_id}-{i}", sampling=sampling)
+        plans.append(UpstreamPlan(request, [Choice(first_choice + i, prompt_index, request, model.counter,
+                                                    chain_for(request))]))  # fmt: skip
+    return plans
+
+
+async def stream_chunks(generation: Generation) -> AsyncIterator[list[bytes]]:
+    """The JSON chunks of a streamed response, a list per write. Nothing is produced before the first output
+    (or the first failure) arrives, so a refusal can still get its own status code."""
+    run, encoder = generation.run, generation.encoder
+    batches = run.events()
+    try:
+        first = await anext(batches, None)
+        opening = encoder.opening(run.choices)
+        yield opening + encoder.chunks(*first) if first is not None else opening
+        async for choice, events in batches:
+            yield encoder.chunks(choice, events)
+        closing = encoder.closing(run)
+        if closing:
+            yield closing
+    finally:
+        await batches.aclose()
+
+
+async def respond(generation: Generation) -> dict[str, Any]:
+    """The body of a non-streamed response (every choice run to its end)."""
+    collected = await collect(generation.run)
+    return generation.encoder.response(generation.run, collected)

@@ -14,6 +14,7 @@ from pydantic import StrictStr as _StrictStr
 from gateway.errors import UnsupportedFeatureError
 
 MAX_STOP_SEQUENCES = 16
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs (legacy completions allow 5; vLLM-style clients send more)
 INT32_MAX = 2**31 - 1  # top_k and min_tokens travel as INT32 tensors
 
 
@@ -106,7 +107,6 @@ class SamplingFields(OpenAIModel):
     repetition_penalty: Annotated[Float, Field(gt=0, le=10)] | None = None
     ignore_eos: StrictBool | None = None
     # Known, not honoured yet: refused when set to a non-default value.
-    logprobs: Any = None
     logit_bias: Any = None
     best_of: Any = None
 
@@ -116,7 +116,8 @@ class ChatCompletionRequest(SamplingFields):
 
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: Annotated[Int, Field(ge=1)] | None = None
-    top_logprobs: Any = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     tools: Any = None
     tool_choice: Any = None
     functions: Any = None
@@ -134,6 +135,8 @@ class CompletionRequest(SamplingFields):
 
     prompt: NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=64)]
     echo: StrictBool | None = False
+    # The legacy form: how many alternatives per position (0 = the chosen tokens only); false means off.
+    logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | Literal[False] | None = None
     suffix: Any = None
 
 
@@ -143,14 +146,11 @@ def _is_set(value: Any) -> bool:
 
 def unsupported_fields(request: SamplingFields) -> None:
     """Raise UnsupportedFeatureError for the first known field whose value the gateway cannot honour."""
-    if request.n not in (None, 1):
-        raise UnsupportedFeatureError("n > 1 is not supported yet; send n=1 (or omit it)", param="n")
-    if request.best_of not in (None, 1):
-        raise UnsupportedFeatureError("best_of > 1 is not supported yet", param="best_of")
-    checks: dict[str, Any] = {"logprobs": request.logprobs, "logit_bias": request.logit_bias}
+    if request.best_of not in (None, 1, request.n or 1):
+        raise UnsupportedFeatureError("best_of other than n is not supported (choices are not ranked)", param="best_of")
+    checks: dict[str, Any] = {"logit_bias": request.logit_bias}
     if isinstance(request, ChatCompletionRequest):
         checks |= {
-            "top_logprobs": request.top_logprobs,
             "tools": request.tools,
             "functions": request.functions,
             "function_call": request.function_call,

@@ -26,6 +26,7 @@ class ServedModel:
     default_max_tokens: int
     max_tokens_limit: int
     max_prompt_tokens: int | None = None
+    max_n: int = 8
     created: int = field(default_factory=lambda: int(time.time()))
 
     @cached_property

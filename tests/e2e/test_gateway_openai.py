@@ -163,11 +163,11 @@ def test_errors_through_the_sdk(client: openai.OpenAI, gateway: GatewayProcess) 
         client.chat.completions.create(model="no-such-model", messages=MESSAGES)
     assert not_found.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model=gateway.model, messages=MESSAGES, n=3)
+        client.chat.completions.create(model=gateway.model, messages=MESSAGES, n=9)  # above --max-n
     assert bad.value.body["param"] == "n"
-    with pytest.raises(openai.BadRequestError) as bad_logprobs:
-        client.chat.completions.create(model=gateway.model, messages=MESSAGES, logprobs=True)
-    assert bad_logprobs.value.body["param"] == "logprobs"
+    with pytest.raises(openai.BadRequestError) as bad_logprobs:  # the ensemble has no generation logits
+        client.chat.completions.create(model=gateway.model, messages=MESSAGES, logprobs=True, top_logprobs=3)
+    assert bad_logprobs.value.body["param"] == "top_logprobs"
 
 
 def test_models_endpoint_via_sdk(client: openai.OpenAI, gateway: GatewayProcess) -> None:

@@ -67,7 +67,7 @@ def test_counts_add_up_across_workers(two_workers: GatewayProcess, verbose_trito
         assert response.status_code == 200
         ids.append(response.headers["x-request-id"])
     assert ids == [f"obs-{i}" for i in range(6)]
-    assert httpx.post(f"{gateway.url}{CHAT}", json=body | {"n": 2}).status_code == 400
+    assert httpx.post(f"{gateway.url}{CHAT}", json=body | {"n": 9}).status_code == 400
     asyncio.run(cut_stream(gateway))
     time.sleep(1.0)  # let the cut stream's worker record it
     got = metric_samples(gateway.url)

@@ -214,8 +214,8 @@ def test_retrieve_model(gateway: GatewayProcess) -> None:
             "model",
             id="completion-unknown-model",
         ),
-        pytest.param("/chat/completions", lambda g: chat_body(g, n=2), 400, "n", id="chat-n-2"),
-        pytest.param("/completions", lambda g: completion_body(g, "Hi", n=2), 400, "n", id="completion-n-2"),
+        pytest.param("/chat/completions", lambda g: chat_body(g, n=9), 400, "n", id="chat-n-9"),
+        pytest.param("/completions", lambda g: completion_body(g, "Hi", n=9), 400, "n", id="completion-n-9"),
     ],
 )
 def test_error_body(gateway: GatewayProcess, path: str, make_body: Any, status: int, param: str) -> None:

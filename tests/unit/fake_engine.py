@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from gateway.engine.base import Delta, EngineInfo, GenerationRequest
+from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest, TokenLogprob
 from gateway.errors import GatewayError
 
 
@@ -21,8 +21,15 @@ class FakeEngine:
     fail_with: GatewayError | None = None
     fail_after: int = 0
     delay_s: float = 0.0  # before each piece, to keep requests running
+    capable: EngineCapabilities = field(
+        default_factory=lambda: EngineCapabilities("fake", return_sequences=True, logprobs=True)
+    )
     requests: list[GenerationRequest] = field(default_factory=list)
     closed_early: list[str] = field(default_factory=list)
+
+    def capabilities(self) -> EngineCapabilities | None:
+        """Scripted capabilities (None while not ready)."""
+        return self.capable if self.ready else None
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -39,7 +46,8 @@ class FakeEngine:
         return EngineInfo(upstream="fake", model="fake", ready=self.ready)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Scripted deltas; stream or not, like the ensemble (deltas vs one full text)."""
+        """Scripted deltas; stream or not, like the ensemble (deltas vs one full text). Several sequences
+        interleave piece by piece; logprobs are -0.5 per piece when asked."""
         self.requests.append(request)
         finished = False
         try:
@@ -47,11 +55,15 @@ class FakeEngine:
             reason = "length" if len(self.pieces) >= request.max_tokens else "stop"
             if self.fail_with is not None and self.fail_after == 0:
                 raise self.fail_with
+            sequences = range(request.num_sequences)
             if not request.stream:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s * len(emitted))
                 finished = True
-                yield Delta("".join(emitted), self._count(len(emitted)), self.prompt_tokens, reason)
+                for sequence in sequences:
+                    text = "".join(emitted)
+                    yield Delta(text, self._count(len(emitted)), self.prompt_tokens, reason, sequence,
+                                self._logprobs(request, emitted))  # fmt: skip
                 return
             for index, piece in enumerate(emitted):
                 if self.delay_s:
@@ -60,10 +72,16 @@ class FakeEngine:
                     raise self.fail_with
                 last = index == len(emitted) - 1
                 finished = last
-                yield Delta(piece, self._count(1), self.prompt_tokens, reason if last else None)
+                for sequence in sequences:
+                    yield Delta(piece, self._count(1), self.prompt_tokens, reason if last else None, sequence,
+                                self._logprobs(request, [piece]))  # fmt: skip
         finally:
             if not finished:
                 self.closed_early.append(request.request_id)
+
+    @staticmethod
+    def _logprobs(request: GenerationRequest, pieces: list[str]) -> list[TokenLogprob] | None:
+        return [TokenLogprob(p, p.encode(), -0.5) for p in pieces] if request.logprobs else None
 
     def _count(self, n: int) -> int | None:
         return n if self.count_tokens else None

@@ -184,7 +184,7 @@ SAMPLING = {
     "max_tokens": st.integers(1, 1000),
     "temperature": st.floats(0, 2),
     "top_p": probabilities,
-    "n": st.just(1),
+    "n": st.integers(1, 3),
     "stop": st.one_of(st.none(), st.text(max_size=5), st.lists(st.text(max_size=5), max_size=16)),
     "seed": st.integers(-(2**63), 2**64 - 1),
     "presence_penalty": penalties,
@@ -474,13 +474,15 @@ def check_well_formed(path: str, body: dict[str, Any], response: httpx.Response)
     assert response.status_code == 200, f"{response.status_code}: {preview(response.text)} for {preview(dump(body))}"
     check_invariants(response)
     prompts = [body["prompt"]] if isinstance(body.get("prompt"), str) else body.get("prompt", [None])
+    n = body.get("n") or 1
+    choices = len(prompts) * n  # choice p * n + i is prompt p's i-th
     finish_reasons = {"stop", "length"}
     if body.get("stream"):
         chunks = sse_payloads(response.text)
         kind = "chat.completion.chunk" if path == CHAT else "text_completion"
         assert chunks and all(c["object"] == kind for c in chunks) and len({c["id"] for c in chunks}) == 1
         finishes = [ch for c in chunks for ch in c["choices"] if ch["finish_reason"] is not None]
-        assert sorted(ch["index"] for ch in finishes) == list(range(len(prompts)))
+        assert sorted(ch["index"] for ch in finishes) == list(range(choices))
         assert {ch["finish_reason"] for ch in finishes} <= finish_reasons
         if (body.get("stream_options") or {}).get("include_usage"):
             assert chunks[-1]["choices"] == [] and all(c["usage"] is None for c in chunks[:-1])
@@ -489,7 +491,7 @@ def check_well_formed(path: str, body: dict[str, Any], response: httpx.Response)
     result = response.json()
     assert result["object"] == ("chat.completion" if path == CHAT else "text_completion"), result
     check_usage(result["usage"])
-    assert [c["index"] for c in result["choices"]] == list(range(len(prompts))), result
+    assert [c["index"] for c in result["choices"]] == list(range(choices)), result
     assert all(c["finish_reason"] in finish_reasons for c in result["choices"]), result
     if path == CHAT:
         message = result["choices"][0]["message"]
@@ -497,7 +499,8 @@ def check_well_formed(path: str, body: dict[str, Any], response: httpx.Response)
     else:
         assert all(isinstance(c["text"], str) for c in result["choices"]), result
         if body.get("echo"):
-            assert all(c["text"].startswith(p) for c, p in zip(result["choices"], prompts, strict=True)), result
+            echoed = [p for p in prompts for _ in range(n)]
+            assert all(c["text"].startswith(p) for c, p in zip(result["choices"], echoed, strict=True)), result
 
 
 # --- the properties ---------------------------------------------------------------------------------------------

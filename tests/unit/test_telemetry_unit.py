@@ -52,7 +52,7 @@ async def test_metrics_count_what_was_sent(client: httpx.AsyncClient, fake_engin
     await client.post(CHAT, json=BODY)
     await client.post(CHAT, json=BODY | {"stream": True})
     await client.post(CHAT, json=BODY | {"max_tokens": 2})
-    await client.post(CHAT, json=BODY | {"n": 3})
+    await client.post(CHAT, json=BODY | {"n": 9})
     fake_engine.fail_with = UpstreamUnavailableError("down")
     await client.post(CHAT, json=BODY)
     text = (await client.get("/metrics")).text

@@ -1,0 +1,281 @@
+"""Events -> OpenAI JSON, one encoder per endpoint: streamed chunks as bytes, and whole response bodies.
+
+Streamed chunks are built from byte prefixes precomputed per choice plus `orjson.dumps` of the new values: no
+pydantic and no dict per token. What is framing (`data:`, `[DONE]`) is api/sse.py's business, not this one's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from gateway.openai.choices import Choice, ChoiceRun
+from gateway.openai.events import (
+    ChoiceEvent,
+    FinishEvent,
+    ReasoningEvent,
+    TextEvent,
+    TokenLogprob,
+    ToolCallEvent,
+)
+from gateway.openai.served_model import ResponseMeta
+
+# OpenAI reports tokens the sampler could never pick (masked to -inf) as -9999.0; JSON has no -Infinity.
+FLOOR_LOGPROB = -9999.0
+
+
+def _logprob(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return value if value > FLOOR_LOGPROB else FLOOR_LOGPROB
+
+
+class CollectedChoice:
+    """Everything one choice produced, for a non-streamed body."""
+
+    __slots__ = ("calls", "finish", "logprobs", "reasoning", "text")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: list[TokenLogprob] = []
+        self.finish: FinishEvent | None = None
+
+    def add(self, event: ChoiceEvent) -> None:
+        if isinstance(event, TextEvent):
+            self.text.append(event.text)
+            if event.logprobs:
+                self.logprobs.extend(event.logprobs)
+        elif isinstance(event, ReasoningEvent):
+            self.reasoning.append(event.text)
+        elif isinstance(event, ToolCallEvent):
+            call = self.calls.setdefault(event.call_index, {"id": event.id, "name": event.name, "arguments": []})
+            call["arguments"].append(event.arguments)
+        else:
+            self.finish = event
+
+
+async def collect(run: ChoiceRun) -> dict[int, CollectedChoice]:
+    """Run every choice to its end; what each produced, by choice index."""
+    collected = {choice.index: CollectedChoice() for choice in run.choices}
+    async for choice, events in run.events():
+        target = collected[choice.index]
+        for event in events:
+            target.add(event)
+    return collected
+
+
+# ---- chat -----------------------------------------------------------------------------------------------------
+
+
+def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
+    """ChatCompletionTokenLogprob."""
+    return {
+        "token": item.token,
+        "logprob": _logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
+        "bytes": list(item.token_bytes),
+        "top_logprobs": [
+            {"token": top.token, "logprob": _logprob(top.logprob), "bytes": list(top.token_bytes)} for top in item.top
+        ],
+    }
+
+
+class ChatEncoder:
+    """chat.completion and chat.completion.chunk objects."""
+
+    def __init__(self, meta: ResponseMeta, include_usage: bool) -> None:
+        self._meta = meta
+        self._head = orjson.dumps(meta.head("chat.completion.chunk"))[:-1] + b',"choices":['
+        self._usage_null = b',"usage":null}' if include_usage else b"}"
+        self._include_usage = include_usage
+        self._prefixes: dict[int, bytes] = {}
+        self._calls_seen: dict[int, set[int]] = {}
+
+    def opening(self, choices: Sequence[Choice]) -> list[bytes]:
+        """The first chunk of every choice: the assistant role."""
+        return [
+            self._prefix(c.index) + b'"delta":{"role":"assistant","content":"","refusal":null},'
+            b'"logprobs":null,"finish_reason":null}]' + self._usage_null
+            for c in choices
+        ]
+
+    def chunks(self, choice: Choice, events: list[ChoiceEvent]) -> list[bytes]:
+        """The chunks of one choice's events."""
+        prefix = self._prefix(choice.index)
+        out = []
+        for event in events:
+            if isinstance(event, TextEvent):
+                logprobs = b"null"
+                if event.logprobs is not None:
+                    content = [chat_token_logprob(item) for item in event.logprobs]
+                    logprobs = orjson.dumps({"content": content, "refusal": None})
+                delta = b'"delta":{"content":' + orjson.dumps(event.text) + b"},"
+                out.append(prefix + delta + b'"logprobs":' + logprobs + b',"finish_reason":null}]' + self._usage_null)
+            elif isinstance(event, FinishEvent):
+                reason = orjson.dumps(event.reason)
+                out.append(prefix + b'"delta":{},"logprobs":null,"finish_reason":' + reason + b"}]" + self._usage_null)
+            else:
+                delta = orjson.dumps(self._delta(choice.index, event))
+                out.append(prefix + b'"delta":' + delta + b',"logprobs":null,"finish_reason":null}]' + self._usage_null)
+        return out
+
+    def closing(self, run: ChoiceRun) -> list[bytes]:
+        """The usage chunk, when asked for."""
+        if not self._include_usage:
+            return []
+        head = orjson.dumps(self._meta.head("chat.completion.chunk"))[:-1]
+        return [head + b',"choices":[],"usage":' + orjson.dumps(run.usage().to_dict()) + b"}"]
+
+    def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
+        """The body of a non-streamed chat completion."""
+        choices = []
+        for choice in run.choices:
+            out = collected[choice.index]
+            text = "".join(out.text)
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": text if text or not out.calls else None,
+                "refusal": None,
+                "annotations": [],
+            }
+            if out.reasoning:
+                message["reasoning_content"] = "".join(out.reasoning)
+            if out.calls:
+                message["tool_calls"] = [
+                    {
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["name"], "arguments": "".join(call["arguments"])},
+                    }
+                    for _, call in sorted(out.calls.items())
+                ]
+            logprobs = None
+            if choice.request.logprobs:
+                logprobs = {"content": [chat_token_logprob(item) for item in out.logprobs], "refusal": None}
+            choices.append(
+                {"index": choice.index, "message": message, "logprobs": logprobs, "finish_reason": choice.finish_reason}
+            )
+        return self._meta.head("chat.completion") | {
+            "choices": choices,
+            "usage": run.usage().to_dict(),
+            "service_tier": "default",
+        }
+
+    def _prefix(self, index: int) -> bytes:
+        prefix = self._prefixes.get(index)
+        if prefix is None:
+            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
+        return prefix
+
+    def _delta(self, index: int, event: ReasoningEvent | ToolCallEvent) -> dict[str, Any]:
+        if isinstance(event, ReasoningEvent):
+            return {"reasoning_content": event.text}
+        seen = self._calls_seen.setdefault(index, set())
+        call: dict[str, Any] = {"index": event.call_index}
+        if event.call_index not in seen:
+            seen.add(event.call_index)
+            call |= {"id": event.id, "type": "function", "function": {"name": event.name, "arguments": event.arguments}}
+        else:
+            call["function"] = {"arguments": event.arguments}
+        return {"tool_calls": [call]}
+
+
+# ---- completions ----------------------------------------------------------------------------------------------
+
+
+class CompletionEncoder:
+    """text_completion objects, streamed or whole; `echo` puts each choice's prompt first."""
+
+    def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool, top_logprobs: int) -> None:
+        self._meta = meta
+        self._head = orjson.dumps(meta.head("text_completion"))[:-1] + b',"choices":['
+        self._usage_null = b',"usage":null}' if include_usage else b"}"
+        self._include_usage = include_usage
+        self._echo = echo
+        self._top = top_logprobs
+        self._prefixes: dict[int, bytes] = {}
+        self._offsets: dict[int, int] = {}  # characters sent so far per choice (logprobs' text_offset)
+
+    def opening(self, choices: Sequence[Choice]) -> list[bytes]:
+        """Completions have no opening chunk."""
+        return []
+
+    def chunks(self, choice: Choice, events: list[ChoiceEvent]) -> list[bytes]:
+        """The chunks of one choice's events (its echoed prompt first, once)."""
+        prefix = self._prefix(choice.index)
+        out = []
+        if self._echo and choice.index not in self._offsets:
+            out.append(self._text_chunk(prefix, choice, choice.request.prompt, choice.prompt_logprobs))
+        for event in events:
+            if isinstance(event, TextEvent):
+                out.append(self._text_chunk(prefix, choice, event.text, event.logprobs))
+            elif isinstance(event, FinishEvent):
+                reason = orjson.dumps(event.reason)
+                out.append(prefix + b'"text":"","logprobs":null,"finish_reason":' + reason + b"}]" + self._usage_null)
+        return out
+
+    def closing(self, run: ChoiceRun) -> list[bytes]:
+        """The usage chunk, when asked for."""
+        if not self._include_usage:
+            return []
+        head = orjson.dumps(self._meta.head("text_completion"))[:-1]
+        return [head + b',"choices":[],"usage":' + orjson.dumps(run.usage().to_dict()) + b"}"]
+
+    def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
+        """The body of a non-streamed completion."""
+        choices = []
+        for choice in run.choices:
+            out = collected[choice.index]
+            text = "".join(out.text)
+            logprobs = None
+            if choice.request.logprobs:
+                items = list(out.logprobs)
+                if self._echo:
+                    items = list(choice.prompt_logprobs or []) + items
+                logprobs = self._logprobs(items, 0)
+            if self._echo:
+                text = choice.request.prompt + text
+            choices.append(
+                {"index": choice.index, "text": text, "logprobs": logprobs, "finish_reason": choice.finish_reason}
+            )
+        return self._meta.head("text_completion") | {"choices": choices, "usage": run.usage().to_dict()}
+
+    def _text_chunk(self, prefix: bytes, choice: Choice, text: str, items: list[TokenLogprob] | None) -> bytes:
+        offset = self._offsets.get(choice.index, 0)
+        self._offsets[choice.index] = offset + len(text)
+        logprobs = b"null"
+        if choice.request.logprobs:
+            logprobs = orjson.dumps(self._logprobs(items or [], offset))
+        return (
+            prefix
+            + b'"text":'
+            + orjson.dumps(text)
+            + b',"logprobs":'
+            + logprobs
+            + b',"finish_reason":null}]'
+            + self._usage_null
+        )
+
+    def _logprobs(self, items: list[TokenLogprob], offset: int) -> dict[str, Any]:
+        """The legacy completions logprobs object; text_offset counts characters from `offset`."""
+        offsets = []
+        for item in items:
+            offsets.append(offset)
+            offset += len(item.token) if not item.token.startswith("bytes:") else 0
+        return {
+            "tokens": [item.token for item in items],
+            "token_logprobs": [_logprob(item.logprob) for item in items],
+            "top_logprobs": [{top.token: _logprob(top.logprob) for top in item.top} for item in items]
+            if self._top > 0
+            else None,
+            "text_offset": offsets,
+        }
+
+    def _prefix(self, index: int) -> bytes:
+        prefix = self._prefixes.get(index)
+        if prefix is None:
+            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
+        return prefix
