@@ -119,6 +119,8 @@ def _served_model(
         field = "chat_template" if isinstance(exc, OSError) else "tokenizer"
         raise ConfigurationError(f"{where}, field '{field}': {exc}" if where else str(exc)) from exc
 
+    block_size = entry.routing.block_size or settings.kv_block_size
+
     def triton_engine(address: str) -> TritonEngine:
         engine_config = TritonEngineConfig(
             url=address,
@@ -130,6 +132,7 @@ def _served_model(
             idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
+            kv_block_size=block_size,
         )
         return TritonEngine(engine_config, tokenizer)
 
@@ -138,7 +141,7 @@ def _served_model(
         model=entry.name,
         triton_model=entry.triton_model,
         policy=entry.routing.policy or settings.routing,
-        block_size=entry.routing.block_size or settings.kv_block_size,
+        block_size=block_size,
         load_factor=entry.routing.load_factor,
         session_from_user=settings.session_from_user,
         ejection=EjectionPolicy(health.eject_after_failures, health.eject_base_s, health.eject_max_s),

@@ -88,6 +88,7 @@ class Delta:
     knows it (else None); `prompt_tokens` is set once the engine knows it. The last delta of each sequence has
     `finish_reason` set. `sequence_index` says which sequence of a `num_sequences` request it belongs to;
     `logprobs` has one entry per token of the piece when asked, `prompt_logprobs` the prompt's (once).
+    `cached_tokens` is how many prompt tokens the engine found in its KV cache, when it reports that.
     """
 
     text: str
@@ -97,6 +98,7 @@ class Delta:
     sequence_index: int = 0
     logprobs: list[TokenLogprob] | None = None
     prompt_logprobs: list[TokenLogprob] | None = None
+    cached_tokens: int | None = None
 
     def extend(self, later: Delta) -> None:
         """Append the piece of the same sequence that follows this one (several responses sent as one)."""
@@ -114,6 +116,8 @@ class Delta:
                 self.logprobs.extend(later.logprobs)
         if self.prompt_logprobs is None:
             self.prompt_logprobs = later.prompt_logprobs
+        if later.cached_tokens is not None:
+            self.cached_tokens = later.cached_tokens
 
 
 @dataclass(frozen=True, slots=True)

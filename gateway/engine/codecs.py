@@ -106,15 +106,27 @@ def float_values(raw: bytes, datatype: str) -> tuple[float, ...]:
 TextPolicy = ReplacementMerger | CumulativeTextDiff
 
 
+REUSED_BLOCKS_OUTPUT = "kv_cache_reused_blocks"
+
+
+def add_cache_reuse_output(builder: RequestBuilder, outputs: list[str]) -> None:
+    """Ask for the engine's KV-cache reuse (`return_perf_metrics`) when the model declares it."""
+    interface = builder.interface
+    if "return_perf_metrics" in interface.inputs and REUSED_BLOCKS_OUTPUT in interface.outputs:
+        builder.scalar("return_perf_metrics", True)
+        outputs.append(REUSED_BLOCKS_OUTPUT)
+
+
 class TextDecoder:
     """`text_output` (+ token counts, sequence index, log-probabilities) -> Delta, with the mode's text policy
     per sequence. A token's text for logprobs is its response's own text (one token per streamed response)."""
 
-    __slots__ = ("_new_policy", "_policies")
+    __slots__ = ("_block_size", "_new_policy", "_policies")
 
-    def __init__(self, new_policy: Callable[[], TextPolicy] | None) -> None:
+    def __init__(self, new_policy: Callable[[], TextPolicy] | None, block_size: int) -> None:
         self._new_policy = new_policy
         self._policies: dict[int, TextPolicy] = {}
+        self._block_size = block_size  # tokens per KV-cache block, for cached_tokens
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response."""
@@ -133,6 +145,8 @@ class TextDecoder:
                 delta.sequence_index = decode_first_int(raw, output.datatype)
             elif name == "output_log_probs":
                 log_probs = float_values(raw, output.datatype)
+            elif name == REUSED_BLOCKS_OUTPUT:
+                delta.cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
         policy = self._policy(delta.sequence_index)
         delta.text = policy.feed(text) if policy is not None else text
         if log_probs:
@@ -163,6 +177,7 @@ class TextCodec:
     mode: UpstreamMode
     cumulative: bool
     stops_engine_on_cancel: bool = False  # neither the ensemble nor BLS passes a cancel on to the engine
+    kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; streamed text is exact only when cumulative (BLS)."""
@@ -187,6 +202,7 @@ class TextCodec:
                 outputs.append(count)
         add_sampling_inputs(builder, request)
         add_sequence_inputs(builder, request, outputs)
+        add_cache_reuse_output(builder, outputs)
         if request.stop and "stop_words" in interface.inputs:
             # Token-level matching in the engine is best effort; the gateway also matches the text.
             builder.strings("stop_words", request.stop)
@@ -195,7 +211,7 @@ class TextCodec:
         policy: Callable[[], TextPolicy] | None = None
         if stream:
             policy = CumulativeTextDiff if self.cumulative else ReplacementMerger
-        return builder.message, TextDecoder(policy)
+        return builder.message, TextDecoder(policy, self.kv_block_size)
 
 
 # ---- direct: token ids to and from tensorrt_llm --------------------------------------------------------------
@@ -216,6 +232,7 @@ class TokenDecoder:
     prompt_ids: list[int]
     texts: TokenTexts | None = None  # set when logprobs are asked for
     top_logprobs: int = 0
+    block_size: int = 64  # tokens per KV-cache block, for cached_tokens
     _sequences: dict[int, _SequenceState] = field(default_factory=dict)
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
@@ -224,6 +241,7 @@ class TokenDecoder:
         length = None
         ids_raw = b""
         sequence_index = 0
+        cached_tokens: int | None = None
         log_probs: tuple[float, ...] = ()
         generation: np.ndarray | None = None
         context: np.ndarray | None = None
@@ -241,6 +259,8 @@ class TokenDecoder:
                 generation = log_softmax(logits_rows(raw, output.datatype, output.shape[-1]))
             elif name == "context_logits" and raw:
                 context = log_softmax(logits_rows(raw, output.datatype, output.shape[-1]))
+            elif name == REUSED_BLOCKS_OUTPUT:
+                cached_tokens = decode_first_int(raw, output.datatype) * self.block_size
         if ids_raw:
             count = len(ids_raw) // 4 if length is None else length
             ids = list(struct.unpack_from(f"<{count}i", ids_raw))
@@ -248,7 +268,10 @@ class TokenDecoder:
         if state is None:
             state = self._sequences[sequence_index] = _SequenceState(IncrementalDetokenizer(self.tokenizer))
         delta = Delta(
-            text=state.detokenizer.feed(ids) if ids else "", completion_tokens=len(ids), sequence_index=sequence_index
+            text=state.detokenizer.feed(ids) if ids else "",
+            completion_tokens=len(ids),
+            sequence_index=sequence_index,
+            cached_tokens=cached_tokens,
         )
         if not state.counted_prompt:
             delta.prompt_tokens = len(self.prompt_ids)
@@ -302,6 +325,7 @@ class TokenCodec:
     interface: ModelInterface
     tokenizer: Any
     engine_logits: bool = False  # the engine was built to gather generation/context logits
+    kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
     mode: UpstreamMode = "direct"
     stops_engine_on_cancel: bool = True  # the engine sees a cancelled direct call within a step
     texts: TokenTexts = field(init=False)
@@ -341,6 +365,7 @@ class TokenCodec:
         add_sampling_inputs(builder, request)
         outputs = ["output_ids", "sequence_length"]
         add_sequence_inputs(builder, request, outputs)
+        add_cache_reuse_output(builder, outputs)
         if request.top_logprobs > 0:
             builder.scalar("return_generation_logits", True)
             outputs.append("generation_logits")
@@ -353,31 +378,32 @@ class TokenCodec:
             )
         builder.request_outputs(outputs)
         wants_logprobs = request.logprobs or request.prompt_logprobs
-        decoder = TokenDecoder(self.tokenizer, ids, self.texts if wants_logprobs else None, request.top_logprobs)
+        texts = self.texts if wants_logprobs else None
+        decoder = TokenDecoder(self.tokenizer, ids, texts, request.top_logprobs, self.kv_block_size)
         return builder.message, decoder
 
 
 def codec_for(
-    config: model_config_pb2.ModelConfig, tokenizer: Any | None, engine_logits: bool = False
+    config: model_config_pb2.ModelConfig, tokenizer: Any | None, engine_logits: bool = False, kv_block_size: int = 64
 ) -> UpstreamCodec:
-    """Pick the upstream mode from a model's declared config."""
+    """Pick the upstream mode from a model's declared config (`kv_block_size`: tokens per KV-cache block)."""
     interface = ModelInterface.from_config(config)
     if not interface.decoupled:
         raise ConfigurationError(f"model '{config.name}' must be deployed decoupled (decoupled_mode:true)")
     if {"input_ids", "input_lengths", "request_output_len"} <= interface.inputs.keys():
         if tokenizer is None:
             raise ConfigurationError(f"calling '{config.name}' directly needs the model's tokenizer (--tokenizer)")
-        return TokenCodec(interface, tokenizer, engine_logits)
+        return TokenCodec(interface, tokenizer, engine_logits, kv_block_size)
     missing = ({"text_input", "max_tokens"} - interface.inputs.keys()) | ({"text_output"} - interface.outputs.keys())
     if missing:
         raise ConfigurationError(
             f"model '{config.name}' lacks {sorted(missing)}: not a TensorRT-LLM ensemble, BLS or engine model"
         )
     if config.platform == "ensemble":
-        return TextCodec(interface, mode="ensemble", cumulative=False)
+        return TextCodec(interface, mode="ensemble", cumulative=False, kv_block_size=kv_block_size)
     accumulate = (
         config.parameters["accumulate_tokens"].string_value.strip().lower()
         if "accumulate_tokens" in config.parameters
         else ""
     )
-    return TextCodec(interface, mode="bls", cumulative=accumulate in ("true", "1", "yes"))
+    return TextCodec(interface, mode="bls", cumulative=accumulate in ("true", "1", "yes"), kv_block_size=kv_block_size)

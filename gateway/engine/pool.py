@@ -134,15 +134,20 @@ class UpstreamPool:
         key = await self.route_key(request)
         failed: Upstream | None = None
         while True:
-            upstream = self.choose(key, failed)
-            yielded = False
+            upstream, reason = self.choose(key, failed)
+            yielded = finished = False
+            prompt_tokens = cached_tokens = None
             self._begin(upstream)
             try:
                 async with contextlib.aclosing(upstream.engine.generate(request)) as deltas:
                     async for delta in deltas:
                         yielded = True
+                        finished = finished or delta.finish_reason is not None
+                        prompt_tokens = delta.prompt_tokens if delta.prompt_tokens is not None else prompt_tokens
+                        cached_tokens = delta.cached_tokens if delta.cached_tokens is not None else cached_tokens
+                        # The consumer may close this generator once a finish arrived (it has all it needs):
+                        # a success is recorded in `finally`, not after the loop.
                         yield delta
-                upstream.succeeded()
                 return
             except GatewayError as exc:
                 if not upstream_fault(exc):
@@ -155,6 +160,9 @@ class UpstreamPool:
                     self._metrics.retries.labels(self.config.model, upstream.address).inc()
                 failed = upstream
             finally:
+                if finished:
+                    upstream.succeeded()
+                    self._record_reuse(reason, prompt_tokens, cached_tokens)
                 await self._end(upstream)
 
     async def route_key(self, request: GenerationRequest) -> RouteKey:
@@ -179,8 +187,8 @@ class UpstreamPool:
             ids = self._tokenizer.encode(prompt, add_special_tokens=False)
         return block_hashes(ids, self.config.block_size)
 
-    def choose(self, key: RouteKey, exclude: Upstream | None = None) -> Upstream:
-        """The upstream for a request with this key (not `exclude`), recorded in metrics and the request log."""
+    def choose(self, key: RouteKey, exclude: Upstream | None = None) -> tuple[Upstream, str]:
+        """The upstream for a request with this key (not `exclude`) and why, recorded in metrics and the log."""
         candidates = [u for u in self.upstreams if u is not exclude and u.available()]
         if not candidates:
             raise UpstreamUnavailableError(f"no upstream of model '{self.config.model}' is ready")
@@ -198,7 +206,7 @@ class UpstreamPool:
         context = current_request()
         if context is not None:
             context.upstreams.append(chosen.address)
-        return chosen
+        return chosen, reason
 
     def _others(self, upstream: Upstream) -> bool:
         return any(u is not upstream and u.available() for u in self.upstreams)
@@ -215,6 +223,13 @@ class UpstreamPool:
         if self._metrics is not None:
             self._metrics.in_flight.labels(self.config.model, upstream.address).dec()
         await self._upstreams.release(upstream)
+
+    def _record_reuse(self, reason: str, prompt_tokens: int | None, cached_tokens: int | None) -> None:
+        """How much of the prompt the chosen upstream had cached, by the decision's reason (where reported)."""
+        if self._metrics is None or prompt_tokens is None or cached_tokens is None:
+            return
+        self._metrics.routed_prompt_tokens.labels(self.config.model, reason).inc(prompt_tokens)
+        self._metrics.cached_tokens.labels(self.config.model, reason).inc(min(cached_tokens, prompt_tokens))
 
     def _record_failure(self, upstream: Upstream) -> None:
         ejected = upstream.failed()

@@ -63,6 +63,7 @@ class TritonEngineConfig:
     idle_timeout_s: float | None = None
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
+    kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
 
 
 class TritonEngine:
@@ -159,7 +160,7 @@ class TritonEngine:
         metadata = await self._stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=timeout)
         self._server_version = metadata.version
         config = await self._stub.ModelConfig(service_pb2.ModelConfigRequest(name=self.config.model), timeout=timeout)
-        self._codec = codec_for(config.config, self._tokenizer, self.config.engine_logits)
+        self._codec = codec_for(config.config, self._tokenizer, self.config.engine_logits, self.config.kv_block_size)
         self._stop_interface = None
         if self._codec.stops_engine_on_cancel:
             return

@@ -51,3 +51,16 @@ class UpstreamMetrics:
             ["model", "policy", "reason"],
             registry=registry,
         )
+        # Their ratio is how often routing found a warm cache (the engine's kv_cache_reused_blocks), by reason.
+        self.routed_prompt_tokens = Counter(
+            "gateway_routing_prompt_tokens",
+            "Prompt tokens of routed generations whose engine reports KV-cache reuse, by decision reason.",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.cached_tokens = Counter(
+            "gateway_routing_cached_tokens",
+            "Of those, the tokens the chosen upstream had in its KV cache, by decision reason.",
+            ["model", "reason"],
+            registry=registry,
+        )

@@ -129,8 +129,8 @@ def test_two_models_each_with_its_own_tokenizer_and_template(fleet: Fleet) -> No
         client.chat.completions.create(model="fleet-c", messages=messages, max_tokens=4)
 
 
-async def chat_turns(gateway: GatewayProcess, conversation: int, turns: int) -> list[str]:
-    """One conversation, turn after turn, each sent with its own request id; returns the ids."""
+async def chat_turns(gateway: GatewayProcess, conversation: int, turns: int) -> list[tuple[str, dict[str, object]]]:
+    """One conversation, turn after turn, each sent with its own request id; returns (id, usage) per turn."""
     messages = [{"role": "system", "content": SYSTEM}]
     ids = []
     async with httpx.AsyncClient(timeout=30) as http:
@@ -144,22 +144,34 @@ async def chat_turns(gateway: GatewayProcess, conversation: int, turns: int) -> 
             )
             assert response.status_code == 200, response.text
             messages.append({"role": "assistant", "content": response.json()["choices"][0]["message"]["content"]})
-            ids.append(request_id)
+            ids.append((request_id, response.json()["usage"]))
     return ids
 
 
 def test_prefix_affinity_keeps_conversations_on_their_upstream(fleet: Fleet) -> None:
-    async def conversations() -> list[list[str]]:
+    async def conversations() -> list[list[tuple[str, dict[str, object]]]]:
         # Five, not six: with a multiple of three in lockstep, even round robin would keep each on one replica.
         return await asyncio.gather(*(chat_turns(fleet.gateway, c, 6) for c in range(5)))
 
-    ids = asyncio.run(conversations())
+    turns = asyncio.run(conversations())
+    ids = [[request_id for request_id, _ in conv] for conv in turns]
     where = upstreams_of(fleet.gateway, {i for conv in ids for i in conv})
     on_home = sum(Counter(where[i] for i in conv).most_common(1)[0][1] for conv in ids)
     assert on_home >= 0.9 * 30, [[where[i] for i in conv] for conv in ids]
     homes = {Counter(where[i] for i in conv).most_common(1)[0][0] for conv in ids}
     assert len(homes) >= 2  # concurrent conversations do not all pile onto one replica
     assert set(where.values()) <= {fleet.address(i) for i in range(3)}
+    # The engine's kv_cache_reused_blocks, as usage.prompt_tokens_details.cached_tokens: a later turn on its
+    # conversation's replica finds the earlier turns cached (whole 16-token blocks, never the whole prompt).
+    for conv in turns:
+        for (request_id, usage), (earlier_id, earlier) in zip(conv[1:], conv, strict=False):
+            cached = usage["prompt_tokens_details"]["cached_tokens"]  # type: ignore[index]
+            assert cached % 16 == 0 and cached < usage["prompt_tokens"], usage  # type: ignore[operator]
+            if where[request_id] == where[earlier_id]:
+                assert cached >= (earlier["prompt_tokens"] // 16 - 1) * 16, (earlier, usage)  # type: ignore[operator]
+    hits = metric(fleet.gateway, "gateway_routing_cached_tokens_total", model="fleet-a", reason="prefix_hit")
+    routed = metric(fleet.gateway, "gateway_routing_prompt_tokens_total", model="fleet-a", reason="prefix_hit")
+    assert routed > 0 and hits / routed > 0.7
 
 
 def test_stop_reaches_the_upstream_that_runs_the_generation(fleet: Fleet) -> None:

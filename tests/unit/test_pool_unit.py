@@ -208,3 +208,23 @@ async def test_a_session_header_routes_by_session() -> None:
     assert sorted(len(e.requests) for e in engines.values()) == [0, 0, 6]
     assert value(metrics, "decisions", "m", "session", "session") == 6
     await pool.close()
+
+
+async def test_a_finished_generation_clears_the_failure_record_even_when_the_consumer_stops_reading() -> None:
+    engine = FakeEngine()
+    pool, metrics = make_pool({"a:1": engine}, ejection=EjectionPolicy(failures=3))
+    await pool.start()
+    for _ in range(2):
+        engine.fail_with = UpstreamError("broken")
+        with pytest.raises(UpstreamError):
+            await collect(pool, request())
+    engine.fail_with = None
+    deltas = pool.generate(request(stream=False))
+    assert (await anext(deltas)).finish_reason is not None
+    await deltas.aclose()  # as a consumer does once it has the finish
+    engine.fail_with = UpstreamError("broken")
+    for _ in range(2):
+        with pytest.raises(UpstreamError):
+            await collect(pool, request())
+    assert value(metrics, "ejections", "m", "a:1") == 0 and pool.upstreams[0].available()
+    await pool.close()
