@@ -56,10 +56,13 @@ class Workload:
     user_tokens: int = 120
     reply_tokens: int = 32
     block_size: int = 64
-    cache_blocks: int = 160
-    prefill_ms_per_token: float = 0.05
+    cache_blocks: int = 256
+    prefill_ms_per_token: float = 0.2
     ttft_ms: float = 5.0
-    itl_ms: float = 5.0
+    itl_ms: float = 20.0
+    # Direct mode: on a small machine the CPU then goes to the engine model, not to the ensemble's per-token
+    # Python postprocessing, so what differs between policies is the modelled prefill, not CPU contention.
+    triton_model: str = "tensorrt_llm"
 
 
 @dataclass
@@ -73,6 +76,7 @@ class PolicyResult:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     per_upstream: dict[str, float] = field(default_factory=dict)
+    decisions: dict[str, float] = field(default_factory=dict)  # routing decisions by reason
     peak_imbalance: float = 0.0  # max over samples of (busiest upstream's in flight) / (mean in flight)
     bound_exceeded_samples: int = 0  # samples where the busiest held more than ceil(1.25 x mean)
     samples: int = 0
@@ -88,6 +92,7 @@ class PolicyResult:
             "ttft_p99_ms": round(percentile(self.ttft_ms, 99) or 0, 1),
             "cached_fraction": round(self.cached_tokens / self.prompt_tokens, 3) if self.prompt_tokens else None,
             "requests_per_upstream": sorted(int(v) for v in self.per_upstream.values()),
+            "decisions": {reason: int(count) for reason, count in sorted(self.decisions.items())},
             "peak_in_flight_over_mean": round(self.peak_imbalance, 2),
             "samples_over_bound": f"{self.bound_exceeded_samples}/{self.samples}",
         }
@@ -210,6 +215,9 @@ async def drive(gateway_url: str, load: Workload, policy: str, model_dir: str) -
         if line.startswith("gateway_upstream_requests_total{"):
             labels, value = line.rsplit(" ", 1)
             result.per_upstream[labels.split('upstream="', 1)[1].split('"', 1)[0]] = float(value)
+        elif line.startswith("gateway_routing_decisions_total{"):
+            labels, value = line.rsplit(" ", 1)
+            result.decisions[labels.split('reason="', 1)[1].split('"', 1)[0]] = float(value)
     return result
 
 
@@ -317,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             upstreams = json.dumps([t.grpc_url for t in tritons])
             models_file.write_text(
                 f"models:\n  - name: bench\n    tokenizer: {model_dir}\n    upstreams: {upstreams}\n"
+                f"    triton_model: {load.triton_model}\n"
                 f"    routing: {{policy: {policy}, block_size: {load.block_size}}}\n"
             )
             process, url = start_gateway(models_file, Path(work) / f"{policy}.log")
