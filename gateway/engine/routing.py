@@ -8,9 +8,10 @@ a request while it holds more than 1.25x the mean load (rounded up), and at leas
 that bound, so the walk always ends.
 
 `prefix_affinity` keys a request by the chained hashes of its prompt's token blocks (one per KV-cache block):
-the longest block chain that was already sent somewhere picks that upstream (its KV cache likely still holds
-the prefix), else the request's own last block places it on the ring. So the turns of one conversation, and
-requests that share a long system prompt, go where their prefix is cached until that upstream is full.
+the longest block chain that was already sent somewhere picks the upstreams it went to (their KV caches likely
+still hold the prefix), and the least loaded of them takes it; a prefix never seen places the request by its
+own last block on the ring. So the turns of one conversation stay on one upstream, and requests that share a
+long system prompt spread over the upstreams that hold it, until they are full.
 """
 
 from __future__ import annotations
@@ -174,16 +175,17 @@ class PrefixAffinity:
     """Prompt-prefix affinity over token blocks with bounded load (see the module doc).
 
     `table_blocks` bounds the remembered block hashes (least recently used are forgotten first); each one costs
-    about 100 bytes.
+    about 150 bytes. Each block remembers up to `holders` upstreams, most recent first.
     """
 
     name: PolicyName = "prefix_affinity"
     needs_blocks = True
 
-    def __init__(self, load_factor: float = DEFAULT_LOAD_FACTOR, table_blocks: int = 200_000) -> None:
+    def __init__(self, load_factor: float = DEFAULT_LOAD_FACTOR, table_blocks: int = 200_000, holders: int = 4) -> None:
         self.load_factor = load_factor
         self._table_blocks = table_blocks
-        self._placed: OrderedDict[int, str] = OrderedDict()  # block-chain hash -> upstream last sent it
+        self._holders = holders
+        self._placed: OrderedDict[int, tuple[str, ...]] = OrderedDict()  # block-chain hash -> upstreams sent it
         self._ring = HashRing()
 
     def choose(self, candidates: Sequence[Target], key: RouteKey) -> tuple[Target, str]:
@@ -193,26 +195,26 @@ class PrefixAffinity:
             fewest = min(c.in_flight for c in candidates)
             return random.choice([c for c in candidates if c.in_flight == fewest]), "prefix_short"
         by_address = {c.address: c for c in candidates}
-        preferred: Target | None = None
+        warm: list[Target] = []
         anchor = blocks[-1]
         for block in reversed(blocks):
-            address = self._placed.get(block)
-            if address is not None and address in by_address:
-                preferred, anchor = by_address[address], block
+            warm = [by_address[a] for a in self._placed.get(block, ()) if a in by_address]
+            if warm:
+                anchor = block
                 break
-        order = self._ring.walk(anchor, candidates)
-        if preferred is not None:
-            order.remove(preferred)
-            order.insert(0, preferred)
+        warm.sort(key=lambda t: t.in_flight)
+        order = warm + [t for t in self._ring.walk(anchor, candidates) if t not in warm]
         chosen = first_within_bound(order, load_bound(candidates, self.load_factor))
-        reason = "prefix_miss" if preferred is None else "prefix_hit" if chosen is preferred else "prefix_overflow"
+        reason = "prefix_miss" if not warm else "prefix_hit" if chosen in warm else "prefix_overflow"
         self._remember(blocks, chosen.address)
         return chosen, reason
 
     def _remember(self, blocks: Sequence[int], address: str) -> None:
         placed = self._placed
         for block in blocks:
-            placed[block] = address
+            holders = placed.get(block, ())
+            if not holders or holders[0] != address:
+                placed[block] = (address, *(h for h in holders if h != address))[: self._holders]
             placed.move_to_end(block)
         while len(placed) > self._table_blocks:
             placed.popitem(last=False)

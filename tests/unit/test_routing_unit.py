@@ -165,3 +165,15 @@ def test_the_table_forgets_least_recently_used_blocks() -> None:
     for conv in range(2, 8):
         policy.choose(pool, conversation(1, conv=conv))
     assert policy.choose(pool, conversation(1, conv=1))[1] == "prefix_miss"
+
+
+def test_a_prefix_held_by_several_upstreams_goes_to_the_least_loaded_holder() -> None:
+    pool = targets()
+    policy = PrefixAffinity()
+    for conv, target in enumerate(pool[:2]):  # two upstreams got conversations with this system prompt
+        target.in_flight = 5
+        policy.choose([target], conversation(1, system=8, conv=conv))
+        target.in_flight = 0
+    pool[0].in_flight, pool[1].in_flight = 3, 1
+    chosen, reason = policy.choose(pool, conversation(1, system=8, conv=99))
+    assert (chosen, reason) == (pool[1], "prefix_hit")  # not pool[2], which never saw the prefix

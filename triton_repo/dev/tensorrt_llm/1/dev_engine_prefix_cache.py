@@ -2,9 +2,10 @@
 
 Per engine instance, an LRU of prompt blocks (`block_size` tokens each, identified by the chained hash of the
 prompt up to and including the block, as the real cache's block reuse matches prefixes). A new request reuses
-the leading blocks that are still cached; the rest must be computed. Prefill is one lane per instance: a
-request's first token comes `ttft_s` plus `prefill_s_per_token` x its uncached tokens after the lane is free, so
-uncached work of other requests also delays it (a busy replica is slow to start, as a real one is).
+the leading blocks that are still cached; the rest must be computed. When a request ends, the blocks of its
+whole sequence (prompt and generated tokens) are cached, as TensorRT-LLM keeps them for reuse. Prefill is one
+lane per instance: a request's first token comes `ttft_s` plus `prefill_s_per_token` x its uncached tokens
+after the lane is free, so uncached work of other requests also delays it (a busy replica is slow to start).
 """
 
 from __future__ import annotations

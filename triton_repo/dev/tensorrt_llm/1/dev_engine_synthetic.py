@@ -158,6 +158,11 @@ class SyntheticEngine(EngineCore):
                     self._emit(stream, due)
             self._publish_metrics()
 
+    def _retire(self, job: GenerationJob) -> None:
+        # A finished sequence's blocks stay reusable, generated tokens included (the next turn of a chat).
+        self._prefix_cache.admit(job.prompt + job.generated)
+        super()._retire(job)
+
     def _reset(self) -> None:
         self._heap.clear()
 
