@@ -50,7 +50,7 @@ class Workload:
 
     conversations: int = 32
     concurrency: int = 16  # not a multiple of 3: closed-loop clients in lockstep would keep round robin sticky
-    turns: int = 8
+    turns: int = 10
     system_prompts: int = 8
     system_tokens: int = 1000
     user_tokens: int = 60
@@ -196,7 +196,8 @@ async def drive(gateway_url: str, load: Workload, policy: str, model_dir: str) -
     for index in range(load.conversations):
         queue.put_nowait(index)
 
-    async def worker(http: httpx.AsyncClient) -> None:
+    async def worker(http: httpx.AsyncClient, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)  # conversations arrive over the first second, not all at once
         while not queue.empty():
             index = queue.get_nowait()
             own = users[index * load.turns : (index + 1) * load.turns]
@@ -209,7 +210,7 @@ async def drive(gateway_url: str, load: Workload, policy: str, model_dir: str) -
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=load.concurrency + 4)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        await asyncio.gather(*(worker(http) for _ in range(load.concurrency)))
+        await asyncio.gather(*(worker(http, i / load.concurrency) for i in range(load.concurrency)))
     result.wall_s = time.perf_counter() - started
     stop.set()
     await sampler
