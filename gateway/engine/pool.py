@@ -190,6 +190,8 @@ class UpstreamPool:
     def choose(self, key: RouteKey, exclude: Upstream | None = None) -> tuple[Upstream, str]:
         """The upstream for a request with this key (not `exclude`) and why, recorded in metrics and the log."""
         candidates = [u for u in self.upstreams if u is not exclude and u.available()]
+        if not candidates:  # every ready one is ejected: try them anyway rather than refuse everything
+            candidates = [u for u in self.upstreams if u is not exclude and u.ready()]
         if not candidates:
             raise UpstreamUnavailableError(f"no upstream of model '{self.config.model}' is ready")
         if key.session is not None:
@@ -209,7 +211,7 @@ class UpstreamPool:
         return chosen, reason
 
     def _others(self, upstream: Upstream) -> bool:
-        return any(u is not upstream and u.available() for u in self.upstreams)
+        return any(u is not upstream and u.ready() for u in self.upstreams)
 
     def _begin(self, upstream: Upstream) -> None:
         upstream.in_flight += 1

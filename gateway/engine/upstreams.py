@@ -3,8 +3,10 @@
 - Active health: each upstream's engine polls Triton's server and model readiness (TritonEngine's watcher); an
   upstream that is not ready is not a candidate.
 - Passive ejection: `failures` consecutive failed requests eject an upstream for `base_s`, doubled at each
-  ejection that follows without a success in between, up to `max_s`. When the time is up it is a candidate again;
-  one more failure ejects it again at once, one success clears its record.
+  ejection that follows without a success in between, up to `max_s`. Failures while it is out (requests that
+  were already running there) change nothing. When the time is up it is a candidate again; one more failure
+  ejects it again at once, one success clears its record. (The pool ignores ejections when every ready upstream
+  is ejected: refusing everything would be worse.)
 - `dns:///name:port` is resolved now and every `dns_interval_s` (a Kubernetes headless Service answers with one
   address per ready pod): new addresses become upstreams, vanished ones stop getting requests and are closed once
   their last request ends. A failed lookup keeps the addresses known so far.
@@ -86,7 +88,11 @@ class Upstream:
 
     def available(self) -> bool:
         """A candidate for a new request: known, ready, not ejected."""
-        return not self.retired and self._clock() >= self.ejected_until and self.engine.info().ready
+        return self._clock() >= self.ejected_until and self.ready()
+
+    def ready(self) -> bool:
+        """Known (not retired) and ready by Triton's own account."""
+        return not self.retired and self.engine.info().ready
 
     def ejected(self) -> bool:
         """Whether passive health checking has it out now."""
@@ -100,7 +106,7 @@ class Upstream:
     def failed(self) -> float | None:
         """A request failed for the upstream's sake; returns the ejection time when this ejects it."""
         self._failures += 1
-        if self._failures < self._ejection.failures:
+        if self._failures < self._ejection.failures or self.ejected():
             return None
         duration = min(self._ejection.max_s, self._ejection.base_s * 2**self._streak)
         self._streak += 1

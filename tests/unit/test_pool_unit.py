@@ -138,15 +138,40 @@ async def test_the_requests_own_faults_are_neither_retried_nor_counted() -> None
     await pool.close()
 
 
-async def test_two_failures_end_the_request_and_three_eject() -> None:
-    engines = {a: FakeEngine(fail_with=UpstreamUnavailableError("down")) for a in ("a:1", "b:1")}
-    pool, metrics = make_pool(engines, ejection=EjectionPolicy(failures=2))
+async def test_an_ejected_upstream_gets_nothing_until_its_time_is_up() -> None:
+    clock = Clock()
+    broken = FakeEngine(fail_with=UpstreamUnavailableError("down"))
+    engines = {"a:1": broken, "b:1": FakeEngine(), "c:1": FakeEngine()}
+    metrics = UpstreamMetrics(CollectorRegistry())
+    config = PoolConfig(model="m", policy="round_robin", ejection=EjectionPolicy(failures=2, base_s=5))
+    sources = [UpstreamSource.parse(a) for a in engines]
+    pool = UpstreamPool(config, sources, engines.__getitem__, None, metrics, clock)
     await pool.start()
-    with pytest.raises(UpstreamUnavailableError, match="down"):
+    for _ in range(6):  # each failure on a:1 is retried elsewhere: no request fails
+        assert await collect(pool, request()) == "Hello world!"
+    assert len(broken.requests) == 2 and value(metrics, "ejections", "m", "a:1") == 1
+    clock.now += 4.9
+    for _ in range(6):
         await collect(pool, request())
-    with pytest.raises(UpstreamUnavailableError):
+    assert len(broken.requests) == 2
+    clock.now += 0.1
+    for _ in range(3):
         await collect(pool, request())
-    assert value(metrics, "ejections", "m", "a:1") == value(metrics, "ejections", "m", "b:1") == 1
+    assert len(broken.requests) == 3 and value(metrics, "ejections", "m", "a:1") == 2  # back, fails, out again
+    await pool.close()
+
+
+async def test_when_every_ready_upstream_is_ejected_they_are_tried_anyway() -> None:
+    engine = FakeEngine(fail_with=UpstreamUnavailableError("down"))
+    pool, metrics = make_pool({"a:1": engine}, ejection=EjectionPolicy(failures=2))
+    await pool.start()
+    for _ in range(4):  # concurrent failures of requests already running there do not extend the ejection
+        with pytest.raises(UpstreamUnavailableError, match="down"):
+            await collect(pool, request())
+    assert value(metrics, "ejections", "m", "a:1") == 1 and len(engine.requests) == 4
+    engine.fail_with = None  # Triton is back: the single upstream serves at once, ejected or not
+    assert await collect(pool, request()) == "Hello world!"
+    engine.ready = False
     with pytest.raises(UpstreamUnavailableError, match="no upstream of model 'm' is ready"):
         await collect(pool, request())
     await pool.close()
