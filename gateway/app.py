@@ -20,6 +20,7 @@ from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
 from gateway.engine.pool import PoolConfig, UpstreamPool
+from gateway.engine.routing import LoadBound
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
@@ -142,7 +143,7 @@ def _served_model(
         triton_model=entry.triton_model,
         policy=entry.routing.policy or settings.routing,
         block_size=block_size,
-        load_factor=entry.routing.load_factor,
+        bound=LoadBound(entry.routing.load_factor, entry.routing.load_floor),
         session_from_user=settings.session_from_user,
         ejection=EjectionPolicy(health.eject_after_failures, health.eject_base_s, health.eject_max_s),
         dns_interval_s=health.dns_interval_s,

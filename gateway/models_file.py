@@ -30,6 +30,7 @@ class RoutingEntry(_Strict):
     policy: PolicyName | None = None
     block_size: Annotated[int, Field(ge=1, le=4096)] | None = None
     load_factor: Annotated[float, Field(gt=1.0, le=10.0)] = 1.25
+    load_floor: Annotated[int, Field(ge=1)] = 4
 
 
 class HealthEntry(_Strict):

@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.engine.base import Delta, Engine, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.routing import (
-    DEFAULT_LOAD_FACTOR,
+    LoadBound,
     PolicyName,
     RouteKey,
     SessionAffinity,
@@ -45,7 +45,7 @@ class PoolConfig:
     triton_model: str = "ensemble"
     policy: PolicyName = "least_outstanding"
     block_size: int = 64  # tokens per KV-cache block (TensorRT-LLM's tokens_per_block)
-    load_factor: float = DEFAULT_LOAD_FACTOR
+    bound: LoadBound = field(default_factory=LoadBound)  # how full the affinity policies let an upstream get
     session_affinity: bool = True  # requests with a session id header are routed by it
     session_from_user: bool = False  # and so are requests with a `user` (off: one user may run many chats)
     ejection: EjectionPolicy = field(default_factory=EjectionPolicy)
@@ -76,8 +76,8 @@ class UpstreamPool:
     ) -> None:
         self.config = config
         self._sources = sources
-        self._policy = make_policy(config.policy, config.load_factor)
-        self._sessions = SessionAffinity(config.load_factor)
+        self._policy = make_policy(config.policy, config.bound)
+        self._sessions = SessionAffinity(config.bound)
         self._tokenizer = tokenizer
         self._metrics = metrics
         self._upstreams = UpstreamSet(sources, engine_factory, config.ejection, config.dns_interval_s, clock)

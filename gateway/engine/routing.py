@@ -3,9 +3,11 @@
 Every policy picks among the upstreams that are available now (healthy, not ejected) and returns the choice
 with a reason (a bounded metric label). The affinity policies use consistent hashing with bounded load: a key
 is placed on a hash ring (64 virtual nodes per upstream) and walked clockwise, skipping any upstream whose load
-would exceed `ceil(load_factor x (in flight + 1) / upstreams)`; with the default factor 1.25 no upstream is sent
-a request while it holds more than 1.25x the mean load (rounded up), and at least one upstream is always under
-that bound, so the walk always ends.
+would exceed `max(floor, ceil(factor x (in flight + 1) / upstreams))` (LoadBound): with the defaults 1.25 and 4,
+no upstream is sent a request while it holds more than 1.25x the mean load (rounded up), except that an upstream
+with fewer than 4 requests in flight is never full (at a handful of requests the mean is no measure of overload,
+and moving a conversation would cost its cache). At least one upstream is always under the bound, so the walk
+always ends.
 
 `prefix_affinity` keys a request by the chained hashes of its prompt's token blocks (one per KV-cache block):
 the longest block chain that was already sent somewhere picks the upstreams it went to (their KV caches likely
@@ -29,6 +31,7 @@ from typing import Literal, Protocol
 PolicyName = Literal["least_outstanding", "power_of_two", "round_robin", "prefix_affinity"]
 POLICIES: tuple[PolicyName, ...] = ("least_outstanding", "power_of_two", "round_robin", "prefix_affinity")
 DEFAULT_LOAD_FACTOR = 1.25
+DEFAULT_LOAD_FLOOR = 4
 VIRTUAL_NODES = 64
 
 
@@ -70,10 +73,17 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
-def load_bound(candidates: Sequence[Target], load_factor: float) -> int:
-    """The most requests one upstream may hold once the next one is placed."""
-    total = sum(c.in_flight for c in candidates) + 1
-    return max(1, math.ceil(load_factor * total / len(candidates)))
+@dataclass(frozen=True, slots=True)
+class LoadBound:
+    """How full an upstream may get under the affinity policies (see the module doc)."""
+
+    factor: float = DEFAULT_LOAD_FACTOR
+    floor: int = DEFAULT_LOAD_FLOOR
+
+    def limit(self, candidates: Sequence[Target]) -> int:
+        """The most requests one upstream may hold once the next one is placed."""
+        total = sum(c.in_flight for c in candidates) + 1
+        return max(self.floor, math.ceil(self.factor * total / len(candidates)))
 
 
 class HashRing:
@@ -160,14 +170,14 @@ class RoundRobin:
 class SessionAffinity:
     """A client's session id on the ring, with bounded load: one session stays on one upstream while it can."""
 
-    def __init__(self, load_factor: float = DEFAULT_LOAD_FACTOR) -> None:
-        self.load_factor = load_factor
+    def __init__(self, bound: LoadBound = LoadBound()) -> None:
+        self.bound = bound
         self._ring = HashRing()
 
     def choose(self, candidates: Sequence[Target], session: str) -> tuple[Target, str]:
         """Pick the session's upstream, or the next one on the ring when it is full."""
         order = self._ring.walk(stable_hash(session), candidates)
-        chosen = first_within_bound(order, load_bound(candidates, self.load_factor))
+        chosen = first_within_bound(order, self.bound.limit(candidates))
         return chosen, "session" if chosen is order[0] else "session_overflow"
 
 
@@ -181,8 +191,8 @@ class PrefixAffinity:
     name: PolicyName = "prefix_affinity"
     needs_blocks = True
 
-    def __init__(self, load_factor: float = DEFAULT_LOAD_FACTOR, table_blocks: int = 200_000, holders: int = 4) -> None:
-        self.load_factor = load_factor
+    def __init__(self, bound: LoadBound = LoadBound(), table_blocks: int = 200_000, holders: int = 4) -> None:
+        self.bound = bound
         self._table_blocks = table_blocks
         self._holders = holders
         self._placed: OrderedDict[int, tuple[str, ...]] = OrderedDict()  # block-chain hash -> upstreams sent it
@@ -204,7 +214,7 @@ class PrefixAffinity:
                 break
         warm.sort(key=lambda t: t.in_flight)
         order = warm + [t for t in self._ring.walk(anchor, candidates) if t not in warm]
-        chosen = first_within_bound(order, load_bound(candidates, self.load_factor))
+        chosen = first_within_bound(order, self.bound.limit(candidates))
         reason = "prefix_miss" if not warm else "prefix_hit" if chosen in warm else "prefix_overflow"
         self._remember(blocks, chosen.address)
         return chosen, reason
@@ -220,7 +230,7 @@ class PrefixAffinity:
             placed.popitem(last=False)
 
 
-def make_policy(name: PolicyName, load_factor: float = DEFAULT_LOAD_FACTOR) -> RoutingPolicy:
+def make_policy(name: PolicyName, bound: LoadBound = LoadBound()) -> RoutingPolicy:
     """The policy called `name`."""
     if name == "least_outstanding":
         return LeastOutstanding()
@@ -228,7 +238,7 @@ def make_policy(name: PolicyName, load_factor: float = DEFAULT_LOAD_FACTOR) -> R
         return PowerOfTwo()
     if name == "round_robin":
         return RoundRobin()
-    return PrefixAffinity(load_factor)
+    return PrefixAffinity(bound)
 
 
 def block_hashes(token_ids: Sequence[int], block_size: int) -> tuple[int, ...]:

@@ -11,13 +11,13 @@ import pytest
 from gateway.engine.routing import (
     HashRing,
     LeastOutstanding,
+    LoadBound,
     PowerOfTwo,
     PrefixAffinity,
     RoundRobin,
     RouteKey,
     SessionAffinity,
     block_hashes,
-    load_bound,
 )
 
 
@@ -98,7 +98,8 @@ def test_bounded_load_holds_under_skewed_keys(policy_kind: str) -> None:
     beyond ceil(1.25 x mean load), and every upstream gets work."""
     rng = random.Random(7)
     pool = targets(4)
-    prefix, session = PrefixAffinity(load_factor=1.25), SessionAffinity(load_factor=1.25)
+    bound = LoadBound(factor=1.25, floor=1)
+    prefix, session = PrefixAffinity(bound), SessionAffinity(bound)
     weights = [1 / (rank + 1) ** 1.5 for rank in range(50)]
     running: list[FakeTarget] = []
     placed = {t.address: 0 for t in pool}
@@ -106,14 +107,14 @@ def test_bounded_load_holds_under_skewed_keys(policy_kind: str) -> None:
         if running and rng.random() < 0.5:  # requests end in random order
             running.pop(rng.randrange(len(running))).in_flight -= 1
         conv = rng.choices(range(50), weights)[0]
-        bound = math.ceil(1.25 * (sum(t.in_flight for t in pool) + 1) / len(pool))
-        assert load_bound(pool, 1.25) == bound
+        limit = math.ceil(1.25 * (sum(t.in_flight for t in pool) + 1) / len(pool))
+        assert bound.limit(pool) == limit
         if policy_kind == "prefix":
             chosen, _ = prefix.choose(pool, conversation(3, system=2, conv=conv))
         else:
             chosen, _ = session.choose(pool, f"session-{conv}")
         chosen.in_flight += 1
-        assert chosen.in_flight <= bound
+        assert chosen.in_flight <= limit
         running.append(chosen)
         placed[chosen.address] += 1
     assert min(placed.values()) > 0.1 * 5000 / len(pool)
@@ -177,3 +178,13 @@ def test_a_prefix_held_by_several_upstreams_goes_to_the_least_loaded_holder() ->
     pool[0].in_flight, pool[1].in_flight = 3, 1
     chosen, reason = policy.choose(pool, conversation(1, system=8, conv=99))
     assert (chosen, reason) == (pool[1], "prefix_hit")  # not pool[2], which never saw the prefix
+
+
+def test_below_the_floor_a_conversation_is_never_moved_for_load() -> None:
+    pool = targets()
+    policy = PrefixAffinity(LoadBound(factor=1.25, floor=4))
+    home, _ = policy.choose(pool, conversation(1))
+    home.in_flight = 3  # far above 1.25x the mean of 1, but under the floor
+    assert policy.choose(pool, conversation(2)) == (home, "prefix_hit")
+    home.in_flight = 4
+    assert policy.choose(pool, conversation(3))[1] == "prefix_overflow"
