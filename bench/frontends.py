@@ -84,9 +84,14 @@ def start_gateway(
     ]  # fmt: skip
     if frontend.workers > 1:
         command += ["--workers", str(frontend.workers)]
-    log_path = log_dir / f"{frontend.name.replace('/', '_')}.log"
-    process = _launch(command, dict(os.environ), cpus, log_path)
+    log_path = log_dir / f"{frontend.name.replace('/', '_').replace('+', '_')}.log"
+    env = dict(os.environ)
+    if frontend.source:  # a baseline version of the gateway: its package first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(frontend.source).resolve()), env.get("PYTHONPATH")]))
+    process = _launch(command, env, cpus, log_path)
     running = RunningFrontend(frontend, "openai", f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    if frontend.body:
+        running.extra_body = json.loads(frontend.body)
     try:
         wait_http_ok(f"{running.target}/health/ready", READY_TIMEOUT_S, process)
     except Exception as exc:

@@ -77,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tokenizer", help="tokenizer folder for prompts (default: the dev model)")
     p.add_argument("--extra-body", type=json.loads, help="JSON merged into every request body (e.g. ignore_eos)")
     p.add_argument("--no-usage", action="store_true", help="do not ask for stream_options.include_usage")
+    p.add_argument(
+        "--baseline", help="also run the gateway whose `gateway/` package is in this folder (e.g. an older commit)"
+    )
+    p.add_argument("--variants", help="also run the gateway with these request variants: logprobs, n2")
     return p.parse_args(argv)
 
 

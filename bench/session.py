@@ -28,8 +28,14 @@ logger = logging.getLogger("bench")
 WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=True, requests=8, label="warmup")
 
 
-def frontends_for(sweep: Sweep, kinds: set[str]) -> list[Frontend]:
-    """The sweep's front-ends: per gateway mode its direct floor first, then the gateway per worker count; LiteLLM."""
+VARIANTS = {"logprobs": '{"logprobs": true}', "n2": '{"n": 2}'}
+
+
+def frontends_for(
+    sweep: Sweep, kinds: set[str], baseline: str | None = None, variants: tuple[str, ...] = ()
+) -> list[Frontend]:
+    """The sweep's front-ends: per gateway mode its direct floor first, then the gateway per worker count (and a
+    baseline version of the gateway, and request variants such as logprobs, at one worker); LiteLLM."""
     frontends: list[Frontend] = []
     for mode in sweep.gateway_modes:
         model = GATEWAY_MODES[mode]
@@ -37,6 +43,10 @@ def frontends_for(sweep: Sweep, kinds: set[str]) -> list[Frontend]:
             frontends.append(Frontend(f"direct/{model}", "direct", model))
         if "gateway" in kinds:
             frontends += [Frontend(f"gateway/{mode}/w{w}", "gateway", model, workers=w) for w in sweep.workers]
+            if baseline:
+                frontends.append(Frontend(f"gateway-base/{mode}/w1", "gateway", model, source=baseline))
+            for variant in variants:
+                frontends.append(Frontend(f"gateway/{mode}/w1+{variant}", "gateway", model, body=VARIANTS[variant]))
     if "litellm" in kinds and sweep.litellm:
         frontends.append(Frontend("litellm", "litellm", "ensemble"))
     return frontends
@@ -279,7 +289,8 @@ def run_stack(
     try:
         model_dir = str(args.tokenizer or stack.server.model_dir)
         session = Session(args, sweep, context(placement, work_dir, model_dir, args), stack, out)
-        frontends = frontends_for(sweep, set(args.frontends.split(",")))
+        variants = tuple(v for v in (args.variants or "").split(",") if v)
+        frontends = frontends_for(sweep, set(args.frontends.split(",")), args.baseline, variants)
         rows += session.run_main(frontends)
         for frontend in frontends:
             rows += session.run_frontend(frontend, "hold")

@@ -23,6 +23,8 @@ class Frontend:
     workers: int = 1
     url: str = ""  # kind url: any OpenAI-compatible base URL
     model: str = ""  # kind url: the model name to send
+    source: str = ""  # kind gateway: a folder holding another `gateway/` package to run (a baseline version)
+    body: str = ""  # JSON object merged into every request body of this front-end (e.g. '{"logprobs": true}')
 
     @property
     def floor(self) -> str:

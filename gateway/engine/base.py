@@ -49,7 +49,7 @@ class GenerationRequest:
     prompt_logprobs: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TopLogprob:
     """One alternative token at a position."""
 
@@ -58,7 +58,7 @@ class TopLogprob:
     logprob: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TokenLogprob:
     """The log-probability of one generated (or prompt) token; `top` holds the alternatives when asked."""
 

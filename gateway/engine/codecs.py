@@ -121,16 +121,19 @@ class TextDecoder:
     """`text_output` (+ token counts, sequence index, log-probabilities) -> Delta, with the mode's text policy
     per sequence. A token's text for logprobs is its response's own text (one token per streamed response)."""
 
-    __slots__ = ("_block_size", "_new_policy", "_policies")
+    __slots__ = ("_block_size", "_counted", "_new_policy", "_policies")
 
-    def __init__(self, new_policy: Callable[[], TextPolicy] | None, block_size: int) -> None:
+    def __init__(self, new_policy: Callable[[], TextPolicy] | None, counted: bool, block_size: int) -> None:
         self._new_policy = new_policy
         self._policies: dict[int, TextPolicy] = {}
+        # Whether responses carry num_output_tokens: then one without it (the flags-only final response)
+        # adds 0 tokens instead of making the whole count unknown.
+        self._counted = counted
         self._block_size = block_size  # tokens per KV-cache block, for cached_tokens
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response."""
-        delta = Delta(text="")
+        delta = Delta(text="", completion_tokens=0 if self._counted else None)
         text = ""
         log_probs: tuple[float, ...] = ()
         for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
@@ -148,7 +151,11 @@ class TextDecoder:
             elif name == REUSED_BLOCKS_OUTPUT:
                 delta.cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
         policy = self._policy(delta.sequence_index)
-        delta.text = policy.feed(text) if policy is not None else text
+        if policy is not None:
+            delta.text = policy.feed(text)
+            text = policy.increment
+        else:
+            delta.text = text
         if log_probs:
             data = text.encode()
             delta.logprobs = [TokenLogprob(text, data, log_probs[0])]
@@ -211,7 +218,7 @@ class TextCodec:
         policy: Callable[[], TextPolicy] | None = None
         if stream:
             policy = CumulativeTextDiff if self.cumulative else ReplacementMerger
-        return builder.message, TextDecoder(policy, self.kv_block_size)
+        return builder.message, TextDecoder(policy, "num_output_tokens" in outputs, self.kv_block_size)
 
 
 # ---- direct: token ids to and from tensorrt_llm --------------------------------------------------------------

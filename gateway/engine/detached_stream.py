@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 _END = object()
 # Responses read ahead of the consumer; more waits in gRPC's flow-control window and in Triton.
@@ -30,11 +30,25 @@ class _Failure:
         self.error = error
 
 
+class ArrivalWatcher(Protocol):
+    """Told when responses arrive and when the reader waits for the consumer (engine/call_guard.py)."""
+
+    def touch(self) -> None:
+        """A response arrived."""
+
+    def pause(self) -> None:
+        """The reader waits for the consumer."""
+
+    def resume(self) -> None:
+        """The reader reads again."""
+
+
 class DetachedStream:
     """An async iterator over batches of a call's responses, fed by a reader task that outlives the consumer."""
 
-    def __init__(self, call: Any, background: set[asyncio.Task[None]]) -> None:
+    def __init__(self, call: Any, background: set[asyncio.Task[None]], watcher: ArrivalWatcher | None = None) -> None:
         self._call = call
+        self._watcher = watcher
         self._loop = asyncio.get_running_loop()
         self._items: deque[Any] = deque()
         self._arrived: asyncio.Future[None] | None = None  # the consumer waits on it while there is nothing
@@ -46,11 +60,18 @@ class DetachedStream:
 
     async def _pump(self) -> None:
         try:
+            watcher = self._watcher
             async for response in self._call:
+                if watcher is not None:
+                    watcher.touch()
                 self._put(response)
                 if len(self._items) >= READ_AHEAD:
                     self._room = self._loop.create_future()
+                    if watcher is not None:
+                        watcher.pause()
                     await self._room
+                    if watcher is not None:
+                        watcher.resume()
         except (Exception, asyncio.CancelledError) as exc:  # an RPC error or a cancel: the consumer gets it
             self._put(_Failure(exc))
             task = asyncio.current_task()

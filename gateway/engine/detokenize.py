@@ -71,14 +71,16 @@ class IncrementalDetokenizer:
 class CumulativeTextDiff:
     """Cumulative text (all output so far, per response) -> the new text of each response."""
 
-    __slots__ = ("_emitted", "_latest")
+    __slots__ = ("_emitted", "_latest", "increment")
 
     def __init__(self) -> None:
         self._emitted = 0
         self._latest = ""
+        self.increment = ""  # what the last response added, before any hold-back (a token's own text)
 
     def feed(self, cumulative: str) -> str:
         """The new, complete part of `cumulative` (an incomplete trailing character is held back)."""
+        self.increment = cumulative[len(self._latest) :]
         self._latest = cumulative
         stable = cumulative.rstrip(REPLACEMENT)
         if len(stable) <= self._emitted:
@@ -97,13 +99,15 @@ class CumulativeTextDiff:
 class ReplacementMerger:
     """Per-chunk text from the ensemble: one U+FFFD per character broken across a chunk border."""
 
-    __slots__ = ("_held",)
+    __slots__ = ("_held", "increment")
 
     def __init__(self) -> None:
         self._held = ""
+        self.increment = ""  # the last piece as it came (a token's own text)
 
     def feed(self, piece: str) -> str:
         """Text to emit now; a trailing run of U+FFFD waits for the next piece."""
+        self.increment = piece
         if self._held and piece.startswith(REPLACEMENT):
             piece = piece.lstrip(REPLACEMENT)
             piece = self._held + piece  # the continuation bytes belonged to the held character

@@ -199,10 +199,9 @@ class TritonEngine:
         # Read by a task of its own: a consumer that leaves never cancels the call mid-read. A cancel does not
         # stop an ensemble or BLS generation, and cancelled streams can crash Triton: those are ended with a
         # stop request instead (see detached_stream); direct calls are cancelled at once.
-        batches = DetachedStream(call, self._background)
+        batches = DetachedStream(call, self._background, guard)
         try:
             async for batch in batches:
-                guard.touch()
                 # Responses that queued up while the client was being written to go out as one delta per sequence.
                 merged: dict[int, Delta] = {}
                 for response in batch:

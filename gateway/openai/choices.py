@@ -80,7 +80,7 @@ class Choice:
             if self._chain:
                 events += finish_chain(self._chain)
             return [*events, self._finish(delta.finish_reason, ended_early=False)]
-        return list(events)
+        return events  # type: ignore[return-value]  # OutputEvents are ChoiceEvents
 
     def _finish(self, engine_reason: FinishReason, ended_early: bool) -> FinishEvent:
         self.ended_at = time.perf_counter()
@@ -122,22 +122,11 @@ class ChoiceRun:
         """The request's usage: every prompt once, every choice's completion."""
         return request_usage([(c.prompt_index, c.usage) for c in self.choices if c.usage is not None])
 
-    async def events(self) -> AsyncIterator[ChoiceBatch]:
-        """(choice, events) as they come, until every choice has finished."""
-        try:
-            if len(self._streams) == 1:
-                async for batch in self._read(0):
-                    yield batch
-            else:
-                async for batch in self._merged():
-                    yield batch
-        finally:
-            await self.close()
-
-    async def close(self) -> None:
-        """Abandon every generation that is still running (stops its upstream work)."""
-        for stream in self._streams:
-            await stream.aclose()
+    def events(self) -> AsyncIterator[ChoiceBatch]:
+        """(choice, events) as they come, until every choice has finished; closing it early abandons every
+        generation still running (which stops its upstream work). One generation is read directly: no layer
+        in between on the per-token path."""
+        return self._read(0) if len(self._streams) == 1 else self._merged()
 
     async def _read(self, which: int) -> AsyncIterator[ChoiceBatch]:
         plan, stream = self.plans[which], self._streams[which]
@@ -184,3 +173,5 @@ class ChoiceRun:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*tasks, return_exceptions=True)
+            for stream in self._streams:  # those whose reader never started
+                await stream.aclose()

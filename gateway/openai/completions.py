@@ -53,5 +53,5 @@ def completion_generation(
         )
         plans += plan_prompt(base, options, capabilities, model, prompt_index=index, first_choice=index * options.n)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = CompletionEncoder(meta, include_usage, echo=bool(body.echo), top_logprobs=top)
+    encoder = CompletionEncoder(meta, include_usage, echo=bool(body.echo))
     return Generation(ChoiceRun(model.engine, plans), encoder, bool(body.stream))

@@ -6,6 +6,7 @@ pydantic and no dict per token. What is framing (`data:`, `[DONE]`) is api/sse.p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,14 +62,41 @@ class CollectedChoice:
 async def collect(run: ChoiceRun) -> dict[int, CollectedChoice]:
     """Run every choice to its end; what each produced, by choice index."""
     collected = {choice.index: CollectedChoice() for choice in run.choices}
-    async for choice, events in run.events():
-        target = collected[choice.index]
-        for event in events:
-            target.add(event)
+    async with contextlib.aclosing(run.events()) as batches:  # a cancel closes the generations at once
+        async for choice, events in batches:
+            target = collected[choice.index]
+            for event in events:
+                target.add(event)
     return collected
 
 
 # ---- chat -----------------------------------------------------------------------------------------------------
+
+
+# Token text -> its JSON around the value. A token's bytes follow from its text (its UTF-8, or the `bytes:\x..`
+# spelling of a partial character), so the text alone is the key.
+_TOKEN_JSON: dict[str, tuple[bytes, bytes]] = {}
+_TOKEN_JSON_LIMIT = 1 << 16
+
+
+def chat_logprobs_json(items: list[TokenLogprob]) -> bytes:
+    """`{"content": [...], "refusal": null}` for streamed chunks: each token's JSON around its value is built once
+    per distinct token and reused (this runs per token when logprobs are asked for)."""
+    parts = []
+    for item in items:
+        if item.top or item.logprob is None:
+            parts.append(orjson.dumps(chat_token_logprob(item)))
+            continue
+        around = _TOKEN_JSON.get(item.token)
+        if around is None:
+            if len(_TOKEN_JSON) >= _TOKEN_JSON_LIMIT:
+                _TOKEN_JSON.clear()
+            head = b'{"token":' + orjson.dumps(item.token) + b',"logprob":'
+            tail = b',"bytes":' + orjson.dumps(list(item.token_bytes)) + b',"top_logprobs":[]}'
+            around = _TOKEN_JSON[item.token] = (head, tail)
+        parts.append(around[0] + orjson.dumps(max(item.logprob, FLOOR_LOGPROB)) + around[1])
+    content = parts[0] if len(parts) == 1 else b",".join(parts)
+    return b'{"content":[' + content + b'],"refusal":null}'
 
 
 def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
@@ -108,10 +136,7 @@ class ChatEncoder:
         out = []
         for event in events:
             if isinstance(event, TextEvent):
-                logprobs = b"null"
-                if event.logprobs is not None:
-                    content = [chat_token_logprob(item) for item in event.logprobs]
-                    logprobs = orjson.dumps({"content": content, "refusal": None})
+                logprobs = b"null" if event.logprobs is None else chat_logprobs_json(event.logprobs)
                 delta = b'"delta":{"content":' + orjson.dumps(event.text) + b"},"
                 out.append(prefix + delta + b'"logprobs":' + logprobs + b',"finish_reason":null}]' + self._usage_null)
             elif isinstance(event, FinishEvent):
@@ -189,13 +214,12 @@ class ChatEncoder:
 class CompletionEncoder:
     """text_completion objects, streamed or whole; `echo` puts each choice's prompt first."""
 
-    def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool, top_logprobs: int) -> None:
+    def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool) -> None:
         self._meta = meta
         self._head = orjson.dumps(meta.head("text_completion"))[:-1] + b',"choices":['
         self._usage_null = b',"usage":null}' if include_usage else b"}"
         self._include_usage = include_usage
         self._echo = echo
-        self._top = top_logprobs
         self._prefixes: dict[int, bytes] = {}
         self._offsets: dict[int, int] = {}  # characters sent so far per choice (logprobs' text_offset)
 
@@ -260,17 +284,21 @@ class CompletionEncoder:
         )
 
     def _logprobs(self, items: list[TokenLogprob], offset: int) -> dict[str, Any]:
-        """The legacy completions logprobs object; text_offset counts characters from `offset`."""
+        """The legacy completions logprobs object; text_offset counts characters from `offset`. Each position's
+        top_logprobs holds the chosen token and the alternatives asked for (the chosen one always, as OpenAI)."""
         offsets = []
+        tops: list[dict[str, float | None]] = []
         for item in items:
             offsets.append(offset)
             offset += len(item.token) if not item.token.startswith("bytes:") else 0
+            top: dict[str, float | None] = {alt.token: _logprob(alt.logprob) for alt in item.top}
+            if item.logprob is not None:
+                top.setdefault(item.token, _logprob(item.logprob))
+            tops.append(top)
         return {
             "tokens": [item.token for item in items],
             "token_logprobs": [_logprob(item.logprob) for item in items],
-            "top_logprobs": [{top.token: _logprob(top.logprob) for top in item.top} for item in items]
-            if self._top > 0
-            else None,
+            "top_logprobs": tops,
             "text_offset": offsets,
         }
 

@@ -6,7 +6,12 @@ import logging
 import time
 from typing import Any
 
-from gateway.errors import UpstreamRejectedError, UpstreamTimeoutError, UpstreamUnavailableError
+from gateway.errors import (
+    ClientWriteTimeoutError,
+    UpstreamRejectedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 from gateway.telemetry.context import RequestContext
 from gateway.telemetry.logs import ACCESS_LOGGER
 from gateway.telemetry.metrics import GatewayMetrics
@@ -30,6 +35,8 @@ def upstream_error_kind(error: Exception | None) -> str | None:
 
 
 def _finish_reason(stream: Any, context: RequestContext) -> str:
+    if isinstance(context.error, ClientWriteTimeoutError):
+        return "client_timeout"  # the client stopped reading: not an error of the upstream or the gateway
     if context.error is not None:
         return "error"
     if stream.finish_reason is not None:
@@ -52,7 +59,7 @@ def record_request(metrics: GatewayMetrics, context: RequestContext, method: str
     prompt_tokens = completion_tokens = 0
     first_piece: float | None = None
     reasons = []
-    for text_stream in context.streams:
+    for text_stream in context.streams:  # one per choice
         reason = _finish_reason(text_stream, context)
         reasons.append(reason)
         metrics.finish_reasons.labels(model, reason).inc()

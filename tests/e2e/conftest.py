@@ -105,3 +105,21 @@ def bls_gateway(hf_triton: TritonServer, tmp_path_factory: pytest.TempPathFactor
     process = start_gateway(hf_triton, tmp_path_factory.mktemp("gateway-bls"), "--triton-model", "tensorrt_llm_bls")
     yield process
     stop_gateway(process)
+
+
+@pytest.fixture(scope="session")
+def direct_gateway(hf_triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The gateway calling tensorrt_llm directly; the dev engine returns logits, as one built to gather them."""
+    process = start_gateway(
+        hf_triton, tmp_path_factory.mktemp("gateway-direct"), "--triton-model", "tensorrt_llm", "--engine-logits"
+    )
+    yield process
+    stop_gateway(process)
+
+
+@pytest.fixture(scope="session")
+def mode_gateways(
+    gateway: GatewayProcess, bls_gateway: GatewayProcess, direct_gateway: GatewayProcess
+) -> dict[str, GatewayProcess]:
+    """The three upstream modes in front of the same hf Triton."""
+    return {"ensemble": gateway, "bls": bls_gateway, "direct": direct_gateway}

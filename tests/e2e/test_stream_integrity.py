@@ -204,3 +204,14 @@ def test_hundred_streams_cut_at_random_points_leave_nothing_running(
     # The requirement is "zero left running" (the 0.3 s bound has its own tests); 100 stop requests on a busy
     # 2-core machine need a few seconds to all land.
     wait_until_idle(slow_triton, 5.0)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_disconnect_with_four_choices_stops_them_all_within_300ms(
+    slow_gateways: dict[str, GatewayProcess], slow_triton: TritonServer, mode: str
+) -> None:
+    gateway = slow_gateways[mode]
+    body = {"model": gateway.model, "prompt": "go", "max_tokens": 2000, "stream": True, "ignore_eos": True, "n": 4}
+    wait_until_idle(slow_triton, 5)
+    asyncio.run(read_then_disconnect(gateway, "/completions", body, chunks=6))
+    assert wait_until_idle(slow_triton, 0.3) < 0.3
