@@ -261,12 +261,12 @@ def test_one_triton_killed_under_load_then_rejoining(fleet: Fleet) -> None:
         assert outcome.started < killed_at and outcome.ended_with_done and outcome.tokens_before_error > 0
         assert outcome.error is not None and outcome.error["type"] == "service_unavailable"
     assert metric(fleet.gateway, "gateway_upstream_failures_total", upstream=fleet.address(victim)) >= 1
-    assert metric(fleet.gateway, "gateway_upstream_healthy", upstream=fleet.address(victim)) == 0
+    assert metric(fleet.gateway, "gateway_upstream_healthy", model="fleet-a", upstream=fleet.address(victim)) == 0
 
     # Back on the same ports: it rejoins the pool and gets requests again.
     fleet.tritons[victim] = fleet.stack.enter_context(dev_triton(OPTIONS, ports=fleet.ports[victim]))
     deadline = time.monotonic() + 20
-    while metric(fleet.gateway, "gateway_upstream_healthy", upstream=fleet.address(victim)) != 1:
+    while metric(fleet.gateway, "gateway_upstream_healthy", model="fleet-a", upstream=fleet.address(victim)) != 1:
         assert time.monotonic() < deadline, "the restarted Triton did not rejoin"
         time.sleep(0.2)
 
