@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.app import build_registry, create_app
-from gateway.config import Settings
+from gateway.config import Settings, export_to_environment
 from gateway.devstack.dev_model import ensure_dev_model
 from gateway.engine.pool import UpstreamPool
 from gateway.errors import ConfigurationError
@@ -117,3 +118,16 @@ def test_a_bad_models_file_ends_serve_with_status_2(tmp_path: Path, workers: str
     assert done.returncode == 2, done.stderr[-2000:]
     assert "models[0] ('m'), field 'max_tokens': Extra inputs are not permitted" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_workers_rebuild_the_same_models_from_the_environment(good_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    parent = Settings(models_file=good_file, routing="power_of_two", session_from_user=True)
+    for name in parent.model_dump(exclude_none=True):
+        monkeypatch.setenv(f"GATEWAY_{name.upper()}", "")  # so that the test's end restores the environment
+    export_to_environment(parent)
+    worker = Settings()
+    assert worker == parent
+    assert [m.name for m in build_registry(worker).all()] == ["llama", "small"]
