@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -19,6 +20,8 @@ from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
+from gateway.engine.base import LoraAdapter
+from gateway.engine.lora import AdapterEngine, LoraWeights
 from gateway.engine.pool import PoolConfig, UpstreamPool
 from gateway.engine.routing import LoadBound
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
@@ -104,9 +107,24 @@ def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) ->
     models = []
     aliases: dict[str, str] = {}
     for index, entry in enumerate(models_file.models):
-        models.append(_served_model(settings, models_file, entry, index, metrics))
+        model = _served_model(settings, models_file, entry, index, metrics)
+        models += [model, *_adapter_models(model, entry, index)]
         aliases.update(dict.fromkeys(entry.aliases, entry.name))
     return ModelRegistry(models, aliases)
+
+
+def _adapter_models(base: ServedModel, entry: ModelEntry, index: int) -> list[ServedModel]:
+    """A model id per LoRA adapter of the entry: the base model's tokenizer, template, limits and pool."""
+    adapters = []
+    for position, adapter in enumerate(entry.lora_adapters):
+        try:
+            weights = LoraWeights.load(adapter.folder)
+        except ConfigurationError as exc:
+            where = f"models[{index}] ('{entry.name}'), field 'lora_adapters.{position}.folder'"
+            raise ConfigurationError(f"{where}: {exc}") from exc
+        engine = AdapterEngine(base.engine, LoraAdapter(adapter.task_id, weights))
+        adapters.append(replace(base, name=adapter.name, engine=engine))
+    return adapters
 
 
 def _served_model(

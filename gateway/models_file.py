@@ -43,6 +43,14 @@ class HealthEntry(_Strict):
     dns_interval_s: Annotated[float, Field(gt=0)] = 10.0
 
 
+class LoraEntry(_Strict):
+    """A LoRA adapter of a model, served as its own model id."""
+
+    name: Name
+    task_id: Annotated[int, Field(ge=0, lt=2**64)]  # TensorRT-LLM's lora_task_id
+    folder: Path  # NVIDIA's layout: model.lora_weights.npy, model.lora_config.npy
+
+
 class ModelEntry(_Strict):
     """One served model."""
 
@@ -59,6 +67,7 @@ class ModelEntry(_Strict):
     max_n: Annotated[int, Field(ge=1, le=128)] = 8
     engine_logits: bool = False  # built with --gather_generation_logits / --gather_context_logits (direct mode)
     routing: RoutingEntry = RoutingEntry()
+    lora_adapters: list[LoraEntry] = []
 
     @field_validator("upstreams")
     @classmethod
@@ -73,6 +82,9 @@ class ModelEntry(_Strict):
     def _limits(self) -> ModelEntry:
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError(f"default_max_tokens {self.default_max_tokens} is above max_tokens_limit")
+        task_ids = [adapter.task_id for adapter in self.lora_adapters]
+        if len(set(task_ids)) != len(task_ids):
+            raise ValueError("two lora_adapters share a task_id")
         return self
 
     def sources(self) -> list[UpstreamSource]:
@@ -90,7 +102,7 @@ class ModelsFile(_Strict):
     def _unique_names(self) -> ModelsFile:
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.models):
-            for name in (entry.name, *entry.aliases):
+            for name in (entry.name, *entry.aliases, *(adapter.name for adapter in entry.lora_adapters)):
                 if name in seen:
                     clash = f"'{name}' is also a name of models[{seen[name]}]"
                     raise ValueError(f"models[{index}] ('{entry.name}'): {clash}")
@@ -145,6 +157,10 @@ class ModelsFile(_Strict):
                 update={
                     "tokenizer": folder / entry.tokenizer,
                     "chat_template": folder / entry.chat_template if entry.chat_template else None,
+                    "lora_adapters": [
+                        adapter.model_copy(update={"folder": folder / adapter.folder})
+                        for adapter in entry.lora_adapters
+                    ],
                 }
             )
             for entry in self.models

@@ -44,6 +44,7 @@ class DevStackOptions:
     kv_block_size: int = 64
     kv_cache_blocks: int = 4096
     synthetic_prefill_ms_per_token: float = 0.0
+    lora_cache_adapters: int = 4  # LoRA adapters the synthetic engine holds per instance
 
     def placeholder_values(self, model_dir: Path) -> dict[str, str]:
         """The `${name}` -> value map for `triton_repo/dev`."""
@@ -81,6 +82,7 @@ class DevStackOptions:
             "kv_block_size": str(self.kv_block_size),
             "kv_cache_blocks": str(self.kv_cache_blocks),
             "synthetic_prefill_ms_per_token": str(self.synthetic_prefill_ms_per_token),
+            "lora_cache_adapters": str(self.lora_cache_adapters),
         }
 
 

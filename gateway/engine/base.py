@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gateway.errors import GatewayError
 
@@ -24,6 +24,15 @@ class SamplingParams:
     frequency_penalty: float | None = None
     repetition_penalty: float | None = None
     ignore_eos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoraAdapter:
+    """A LoRA adapter to generate with: TensorRT-LLM's task id, and its tensors (engine/lora.py's LoraWeights)
+    when they must go with this request."""
+
+    task_id: int
+    weights: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,7 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     prompt_logprobs: bool = False
+    lora: LoraAdapter | None = None  # generate with this adapter of the model
 
 
 @dataclass(slots=True)

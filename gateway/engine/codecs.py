@@ -28,7 +28,7 @@ from gateway.engine.tensors import (
     decode_first_int,
 )
 from gateway.engine.token_text import TokenTexts
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, UnsupportedFeatureError
 
 UpstreamMode = Literal["ensemble", "bls", "direct"]
 
@@ -115,6 +115,22 @@ def add_cache_reuse_output(builder: RequestBuilder, outputs: list[str]) -> None:
     if "return_perf_metrics" in interface.inputs and REUSED_BLOCKS_OUTPUT in interface.outputs:
         builder.scalar("return_perf_metrics", True)
         outputs.append(REUSED_BLOCKS_OUTPUT)
+
+
+def add_lora_inputs(builder: RequestBuilder, request: GenerationRequest) -> None:
+    """The adapter's task id, and its weights and config when they go with this request."""
+    lora = request.lora
+    if lora is None:
+        return
+    if "lora_task_id" not in builder.interface.inputs:
+        raise UnsupportedFeatureError(
+            f"the upstream model '{builder.interface.name}' takes no LoRA adapters (no lora_task_id input)",
+            param="model",
+        )
+    builder.scalar("lora_task_id", lora.task_id)
+    if lora.weights is not None:
+        builder.raw_tensor("lora_weights", "FP16", lora.weights.weights_shape, lora.weights.weights)
+        builder.raw_tensor("lora_config", "INT32", lora.weights.config_shape, lora.weights.config)
 
 
 class TextDecoder:
@@ -210,6 +226,7 @@ class TextCodec:
         add_sampling_inputs(builder, request)
         add_sequence_inputs(builder, request, outputs)
         add_cache_reuse_output(builder, outputs)
+        add_lora_inputs(builder, request)
         if request.stop and "stop_words" in interface.inputs:
             # Token-level matching in the engine is best effort; the gateway also matches the text.
             builder.strings("stop_words", request.stop)
@@ -373,6 +390,7 @@ class TokenCodec:
         outputs = ["output_ids", "sequence_length"]
         add_sequence_inputs(builder, request, outputs)
         add_cache_reuse_output(builder, outputs)
+        add_lora_inputs(builder, request)
         if request.top_logprobs > 0:
             builder.scalar("return_generation_logits", True)
             outputs.append("generation_logits")

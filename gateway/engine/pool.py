@@ -15,10 +15,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.engine.base import Delta, Engine, EngineCapabilities, EngineInfo, GenerationRequest
+from gateway.engine.lora import EVICTED_MARKER
 from gateway.engine.routing import (
     LoadBound,
     PolicyName,
@@ -55,6 +56,11 @@ class PoolConfig:
 def upstream_fault(error: GatewayError) -> bool:
     """Whether a failure counts against the upstream (not the request's values, not our own shutdown)."""
     return isinstance(error, UpstreamError) and error.status in (500, 503, 504)
+
+
+def lora_evicted(request: GenerationRequest, error: GatewayError) -> bool:
+    """Whether the upstream refused a request without adapter weights because it no longer holds the adapter."""
+    return request.lora is not None and request.lora.weights is None and EVICTED_MARKER in error.message
 
 
 def retryable(error: GatewayError) -> bool:
@@ -133,13 +139,16 @@ class UpstreamPool:
         """Stream from the chosen upstream; retry once elsewhere if it fails before the first delta."""
         key = await self.route_key(request)
         failed: Upstream | None = None
+        resend_lora = False
         while True:
-            upstream, reason = self.choose(key, failed)
-            yielded = finished = False
+            if not resend_lora:
+                upstream, reason = self.choose(key, failed)
+            attempt = self._lora_for(upstream, request, resend_lora)
+            yielded = finished = resend_lora = False
             prompt_tokens = cached_tokens = None
             self._begin(upstream)
             try:
-                async with contextlib.aclosing(upstream.engine.generate(request)) as deltas:
+                async with contextlib.aclosing(upstream.engine.generate(attempt)) as deltas:
                     async for delta in deltas:
                         yielded = True
                         finished = finished or delta.finish_reason is not None
@@ -150,6 +159,11 @@ class UpstreamPool:
                         yield delta
                 return
             except GatewayError as exc:
+                if not yielded and lora_evicted(attempt, exc):
+                    assert attempt.lora is not None
+                    upstream.loras.discard(attempt.lora.task_id)
+                    resend_lora = True  # the same upstream again, with the adapter's weights
+                    continue
                 if not upstream_fault(exc):
                     raise
                 self._record_failure(upstream)
@@ -162,8 +176,18 @@ class UpstreamPool:
             finally:
                 if finished:
                     upstream.succeeded()
+                    if attempt.lora is not None:
+                        upstream.loras.add(attempt.lora.task_id)
                     self._record_reuse(reason, prompt_tokens, cached_tokens)
                 await self._end(upstream)
+
+    @staticmethod
+    def _lora_for(upstream: Upstream, request: GenerationRequest, with_weights: bool) -> GenerationRequest:
+        """The request as sent to `upstream`: an adapter's weights only where it does not hold them yet."""
+        lora = request.lora
+        if lora is None or with_weights or lora.task_id not in upstream.loras:
+            return request
+        return replace(request, lora=replace(lora, weights=None))
 
     async def route_key(self, request: GenerationRequest) -> RouteKey:
         """What affinity routing uses: the client's session id (when it sent one) and the prompt's blocks.

@@ -80,6 +80,7 @@ class Upstream:
         self.engine = engine
         self.in_flight = 0
         self.retired = False  # gone from DNS: no new requests, closed when idle
+        self.loras: set[int] = set()  # LoRA task ids it has been sent the weights of (and not reported evicted)
         self._ejection = ejection
         self._clock = clock
         self._failures = 0

@@ -131,3 +131,23 @@ def test_workers_rebuild_the_same_models_from_the_environment(good_file: Path, m
     worker = Settings()
     assert worker == parent
     assert [m.name for m in build_registry(worker).all()] == ["llama", "small"]
+
+
+def test_lora_adapters_are_model_ids_and_a_bad_folder_names_its_field(tmp_path: Path) -> None:
+    import numpy as np
+
+    adapter = tmp_path / "sql"
+    adapter.mkdir()
+    np.save(adapter / "model.lora_weights.npy", np.zeros((1, 2, 8), np.float16))
+    np.save(adapter / "model.lora_config.npy", np.zeros((1, 2, 3), np.int32))
+    path = tmp_path / "models.yaml"
+    entry = f"  - name: m\n    tokenizer: {ensure_dev_model()}\n    upstreams: ['a:1']\n    lora_adapters:\n"
+    path.write_text(f"models:\n{entry}      - {{name: m-sql, task_id: 3, folder: sql}}\n")
+    registry = build_registry(Settings(models_file=path))
+    assert [c["id"] for c in registry.cards()] == ["m", "m-sql"]
+    assert registry.get("m-sql").chat_template is registry.get("m").chat_template
+    path.write_text(f"models:\n{entry}      - {{name: m-sql, task_id: 3, folder: nowhere}}\n")
+    with pytest.raises(
+        ConfigurationError, match=r"^models\[0\] \('m'\), field 'lora_adapters\.0\.folder': cannot read"
+    ):
+        build_registry(Settings(models_file=path))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.engine.base import EngineCapabilities, GenerationRequest
+from gateway.engine.base import EngineCapabilities, GenerationRequest, LoraAdapter
 from gateway.engine.pool import PoolConfig, UpstreamPool
 from gateway.engine.upstreams import EjectionPolicy, Upstream, UpstreamSet, UpstreamSource
 from gateway.errors import UpstreamError, UpstreamRejectedError, UpstreamUnavailableError
@@ -252,4 +253,34 @@ async def test_a_finished_generation_clears_the_failure_record_even_when_the_con
         with pytest.raises(UpstreamError):
             await collect(pool, request())
     assert value(metrics, "ejections", "m", "a:1") == 0 and pool.upstreams[0].available()
+    await pool.close()
+
+
+class LoraEngine(FakeEngine):
+    """Holds adapters like TensorRT-LLM's LoRA cache: a request without weights for one it lacks is refused."""
+
+    held: set[int]
+
+    async def generate(self, request: GenerationRequest):  # type: ignore[no-untyped-def,override]
+        assert request.lora is not None
+        if request.lora.weights is None and request.lora.task_id not in self.held:
+            raise UpstreamUnavailableError(f"LoRA task {request.lora.task_id} not found in cache. Please send weights")
+        self.held.add(request.lora.task_id)
+        async for delta in super().generate(request):
+            yield delta
+
+
+async def test_adapter_weights_go_once_per_upstream_and_again_after_an_eviction() -> None:
+    engine = LoraEngine()
+    engine.held = set()
+    pool, metrics = make_pool({"a:1": engine})
+    await pool.start()
+    adapter = LoraAdapter(7, weights="W")
+    lora_request = replace(request(), lora=adapter)
+    for _ in range(2):
+        assert await collect(pool, lora_request) == "Hello world!"
+    engine.held.clear()  # the upstream evicted it
+    assert await collect(pool, lora_request) == "Hello world!"
+    assert [r.lora.weights for r in engine.requests if r.lora] == ["W", None, "W"]
+    assert value(metrics, "failures", "m", "a:1") == 0  # an eviction is not the upstream's fault
     await pool.close()

@@ -20,9 +20,6 @@ UNSUPPORTED_INPUTS = (
     "draft_input_ids",
     "draft_logits",
     "prompt_embedding_table",
-    "lora_task_id",
-    "lora_weights",
-    "lora_config",
     "context_phase_params",
     "cross_attention_mask",
     "mrope_rotary_cos_sin",
@@ -172,11 +169,28 @@ def read_jobs(
                     stop_words=_word_lists(request, "stop_words_list", item),
                     bad_words=_word_lists(request, "bad_words_list", item),
                     embedding_bias=_embedding_bias(request, item, vocab_size),
+                    lora_task_id=_scalar(request, "lora_task_id", item, None),
+                    lora_weights=_lora_weights(request),
                     batch_index=item,
                     sequence_index=sequence,
                 )
             )
     return jobs
+
+
+def _lora_weights(request: Any) -> bool:
+    """Whether the request carries an adapter's weights and config (checked for shape like the backend does)."""
+    weights, config = _input(request, "lora_weights"), _input(request, "lora_config")
+    if weights is None and config is None:
+        return False
+    if weights is None or config is None:
+        raise RequestError("lora_weights and lora_config must be sent together")
+    if (
+        config.shape[-1] != 3
+        or config.reshape(-1, 3).shape[0] != weights.reshape(weights.shape[0], -1, weights.shape[-1]).shape[1]
+    ):
+        raise RequestError(f"lora_config {list(config.shape)} does not match lora_weights {list(weights.shape)}")
+    return True
 
 
 def _embedding_bias(request: Any, item: int, vocab_size: int) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dev_engine_core import EngineCore, EngineMetrics
 from dev_engine_job import GenerationJob, RequestError
+from dev_engine_lora import LoraCache
 from dev_engine_prefix_cache import PrefillLane, PrefixCache
 
 # Multi-byte words: split into several byte-level tokens by a BPE trained on mostly-ASCII text.
@@ -90,7 +91,8 @@ class _Stream:
         # Seeding with a str hashes it with SHA-512: the same on every run, unlike hash(). Sampled return
         # sequences differ from each other; greedy ones are the same text.
         sequence = f"{job.sequence_index}/" if job.sequence_index and not job.sampling.greedy else ""
-        self.rng = random.Random(f"{sequence}{seed}:{','.join(map(str, job.prompt))}")
+        adapter = f"lora{job.lora_task_id}/" if job.lora_task_id is not None else ""  # each adapter writes its own text
+        self.rng = random.Random(f"{adapter}{sequence}{seed}:{','.join(map(str, job.prompt))}")
         self.pending: list[int] = []
 
     def next_token(self, vocabulary: SyntheticVocabulary) -> int:
@@ -123,8 +125,10 @@ class SyntheticEngine(EngineCore):
         tokens_per_response: int = 1,
         prefix_cache: PrefixCache | None = None,
         prefill_s_per_token: float = 0.0,
+        lora_cache_adapters: int = 4,
     ) -> None:
         super().__init__(max_num_active, metrics)
+        self._loras = LoraCache(lora_cache_adapters)
         self._prefix_cache = prefix_cache or PrefixCache(block_size=64, capacity_blocks=0)
         self._lane = PrefillLane(ttft_s, prefill_s_per_token)
         self._tokens_per_response = max(1, tokens_per_response)
@@ -139,6 +143,8 @@ class SyntheticEngine(EngineCore):
         """Refuse logits: the synthetic engine has no model to take them from."""
         if job.outputs.generation_logits or job.outputs.context_logits:
             raise RequestError("the synthetic dev engine does not return logits (return_*_logits)")
+        if job.lora_task_id is not None:
+            self._loras.use(job.lora_task_id, job.lora_weights)
 
     def _run(self) -> None:
         while self.running:

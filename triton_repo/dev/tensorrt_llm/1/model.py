@@ -23,8 +23,9 @@ engine, including its less convenient habits, so that a gateway tested against i
 - `return_log_probs` gives `output_log_probs` per response; `return_generation_logits` /
   `return_context_logits` give raw logits (hf engine only, as for an engine built with
   `--gather_generation_logits` / `--gather_context_logits`);
-- beam search and the encoder, draft, LoRA, prompt-table and guided-decoding inputs are refused with an
-  error naming the input.
+- beam search and the encoder, draft, prompt-table and guided-decoding inputs are refused with an error
+  naming the input; LoRA (synthetic engine only) needs the adapter's weights the first time and after an
+  eviction from its cache of `lora_cache_adapters`, and changes the text per adapter.
 
 Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching;
 `synthetic` emits timed pseudo-random tokens (for load tests). Metrics: `dev_engine_running_requests`
@@ -94,6 +95,7 @@ class TritonPythonModel:
                 per_response,
                 cache,
                 prefill_ms / 1000,
+                int(_parameter(parameters, "lora_cache_adapters", "4")),
             )
         else:
             raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf' or 'synthetic'")
