@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -28,10 +29,13 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
+from gateway.openai.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -79,6 +83,7 @@ def create_app(
             settings.max_queued_requests,
             settings.queue_timeout_s,
             metrics_registry.waiting,
+            metrics_registry.saturation,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -137,7 +142,17 @@ def _served_model(
     except (ConfigurationError, OSError) as exc:
         field = "chat_template" if isinstance(exc, OSError) else "tokenizer"
         raise ConfigurationError(f"{where}, field '{field}': {exc}" if where else str(exc)) from exc
-
+    tool_parser, reasoning_parser = resolve_parsers(entry, template.source, where)
+    lost = markers_lost_to(getattr(tokenizer, "all_special_tokens", ()), tool_parser, reasoning_parser)
+    direct = entry.triton_model == "tensorrt_llm"
+    if lost and not direct:
+        logger.warning(
+            "the parsers' markers %s are special tokens of the tokenizer of %s: NVIDIA's postprocessing drops them "
+            "with skip_special_tokens=true; set skip_special_tokens to false in postprocessing's config.pbtxt, or "
+            "call tensorrt_llm directly (triton_model tensorrt_llm), where the gateway keeps them",
+            lost,
+            entry.name,
+        )
     block_size = entry.routing.block_size or settings.kv_block_size
 
     def triton_engine(address: str) -> TritonEngine:
@@ -151,6 +166,7 @@ def _served_model(
             idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
+            keep_special_tokens=bool(lost) and direct,
             kv_block_size=block_size,
         )
         return TritonEngine(engine_config, tokenizer)
@@ -178,7 +194,30 @@ def _served_model(
         max_tokens_limit=entry.max_tokens_limit,
         max_prompt_tokens=entry.max_prompt_tokens or settings.max_prompt_tokens,
         max_n=entry.max_n,
+        tool_parser=tool_parser,
+        reasoning_parser=reasoning_parser,
     )
+
+
+def resolve_parsers(entry: ModelEntry, template_source: str, where: str) -> tuple[str | None, str | None]:
+    """The tool-call and reasoning parser names: given, `none`, or `auto` (what the chat template implies).
+    `where` names the models-file entry (empty: the single-model flags)."""
+    detected = detect_parsers(template_source)
+    chosen = []
+    for value, found, known, field in (
+        (entry.tool_call_parser, detected.tool, TOOL_PARSERS, "tool_call_parser"),
+        (entry.reasoning_parser, detected.reasoning, REASONING_PARSERS, "reasoning_parser"),
+    ):
+        flag = f"{where}, field '{field}':" if where else "--" + field.replace("_", "-")
+        if value == "auto":
+            chosen.append(found)
+        elif value == "none":
+            chosen.append(None)
+        elif value in known:
+            chosen.append(value)
+        else:
+            raise ConfigurationError(f"{flag} {value!r}: use one of {sorted(known)}, auto or none")
+    return chosen[0], chosen[1]
 
 
 def app_from_settings(settings: Settings) -> FastAPI:

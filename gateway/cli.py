@@ -1,4 +1,4 @@
-"""Command line: `trtllm-gateway serve | dev | triton`. Parses arguments and hands over; nothing else."""
+"""Command line: `trtllm-gateway serve | dev | triton | repo`. Parses arguments and hands over; nothing else."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from gateway.deploy.repo_command import add_arguments as add_repo_arguments
+from gateway.deploy.repo_command import run_repo
 from gateway.engine.routing import POLICIES
 from gateway.errors import ConfigurationError
 from gateway.telemetry import configure_logging
@@ -16,7 +18,10 @@ from gateway.telemetry import configure_logging
 
 def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dev Triton")
-    group.add_argument("--engine", choices=["hf", "synthetic"], default="hf", help="dev engine kind")
+    group.add_argument("--engine", choices=["hf", "synthetic", "scripted"], default="hf", help="dev engine kind")
+    group.add_argument(
+        "--family", choices=["dev", "qwen", "deepseek", "mistral"], default="dev", help="dev model family"
+    )
     group.add_argument("--triton-grpc-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-http-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-metrics-port", type=int, default=0, help="0 = a free port")
@@ -39,7 +44,10 @@ def _dev_options(args: argparse.Namespace):
     from gateway.devstack import DevStackOptions
 
     return DevStackOptions(
-        engine=args.engine, synthetic_ttft_ms=args.synthetic_ttft_ms, synthetic_itl_ms=args.synthetic_itl_ms
+        engine=args.engine,
+        family=args.family,
+        synthetic_ttft_ms=args.synthetic_ttft_ms,
+        synthetic_itl_ms=args.synthetic_itl_ms,
     )
 
 
@@ -85,6 +93,11 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--default-max-tokens", type=int, help="max_tokens when a request sets none")
     group.add_argument("--max-tokens-limit", type=int, help="largest max_tokens a request may ask for")
     group.add_argument("--max-n", type=int, help="largest n (choices per request) a request may ask for (default 8)")
+    group.add_argument(
+        "--tool-call-parser",
+        help="hermes, llama3_json, mistral, deepseek_v3, pythonic; auto (default: from the chat template) or none",
+    )
+    group.add_argument("--reasoning-parser", help="deepseek_r1, qwen3; auto (default: from the chat template) or none")
     group.add_argument(
         "--engine-logits",
         action="store_true",
@@ -185,7 +198,7 @@ def _serve(settings, banner: str | None = None) -> int:
     if banner:
         original_startup = server.startup
 
-        async def startup_with_banner(sockets=None) -> None:  # type: ignore[no-untyped-def]
+        async def startup_with_banner(sockets=None) -> None:
             await original_startup(sockets)
             print(banner, flush=True)
 
@@ -202,7 +215,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_dev(args: argparse.Namespace) -> int:
     """`trtllm-gateway dev`: build the dev model, start the real Triton on CPU, serve the gateway in front."""
     from gateway.devstack import dev_triton
-    from gateway.devstack.dev_model import DEV_MODEL_NAME
+    from gateway.devstack.families import served_model_name
 
     with dev_triton(_dev_options(args), ports=_triton_ports(args), log_verbose=args.triton_log_verbose) as triton:
         model_dir = triton.model_dir
@@ -210,7 +223,7 @@ def run_dev(args: argparse.Namespace) -> int:
             args,
             triton_url=triton.grpc_url,
             tokenizer=args.tokenizer or model_dir,
-            served_model_name=args.served_model_name or DEV_MODEL_NAME,
+            served_model_name=args.served_model_name or served_model_name(args.family),
         )
         url = f"http://{settings.host}:{settings.port}"
         body = f'{{"model": "{settings.model_name()}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
@@ -238,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_arguments(dev)
     _add_triton_arguments(dev)
     dev.set_defaults(handler=run_dev)
+    repo = commands.add_parser("repo", help="fill triton_repo/trtllm for a TensorRT-LLM engine (and build one)")
+    add_repo_arguments(repo)
+    repo.set_defaults(handler=run_repo)
     return parser
 
 

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(256, ge=1, description="max_tokens when a request sets none")
     max_tokens_limit: int = Field(32768, ge=1, description="largest max_tokens a request may ask for")
     max_n: int = Field(8, ge=1, le=128, description="largest n (choices per request) a request may ask for")
+    tool_call_parser: str = Field("auto", description="tool-call parser: a name, auto (from the chat template), none")
+    reasoning_parser: str = Field("auto", description="reasoning parser: a name, auto (from the chat template), none")
     engine_logits: bool = Field(
         False, description="the engine gathers generation/context logits (top_logprobs, echo logprobs; direct mode)"
     )

@@ -66,6 +66,8 @@ class ModelEntry(_Strict):
     max_prompt_tokens: Annotated[int, Field(ge=1)] | None = None
     max_n: Annotated[int, Field(ge=1, le=128)] = 8
     engine_logits: bool = False  # built with --gather_generation_logits / --gather_context_logits (direct mode)
+    tool_call_parser: Name = "auto"  # a parser name, auto (from the chat template) or none
+    reasoning_parser: Name = "auto"
     routing: RoutingEntry = RoutingEntry()
     lora_adapters: list[LoraEntry] = []
 
@@ -145,6 +147,8 @@ class ModelsFile(_Strict):
                 max_prompt_tokens=settings.max_prompt_tokens,
                 max_n=settings.max_n,
                 engine_logits=settings.engine_logits,
+                tool_call_parser=settings.tool_call_parser,
+                reasoning_parser=settings.reasoning_parser,
             )
         except ValidationError as exc:
             raise ConfigurationError(describe(exc, None, flags=True)) from exc

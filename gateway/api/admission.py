@@ -3,6 +3,9 @@
 Beyond `max_active` running requests, up to `max_waiting` wait (first come, first served) for at most
 `wait_timeout` seconds; anything else gets a 429 with Retry-After at once. A slot is held until the response
 has been sent completely, streamed bodies included, which is why this is ASGI middleware.
+
+The saturation gauge is (running + queued) / max_active: 1 means every slot is busy, above 1 requests queue,
+1 + max_waiting / max_active means the next one gets a 429. Autoscalers scale on it (README, Observability).
 """
 
 from __future__ import annotations
@@ -24,24 +27,44 @@ RETRY_AFTER_S = "1"
 class AdmissionLimiter:
     """Counts running requests and queues the overflow."""
 
-    def __init__(self, max_active: int, max_waiting: int, wait_timeout: float, waiting_gauge: Gauge) -> None:
+    def __init__(
+        self,
+        max_active: int,
+        max_waiting: int,
+        wait_timeout: float,
+        waiting_gauge: Gauge,
+        saturation_gauge: Gauge | None = None,
+    ) -> None:
         self.max_active = max_active
         self.max_waiting = max_waiting
         self.wait_timeout = wait_timeout
         self.active = 0
+        self.queued = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._waiting_gauge = waiting_gauge
+        self._saturation_gauge = saturation_gauge
+
+    def saturation(self) -> float:
+        """(running + queued) / max_active."""
+        return (self.active + self.queued) / self.max_active
+
+    def _publish(self) -> None:
+        if self._saturation_gauge is not None:
+            self._saturation_gauge.set(self.saturation())
 
     async def acquire(self) -> None:
         """Take a slot, waiting in line if allowed; OverloadedError otherwise."""
         if self.active < self.max_active and not self._waiters:
             self.active += 1
+            self._publish()
             return
         if len(self._waiters) >= self.max_waiting:
             raise OverloadedError(f"The server is at capacity ({self.max_active} requests running); try again.")
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(ticket)
         self._waiting_gauge.inc()
+        self.queued += 1
+        self._publish()
         try:
             await asyncio.wait_for(asyncio.shield(ticket), self.wait_timeout)
         except BaseException as exc:
@@ -60,6 +83,8 @@ class AdmissionLimiter:
             raise
         finally:
             self._waiting_gauge.dec()
+            self.queued -= 1
+            self._publish()
 
     def release(self) -> None:
         """Give the slot to the next in line, or free it."""
@@ -69,6 +94,7 @@ class AdmissionLimiter:
                 ticket.set_result(None)  # the slot passes on: `active` stays the same
                 return
         self.active -= 1
+        self._publish()
 
 
 class DrainState:

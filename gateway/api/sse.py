@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -135,8 +135,9 @@ class _Writer:
 class SSEResponse(StreamingResponse):
     """A text/event-stream response that stops producing as soon as the client disconnects or stops reading."""
 
-    def __init__(self, chunks: AsyncIterator[list[bytes]], keepalive_s: float, write_timeout_s: float) -> None:
-        super().__init__(chunks, media_type="text/event-stream", headers=SSE_HEADERS)
+    def __init__(self, chunks: AsyncGenerator[list[bytes], None], keepalive_s: float, write_timeout_s: float) -> None:
+        # The body is written by __call__ below, not by StreamingResponse (which only provides the headers).
+        super().__init__(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
         self._chunks = chunks
         self._keepalive_s = keepalive_s
         self._write_timeout_s = write_timeout_s
@@ -156,7 +157,7 @@ class SSEResponse(StreamingResponse):
             note_error(ClientWriteTimeoutError(f"no write completed within {self._write_timeout_s:g} s"))
         finally:
             writer.close()
-            await self._chunks.aclose()  # type: ignore[attr-defined]
+            await self._chunks.aclose()
 
     async def _write_events(self, writer: _Writer) -> None:
         try:

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 DEV_MODEL_NAME = "trtllm-dev"
 # Bump whenever the build steps change in a way the fingerprinted inputs below do not capture.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: xgrammar_tokenizer_info.json
 
 _DATA_DIR = Path(__file__).resolve().parent
 CORPUS_DIR = _DATA_DIR / "corpus"
@@ -86,16 +86,21 @@ def dev_model_fingerprint() -> str:
 
 def ensure_dev_model(cache_dir: Path | None = None) -> Path:
     """Return the dev model folder under ``cache_dir``, building it first if no build of this recipe exists."""
+    return ensure_built(cache_dir, "dev-model", dev_model_fingerprint(), _build)
+
+
+def ensure_built(cache_dir: Path | None, prefix: str, fingerprint: str, build: Callable[[Path], None]) -> Path:
+    """Return `<cache root>/<prefix>-<fingerprint[:12]>`, running `build(staging folder)` first unless a finished
+    build with this fingerprint exists (one builder at a time; readers never see a half-built folder)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_root()
-    fingerprint = dev_model_fingerprint()
-    target = root / f"dev-model-{fingerprint[:12]}"
+    target = root / f"{prefix}-{fingerprint[:12]}"
     if _is_complete(target, fingerprint):
         return target
     root.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(root / _LOCK_FILE):
         # Another process may have finished the same build while we were waiting for the lock.
         if not _is_complete(target, fingerprint):
-            _build_atomically(target, fingerprint)
+            _build_atomically(target, fingerprint, build)
     return target
 
 
@@ -116,7 +121,7 @@ def _exclusive_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build_atomically(target: Path, fingerprint: str) -> None:
+def _build_atomically(target: Path, fingerprint: str, build: Callable[[Path], None]) -> None:
     # Only lock holders build, so staging folders found now were left by a killed build.
     for leftover in target.parent.glob(f".{target.name}.*.tmp"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -124,8 +129,8 @@ def _build_atomically(target: Path, fingerprint: str) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         started = time.perf_counter()
-        logger.info("building dev model %s into %s", DEV_MODEL_NAME, target)
-        _build(staging)
+        logger.info("building %s", target)
+        build(staging)
         (staging / _STAMP_FILE).write_text(fingerprint, encoding="utf-8")
         # mkdtemp creates 0700; Triton may run as another user (e.g. in a container) and must read it.
         staging.chmod(0o755)
@@ -133,7 +138,7 @@ def _build_atomically(target: Path, fingerprint: str) -> None:
             # A damaged or unstamped leftover; we hold the lock, so nobody else is using it.
             shutil.rmtree(target)
         os.replace(staging, target)
-        logger.info("built dev model in %.2f s", time.perf_counter() - started)
+        logger.info("built %s in %.2f s", target.name, time.perf_counter() - started)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -141,12 +146,20 @@ def _build_atomically(target: Path, fingerprint: str) -> None:
 
 def _build(folder: Path) -> None:
     tokenizer = _build_tokenizer()
+    eos = [EOT_TOKEN, END_OF_TEXT_TOKEN]  # chat turns end with <|eot_id|>, raw completions with <|end_of_text|>
+    save_model_folder(folder, tokenizer, random_llama(tokenizer, PARAMS, BOS_TOKEN, eos, PAD_TOKEN))
+
+
+def save_model_folder(folder: Path, tokenizer: "PreTrainedTokenizerFast", model: "LlamaForCausalLM") -> None:
+    """Write a Hugging Face folder: tokenizer (chat template inside), weights and xgrammar's tokenizer info."""
+    from gateway.devstack.tokenizer_info import write_tokenizer_info
+
     # The legacy layout keeps the chat template inside tokenizer_config.json, where every reader finds it.
     tokenizer.save_pretrained(folder, save_jinja_files=False)
     _make_tokenizer_config_portable(folder / "tokenizer_config.json")
-    model = _build_model(tokenizer)
     with _progress_bars_disabled():
         model.save_pretrained(folder, safe_serialization=True)
+    write_tokenizer_info(tokenizer, folder)
     for path in folder.iterdir():
         # safetensors writes 0600 files; other users (e.g. a Triton container) must be able to read them.
         path.chmod(0o644)
@@ -199,21 +212,24 @@ def _make_tokenizer_config_portable(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _build_model(tokenizer: "PreTrainedTokenizerFast") -> "LlamaForCausalLM":
+def random_llama(
+    tokenizer: "PreTrainedTokenizerFast", params: DevModelParams, bos: str | None, eos: list[str], pad: str
+) -> "LlamaForCausalLM":
+    """A seeded random-weight Llama over `tokenizer`'s whole vocabulary; every `eos` token stops generation."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    bos_id, pad_id = tokenizer.convert_tokens_to_ids([BOS_TOKEN, PAD_TOKEN])
-    # Chat turns end with <|eot_id|>, raw completions with <|end_of_text|>: both stop generation.
-    eos_ids = tokenizer.convert_tokens_to_ids([EOT_TOKEN, END_OF_TEXT_TOKEN])
+    bos_id = None if bos is None else int(tokenizer.convert_tokens_to_ids(bos))  # type: ignore[arg-type]
+    pad_id = int(tokenizer.convert_tokens_to_ids(pad))  # type: ignore[arg-type]
+    eos_ids = tokenizer.convert_tokens_to_ids(eos)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=PARAMS.hidden_size,
-        num_hidden_layers=PARAMS.num_hidden_layers,
-        num_attention_heads=PARAMS.num_attention_heads,
-        num_key_value_heads=PARAMS.num_key_value_heads,
-        intermediate_size=PARAMS.intermediate_size,
-        max_position_embeddings=PARAMS.max_position_embeddings,
+        hidden_size=params.hidden_size,
+        num_hidden_layers=params.num_hidden_layers,
+        num_attention_heads=params.num_attention_heads,
+        num_key_value_heads=params.num_key_value_heads,
+        intermediate_size=params.intermediate_size,
+        max_position_embeddings=params.max_position_embeddings,
         bos_token_id=bos_id,
         eos_token_id=eos_ids,
         pad_token_id=pad_id,
@@ -222,7 +238,7 @@ def _build_model(tokenizer: "PreTrainedTokenizerFast") -> "LlamaForCausalLM":
     )
     # fork_rng keeps the caller's global torch RNG state untouched by our fixed seed.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(PARAMS.seed)
+        torch.manual_seed(params.seed)
         model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=bos_id, eos_token_id=eos_ids, pad_token_id=pad_id)
     return model.eval()

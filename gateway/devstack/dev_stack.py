@@ -14,7 +14,7 @@ from typing import Literal
 from gateway.devstack.repository import render_model_repository, triton_repo_root
 from gateway.devstack.triton_server import TritonPorts, TritonServer, start_triton
 
-EngineKind = Literal["hf", "synthetic"]
+EngineKind = Literal["hf", "synthetic", "scripted"]
 
 
 def default_cache_root() -> Path:
@@ -25,9 +25,14 @@ def default_cache_root() -> Path:
 
 @dataclass(frozen=True)
 class DevStackOptions:
-    """What the dev repository is rendered with; every field maps to a `${...}` placeholder."""
+    """What the dev repository is rendered with: the model family, and values for the `${...}` placeholders."""
 
     engine: EngineKind = "hf"
+    # `dev` (the trtllm-dev model) or a family of gateway.devstack.families: qwen, deepseek, mistral.
+    family: str = "dev"
+    # None: `xgrammar` for the hf engine (which enforces guides), unfilled for the others (which cannot);
+    # "" leaves it unfilled, so guides are silently ignored, as the real backend does.
+    guided_decoding_backend: str | None = None
     max_batch_size: int = 64
     max_num_active: int = 64
     synthetic_ttft_ms: float = 20.0
@@ -46,12 +51,21 @@ class DevStackOptions:
     synthetic_prefill_ms_per_token: float = 0.0
     lora_cache_adapters: int = 4  # LoRA adapters the synthetic engine holds per instance
 
+    @property
+    def guided_backend(self) -> str:
+        """The `guided_decoding_backend` value the repository gets."""
+        if self.guided_decoding_backend is not None:
+            return self.guided_decoding_backend
+        return "xgrammar" if self.engine == "hf" else ""
+
     def placeholder_values(self, model_dir: Path) -> dict[str, str]:
         """The `${name}` -> value map for `triton_repo/dev`."""
+        from gateway.devstack.tokenizer_info import TOKENIZER_INFO_FILE
 
         def flag(value: bool) -> str:
             return "true" if value else "false"
 
+        guided = self.guided_backend
         return {
             "triton_max_batch_size": str(self.max_batch_size),
             "decoupled_mode": "true",
@@ -79,6 +93,9 @@ class DevStackOptions:
             "multimodal_encoders_name": "",
             "max_queue_delay_microseconds": "0",
             "max_queue_size": "0",
+            "guided_decoding_backend": guided,
+            # Written with the model (gateway/devstack/tokenizer_info.py), as NVIDIA's script writes it.
+            "xgrammar_tokenizer_info_path": str(model_dir / TOKENIZER_INFO_FILE) if guided else "",
             "kv_block_size": str(self.kv_block_size),
             "kv_cache_blocks": str(self.kv_cache_blocks),
             "synthetic_prefill_ms_per_token": str(self.synthetic_prefill_ms_per_token),
@@ -96,11 +113,11 @@ def dev_triton(
     work_dir: Path | None = None,
 ) -> Iterator[TritonServer]:
     """Build the dev model if needed and run tritonserver on a rendered `triton_repo/dev` until exit."""
-    from gateway.devstack.dev_model import ensure_dev_model  # torch-free until the model is needed
+    from gateway.devstack.families import ensure_family_model  # torch-free until the model is needed
 
     options = options or DevStackOptions()
     cache_root = cache_root or default_cache_root()
-    model_dir = ensure_dev_model(cache_root)
+    model_dir = ensure_family_model(options.family, cache_root)
     owns_work_dir = work_dir is None
     work_dir = work_dir or Path(tempfile.mkdtemp(prefix="trtllm-gateway-triton-"))
     try:

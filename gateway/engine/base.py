@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -42,7 +42,8 @@ class GenerationRequest:
     `num_sequences` > 1 asks the upstream for that many sequences in one call (TensorRT-LLM's
     `num_return_sequences`); their deltas carry `sequence_index`. `logprobs` asks for the chosen tokens'
     log-probabilities, `top_logprobs` for that many alternatives per position, `prompt_logprobs` for the
-    prompt's (echo); the engine's capabilities say which of these it can honour.
+    prompt's (echo), `guide_type` / `guide` a guided-decoding constraint; the engine's capabilities say which of
+    these it can honour.
     """
 
     request_id: str
@@ -56,6 +57,8 @@ class GenerationRequest:
     logprobs: bool = False
     top_logprobs: int = 0
     prompt_logprobs: bool = False
+    guide_type: str | None = None  # guided decoding: json, json_schema, regex, ebnf_grammar
+    guide: str | None = None
     lora: LoraAdapter | None = None  # generate with this adapter of the model
 
 
@@ -88,6 +91,7 @@ class EngineCapabilities:
     top_logprobs: bool = False  # generation logits, from which the gateway takes the top k
     prompt_logprobs: bool = False  # context logits, for the prompt's log-probabilities
     exact_stream: bool = True  # streamed text is exact (not so for the ensemble's per-token decoding)
+    guided_decoding: bool = False  # guides are enforced: declared inputs and an xgrammar backend configured
 
 
 @dataclass(slots=True)
@@ -144,7 +148,7 @@ class EngineInfo:
 class Engine(Protocol):
     """A text-generation backend. Closing the iterator early must stop the upstream generation."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream the output of one request; the last delta of each sequence carries its finish reason."""
         ...
 

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from gateway.engine.base import Delta, EngineCapabilities, GenerationRequest, TokenLogprob
+from gateway.engine.base import Delta, EngineCapabilities, GenerationRequest, TokenLogprob, TopLogprob
 from gateway.engine.detokenize import CumulativeTextDiff, IncrementalDetokenizer, ReplacementMerger
 from gateway.engine.logits import log_softmax, logits_rows, top_alternatives
 from gateway.engine.tensors import (
@@ -73,7 +73,11 @@ def upstream_streams(request: GenerationRequest, exact: bool) -> bool:
 
 
 def add_sequence_inputs(builder: RequestBuilder, request: GenerationRequest, outputs: list[str]) -> None:
-    """num_return_sequences / sequence_index and return_log_probs / output_log_probs, when asked for."""
+    """num_return_sequences / sequence_index, return_log_probs / output_log_probs and the guide, when asked for."""
+    if request.guide_type is not None:
+        builder.strings("guided_decoding_guide_type", [request.guide_type])
+        if request.guide is not None:
+            builder.strings("guided_decoding_guide", [request.guide])
     if request.num_sequences > 1:
         builder.scalar("num_return_sequences", request.num_sequences)
         outputs.append("sequence_index")
@@ -82,8 +86,10 @@ def add_sequence_inputs(builder: RequestBuilder, request: GenerationRequest, out
         outputs.append("output_log_probs")
 
 
-def declared_capabilities(interface: ModelInterface, mode: UpstreamMode, exact_stream: bool) -> EngineCapabilities:
-    """Sequences and logprobs as far as the declared tensors allow."""
+def declared_capabilities(
+    interface: ModelInterface, mode: UpstreamMode, exact_stream: bool, guided_backend: bool
+) -> EngineCapabilities:
+    """Sequences, logprobs and guides as far as the declared tensors (and the engine's guided backend) allow."""
     return EngineCapabilities(
         mode=mode,
         # NVIDIA's BLS declares num_return_sequences but ignores it: BLS choices are separate requests.
@@ -92,6 +98,7 @@ def declared_capabilities(interface: ModelInterface, mode: UpstreamMode, exact_s
         and "sequence_index" in interface.outputs,
         logprobs="return_log_probs" in interface.inputs and "output_log_probs" in interface.outputs,
         exact_stream=exact_stream,
+        guided_decoding=guided_backend and "guided_decoding_guide_type" in interface.inputs,
     )
 
 
@@ -200,11 +207,12 @@ class TextCodec:
     mode: UpstreamMode
     cumulative: bool
     stops_engine_on_cancel: bool = False  # neither the ensemble nor BLS passes a cancel on to the engine
+    guided_backend: bool = False  # the engine model has guided decoding configured (see guided_backend_of)
     kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; streamed text is exact only when cumulative (BLS)."""
-        return declared_capabilities(self.interface, self.mode, exact_stream=self.cumulative)
+        return declared_capabilities(self.interface, self.mode, self.cumulative, self.guided_backend)
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TextDecoder]:
         """text_input, max_tokens, stream, sampling, the count outputs when declared; the text policy."""
@@ -247,7 +255,7 @@ class _SequenceState:
     counted_prompt: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenDecoder:
     """`output_ids` + `sequence_length` (+ sequence index, log-probabilities, logits) -> Delta, detokenized
     incrementally per sequence."""
@@ -256,6 +264,7 @@ class TokenDecoder:
     prompt_ids: list[int]
     texts: TokenTexts | None = None  # set when logprobs are asked for
     top_logprobs: int = 0
+    keep_special_tokens: bool = False
     block_size: int = 64  # tokens per KV-cache block, for cached_tokens
     _sequences: dict[int, _SequenceState] = field(default_factory=dict)
 
@@ -290,13 +299,10 @@ class TokenDecoder:
             ids = list(struct.unpack_from(f"<{count}i", ids_raw))
         state = self._sequences.get(sequence_index)
         if state is None:
-            state = self._sequences[sequence_index] = _SequenceState(IncrementalDetokenizer(self.tokenizer))
-        delta = Delta(
-            text=state.detokenizer.feed(ids) if ids else "",
-            completion_tokens=len(ids),
-            sequence_index=sequence_index,
-            cached_tokens=cached_tokens,
-        )
+            detokenizer = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=not self.keep_special_tokens)
+            state = self._sequences[sequence_index] = _SequenceState(detokenizer)
+        delta = Delta(state.detokenizer.feed(ids) if ids else "", len(ids), None, None, sequence_index)
+        delta.cached_tokens = cached_tokens
         if not state.counted_prompt:
             delta.prompt_tokens = len(self.prompt_ids)
             state.counted_prompt = True
@@ -319,7 +325,7 @@ class TokenDecoder:
         for position, token_id in enumerate(ids):
             text, data = self.texts.get(token_id)
             value = values[position] if position < len(values) else None
-            top = ()
+            top: tuple[TopLogprob, ...] = ()
             if generation is not None and position < generation.shape[0]:
                 top = top_alternatives(generation[position], self.top_logprobs, self.texts)
                 if value is None:
@@ -349,6 +355,8 @@ class TokenCodec:
     interface: ModelInterface
     tokenizer: Any
     engine_logits: bool = False  # the engine was built to gather generation/context logits
+    guided_backend: bool = False
+    keep_special_tokens: bool = False  # detokenize with special tokens (parser markers that are special tokens)
     kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
     mode: UpstreamMode = "direct"
     stops_engine_on_cancel: bool = True  # the engine sees a cancelled direct call within a step
@@ -359,7 +367,7 @@ class TokenCodec:
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; top logprobs and prompt logprobs from the engine's logits."""
-        declared = declared_capabilities(self.interface, self.mode, exact_stream=True)
+        declared = declared_capabilities(self.interface, self.mode, True, self.guided_backend)
         inputs, outputs = self.interface.inputs, self.interface.outputs
         return EngineCapabilities(
             mode=declared.mode,
@@ -368,6 +376,7 @@ class TokenCodec:
             top_logprobs=self.engine_logits and "return_generation_logits" in inputs and "generation_logits" in outputs,
             prompt_logprobs=self.engine_logits and "return_context_logits" in inputs and "context_logits" in outputs,
             exact_stream=True,
+            guided_decoding=declared.guided_decoding,
         )
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TokenDecoder]:
@@ -404,31 +413,59 @@ class TokenCodec:
         builder.request_outputs(outputs)
         wants_logprobs = request.logprobs or request.prompt_logprobs
         texts = self.texts if wants_logprobs else None
-        decoder = TokenDecoder(self.tokenizer, ids, texts, request.top_logprobs, self.kv_block_size)
+        decoder = TokenDecoder(
+            self.tokenizer, ids, texts, request.top_logprobs, self.keep_special_tokens, self.kv_block_size
+        )
         return builder.message, decoder
 
 
+def guided_backend_of(engine_config: model_config_pb2.ModelConfig) -> bool:
+    """Whether the engine model enforces guides: TensorRT-LLM silently ignores them unless both
+    `guided_decoding_backend` is `xgrammar` and `xgrammar_tokenizer_info_path` is filled (empty and unfilled
+    `${...}` values count as unset)."""
+
+    def value(key: str) -> str:
+        text = engine_config.parameters[key].string_value.strip() if key in engine_config.parameters else ""
+        return "" if text.startswith("${") else text
+
+    return value("guided_decoding_backend").lower() == "xgrammar" and bool(value("xgrammar_tokenizer_info_path"))
+
+
 def codec_for(
-    config: model_config_pb2.ModelConfig, tokenizer: Any | None, engine_logits: bool = False, kv_block_size: int = 64
+    config: model_config_pb2.ModelConfig,
+    tokenizer: Any | None,
+    engine_logits: bool = False,
+    guided_backend: bool = False,
+    keep_special_tokens: bool = False,
+    kv_block_size: int = 64,
 ) -> UpstreamCodec:
-    """Pick the upstream mode from a model's declared config (`kv_block_size`: tokens per KV-cache block)."""
+    """Pick the upstream mode from a model's declared config (`guided_backend`: from the engine model's;
+    `kv_block_size`: tokens per KV-cache block)."""
     interface = ModelInterface.from_config(config)
     if not interface.decoupled:
         raise ConfigurationError(f"model '{config.name}' must be deployed decoupled (decoupled_mode:true)")
     if {"input_ids", "input_lengths", "request_output_len"} <= interface.inputs.keys():
         if tokenizer is None:
             raise ConfigurationError(f"calling '{config.name}' directly needs the model's tokenizer (--tokenizer)")
-        return TokenCodec(interface, tokenizer, engine_logits, kv_block_size)
+        return TokenCodec(interface, tokenizer, engine_logits, guided_backend, keep_special_tokens, kv_block_size)
     missing = ({"text_input", "max_tokens"} - interface.inputs.keys()) | ({"text_output"} - interface.outputs.keys())
     if missing:
         raise ConfigurationError(
             f"model '{config.name}' lacks {sorted(missing)}: not a TensorRT-LLM ensemble, BLS or engine model"
         )
     if config.platform == "ensemble":
-        return TextCodec(interface, mode="ensemble", cumulative=False, kv_block_size=kv_block_size)
+        return TextCodec(
+            interface, mode="ensemble", cumulative=False, guided_backend=guided_backend, kv_block_size=kv_block_size
+        )
     accumulate = (
         config.parameters["accumulate_tokens"].string_value.strip().lower()
         if "accumulate_tokens" in config.parameters
         else ""
     )
-    return TextCodec(interface, mode="bls", cumulative=accumulate in ("true", "1", "yes"), kv_block_size=kv_block_size)
+    return TextCodec(
+        interface,
+        mode="bls",
+        cumulative=accumulate in ("true", "1", "yes"),
+        guided_backend=guided_backend,
+        kv_block_size=kv_block_size,
+    )

@@ -9,7 +9,7 @@ cache (the pool keeps that record per upstream).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class AdapterEngine:
         self._base = base
         self._adapter = adapter
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """The base engine's stream for the request with the adapter."""
         return self._base.generate(replace(request, lora=self._adapter))
 

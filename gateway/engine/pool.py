@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -135,7 +135,7 @@ class UpstreamPool:
 
     # ---- generation ------------------------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream from the chosen upstream; retry once elsewhere if it fails before the first delta."""
         key = await self.route_key(request)
         failed: Upstream | None = None
@@ -204,11 +204,14 @@ class UpstreamPool:
         return RouteKey(blocks, session)
 
     def _prompt_blocks(self, prompt: str) -> tuple[int, ...]:
-        backend = getattr(self._tokenizer, "backend_tokenizer", None)  # a fast tokenizer's Rust object
-        if backend is not None:
-            ids = backend.encode(prompt, add_special_tokens=False).ids
-        else:
-            ids = self._tokenizer.encode(prompt, add_special_tokens=False)
+        tokenizer = self._tokenizer
+        assert tokenizer is not None  # only called when there is one
+        backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's Rust object
+        ids = (
+            backend.encode(prompt, add_special_tokens=False).ids
+            if backend is not None
+            else tokenizer.encode(prompt, add_special_tokens=False)
+        )
         return block_hashes(ids, self.config.block_size)
 
     def choose(self, key: RouteKey, exclude: Upstream | None = None) -> tuple[Upstream, str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
-from gateway.engine.codecs import UpstreamCodec, codec_for
+from gateway.engine.codecs import UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
@@ -63,6 +63,7 @@ class TritonEngineConfig:
     idle_timeout_s: float | None = None
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
+    keep_special_tokens: bool = False  # direct mode: detokenize with special tokens (parser markers)
     kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
 
 
@@ -160,25 +161,39 @@ class TritonEngine:
         metadata = await self._stub.ServerMetadata(service_pb2.ServerMetadataRequest(), timeout=timeout)
         self._server_version = metadata.version
         config = await self._stub.ModelConfig(service_pb2.ModelConfigRequest(name=self.config.model), timeout=timeout)
-        self._codec = codec_for(config.config, self._tokenizer, self.config.engine_logits, self.config.kv_block_size)
+        engine_config = config.config
+        if config.config.name != self.config.engine_model:
+            try:
+                reply = await self._stub.ModelConfig(
+                    service_pb2.ModelConfigRequest(name=self.config.engine_model), timeout=timeout
+                )
+                engine_config = reply.config
+            except grpc.aio.AioRpcError:
+                engine_config = None
+                logger.warning(
+                    "no '%s' model: generations cannot be stopped upstream when a client leaves, and guided "
+                    "decoding is taken as not configured",
+                    self.config.engine_model,
+                )
+        guided = engine_config is not None and guided_backend_of(engine_config)
+        self._codec = codec_for(
+            config.config,
+            self._tokenizer,
+            self.config.engine_logits,
+            guided,
+            self.config.keep_special_tokens,
+            self.config.kv_block_size,
+        )
         self._stop_interface = None
-        if self._codec.stops_engine_on_cancel:
+        if self._codec.stops_engine_on_cancel or engine_config is None:
             return
-        try:
-            engine_config = await self._stub.ModelConfig(
-                service_pb2.ModelConfigRequest(name=self.config.engine_model), timeout=timeout
-            )
-            stop_interface = ModelInterface.from_config(engine_config.config)
-            if "stop" in stop_interface.inputs:
-                self._stop_interface = stop_interface
-        except grpc.aio.AioRpcError:
-            logger.warning(
-                "no '%s' model: generations cannot be stopped upstream when a client leaves", self.config.engine_model
-            )
+        stop_interface = ModelInterface.from_config(engine_config)
+        if "stop" in stop_interface.inputs:
+            self._stop_interface = stop_interface
 
     # ---- generation ------------------------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas for one request; leaving early stops the upstream generation."""
         codec = self._codec
         # Readiness polling only feeds /health/ready: once the model is known, a request is tried (a Triton

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.engine.base import GenerationRequest, SamplingParams
+from gateway.openai.agents import parser_chain, plan_agent, with_guide
 from gateway.openai.choices import ChoiceRun
 from gateway.openai.encoders import ChatEncoder
 from gateway.openai.generation import (
@@ -17,6 +18,7 @@ from gateway.openai.generation import (
 from gateway.openai.protocol import ChatCompletionRequest, SamplingFields, unsupported_fields
 from gateway.openai.served_model import ResponseMeta, ServedModel
 from gateway.openai.tokens import message_text
+from gateway.openai.tools import template_tool_calls
 
 # Temperatures this small divide logits into infinities; they mean greedy decoding (vLLM draws the same line).
 GREEDY_BELOW = 1e-5
@@ -56,8 +58,8 @@ def stop_strings(body: SamplingFields) -> tuple[str, ...]:
     return tuple(s for s in stops if s)
 
 
-def render_messages(body: ChatCompletionRequest, model: ServedModel) -> str:
-    """The prompt: messages rendered with the chat template."""
+def render_messages(body: ChatCompletionRequest, model: ServedModel, tools: list[dict[str, Any]] | None = None) -> str:
+    """The prompt: messages (and tool definitions) rendered with the chat template."""
     messages: list[dict[str, Any]] = []
     for index, message in enumerate(body.messages):
         # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
@@ -66,11 +68,11 @@ def render_messages(body: ChatCompletionRequest, model: ServedModel) -> str:
         if message.name is not None:
             rendered["name"] = message.name
         if message.tool_calls:
-            rendered["tool_calls"] = message.tool_calls
+            rendered["tool_calls"] = template_tool_calls(message.tool_calls, index)
         if message.tool_call_id is not None:
             rendered["tool_call_id"] = message.tool_call_id
         messages.append(rendered)
-    return model.chat_template.render(messages)
+    return model.chat_template.render(messages, tools)
 
 
 def chat_generation(
@@ -84,8 +86,9 @@ def chat_generation(
     capabilities = capabilities_of(model)
     options = OutputOptions(n=body.n or 1, logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0)
     check_output_options(options, model, capabilities)
+    agent = plan_agent(body, model, capabilities)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    prompt = render_messages(body, model)
+    prompt = render_messages(body, model, agent.template_tools(body))
     model.check_prompt_length(prompt, "messages")
     base = GenerationRequest(
         request_id=meta.id,
@@ -96,6 +99,7 @@ def chat_generation(
         stop=stop_strings(body),
         trace_headers=trace_headers,
     )
-    plans = plan_prompt(base, options, capabilities, model, prompt_index=0, first_choice=0)
+    base = with_guide(base, agent)
+    plans = plan_prompt(base, options, capabilities, model, 0, 0, parser_chain(agent, model))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return Generation(ChoiceRun(model.engine, plans), ChatEncoder(meta, include_usage), bool(body.stream))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from gateway.engine.base import Delta, Engine, FinishReason, GenerationRequest
@@ -93,6 +93,8 @@ class Choice:
             completion_tokens = self._counter.count("".join(self._raw_parts))
             if not ended_early and reason == "stop" and completion_tokens >= self.request.max_tokens:
                 reason = "length"
+        if reason == "stop" and any(getattr(p, "has_tool_calls", False) for p in self._chain):
+            reason = "tool_calls"
         cached = None if self._cached_tokens is None else min(self._cached_tokens, prompt_tokens)
         self.usage = Usage(prompt_tokens, completion_tokens, cached)
         self.finish_reason = reason
@@ -122,13 +124,13 @@ class ChoiceRun:
         """The request's usage: every prompt once, every choice's completion."""
         return request_usage([(c.prompt_index, c.usage) for c in self.choices if c.usage is not None])
 
-    def events(self) -> AsyncIterator[ChoiceBatch]:
+    def events(self) -> AsyncGenerator[ChoiceBatch, None]:
         """(choice, events) as they come, until every choice has finished; closing it early abandons every
         generation still running (which stops its upstream work). One generation is read directly: no layer
         in between on the per-token path."""
         return self._read(0) if len(self._streams) == 1 else self._merged()
 
-    async def _read(self, which: int) -> AsyncIterator[ChoiceBatch]:
+    async def _read(self, which: int) -> AsyncGenerator[ChoiceBatch, None]:
         plan, stream = self.plans[which], self._streams[which]
         choices = plan.choices
         try:
@@ -146,7 +148,7 @@ class ChoiceRun:
         finally:
             await stream.aclose()
 
-    async def _merged(self) -> AsyncIterator[ChoiceBatch]:
+    async def _merged(self) -> AsyncGenerator[ChoiceBatch, None]:
         queue: asyncio.Queue[ChoiceBatch | BaseException | None] = asyncio.Queue()
 
         async def pump(which: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,7 +19,7 @@ from gateway.errors import InvalidRequestError, UnsupportedFeatureError, Upstrea
 from gateway.openai.choices import Choice, ChoiceRun, UpstreamPlan
 from gateway.openai.encoders import CollectedChoice, collect
 from gateway.openai.events import ChoiceEvent
-from gateway.openai.processors import Processor, StopStrings
+from gateway.openai.processors import Processor, stop_chain
 from gateway.openai.served_model import ServedModel
 
 SEED_SPACE = 1 << 63
@@ -105,11 +105,6 @@ def check_output_options(options: OutputOptions, model: ServedModel, capabilitie
         )
 
 
-def stop_chain(request: GenerationRequest) -> list[Processor]:
-    """The processors of a choice: stop strings when there are any (empty: the identity)."""
-    return [StopStrings(request.stop)] if request.stop else []
-
-
 def plan_prompt(
     base: GenerationRequest,
     options: OutputOptions,
@@ -141,7 +136,7 @@ def plan_prompt(
     return plans
 
 
-async def stream_chunks(generation: Generation) -> AsyncIterator[list[bytes]]:
+async def stream_chunks(generation: Generation) -> AsyncGenerator[list[bytes], None]:
     """The JSON chunks of a streamed response, a list per write. Nothing is produced before the first output
     (or the first failure) arrives, so a refusal can still get its own status code."""
     run, encoder = generation.run, generation.encoder

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from gateway.engine.base import GenerationRequest
 from gateway.openai.events import OutputEvent, TextEvent, TokenLogprob
 from gateway.openai.stops import StopMatcher
 
@@ -78,6 +79,11 @@ class StopStrings:
             return held if release else None
         self._held_logprobs = held
         return None
+
+
+def stop_chain(request: GenerationRequest) -> list[Processor]:
+    """The processors of a plain choice: stop strings when there are any (empty: the identity)."""
+    return [StopStrings(request.stop)] if request.stop else []
 
 
 def run_chain(chain: list[Processor], events: list[OutputEvent]) -> list[OutputEvent]:

@@ -118,11 +118,18 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: Annotated[Int, Field(ge=1)] | None = None
     logprobs: StrictBool | None = None
     top_logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    # Checked where they are used (openai/tools.py, openai/guides.py), with errors naming the exact place.
     tools: Any = None
     tool_choice: Any = None
+    parallel_tool_calls: StrictBool | None = None
+    response_format: Any = None
+    structured_outputs: Any = None  # vLLM's: json, regex, choice, grammar
+    guided_json: Any = None  # vLLM's older spelling of the same
+    guided_regex: Any = None
+    guided_choice: Any = None
+    guided_grammar: Any = None
     functions: Any = None
     function_call: Any = None
-    response_format: Any = None
     audio: Any = None
     modalities: Any = None
     prediction: Any = None
@@ -151,7 +158,6 @@ def unsupported_fields(request: SamplingFields) -> None:
     checks: dict[str, Any] = {"logit_bias": request.logit_bias}
     if isinstance(request, ChatCompletionRequest):
         checks |= {
-            "tools": request.tools,
             "functions": request.functions,
             "function_call": request.function_call,
             "audio": request.audio,
@@ -159,13 +165,6 @@ def unsupported_fields(request: SamplingFields) -> None:
             "reasoning_effort": request.reasoning_effort,
             "web_search_options": request.web_search_options,
         }
-        if request.tool_choice not in (None, "none", "auto"):
-            checks["tool_choice"] = request.tool_choice
-        response_format = request.response_format
-        if response_format is not None and not (
-            isinstance(response_format, dict) and response_format.get("type") == "text"
-        ):
-            checks["response_format"] = response_format
         if request.modalities not in (None, ["text"]):
             checks["modalities"] = request.modalities
     elif isinstance(request, CompletionRequest):

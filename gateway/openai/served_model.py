@@ -27,6 +27,8 @@ class ServedModel:
     max_tokens_limit: int
     max_prompt_tokens: int | None = None
     max_n: int = 8
+    tool_parser: str | None = None  # parsers/ registry names (--tool-call-parser, --reasoning-parser)
+    reasoning_parser: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
     @cached_property

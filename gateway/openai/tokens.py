@@ -38,12 +38,17 @@ class ChatTemplate:
         if self._template is None and not getattr(tokenizer, "chat_template", None):
             raise ConfigurationError("the tokenizer has no chat template; pass --chat-template FILE")
 
-    def render(self, messages: list[dict[str, Any]]) -> str:
-        """The prompt for these messages, ending with the assistant's turn header."""
+    @property
+    def source(self) -> str:
+        """The Jinja source in use (to detect the model family's parsers)."""
+        return self._template or str(getattr(self._tokenizer, "chat_template", "") or "")
+
+    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt for these messages (and tool definitions), ending with the assistant's turn header."""
         try:
             return str(
                 self._tokenizer.apply_chat_template(
-                    messages, chat_template=self._template, tokenize=False, add_generation_prompt=True
+                    messages, tools=tools, chat_template=self._template, tokenize=False, add_generation_prompt=True
                 )
             )
         except Exception as exc:  # jinja raises TemplateError for messages the template refuses

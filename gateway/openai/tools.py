@@ -85,11 +85,12 @@ def _tool(tool: Any, where: str) -> ToolSpec:
 
 
 def parse_tool_choice(tool_choice: Any, tools: Sequence[ToolSpec]) -> ToolChoice:
-    """`tool_choice` checked against the tools (default: `auto` with tools, `none` without)."""
-    if tool_choice is None:
+    """`tool_choice` checked against the tools (default: `auto` with tools, `none` without). `auto` without tools
+    is taken as `none` (clients and frameworks send it as a default); what needs a tool is a 400."""
+    if tool_choice is None or (tool_choice == "auto" and not tools):
         return ToolChoice("auto" if tools else "none")
     if tool_choice in ("none", "auto", "required"):
-        if tool_choice != "none" and not tools:
+        if tool_choice == "required" and not tools:
             raise InvalidRequestError(f"tool_choice {tool_choice!r} needs 'tools'", param="tool_choice")
         return ToolChoice(tool_choice)
     function = tool_choice.get("function") if isinstance(tool_choice, dict) else None

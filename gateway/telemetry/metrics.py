@@ -8,6 +8,7 @@ model names, endpoint paths, status codes, finish reasons and error kinds; never
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -31,7 +32,7 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        live = {"multiprocess_mode": "livesum"}
+        live: dict[str, Literal["livesum"]] = {"multiprocess_mode": "livesum"}
         self.requests = Counter(
             "gateway_requests",
             "HTTP requests by model, endpoint, status code and stream flag.",
@@ -74,6 +75,15 @@ class GatewayMetrics:
             "gateway_requests_in_flight", "Requests being handled.", ["endpoint"], registry=registry, **live
         )
         self.waiting = Gauge("gateway_requests_waiting", "Requests waiting for admission.", registry=registry, **live)
+        # The autoscaling signal. Each worker has its own limit, so workers report their own ratio and the busiest
+        # one counts (the kernel spreads connections over workers evenly enough).
+        self.saturation = Gauge(
+            "gateway_saturation_ratio",
+            "(running + queued generation requests) / --max-concurrent-requests; above 1 requests queue. "
+            "0 without a concurrency limit.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.client_disconnects = Counter(
             "gateway_client_disconnects",
             "Requests whose client left before the response ended.",

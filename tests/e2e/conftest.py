@@ -52,10 +52,11 @@ def start_gateway(
     triton_url: str | None = None,
     wait_for: str = "/health/ready",
     models_file: Path | None = None,
+    port: int | None = None,
 ) -> GatewayProcess:
-    """Start the gateway CLI against `triton` (or `triton_url`, or the models file's upstreams) and wait until
-    `wait_for` answers 200."""
-    port = free_port()
+    """Start the gateway CLI against `triton` (or `triton_url`, or the models file's upstreams) on `port` (a free
+    one by default) and wait until `wait_for` answers 200."""
+    port = port or free_port()
     log_path = log_dir / f"gateway-{port}.log"
     if models_file is not None:
         model = ["--models-file", str(models_file)]

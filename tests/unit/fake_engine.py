@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest, TokenLogprob
@@ -45,7 +45,7 @@ class FakeEngine:
         """Scripted readiness."""
         return EngineInfo(upstream="fake", model="fake", ready=self.ready)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Scripted deltas; stream or not, like the ensemble (deltas vs one full text). Several sequences
         interleave piece by piece; logprobs are -0.5 per piece when asked."""
         self.requests.append(request)

@@ -173,9 +173,21 @@ def valid_messages(draw: st.DrawFn) -> dict[str, Any]:
         message["name"] = draw(texts)
     if role == "assistant" and draw(st.booleans()):
         message["tool_calls"] = draw(tool_calls)
-    if role == "tool" and draw(st.booleans()):
-        message["tool_call_id"] = draw(texts)
     return message
+
+
+def answered_tool_calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A history in which every tool message answers a call of the assistant message just before it (as
+    OpenAI requires: `tool_call_id` names an earlier call)."""
+    history: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message["role"] == "tool":
+            call_id = f"call_{index}"
+            call = {"id": call_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            history.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            message = message | {"tool_call_id": call_id}
+        history.append(message)
+    return history
 
 
 probabilities = st.floats(0, 1)
@@ -215,7 +227,7 @@ def valid_bodies(draw: st.DrawFn, path: str) -> dict[str, Any]:
     """A request body the gateway must answer with a 200."""
     body: dict[str, Any] = {"model": DEV_MODEL_NAME}
     if path == CHAT:
-        body["messages"] = draw(st.lists(valid_messages(), min_size=1, max_size=5))
+        body["messages"] = draw(st.lists(valid_messages(), min_size=1, max_size=5).map(answered_tool_calls))
         extras = CHAT_EXTRAS
     else:
         prompts = st.text(min_size=1, max_size=40)

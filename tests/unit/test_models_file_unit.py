@@ -151,3 +151,14 @@ def test_lora_adapters_are_model_ids_and_a_bad_folder_names_its_field(tmp_path: 
         ConfigurationError, match=r"^models\[0\] \('m'\), field 'lora_adapters\.0\.folder': cannot read"
     ):
         build_registry(Settings(models_file=path))
+
+
+def test_parsers_are_per_entry_and_an_unknown_one_names_entry_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    entry = f"  - name: m\n    tokenizer: {ensure_dev_model()}\n    upstreams: ['a:1']\n"
+    path.write_text(f"models:\n{entry}    tool_call_parser: hermes\n    reasoning_parser: none\n")
+    (model,) = build_registry(Settings(models_file=path)).all()
+    assert (model.tool_parser, model.reasoning_parser) == ("hermes", None)
+    path.write_text(f"models:\n{entry}    tool_call_parser: hermez\n")
+    with pytest.raises(ConfigurationError, match=r"^models\[0\] \('m'\), field 'tool_call_parser': 'hermez'"):
+        build_registry(Settings(models_file=path))

@@ -90,7 +90,6 @@ def test_tool_choice_is_parsed_against_the_tools(tool_choice, tools, choice):
     ("tool_choice", "tools"),
     [
         ("required", []),
-        ("auto", []),
         ("always", [WEATHER]),
         ({"type": "function", "function": {"name": "missing"}}, [WEATHER]),
         ({"type": "function"}, [WEATHER]),
@@ -170,3 +169,8 @@ def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
 )
 def test_tool_calls_with_bad_arguments_are_a_400_naming_the_field(call, param):
     assert _param(template_tool_calls, [CALL, call], 2) == param
+
+
+def test_auto_without_tools_is_taken_as_none() -> None:
+    """Clients and frameworks send `tool_choice: auto` as a default, with or without tools."""
+    assert parse_tool_choice("auto", []).mode == "none"

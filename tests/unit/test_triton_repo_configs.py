@@ -21,7 +21,7 @@ SHARED_PLACEHOLDERS = {
     "triton_max_batch_size", "decoupled_mode", "logits_datatype", "tokenizer_dir", "add_special_tokens",
     "skip_special_tokens", "preprocessing_instance_count", "postprocessing_instance_count", "bls_instance_count",
     "accumulate_tokens", "tensorrt_llm_model_name", "tensorrt_llm_draft_model_name", "multimodal_encoders_name",
-    "max_queue_delay_microseconds", "max_queue_size",
+    "max_queue_delay_microseconds", "max_queue_size", "prompt_embedding_table_data_type",
 }  # fmt: skip
 # NVIDIA's tensorrt_llm template (TensorRT-LLM 1.x), as listed in TRITON_INTERFACE.md §4.
 TENSORRT_LLM_PLACEHOLDERS = {

@@ -8,6 +8,8 @@ KV cache: one left-padded batched cache whose rows follow `self._rows`. Rows tha
 `batch_select_indices`; when new jobs join, the whole batch is prefilled again (cheap for the tiny dev model,
 and it only uses the public cache API). The attention mask hides the left padding; position ids count only
 real tokens, so a sequence gets the same logits whatever batch it runs in (up to float rounding).
+
+Guided decoding (dev_engine_guided): when the model parameters enable it, a request's guide masks its logits.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_guided import GuidedDecoding, GuideMatcher
 from dev_engine_job import GenerationJob, RequestError
 from dev_engine_sampling import make_generator, sample_token
 from transformers import AutoModelForCausalLM
@@ -27,7 +30,10 @@ class HFEngine(EngineCore):
 
     name = "hf"
 
-    def __init__(self, model_dir: str, max_num_active: int, metrics: EngineMetrics) -> None:
+    def __init__(
+        self, model_dir: str, max_num_active: int, metrics: EngineMetrics, guided: tuple[str, str] = ("", "")
+    ) -> None:
+        """`guided` is (guided_decoding_backend, xgrammar_tokenizer_info_path), the model parameters."""
         super().__init__(max_num_active, metrics)
         if not model_dir or not Path(model_dir).is_dir():
             raise ValueError(f"engine 'hf' needs model_dir to be a Hugging Face model folder, got {model_dir!r}")
@@ -41,6 +47,8 @@ class HFEngine(EngineCore):
         self._mask = torch.zeros(0, 0, dtype=torch.long)
         self._next_position = torch.zeros(0, dtype=torch.long)
         self._generators: dict[GenerationJob, torch.Generator] = {}
+        self._guided = GuidedDecoding.from_parameters(*guided, self.vocab_size)
+        self._matchers: dict[GenerationJob, GuideMatcher] = {}
 
     def prepare(self, job: GenerationJob) -> None:
         """Refuse prompts that do not fit the model (and LoRA: the dev model has no adapters); shorten the output
@@ -52,6 +60,8 @@ class HFEngine(EngineCore):
                 f"prompt length ({len(job.prompt)}) exceeds the maximum input length ({self.max_positions - 1})"
             )
         job.max_new_tokens = min(job.max_new_tokens, self.max_positions - len(job.prompt))
+        if self._guided is not None and job.guide is not None:
+            job.grammar = self._guided.compile(*job.guide)
 
     def _run(self) -> None:
         active: list[GenerationJob] = []
@@ -61,6 +71,8 @@ class HFEngine(EngineCore):
                 self._finish(job)
             for job in admitted:
                 self._generators[job] = make_generator(job.sampling.seed + job.sequence_index)
+                if job.grammar is not None:
+                    self._matchers[job] = GuideMatcher(job.grammar)
             for job in active + admitted:
                 if not job.done and job.reply.cancelled():
                     self._finish(job)
@@ -69,6 +81,7 @@ class HFEngine(EngineCore):
                 self._step(active)
             for job in [job for job in self._generators if job.done]:
                 del self._generators[job]
+                self._matchers.pop(job, None)
             self._publish_metrics()
 
     def _step(self, active: list[GenerationJob]) -> None:
@@ -84,16 +97,23 @@ class HFEngine(EngineCore):
         for row, job in enumerate(self._rows):
             if job.outputs.generation_logits:
                 job.pending_logits.append(logits[row].numpy().copy())
+            matcher = self._matchers.get(job)
             try:
+                if matcher is not None:
+                    matcher.mask(logits[row])
                 token, log_prob = sample_token(logits[row], job, self._generators[job])
+                if matcher is not None:
+                    matcher.accept(token)
             except Exception as exc:
                 self._fail(job, f"dev engine sampling failed: {exc!r}")
                 continue
-            self._advance(job, token, log_prob)
+            if not self._advance(job, token, log_prob) and matcher is not None and matcher.terminated:
+                self._finish(job)  # the grammar ended on a stop token that is not this request's end_id
 
     def _reset(self) -> None:
         self._rows, self._cache = [], None
         self._generators.clear()
+        self._matchers.clear()
 
     def _forward(self, active: list[GenerationJob]) -> torch.Tensor:
         """Logits of the next position for every active job, in the order of `self._rows`."""

@@ -23,7 +23,6 @@ UNSUPPORTED_INPUTS = (
     "context_phase_params",
     "cross_attention_mask",
     "mrope_rotary_cos_sin",
-    "guided_decoding_guide_type",
     "lookahead_window_size",
 )
 # Logits are the hf engine's alone (the synthetic engine has none); it refuses them itself.
@@ -173,6 +172,7 @@ def read_jobs(
                     lora_weights=_lora_weights(request),
                     batch_index=item,
                     sequence_index=sequence,
+                    guide=_guide(request, item),
                 )
             )
     return jobs
@@ -191,6 +191,20 @@ def _lora_weights(request: Any) -> bool:
     ):
         raise RequestError(f"lora_config {list(config.shape)} does not match lora_weights {list(weights.shape)}")
     return True
+
+
+def _guide(request: Any, item: int) -> tuple[str, str] | None:
+    """(guide type, guide) of a guided-decoding request; the engine decides what to do with it."""
+    kind = _input(request, "guided_decoding_guide_type")
+    if kind is None or kind.size == 0:
+        return None
+    guide = _input(request, "guided_decoding_guide")
+
+    def text(array: np.ndarray) -> str:
+        value = array.reshape(array.shape[0], -1)[item, 0]
+        return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+    return text(kind), "" if guide is None or guide.size == 0 else text(guide)
 
 
 def _embedding_bias(request: Any, item: int, vocab_size: int) -> np.ndarray | None:

@@ -111,6 +111,8 @@ class GenerationJob:
     embedding_bias: Any = None
     batch_index: int = 0
     sequence_index: int = 0
+    guide: tuple[str, str] | None = None  # (guided_decoding_guide_type, guided_decoding_guide)
+    grammar: Any = None  # the compiled guide, when the engine enforces it
     generated: list[int] = field(default_factory=list)
     log_probs: list[float] = field(default_factory=list)
     # Set from Triton's execute thread by a `stop` request; read by the engine thread.

@@ -23,12 +23,15 @@ engine, including its less convenient habits, so that a gateway tested against i
 - `return_log_probs` gives `output_log_probs` per response; `return_generation_logits` /
   `return_context_logits` give raw logits (hf engine only, as for an engine built with
   `--gather_generation_logits` / `--gather_context_logits`);
-- beam search and the encoder, draft, prompt-table and guided-decoding inputs are refused with an error
-  naming the input; LoRA (synthetic engine only) needs the adapter's weights the first time and after an
-  eviction from its cache of `lora_cache_adapters`, and changes the text per adapter.
+- beam search and the encoder, draft and prompt-table inputs are refused with an error naming the input;
+  guides are enforced by `hf` when configured and ignored otherwise; LoRA (synthetic engine only) needs the
+  adapter's weights the first time and after an eviction from its cache of `lora_cache_adapters`, and changes
+  the text per adapter.
 
-Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching;
-`synthetic` emits timed pseudo-random tokens (for load tests). Metrics: `dev_engine_running_requests`
+Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching
+(enforcing guided decoding when `guided_decoding_backend` and `xgrammar_tokenizer_info_path` are filled);
+`synthetic` emits timed pseudo-random tokens (for load tests); `scripted` emits the text that the prompt's
+last `<<script>>...<</script>>` span gives (dev_engine_scripted). Metrics: `dev_engine_running_requests`
 (gauge: queued + generating) and `dev_engine_generated_tokens_total` on Triton's /metrics.
 """
 
@@ -74,7 +77,11 @@ class TritonPythonModel:
         if kind == "hf":
             from dev_engine_hf import HFEngine
 
-            self._engine = HFEngine(model_dir, max_num_active, metrics)
+            guided = (
+                _parameter(parameters, "guided_decoding_backend", ""),
+                _parameter(parameters, "xgrammar_tokenizer_info_path", ""),
+            )
+            self._engine = HFEngine(model_dir, max_num_active, metrics, guided)
         elif kind == "synthetic":
             from dev_engine_prefix_cache import PrefixCache
             from dev_engine_synthetic import SyntheticEngine
@@ -97,8 +104,13 @@ class TritonPythonModel:
                 prefill_ms / 1000,
                 int(_parameter(parameters, "lora_cache_adapters", "4")),
             )
+        elif kind == "scripted":
+            from dev_engine_scripted import ScriptedEngine
+
+            itl_ms = float(_parameter(parameters, "synthetic_itl_ms", "10"))
+            self._engine = ScriptedEngine(model_dir, itl_ms / 1000, max_num_active, metrics)
         else:
-            raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf' or 'synthetic'")
+            raise pb_utils.TritonModelException(f"unknown engine {kind!r}; use 'hf', 'synthetic' or 'scripted'")
         self._senders = SenderPool(SENDER_THREADS)
         self._engine.start()
         pb_utils.Logger.log_info(

@@ -1,0 +1,1 @@
+"""Deployment helpers: the container health probe and the TensorRT-LLM model-repository filler."""

@@ -1,0 +1,58 @@
+"""The command that serves a filled repository in NVIDIA's `tritonserver:<yy.mm>-trtllm-python-py3` image."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import PurePosixPath
+
+from gateway.deploy.repo_fill import FilledRepository
+
+LAUNCH_SCRIPT = PurePosixPath("/trtllm/triton_backend/scripts/launch_triton_server.py")
+
+
+def tritonserver_command(repository: PurePosixPath) -> list[str]:
+    """One tritonserver process (an engine built for one GPU)."""
+    return [
+        "tritonserver",
+        f"--model-repository={repository}",
+        "--disable-auto-complete-config",
+        "--backend-config=python,shm-region-prefix-name=prefix0_",
+    ]
+
+
+def launch_script_command(
+    repository: PurePosixPath, world_size: int, script: PurePosixPath = LAUNCH_SCRIPT
+) -> list[str]:
+    """NVIDIA's launcher: one tritonserver rank per GPU under mpirun; rank 0 serves gRPC/HTTP/metrics."""
+    return ["python3", str(script), f"--model_repo={repository}", f"--world_size={world_size}"]
+
+
+def launch_lines(filled: FilledRepository) -> list[str]:
+    """What to run inside the Triton container, as shell lines."""
+    repository = filled.options.container.repository
+    lines = [shlex.join(launch_script_command(repository, filled.engine.world_size))]
+    if filled.engine.world_size == 1:
+        lines.insert(0, shlex.join(tritonserver_command(repository)))
+    return lines
+
+
+def summary(filled: FilledRepository) -> str:
+    """What the CLI prints after filling: the engine's facts and how to serve it."""
+    engine, paths = filled.engine, filled.options.container
+    guided = {
+        None: "off",
+        True: "xgrammar (tokenizer info checked with xgrammar)",
+        False: "xgrammar (tokenizer info written; install the guided extra to check it)",
+    }[filled.tokenizer_info_checked]
+    logits = "gathered (top-k logprobs possible)" if engine.gather_generation_logits else "not gathered"
+    run = "\n".join(f"  {line}" for line in launch_lines(filled))
+    return (
+        f"filled {filled.path} for TensorRT-LLM {engine.version} {engine.architecture} ({engine.dtype})\n"
+        f"  max batch {engine.max_batch_size}, beam width {engine.max_beam_width}, "
+        f"tp {engine.tensor_parallel} x pp {engine.pipeline_parallel} = {engine.world_size} GPU(s), "
+        f"generation logits {logits}, guided decoding {guided}\n"
+        f"mount in the Triton container: {filled.path} -> {paths.repository}, "
+        f"{filled.options.engine_dir} -> {paths.engine}, {filled.options.tokenizer_dir} -> {paths.tokenizer}\n"
+        f"serve it with (the script is NVIDIA's: mount a TensorRT-LLM checkout of the same version at "
+        f"{LAUNCH_SCRIPT.parents[2]}):\n{run}"
+    )

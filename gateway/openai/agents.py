@@ -1,0 +1,108 @@
+"""Tools, reasoning and structured outputs of a chat request: what the engine is constrained to, and which
+parsers each choice's text goes through.
+
+- `tools` / `tool_choice` / assistant `tool_calls` / `tool` messages are checked (openai/tools.py);
+- one guide at most (openai/guides.py): `response_format`, vLLM's `structured_outputs` / `guided_*`, or the
+  JSON schema of a forced call (`tool_choice` `required` or a named function); a guide needs an engine that
+  enforces it (TensorRT-LLM silently ignores guides without an xgrammar backend): otherwise a 400 that says
+  which parameter to fill;
+- each choice gets a fresh parser chain (openai/parsers/): reasoning first, then tool calls. With a guide there
+  is no reasoning to split off: the guide constrains the output from its first token (TensorRT-LLM has no
+  structural tags), so a `<think>` model answers the schema directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.engine.base import EngineCapabilities, GenerationRequest
+from gateway.errors import UnsupportedFeatureError
+from gateway.openai.guides import Guide, plan_guide
+from gateway.openai.parsers import ParserProcessor, choice_parser
+from gateway.openai.processors import Processor, stop_chain
+from gateway.openai.protocol import ChatCompletionRequest
+from gateway.openai.served_model import ServedModel
+from gateway.openai.tools import ToolChoice, ToolSpec, check_tool_history, parse_tool_choice, parse_tools
+
+logger = logging.getLogger(__name__)
+
+GUIDE_FIELDS = ("response_format", "structured_outputs", "guided_json", "guided_regex", "guided_choice",
+                "guided_grammar")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AgentPlan:
+    """What a chat request asks beyond plain text."""
+
+    tools: list[ToolSpec]
+    tool_choice: ToolChoice
+    guide: Guide | None
+
+    def template_tools(self, body: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+        """The tools as the chat template takes them (none when the model may not call any)."""
+        return body.tools if self.tools and self.tool_choice.mode != "none" else None
+
+
+def plan_agent(body: ChatCompletionRequest, model: ServedModel, capabilities: EngineCapabilities) -> AgentPlan:
+    """Check the request's tools, history and output constraints; 400 naming the field for what cannot be done."""
+    tools = parse_tools(body.tools)
+    tool_choice = parse_tool_choice(body.tool_choice, tools)
+    check_tool_history(body.messages)
+    plan = plan_guide(
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+        response_format=body.response_format,
+        structured_outputs=body.structured_outputs,
+        guided_json=body.guided_json,
+        guided_regex=body.guided_regex,
+        guided_choice=body.guided_choice,
+        guided_grammar=body.guided_grammar,
+    )
+    if plan.unenforced:
+        logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", plan.unenforced)
+    if plan.guide is not None and not capabilities.guided_decoding:
+        field = "tool_choice" if plan.forced_tool_calls else next(f for f in GUIDE_FIELDS if getattr(body, f))
+        raise UnsupportedFeatureError(
+            f"'{field}' needs guided decoding, which model '{model.name}' does not enforce: fill "
+            "guided_decoding_backend=xgrammar and xgrammar_tokenizer_info_path in the tensorrt_llm model's "
+            "config.pbtxt (`trtllm-gateway repo` does), and declare the guided_decoding_guide_type / "
+            "guided_decoding_guide inputs",
+            param=field,
+        )
+    agent = AgentPlan(tools, tool_choice, plan.guide)
+    # Fails now, not per choice, when tools may be called but the model has no tool-call parser.
+    choice_parser(**_parser_arguments(agent, model, prompt=""))
+    return agent
+
+
+def with_guide(request: GenerationRequest, agent: AgentPlan) -> GenerationRequest:
+    """The engine request with the plan's guide."""
+    if agent.guide is None:
+        return request
+    return dataclasses.replace(request, guide_type=agent.guide.type, guide=agent.guide.guide)
+
+
+def parser_chain(agent: AgentPlan, model: ServedModel) -> Callable[[GenerationRequest], list[Processor]]:
+    """For `plan_prompt`: each choice's processors — stop strings on the raw text, then its parsers."""
+
+    def chain_for(request: GenerationRequest) -> list[Processor]:
+        parser = choice_parser(**_parser_arguments(agent, model, prompt=request.prompt))
+        return stop_chain(request) + ([ParserProcessor(parser)] if parser is not None else [])
+
+    return chain_for
+
+
+def _parser_arguments(agent: AgentPlan, model: ServedModel, prompt: str) -> dict[str, Any]:
+    return {
+        "tool_parser": model.tool_parser,
+        "reasoning_parser": model.reasoning_parser,
+        "tools": agent.tools,
+        "tool_choice": agent.tool_choice,
+        "guided": agent.guide is not None,
+        "prompt": prompt,
+    }
