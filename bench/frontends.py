@@ -84,6 +84,7 @@ def start_gateway(
     ]  # fmt: skip
     if frontend.workers > 1:
         command += ["--workers", str(frontend.workers)]
+    command += list(frontend.args)
     log_path = log_dir / f"{frontend.name.replace('/', '_').replace('+', '_')}.log"
     env = dict(os.environ)
     if frontend.source:  # a baseline version of the gateway: its package first on the path

@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--baseline", help="also run the gateway whose `gateway/` package is in this folder (e.g. an older commit)"
     )
-    p.add_argument("--variants", help="also run the gateway with these request variants: logprobs, n2")
+    p.add_argument("--variants", help="also run the gateway with these request variants: logprobs, n2, hermes")
     return p.parse_args(argv)
 
 

@@ -28,7 +28,14 @@ logger = logging.getLogger("bench")
 WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=True, requests=8, label="warmup")
 
 
-VARIANTS = {"logprobs": '{"logprobs": true}', "n2": '{"n": 2}'}
+_TOOL = '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}'
+# Request variants: (JSON merged into the body, extra `serve` flags). `hermes`: tools offered, a tool-call parser
+# configured, no markup in the (synthetic) text: what a parser costs on the plain path.
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "logprobs": ('{"logprobs": true}', ()),
+    "n2": ('{"n": 2}', ()),
+    "hermes": ('{"tools": [' + _TOOL + "]}", ("--tool-call-parser", "hermes")),
+}
 
 
 def frontends_for(
@@ -46,7 +53,8 @@ def frontends_for(
             if baseline:
                 frontends.append(Frontend(f"gateway-base/{mode}/w1", "gateway", model, source=baseline))
             for variant in variants:
-                frontends.append(Frontend(f"gateway/{mode}/w1+{variant}", "gateway", model, body=VARIANTS[variant]))
+                body, flags = VARIANTS[variant]
+                frontends.append(Frontend(f"gateway/{mode}/w1+{variant}", "gateway", model, body=body, args=flags))
     if "litellm" in kinds and sweep.litellm:
         frontends.append(Frontend("litellm", "litellm", "ensemble"))
     return frontends

@@ -25,6 +25,7 @@ class Frontend:
     model: str = ""  # kind url: the model name to send
     source: str = ""  # kind gateway: a folder holding another `gateway/` package to run (a baseline version)
     body: str = ""  # JSON object merged into every request body of this front-end (e.g. '{"logprobs": true}')
+    args: tuple[str, ...] = ()  # kind gateway: extra `serve` flags (e.g. a tool-call parser)
 
     @property
     def floor(self) -> str:

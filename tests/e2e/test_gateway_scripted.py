@@ -36,7 +36,8 @@ def gateway(
     request: pytest.FixtureRequest, qwen_scripted: TritonServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     log_dir: Path = tmp_path_factory.mktemp(f"gateway-{request.param}")
-    process = start_gateway(qwen_scripted, log_dir, "--triton-model", request.param)
+    # No reasoning parser: these tests check that the script's text arrives as it is (test_agents.py parses it).
+    process = start_gateway(qwen_scripted, log_dir, "--triton-model", request.param, "--reasoning-parser", "none")
     yield process
     stop_gateway(process)
 
