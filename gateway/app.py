@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -20,8 +21,14 @@ from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
+from gateway.engine.base import LoraAdapter
+from gateway.engine.lora import AdapterEngine, LoraWeights
+from gateway.engine.pool import PoolConfig, UpstreamPool
+from gateway.engine.routing import LoadBound
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
+from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
+from gateway.models_file import ModelEntry, ModelsFile
 from gateway.openai.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
@@ -31,8 +38,11 @@ from gateway.telemetry.tracing import configure_tracing
 logger = logging.getLogger(__name__)
 
 
-def create_app(registry: ModelRegistry, settings: Settings | None = None) -> FastAPI:
-    """An app serving the models of `registry`; their engines start and stop with the app."""
+def create_app(
+    registry: ModelRegistry, settings: Settings | None = None, gateway_metrics: GatewayMetrics | None = None
+) -> FastAPI:
+    """An app serving the models of `registry`; their engines start and stop with the app. `gateway_metrics`
+    is what the engines were built to record into, if any."""
     settings = settings or Settings()
     drain = DrainState()
     coordinator = DrainCoordinator(
@@ -58,7 +68,7 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
     app.state.registry = registry
     app.state.settings = settings
-    app.state.metrics = metrics_registry = GatewayMetrics()
+    app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
     app.state.drain = drain
     install_error_handlers(app)
     install_openapi(app)
@@ -83,53 +93,110 @@ def create_app(registry: ModelRegistry, settings: Settings | None = None) -> Fas
     origins = settings.cors_origin_list()
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(RequestTelemetryMiddleware, metrics=metrics_registry)
+    app.add_middleware(RequestTelemetryMiddleware, metrics=metrics_registry, session_header=settings.session_header)
     return app
 
 
-def build_registry(settings: Settings) -> ModelRegistry:
-    """The served model described by the settings, with a Triton engine behind it."""
-    if settings.tokenizer is None:
-        raise ConfigurationError(
-            "--tokenizer (GATEWAY_TOKENIZER) is required: the model's Hugging Face tokenizer folder"
-        )
-    tokenizer = load_tokenizer(settings.tokenizer)
-    template = ChatTemplate(tokenizer, settings.chat_template)
-    tool_parser, reasoning_parser = resolve_parsers(settings, template.source)
+def models_of(settings: Settings) -> ModelsFile:
+    """The models file, or the one entry the single-model flags describe."""
+    if settings.models_file is None:
+        return ModelsFile.from_settings(settings)
+    if settings.tokenizer is not None:
+        raise ConfigurationError("--models-file and --tokenizer cannot be combined: the file names each tokenizer")
+    return ModelsFile.load(settings.models_file)
+
+
+def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) -> ModelRegistry:
+    """The served models of the settings, each with a pool of Triton upstreams behind it."""
+    models_file = models_of(settings)
+    models = []
+    aliases: dict[str, str] = {}
+    for index, entry in enumerate(models_file.models):
+        model = _served_model(settings, models_file, entry, index, metrics)
+        models += [model, *_adapter_models(model, entry, index)]
+        aliases.update(dict.fromkeys(entry.aliases, entry.name))
+    return ModelRegistry(models, aliases)
+
+
+def _adapter_models(base: ServedModel, entry: ModelEntry, index: int) -> list[ServedModel]:
+    """A model id per LoRA adapter of the entry: the base model's tokenizer, template, limits and pool."""
+    adapters = []
+    for position, adapter in enumerate(entry.lora_adapters):
+        try:
+            weights = LoraWeights.load(adapter.folder)
+        except ConfigurationError as exc:
+            where = f"models[{index}] ('{entry.name}'), field 'lora_adapters.{position}.folder'"
+            raise ConfigurationError(f"{where}: {exc}") from exc
+        engine = AdapterEngine(base.engine, LoraAdapter(adapter.task_id, weights))
+        adapters.append(replace(base, name=adapter.name, engine=engine))
+    return adapters
+
+
+def _served_model(
+    settings: Settings, models_file: ModelsFile, entry: ModelEntry, index: int, metrics: GatewayMetrics | None
+) -> ServedModel:
+    where = f"models[{index}] ('{entry.name}')" if settings.models_file else ""
+    try:
+        tokenizer = load_tokenizer(entry.tokenizer)
+        template = ChatTemplate(tokenizer, entry.chat_template)
+    except (ConfigurationError, OSError) as exc:
+        field = "chat_template" if isinstance(exc, OSError) else "tokenizer"
+        raise ConfigurationError(f"{where}, field '{field}': {exc}" if where else str(exc)) from exc
+    tool_parser, reasoning_parser = resolve_parsers(entry, template.source, where)
     lost = markers_lost_to(special_token_texts(tokenizer), tool_parser, reasoning_parser)
-    direct = settings.triton_model == "tensorrt_llm"
+    direct = entry.triton_model == "tensorrt_llm"
     if lost and not direct:
         logger.warning(
-            "the parsers' markers %s are special tokens of the tokenizer: NVIDIA's postprocessing drops them with "
-            "skip_special_tokens=true; set skip_special_tokens to false in postprocessing's config.pbtxt, or call "
-            "tensorrt_llm directly (--triton-model tensorrt_llm), where the gateway keeps them",
+            "the parsers' markers %s are special tokens of the tokenizer of %s: NVIDIA's postprocessing drops them "
+            "with skip_special_tokens=true; set skip_special_tokens to false in postprocessing's config.pbtxt, or "
+            "call tensorrt_llm directly (triton_model tensorrt_llm), where the gateway keeps them",
             lost,
+            entry.name,
         )
-    engine_config = TritonEngineConfig(
-        url=settings.triton_url,
-        model=settings.triton_model,
-        engine_model=settings.triton_engine_model,
-        rpc_timeout_s=settings.connect_timeout_s,
-        first_token_timeout_s=settings.first_token_timeout_s,
-        idle_timeout_s=settings.idle_timeout_s,
-        request_timeout_s=settings.request_timeout_s,
-        engine_logits=settings.engine_logits,
-        keep_special_tokens=bool(lost) and direct,
+    block_size = entry.routing.block_size or settings.kv_block_size
+
+    def triton_engine(address: str) -> TritonEngine:
+        engine_config = TritonEngineConfig(
+            url=address,
+            model=entry.triton_model,
+            engine_model=entry.engine_model,
+            health_interval_s=models_file.health.interval_s,
+            rpc_timeout_s=settings.connect_timeout_s,
+            first_token_timeout_s=settings.first_token_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            request_timeout_s=settings.request_timeout_s,
+            engine_logits=entry.engine_logits,
+            keep_special_tokens=bool(lost) and direct,
+            kv_block_size=block_size,
+        )
+        return TritonEngine(engine_config, tokenizer)
+
+    health = models_file.health
+    pool_config = PoolConfig(
+        model=entry.name,
+        triton_model=entry.triton_model,
+        policy=entry.routing.policy or settings.routing,
+        block_size=block_size,
+        bound=LoadBound(entry.routing.load_factor, entry.routing.load_floor),
+        session_from_user=settings.session_from_user,
+        ejection=EjectionPolicy(health.eject_after_failures, health.eject_base_s, health.eject_max_s),
+        dns_interval_s=health.dns_interval_s,
     )
-    engine = TritonEngine(engine_config, tokenizer)
-    model = ServedModel(
-        name=settings.model_name(),
+    engine = UpstreamPool(
+        pool_config, entry.sources(), triton_engine, tokenizer, metrics.upstreams if metrics is not None else None
+    )
+    return ServedModel(
+        name=entry.name,
         engine=engine,
         chat_template=template,
         counter=TokenCounter(tokenizer),
-        default_max_tokens=settings.default_max_tokens,
-        max_tokens_limit=settings.max_tokens_limit,
-        max_prompt_tokens=settings.max_prompt_tokens,
-        max_n=settings.max_n,
+        default_max_tokens=entry.default_max_tokens,
+        max_tokens_limit=entry.max_tokens_limit,
+        max_prompt_tokens=entry.max_prompt_tokens or settings.max_prompt_tokens,
+        max_n=entry.max_n,
         tool_parser=tool_parser,
         reasoning_parser=reasoning_parser,
     )
-    return ModelRegistry([model])
 
 
 def special_token_texts(tokenizer: object) -> set[str]:
@@ -141,14 +208,16 @@ def special_token_texts(tokenizer: object) -> set[str]:
     return texts
 
 
-def resolve_parsers(settings: Settings, template_source: str) -> tuple[str | None, str | None]:
-    """The tool-call and reasoning parser names: given, `none`, or `auto` (what the chat template implies)."""
+def resolve_parsers(entry: ModelEntry, template_source: str, where: str) -> tuple[str | None, str | None]:
+    """The tool-call and reasoning parser names: given, `none`, or `auto` (what the chat template implies).
+    `where` names the models-file entry (empty: the single-model flags)."""
     detected = detect_parsers(template_source)
     chosen = []
-    for value, found, known, flag in (
-        (settings.tool_call_parser, detected.tool, TOOL_PARSERS, "--tool-call-parser"),
-        (settings.reasoning_parser, detected.reasoning, REASONING_PARSERS, "--reasoning-parser"),
+    for value, found, known, field in (
+        (entry.tool_call_parser, detected.tool, TOOL_PARSERS, "tool_call_parser"),
+        (entry.reasoning_parser, detected.reasoning, REASONING_PARSERS, "reasoning_parser"),
     ):
+        flag = f"{where}, field '{field}':" if where else "--" + field.replace("_", "-")
         if value == "auto":
             chosen.append(found)
         elif value == "none":
@@ -163,7 +232,8 @@ def resolve_parsers(settings: Settings, template_source: str) -> tuple[str | Non
 def app_from_settings(settings: Settings) -> FastAPI:
     """The app for these settings."""
     configure_tracing(settings.otlp_endpoint)
-    return create_app(build_registry(settings), settings)
+    gateway_metrics = GatewayMetrics()
+    return create_app(build_registry(settings, gateway_metrics), settings, gateway_metrics)
 
 
 def app_from_environment() -> FastAPI:

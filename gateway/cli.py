@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from gateway.deploy.repo_command import add_arguments as add_repo_arguments
 from gateway.deploy.repo_command import run_repo
+from gateway.engine.routing import POLICIES
 from gateway.errors import ConfigurationError
 from gateway.telemetry import configure_logging
 
@@ -73,7 +74,13 @@ def run_triton(args: argparse.Namespace) -> int:
 def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     # Defaults are None so that only flags actually given override GATEWAY_* variables and Settings defaults.
     group = parser.add_argument_group("gateway")
-    group.add_argument("--triton-url", help="Triton gRPC endpoint host:port [GATEWAY_TRITON_URL]")
+    group.add_argument(
+        "--models-file", help="YAML file of the served models, instead of the model flags [GATEWAY_MODELS_FILE]"
+    )
+    group.add_argument(
+        "--triton-url",
+        help="Triton gRPC endpoint host:port, or dns:///name:port; comma-separated for several [GATEWAY_TRITON_URL]",
+    )
     group.add_argument(
         "--triton-model",
         help="ensemble (default), tensorrt_llm_bls, or tensorrt_llm (direct mode) [GATEWAY_TRITON_MODEL]",
@@ -97,6 +104,13 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the engine was built with --gather_generation_logits / --gather_context_logits (direct mode): "
         "enables top_logprobs and echo logprobs",
+    )
+    routing = parser.add_argument_group("routing over a model's upstreams (see README)")
+    routing.add_argument("--routing", choices=POLICIES, help="policy (default least_outstanding) [GATEWAY_ROUTING]")
+    routing.add_argument("--kv-block-size", type=int, help="tokens per KV-cache block, for prefix_affinity (64)")
+    routing.add_argument("--session-header", help="header that names a client session (default x-session-id)")
+    routing.add_argument(
+        "--session-from-user", action="store_true", default=None, help="also keep requests with one `user` together"
     )
     limits = parser.add_argument_group("limits, timeouts and security (see README)")
     for flag, kind, text in (

@@ -9,13 +9,18 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.engine.routing import PolicyName
+
 
 class Settings(BaseSettings):
     """Everything the gateway can be configured with."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    triton_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint, host:port")
+    models_file: Path | None = Field(None, description="YAML file of served models (instead of the model flags)")
+    triton_url: str = Field(
+        "127.0.0.1:8001", description="Triton gRPC endpoint(s), host:port or dns:///name:port, comma-separated"
+    )
     triton_model: Literal["ensemble", "tensorrt_llm_bls"] | str = Field(
         "ensemble", description="the Triton model to call: the ensemble or tensorrt_llm_bls"
     )
@@ -33,6 +38,11 @@ class Settings(BaseSettings):
     engine_logits: bool = Field(
         False, description="the engine gathers generation/context logits (top_logprobs, echo logprobs; direct mode)"
     )
+    # Routing over a model's upstreams (a models-file entry may override policy and block size)
+    routing: PolicyName = Field("least_outstanding", description="how requests are spread over a model's upstreams")
+    kv_block_size: int = Field(64, ge=1, le=4096, description="tokens per KV-cache block (prefix affinity)")
+    session_header: str = Field("x-session-id", min_length=1, description="header naming a client session")
+    session_from_user: bool = Field(False, description="also route by the body's `user` (session affinity)")
     # Admission and limits
     max_concurrent_requests: int | None = Field(None, ge=1, description="running generation requests at most")
     max_queued_requests: int = Field(0, ge=0, description="requests that may wait for a slot (beyond: 429)")

@@ -13,6 +13,8 @@ from gateway.telemetry.recording import record_request
 from gateway.telemetry.tracing import incoming_trace_headers, start_span, trace_headers_of
 
 REQUEST_ID_HEADER = b"x-request-id"
+SESSION_ID_HEADER = "x-session-id"
+MAX_SESSION_ID_CHARS = 256
 KNOWN_ENDPOINTS = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health/live", "/health/ready", "/version", "/metrics"}
 )
@@ -28,9 +30,10 @@ def endpoint_label(path: str) -> str:
 class RequestTelemetryMiddleware:
     """Gives every HTTP request a context and records it when it ends."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, session_header: str = SESSION_ID_HEADER) -> None:
         self.app = app
         self.metrics = metrics
+        self.session_header = session_header.lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Wrap one request."""
@@ -39,6 +42,9 @@ class RequestTelemetryMiddleware:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         context = RequestContext(new_request_id(headers.get("x-request-id")), endpoint_label(scope["path"]))
+        session = headers.get(self.session_header)
+        if session:
+            context.session = session[:MAX_SESSION_ID_CHARS]
         incoming_trace = incoming_trace_headers(headers)
         context.span = start_span(
             f"{scope['method']} {context.endpoint}", incoming_trace, {"gateway.request_id": context.request_id}

@@ -12,10 +12,10 @@ router = APIRouter(tags=["OpenAI"])
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, object]:
     """The served models."""
-    return {"object": "list", "data": [m.card() for m in registry_of(request).all()]}
+    return {"object": "list", "data": registry_of(request).cards()}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, request: Request) -> dict[str, object]:
     """One served model (404 with an OpenAI error body if unknown)."""
-    return registry_of(request).get(model_id).card()
+    return registry_of(request).get(model_id).card() | {"id": model_id}

@@ -27,7 +27,7 @@ async def serve_generation(request: Request, body: Body, id_prefix: str, plan: P
     reported in the stream by SSEResponse (after): nothing to catch here.
     """
     model = registry_of(request).get(body.model)
-    tracked = track_request(model.name, bool(body.stream))
+    tracked = track_request(model.name, bool(body.stream), body.user)
     meta = ResponseMeta.new(id_prefix, model, request_id_of(request))
     generation = plan(body, model, meta, trace_headers_of_request())
     tracked.extend(generation.run.choices)

@@ -30,13 +30,15 @@ def request_id_of(_: Request) -> str:
     return context.request_id if context is not None else uuid.uuid4().hex
 
 
-def track_request(model: str, stream: bool) -> list[Any]:
-    """Tell the telemetry which model serves this request; add its choices to the returned list."""
+def track_request(model: str, stream: bool, user: str | None = None) -> list[Any]:
+    """Tell the telemetry which model serves this request (and the body's `user`, which routing may use); add
+    its choices to the returned list."""
     context = current_request()
     if context is None:
         return []
     context.model = model
     context.stream = stream
+    context.user = user
     return context.streams
 
 

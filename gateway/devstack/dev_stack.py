@@ -44,6 +44,12 @@ class DevStackOptions:
     skip_special_tokens: bool = True
     bls_instance_count: int = 1
     engine_instance_count: int = 1  # > 1 only for benchmarks that cancel: a stop request reaches one instance
+    # The synthetic engine's prefix-cache model: tokens per KV block, cached blocks per instance (0: none),
+    # and the prefill time per uncached prompt token that the first token waits for.
+    kv_block_size: int = 64
+    kv_cache_blocks: int = 4096
+    synthetic_prefill_ms_per_token: float = 0.0
+    lora_cache_adapters: int = 4  # LoRA adapters the synthetic engine holds per instance
 
     @property
     def guided_backend(self) -> str:
@@ -90,6 +96,10 @@ class DevStackOptions:
             "guided_decoding_backend": guided,
             # Written with the model (gateway/devstack/tokenizer_info.py), as NVIDIA's script writes it.
             "xgrammar_tokenizer_info_path": str(model_dir / TOKENIZER_INFO_FILE) if guided else "",
+            "kv_block_size": str(self.kv_block_size),
+            "kv_cache_blocks": str(self.kv_cache_blocks),
+            "synthetic_prefill_ms_per_token": str(self.synthetic_prefill_ms_per_token),
+            "lora_cache_adapters": str(self.lora_cache_adapters),
         }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gateway.errors import GatewayError
 
@@ -24,6 +24,15 @@ class SamplingParams:
     frequency_penalty: float | None = None
     repetition_penalty: float | None = None
     ignore_eos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoraAdapter:
+    """A LoRA adapter to generate with: TensorRT-LLM's task id, and its tensors (engine/lora.py's LoraWeights)
+    when they must go with this request."""
+
+    task_id: int
+    weights: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ class GenerationRequest:
     prompt_logprobs: bool = False
     guide_type: str | None = None  # guided decoding: json, json_schema, regex, ebnf_grammar
     guide: str | None = None
+    lora: LoraAdapter | None = None  # generate with this adapter of the model
 
 
 @dataclass(slots=True)
@@ -92,6 +102,7 @@ class Delta:
     knows it (else None); `prompt_tokens` is set once the engine knows it. The last delta of each sequence has
     `finish_reason` set. `sequence_index` says which sequence of a `num_sequences` request it belongs to;
     `logprobs` has one entry per token of the piece when asked, `prompt_logprobs` the prompt's (once).
+    `cached_tokens` is how many prompt tokens the engine found in its KV cache, when it reports that.
     """
 
     text: str
@@ -101,6 +112,7 @@ class Delta:
     sequence_index: int = 0
     logprobs: list[TokenLogprob] | None = None
     prompt_logprobs: list[TokenLogprob] | None = None
+    cached_tokens: int | None = None
 
     def extend(self, later: Delta) -> None:
         """Append the piece of the same sequence that follows this one (several responses sent as one)."""
@@ -118,6 +130,8 @@ class Delta:
                 self.logprobs.extend(later.logprobs)
         if self.prompt_logprobs is None:
             self.prompt_logprobs = later.prompt_logprobs
+        if later.cached_tokens is not None:
+            self.cached_tokens = later.cached_tokens
 
 
 @dataclass(frozen=True, slots=True)

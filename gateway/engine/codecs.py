@@ -28,7 +28,7 @@ from gateway.engine.tensors import (
     decode_first_int,
 )
 from gateway.engine.token_text import TokenTexts
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, UnsupportedFeatureError
 
 UpstreamMode = Literal["ensemble", "bls", "direct"]
 
@@ -113,18 +113,46 @@ def float_values(raw: bytes, datatype: str) -> tuple[float, ...]:
 TextPolicy = ReplacementMerger | CumulativeTextDiff
 
 
+REUSED_BLOCKS_OUTPUT = "kv_cache_reused_blocks"
+
+
+def add_cache_reuse_output(builder: RequestBuilder, outputs: list[str]) -> None:
+    """Ask for the engine's KV-cache reuse (`return_perf_metrics`) when the model declares it."""
+    interface = builder.interface
+    if "return_perf_metrics" in interface.inputs and REUSED_BLOCKS_OUTPUT in interface.outputs:
+        builder.scalar("return_perf_metrics", True)
+        outputs.append(REUSED_BLOCKS_OUTPUT)
+
+
+def add_lora_inputs(builder: RequestBuilder, request: GenerationRequest) -> None:
+    """The adapter's task id, and its weights and config when they go with this request."""
+    lora = request.lora
+    if lora is None:
+        return
+    if "lora_task_id" not in builder.interface.inputs:
+        raise UnsupportedFeatureError(
+            f"the upstream model '{builder.interface.name}' takes no LoRA adapters (no lora_task_id input)",
+            param="model",
+        )
+    builder.scalar("lora_task_id", lora.task_id)
+    if lora.weights is not None:
+        builder.raw_tensor("lora_weights", "FP16", lora.weights.weights_shape, lora.weights.weights)
+        builder.raw_tensor("lora_config", "INT32", lora.weights.config_shape, lora.weights.config)
+
+
 class TextDecoder:
     """`text_output` (+ token counts, sequence index, log-probabilities) -> Delta, with the mode's text policy
     per sequence. A token's text for logprobs is its response's own text (one token per streamed response)."""
 
-    __slots__ = ("_counted", "_new_policy", "_policies")
+    __slots__ = ("_block_size", "_counted", "_new_policy", "_policies")
 
-    def __init__(self, new_policy: Callable[[], TextPolicy] | None, counted: bool) -> None:
+    def __init__(self, new_policy: Callable[[], TextPolicy] | None, counted: bool, block_size: int) -> None:
         self._new_policy = new_policy
         self._policies: dict[int, TextPolicy] = {}
         # Whether responses carry num_output_tokens: then one without it (the flags-only final response)
         # adds 0 tokens instead of making the whole count unknown.
         self._counted = counted
+        self._block_size = block_size  # tokens per KV-cache block, for cached_tokens
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response."""
@@ -143,6 +171,8 @@ class TextDecoder:
                 delta.sequence_index = decode_first_int(raw, output.datatype)
             elif name == "output_log_probs":
                 log_probs = float_values(raw, output.datatype)
+            elif name == REUSED_BLOCKS_OUTPUT:
+                delta.cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
         policy = self._policy(delta.sequence_index)
         if policy is not None:
             delta.text = policy.feed(text)
@@ -178,6 +208,7 @@ class TextCodec:
     cumulative: bool
     stops_engine_on_cancel: bool = False  # neither the ensemble nor BLS passes a cancel on to the engine
     guided_backend: bool = False  # the engine model has guided decoding configured (see guided_backend_of)
+    kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; streamed text is exact only when cumulative (BLS)."""
@@ -202,6 +233,8 @@ class TextCodec:
                 outputs.append(count)
         add_sampling_inputs(builder, request)
         add_sequence_inputs(builder, request, outputs)
+        add_cache_reuse_output(builder, outputs)
+        add_lora_inputs(builder, request)
         if request.stop and "stop_words" in interface.inputs:
             # Token-level matching in the engine is best effort; the gateway also matches the text.
             builder.strings("stop_words", request.stop)
@@ -210,7 +243,7 @@ class TextCodec:
         policy: Callable[[], TextPolicy] | None = None
         if stream:
             policy = CumulativeTextDiff if self.cumulative else ReplacementMerger
-        return builder.message, TextDecoder(policy, counted="num_output_tokens" in outputs)
+        return builder.message, TextDecoder(policy, "num_output_tokens" in outputs, self.kv_block_size)
 
 
 # ---- direct: token ids to and from tensorrt_llm --------------------------------------------------------------
@@ -232,6 +265,7 @@ class TokenDecoder:
     texts: TokenTexts | None = None  # set when logprobs are asked for
     top_logprobs: int = 0
     keep_special_tokens: bool = False
+    block_size: int = 64  # tokens per KV-cache block, for cached_tokens
     _sequences: dict[int, _SequenceState] = field(default_factory=dict)
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
@@ -240,6 +274,7 @@ class TokenDecoder:
         length = None
         ids_raw = b""
         sequence_index = 0
+        cached_tokens: int | None = None
         log_probs: tuple[float, ...] = ()
         generation: np.ndarray | None = None
         context: np.ndarray | None = None
@@ -257,6 +292,8 @@ class TokenDecoder:
                 generation = log_softmax(logits_rows(raw, output.datatype, output.shape[-1]))
             elif name == "context_logits" and raw:
                 context = log_softmax(logits_rows(raw, output.datatype, output.shape[-1]))
+            elif name == REUSED_BLOCKS_OUTPUT:
+                cached_tokens = decode_first_int(raw, output.datatype) * self.block_size
         if ids_raw:
             count = len(ids_raw) // 4 if length is None else length
             ids = list(struct.unpack_from(f"<{count}i", ids_raw))
@@ -265,6 +302,7 @@ class TokenDecoder:
             detokenizer = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=not self.keep_special_tokens)
             state = self._sequences[sequence_index] = _SequenceState(detokenizer)
         delta = Delta(state.detokenizer.feed(ids) if ids else "", len(ids), None, None, sequence_index)
+        delta.cached_tokens = cached_tokens
         if not state.counted_prompt:
             delta.prompt_tokens = len(self.prompt_ids)
             state.counted_prompt = True
@@ -319,6 +357,7 @@ class TokenCodec:
     engine_logits: bool = False  # the engine was built to gather generation/context logits
     guided_backend: bool = False
     keep_special_tokens: bool = False  # detokenize with special tokens (parser markers that are special tokens)
+    kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
     mode: UpstreamMode = "direct"
     stops_engine_on_cancel: bool = True  # the engine sees a cancelled direct call within a step
     texts: TokenTexts = field(init=False)
@@ -359,6 +398,8 @@ class TokenCodec:
         add_sampling_inputs(builder, request)
         outputs = ["output_ids", "sequence_length"]
         add_sequence_inputs(builder, request, outputs)
+        add_cache_reuse_output(builder, outputs)
+        add_lora_inputs(builder, request)
         if request.top_logprobs > 0:
             builder.scalar("return_generation_logits", True)
             outputs.append("generation_logits")
@@ -372,7 +413,9 @@ class TokenCodec:
         builder.request_outputs(outputs)
         wants_logprobs = request.logprobs or request.prompt_logprobs
         texts = self.texts if wants_logprobs else None
-        decoder = TokenDecoder(self.tokenizer, ids, texts, request.top_logprobs, self.keep_special_tokens)
+        decoder = TokenDecoder(
+            self.tokenizer, ids, texts, request.top_logprobs, self.keep_special_tokens, self.kv_block_size
+        )
         return builder.message, decoder
 
 
@@ -394,27 +437,35 @@ def codec_for(
     engine_logits: bool = False,
     guided_backend: bool = False,
     keep_special_tokens: bool = False,
+    kv_block_size: int = 64,
 ) -> UpstreamCodec:
-    """Pick the upstream mode from a model's declared config (`guided_backend`: from the engine model's)."""
+    """Pick the upstream mode from a model's declared config (`guided_backend`: from the engine model's;
+    `kv_block_size`: tokens per KV-cache block)."""
     interface = ModelInterface.from_config(config)
     if not interface.decoupled:
         raise ConfigurationError(f"model '{config.name}' must be deployed decoupled (decoupled_mode:true)")
     if {"input_ids", "input_lengths", "request_output_len"} <= interface.inputs.keys():
         if tokenizer is None:
             raise ConfigurationError(f"calling '{config.name}' directly needs the model's tokenizer (--tokenizer)")
-        return TokenCodec(interface, tokenizer, engine_logits, guided_backend, keep_special_tokens)
+        return TokenCodec(interface, tokenizer, engine_logits, guided_backend, keep_special_tokens, kv_block_size)
     missing = ({"text_input", "max_tokens"} - interface.inputs.keys()) | ({"text_output"} - interface.outputs.keys())
     if missing:
         raise ConfigurationError(
             f"model '{config.name}' lacks {sorted(missing)}: not a TensorRT-LLM ensemble, BLS or engine model"
         )
     if config.platform == "ensemble":
-        return TextCodec(interface, mode="ensemble", cumulative=False, guided_backend=guided_backend)
+        return TextCodec(
+            interface, mode="ensemble", cumulative=False, guided_backend=guided_backend, kv_block_size=kv_block_size
+        )
     accumulate = (
         config.parameters["accumulate_tokens"].string_value.strip().lower()
         if "accumulate_tokens" in config.parameters
         else ""
     )
     return TextCodec(
-        interface, mode="bls", cumulative=accumulate in ("true", "1", "yes"), guided_backend=guided_backend
+        interface,
+        mode="bls",
+        cumulative=accumulate in ("true", "1", "yes"),
+        guided_backend=guided_backend,
+        kv_block_size=kv_block_size,
     )

@@ -132,6 +132,10 @@ class RequestBuilder:
         offsets += [-1] * (width - len(offsets))
         self._add(name, "INT32", [1, 2, width], struct.pack(f"<{2 * width}i", *flat, *offsets))
 
+    def raw_tensor(self, name: str, datatype: str, shape: Sequence[int], contents: bytes) -> None:
+        """Add a tensor whose contents are already in wire layout (for example an adapter's FP16 weights)."""
+        self._add(name, datatype, list(shape), contents)
+
     def request_outputs(self, names: Sequence[str]) -> None:
         """Ask for these outputs only (Triton returns every output when none are listed)."""
         for name in names:

@@ -64,6 +64,7 @@ class TritonEngineConfig:
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
     keep_special_tokens: bool = False  # direct mode: detokenize with special tokens (parser markers)
+    kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
 
 
 class TritonEngine:
@@ -176,7 +177,12 @@ class TritonEngine:
                 )
         guided = engine_config is not None and guided_backend_of(engine_config)
         self._codec = codec_for(
-            config.config, self._tokenizer, self.config.engine_logits, guided, self.config.keep_special_tokens
+            config.config,
+            self._tokenizer,
+            self.config.engine_logits,
+            guided,
+            self.config.keep_special_tokens,
+            self.config.kv_block_size,
         )
         self._stop_interface = None
         if self._codec.stops_engine_on_cancel or engine_config is None:

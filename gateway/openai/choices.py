@@ -36,6 +36,7 @@ class Choice:
         self._chain = chain
         self._raw_parts: list[str] = []
         self._prompt_tokens: int | None = None
+        self._cached_tokens: int | None = None
         self._completion_tokens: int | None = 0
         self.prompt_logprobs: list[TokenLogprob] | None = None
         self.finish_reason: str | None = None
@@ -56,6 +57,8 @@ class Choice:
         self._raw_parts.append(delta.text)
         if delta.prompt_tokens is not None and self._prompt_tokens is None:
             self._prompt_tokens = delta.prompt_tokens
+        if delta.cached_tokens is not None:
+            self._cached_tokens = delta.cached_tokens
         if delta.completion_tokens is None:
             self._completion_tokens = None  # the engine does not count: count with the tokenizer at the end
         elif self._completion_tokens is not None:
@@ -92,7 +95,8 @@ class Choice:
                 reason = "length"
         if reason == "stop" and any(getattr(p, "has_tool_calls", False) for p in self._chain):
             reason = "tool_calls"
-        self.usage = Usage(prompt_tokens, completion_tokens)
+        cached = None if self._cached_tokens is None else min(self._cached_tokens, prompt_tokens)
+        self.usage = Usage(prompt_tokens, completion_tokens, cached)
         self.finish_reason = reason
         return FinishEvent(reason, self.usage)
 

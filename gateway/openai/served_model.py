@@ -71,14 +71,16 @@ class ServedModel:
 
 
 class ModelRegistry:
-    """Served models by name."""
+    """Served models by name, and alias -> name."""
 
-    def __init__(self, models: list[ServedModel]) -> None:
+    def __init__(self, models: list[ServedModel], aliases: dict[str, str] | None = None) -> None:
         self._models = {m.name: m for m in models}
+        self._names = {name: name for name in self._models} | (aliases or {})
 
     def get(self, name: str) -> ServedModel:
-        """The model called `name`, or a 404 like OpenAI's."""
-        model = self._models.get(name)
+        """The model called `name` (or an alias of it), or a 404 like OpenAI's."""
+        canonical = self._names.get(name)
+        model = self._models.get(canonical) if canonical is not None else None
         if model is None:
             shown = name if len(name) <= 100 else name[:100] + "..."
             raise NotFoundError(
@@ -89,8 +91,12 @@ class ModelRegistry:
         return model
 
     def all(self) -> list[ServedModel]:
-        """Every served model."""
+        """Every served model (once, whatever its aliases)."""
         return list(self._models.values())
+
+    def cards(self) -> list[dict[str, object]]:
+        """The /v1/models entries: every name and alias."""
+        return [self._models[canonical].card() | {"id": name} for name, canonical in self._names.items()]
 
 
 @dataclass(frozen=True, slots=True)

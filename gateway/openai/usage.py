@@ -11,17 +11,30 @@ class Usage:
 
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int | None = None  # prompt tokens the engine found in its KV cache, when it reports them
 
-    def to_dict(self) -> dict[str, int]:
-        """OpenAI `usage` object."""
+    def to_dict(self) -> dict[str, object]:
+        """OpenAI `usage` object (`prompt_tokens_details.cached_tokens` when the engine reports reuse)."""
         total = self.prompt_tokens + self.completion_tokens
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": total}
+        usage: dict[str, object] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": total,
+        }
+        if self.cached_tokens is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
 
 def request_usage(choices: list[tuple[int, Usage]]) -> Usage:
     """Usage of a request from (prompt index, usage) per choice: each prompt is counted once, however many
     choices it has (OpenAI's rule for n > 1), completion tokens of every choice are added."""
-    prompts: dict[int, int] = {}
+    prompts: dict[int, Usage] = {}
     for prompt_index, usage in choices:
-        prompts.setdefault(prompt_index, usage.prompt_tokens)
-    return Usage(sum(prompts.values()), sum(usage.completion_tokens for _, usage in choices))
+        prompts.setdefault(prompt_index, usage)
+    cached = [u.cached_tokens for u in prompts.values() if u.cached_tokens is not None]
+    return Usage(
+        sum(u.prompt_tokens for u in prompts.values()),
+        sum(usage.completion_tokens for _, usage in choices),
+        sum(cached) if cached else None,
+    )

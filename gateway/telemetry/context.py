@@ -30,6 +30,9 @@ class RequestContext:
     disconnected: bool = False
     span: Any = None  # the request's OpenTelemetry span, when tracing records
     trace_headers: dict[str, str] = field(default_factory=dict)  # W3C context to pass upstream
+    session: str | None = None  # the client's session id header, for session affinity
+    user: str | None = None  # the request body's `user`, for session affinity when configured
+    upstreams: list[str] = field(default_factory=list)  # the upstream address of each generation (for the log)
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

@@ -13,6 +13,8 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.telemetry.upstream_metrics import UpstreamMetrics
+
 # LLM latencies: first tokens in tens of ms to tens of s, whole requests up to minutes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 30, 60, 120, 300)
 TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5)
@@ -100,6 +102,8 @@ class GatewayMetrics:
             ["model", "reason"],
             registry=registry,
         )
+
+        self.upstreams = UpstreamMetrics(registry)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (summed over workers in multiprocess mode)."""

@@ -97,6 +97,7 @@ def record_request(metrics: GatewayMetrics, context: RequestContext, method: str
                 "duration_ms": round(duration * 1000, 2),
                 "finish_reason": ",".join(reasons) or None,
                 "client_disconnected": context.disconnected,
+                "upstream": ",".join(context.upstreams) or None,
             }
         },
     )

@@ -46,25 +46,25 @@ class GatewayProcess:
 
 
 def start_gateway(
-    triton: TritonServer,
+    triton: TritonServer | None,
     log_dir: Path,
     *extra: str,
     triton_url: str | None = None,
     wait_for: str = "/health/ready",
+    models_file: Path | None = None,
     port: int | None = None,
 ) -> GatewayProcess:
-    """Start the gateway CLI against `triton` (or `triton_url`) on `port` (a free one by default) and wait until
-    `wait_for` answers 200."""
+    """Start the gateway CLI against `triton` (or `triton_url`, or the models file's upstreams) on `port` (a free
+    one by default) and wait until `wait_for` answers 200."""
     port = port or free_port()
     log_path = log_dir / f"gateway-{port}.log"
-    command = [
-        sys.executable, "-m", "gateway", "serve",
-        "--triton-url", triton_url or triton.grpc_url,
-        "--tokenizer", str(triton.model_dir),
-        "--served-model-name", DEV_MODEL_NAME,
-        "--port", str(port),
-        *extra,
-    ]  # fmt: skip
+    if models_file is not None:
+        model = ["--models-file", str(models_file)]
+    else:
+        assert triton is not None
+        model = ["--triton-url", triton_url or triton.grpc_url, "--tokenizer", str(triton.model_dir)]
+        model += ["--served-model-name", DEV_MODEL_NAME]
+    command = [sys.executable, "-m", "gateway", "serve", *model, "--port", str(port), *extra]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     gateway = GatewayProcess(process, f"http://127.0.0.1:{port}", log_path)

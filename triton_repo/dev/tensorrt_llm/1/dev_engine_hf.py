@@ -51,7 +51,10 @@ class HFEngine(EngineCore):
         self._matchers: dict[GenerationJob, GuideMatcher] = {}
 
     def prepare(self, job: GenerationJob) -> None:
-        """Refuse prompts that do not fit the model; shorten the output to fit, as the executor does."""
+        """Refuse prompts that do not fit the model (and LoRA: the dev model has no adapters); shorten the output
+        to fit, as the executor does."""
+        if job.lora_task_id is not None:
+            raise RequestError("the hf dev engine does not support LoRA adapters (use the synthetic engine)")
         if len(job.prompt) >= self.max_positions:
             raise RequestError(
                 f"prompt length ({len(job.prompt)}) exceeds the maximum input length ({self.max_positions - 1})"

@@ -20,9 +20,6 @@ UNSUPPORTED_INPUTS = (
     "draft_input_ids",
     "draft_logits",
     "prompt_embedding_table",
-    "lora_task_id",
-    "lora_weights",
-    "lora_config",
     "context_phase_params",
     "cross_attention_mask",
     "mrope_rotary_cos_sin",
@@ -171,12 +168,29 @@ def read_jobs(
                     stop_words=_word_lists(request, "stop_words_list", item),
                     bad_words=_word_lists(request, "bad_words_list", item),
                     embedding_bias=_embedding_bias(request, item, vocab_size),
+                    lora_task_id=_scalar(request, "lora_task_id", item, None),
+                    lora_weights=_lora_weights(request),
                     batch_index=item,
                     sequence_index=sequence,
                     guide=_guide(request, item),
                 )
             )
     return jobs
+
+
+def _lora_weights(request: Any) -> bool:
+    """Whether the request carries an adapter's weights and config (checked for shape like the backend does)."""
+    weights, config = _input(request, "lora_weights"), _input(request, "lora_config")
+    if weights is None and config is None:
+        return False
+    if weights is None or config is None:
+        raise RequestError("lora_weights and lora_config must be sent together")
+    if (
+        config.shape[-1] != 3
+        or config.reshape(-1, 3).shape[0] != weights.reshape(weights.shape[0], -1, weights.shape[-1]).shape[1]
+    ):
+        raise RequestError(f"lora_config {list(config.shape)} does not match lora_weights {list(weights.shape)}")
+    return True
 
 
 def _guide(request: Any, item: int) -> tuple[str, str] | None:
@@ -242,9 +256,9 @@ def _perf_tensors(job: GenerationJob, names: frozenset[str]) -> list:
         "first_scheduled_time_ns": (job.first_scheduled_ns, np.int64),
         "first_token_time_ns": (job.first_token_ns, np.int64),
         "last_token_time_ns": (job.last_token_ns, np.int64),
-        "kv_cache_alloc_new_blocks": (0, np.int32),
-        "kv_cache_reused_blocks": (0, np.int32),
-        "kv_cache_alloc_total_blocks": (0, np.int32),
+        "kv_cache_alloc_new_blocks": (job.kv_prompt_blocks - job.kv_reused_blocks, np.int32),
+        "kv_cache_reused_blocks": (job.kv_reused_blocks, np.int32),
+        "kv_cache_alloc_total_blocks": (job.kv_prompt_blocks, np.int32),
         "acceptance_rate": (0.0, np.float32),
         "total_accepted_draft_tokens": (0, np.int32),
         "total_draft_tokens": (0, np.int32),

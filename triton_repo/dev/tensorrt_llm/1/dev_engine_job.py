@@ -123,6 +123,10 @@ class GenerationJob:
     first_scheduled_ns: int = 0
     first_token_ns: int = 0
     last_token_ns: int = 0
+    lora_task_id: int | None = None
+    lora_weights: bool = False  # the request carried the adapter's weights and config
+    kv_reused_blocks: int = 0  # prompt blocks found in the prefix cache (synthetic engine)
+    kv_prompt_blocks: int = 0
     # Raw logits, when the client asked for them: each generated token's row until it is sent, and the
     # prompt's rows ([prompt length, vocab]) until the first response carries them.
     pending_logits: list[Any] = field(default_factory=list)

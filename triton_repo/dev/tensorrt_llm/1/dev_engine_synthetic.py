@@ -1,6 +1,7 @@
 """The `synthetic` dev engine: no model, tokens on a timetable, cheap enough for thousands of streams.
 
-Each admitted job gets its first token `ttft` after admission and one more every `itl` (or several per
+Each admitted job gets its first token `ttft` after admission (plus, with the prefix-cache model of
+dev_engine_prefix_cache, the time to compute its uncached prompt blocks) and one more every `itl` (or several per
 response, `synthetic_tokens_per_response`, as an engine that streams in intervals does). One scheduler thread
 keeps a heap of due times for all jobs. Tokens are drawn from "words" of the tokenizer's vocabulary: single
 ids that decode to clean text, and a few multi-token words with non-ASCII characters, so the text is valid
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from dev_engine_core import EngineCore, EngineMetrics
 from dev_engine_job import GenerationJob, RequestError
+from dev_engine_lora import LoraCache
+from dev_engine_prefix_cache import PrefillLane, PrefixCache
 
 # Multi-byte words: split into several byte-level tokens by a BPE trained on mostly-ASCII text.
 MULTI_BYTE_WORDS = (" naïve", " café", " über", " résumé", " Ελληνικά", " Привет", " 日本語", " 北京", " €", " 🙂")
@@ -88,7 +91,8 @@ class _Stream:
         # Seeding with a str hashes it with SHA-512: the same on every run, unlike hash(). Sampled return
         # sequences differ from each other; greedy ones are the same text.
         sequence = f"{job.sequence_index}/" if job.sequence_index and not job.sampling.greedy else ""
-        self.rng = random.Random(f"{sequence}{seed}:{','.join(map(str, job.prompt))}")
+        adapter = f"lora{job.lora_task_id}/" if job.lora_task_id is not None else ""  # each adapter writes its own text
+        self.rng = random.Random(f"{adapter}{sequence}{seed}:{','.join(map(str, job.prompt))}")
         self.pending: list[int] = []
 
     def next_token(self, vocabulary: SyntheticVocabulary) -> int:
@@ -119,8 +123,14 @@ class SyntheticEngine(EngineCore):
         max_num_active: int,
         metrics: EngineMetrics,
         tokens_per_response: int = 1,
+        prefix_cache: PrefixCache | None = None,
+        prefill_s_per_token: float = 0.0,
+        lora_cache_adapters: int = 4,
     ) -> None:
         super().__init__(max_num_active, metrics)
+        self._loras = LoraCache(lora_cache_adapters)
+        self._prefix_cache = prefix_cache or PrefixCache(block_size=64, capacity_blocks=0)
+        self._lane = PrefillLane(ttft_s, prefill_s_per_token)
         self._tokens_per_response = max(1, tokens_per_response)
         self._vocabulary = SyntheticVocabulary.load(model_dir)
         self.vocab_size = self._vocabulary.size
@@ -133,6 +143,8 @@ class SyntheticEngine(EngineCore):
         """Refuse logits: the synthetic engine has no model to take them from."""
         if job.outputs.generation_logits or job.outputs.context_logits:
             raise RequestError("the synthetic dev engine does not return logits (return_*_logits)")
+        if job.lora_task_id is not None:
+            self._loras.use(job.lora_task_id, job.lora_weights)
 
     def _run(self) -> None:
         while self.running:
@@ -142,12 +154,20 @@ class SyntheticEngine(EngineCore):
             for job in stopping:
                 self._finish(job)
             for job in admitted:
-                heapq.heappush(self._heap, (now + self._ttft_s, next(self._order), _Stream(job)))
+                job.kv_reused_blocks, job.kv_prompt_blocks = self._prefix_cache.admit(job.prompt)
+                uncached = len(job.prompt) - job.kv_reused_blocks * self._prefix_cache.block_size
+                first_token_at = self._lane.first_token_at(now, uncached)
+                heapq.heappush(self._heap, (first_token_at, next(self._order), _Stream(job)))
             while self._heap and self._heap[0][0] <= now:
                 due, _, stream = heapq.heappop(self._heap)
                 if not stream.job.done:
                     self._emit(stream, due)
             self._publish_metrics()
+
+    def _retire(self, job: GenerationJob) -> None:
+        # A finished sequence's blocks stay reusable, generated tokens included (the next turn of a chat).
+        self._prefix_cache.admit(job.prompt + job.generated)
+        super()._retire(job)
 
     def _reset(self) -> None:
         self._heap.clear()

@@ -23,8 +23,10 @@ engine, including its less convenient habits, so that a gateway tested against i
 - `return_log_probs` gives `output_log_probs` per response; `return_generation_logits` /
   `return_context_logits` give raw logits (hf engine only, as for an engine built with
   `--gather_generation_logits` / `--gather_context_logits`);
-- beam search and the encoder, draft, LoRA and prompt-table inputs are refused with an error naming the
-  input; guides are enforced by `hf` when configured and ignored otherwise.
+- beam search and the encoder, draft and prompt-table inputs are refused with an error naming the input;
+  guides are enforced by `hf` when configured and ignored otherwise; LoRA (synthetic engine only) needs the
+  adapter's weights the first time and after an eviction from its cache of `lora_cache_adapters`, and changes
+  the text per adapter.
 
 Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching
 (enforcing guided decoding when `guided_decoding_backend` and `xgrammar_tokenizer_info_path` are filled);
@@ -81,13 +83,26 @@ class TritonPythonModel:
             )
             self._engine = HFEngine(model_dir, max_num_active, metrics, guided)
         elif kind == "synthetic":
+            from dev_engine_prefix_cache import PrefixCache
             from dev_engine_synthetic import SyntheticEngine
 
             ttft_ms = float(_parameter(parameters, "synthetic_ttft_ms", "50"))
             itl_ms = float(_parameter(parameters, "synthetic_itl_ms", "10"))
             per_response = int(_parameter(parameters, "synthetic_tokens_per_response", "1"))
+            cache = PrefixCache(
+                int(_parameter(parameters, "kv_block_size", "64")), int(_parameter(parameters, "kv_cache_blocks", "0"))
+            )
+            prefill_ms = float(_parameter(parameters, "synthetic_prefill_ms_per_token", "0"))
             self._engine = SyntheticEngine(
-                model_dir, ttft_ms / 1000, itl_ms / 1000, max_num_active, metrics, per_response
+                model_dir,
+                ttft_ms / 1000,
+                itl_ms / 1000,
+                max_num_active,
+                metrics,
+                per_response,
+                cache,
+                prefill_ms / 1000,
+                int(_parameter(parameters, "lora_cache_adapters", "4")),
             )
         elif kind == "scripted":
             from dev_engine_scripted import ScriptedEngine
