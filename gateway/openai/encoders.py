@@ -111,15 +111,36 @@ def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
     }
 
 
-class ChatEncoder:
-    """chat.completion and chat.completion.chunk objects."""
+class _ChunkEncoder:
+    """What both endpoints' encoders share: per-choice chunk prefixes and the usage chunk."""
 
-    def __init__(self, meta: ResponseMeta, include_usage: bool) -> None:
+    def __init__(self, meta: ResponseMeta, chunk_object: str, include_usage: bool) -> None:
         self._meta = meta
-        self._head = orjson.dumps(meta.head("chat.completion.chunk"))[:-1] + b',"choices":['
+        self._chunk_object = chunk_object
+        self._head = orjson.dumps(meta.head(chunk_object))[:-1] + b',"choices":['
         self._usage_null = b',"usage":null}' if include_usage else b"}"
         self._include_usage = include_usage
         self._prefixes: dict[int, bytes] = {}
+
+    def closing(self, run: ChoiceRun) -> list[bytes]:
+        """The usage chunk, when asked for."""
+        if not self._include_usage:
+            return []
+        head = orjson.dumps(self._meta.head(self._chunk_object))[:-1]
+        return [head + b',"choices":[],"usage":' + orjson.dumps(run.usage().to_dict()) + b"}"]
+
+    def _prefix(self, index: int) -> bytes:
+        prefix = self._prefixes.get(index)
+        if prefix is None:
+            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
+        return prefix
+
+
+class ChatEncoder(_ChunkEncoder):
+    """chat.completion and chat.completion.chunk objects."""
+
+    def __init__(self, meta: ResponseMeta, include_usage: bool) -> None:
+        super().__init__(meta, "chat.completion.chunk", include_usage)
         self._calls_seen: dict[int, set[int]] = {}
 
     def opening(self, choices: Sequence[Choice]) -> list[bytes]:
@@ -146,13 +167,6 @@ class ChatEncoder:
                 delta = orjson.dumps(self._delta(choice.index, event))
                 out.append(prefix + b'"delta":' + delta + b',"logprobs":null,"finish_reason":null}]' + self._usage_null)
         return out
-
-    def closing(self, run: ChoiceRun) -> list[bytes]:
-        """The usage chunk, when asked for."""
-        if not self._include_usage:
-            return []
-        head = orjson.dumps(self._meta.head("chat.completion.chunk"))[:-1]
-        return [head + b',"choices":[],"usage":' + orjson.dumps(run.usage().to_dict()) + b"}"]
 
     def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
         """The body of a non-streamed chat completion."""
@@ -189,12 +203,6 @@ class ChatEncoder:
             "service_tier": "default",
         }
 
-    def _prefix(self, index: int) -> bytes:
-        prefix = self._prefixes.get(index)
-        if prefix is None:
-            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
-        return prefix
-
     def _delta(self, index: int, event: ReasoningEvent | ToolCallEvent) -> dict[str, Any]:
         if isinstance(event, ReasoningEvent):
             return {"reasoning_content": event.text}
@@ -211,16 +219,12 @@ class ChatEncoder:
 # ---- completions ----------------------------------------------------------------------------------------------
 
 
-class CompletionEncoder:
+class CompletionEncoder(_ChunkEncoder):
     """text_completion objects, streamed or whole; `echo` puts each choice's prompt first."""
 
     def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool) -> None:
-        self._meta = meta
-        self._head = orjson.dumps(meta.head("text_completion"))[:-1] + b',"choices":['
-        self._usage_null = b',"usage":null}' if include_usage else b"}"
-        self._include_usage = include_usage
+        super().__init__(meta, "text_completion", include_usage)
         self._echo = echo
-        self._prefixes: dict[int, bytes] = {}
         self._offsets: dict[int, int] = {}  # characters sent so far per choice (logprobs' text_offset)
 
     def opening(self, choices: Sequence[Choice]) -> list[bytes]:
@@ -240,13 +244,6 @@ class CompletionEncoder:
                 reason = orjson.dumps(event.reason)
                 out.append(prefix + b'"text":"","logprobs":null,"finish_reason":' + reason + b"}]" + self._usage_null)
         return out
-
-    def closing(self, run: ChoiceRun) -> list[bytes]:
-        """The usage chunk, when asked for."""
-        if not self._include_usage:
-            return []
-        head = orjson.dumps(self._meta.head("text_completion"))[:-1]
-        return [head + b',"choices":[],"usage":' + orjson.dumps(run.usage().to_dict()) + b"}"]
 
     def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
         """The body of a non-streamed completion."""
@@ -301,9 +298,3 @@ class CompletionEncoder:
             "top_logprobs": tops,
             "text_offset": offsets,
         }
-
-    def _prefix(self, index: int) -> bytes:
-        prefix = self._prefixes.get(index)
-        if prefix is None:
-            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
-        return prefix
