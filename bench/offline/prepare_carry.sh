@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Build what a device run carries (run here, in the repo's venv; needs PyPI for `pip download`):
-#   bench/device/carry/triton.tar.xz  tritonserver of the nvidia-pytriton wheel, Python 3.12 stub only, laid out as
+#   bench/offline/carry/triton.tar.xz  tritonserver of the nvidia-pytriton wheel, Python 3.12 stub only, laid out as
 #                                     site-packages (pytriton/, nvidia_pytriton.libs/, dist-info)
-#   bench/device/carry/site.tar.xz    Python 3.12 (cp312, manylinux x86-64) installs of every distribution the
+#   bench/offline/carry/site.tar.xz    Python 3.12 (cp312, manylinux x86-64) installs of every distribution the
 #                                     gateway, the load generator and Triton's Python models import, numpy 1.26 included
-#   bench/device/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so the device needs no torch
+#   bench/offline/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so the device needs no torch
 # The device's run.sh puts site/ first on PYTHONPATH: the Triton stub then imports numpy 1.26, not the image's 2.x.
 # Everything together must stay under the 64 MiB carry limit; the script fails if it does not.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
-OUT=bench/device/carry
+OUT=bench/offline/carry
 LIMIT_BYTES=$((64 * 1024 * 1024))
 PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 # Not carried: hub downloads (never done), CLIs, torch's own dependencies (imported here only because torch is
@@ -45,7 +45,7 @@ find "$T" -name __pycache__ -prune -exec rm -rf {} +
 tar -C "$T" -cJf "$OUT/triton.tar.xz" .
 
 echo "== 2/3 site: cp312 wheels of what the processes import"
-PYTHONPATH=. "$PY" bench/device/needed_dists.py 2>/dev/null | grep -Eiv "$SKIP_RE" > "$WORK/requirements.txt"
+PYTHONPATH=. "$PY" bench/offline/needed_dists.py 2>/dev/null | grep -Eiv "$SKIP_RE" > "$WORK/requirements.txt"
 sed -i -E 's/^numpy==.*/numpy==1.26.4/' "$WORK/requirements.txt"
 cat "$WORK/requirements.txt" | tr '\n' ' '
 echo
@@ -71,4 +71,4 @@ if [ "$TOTAL" -ge "$LIMIT_BYTES" ]; then
   echo "over the carry limit: add distributions the device image already has to SKIP_RE" >&2
   exit 1
 fi
-echo "carry: bench/device/carry   (run: bash bench/device/run.sh)"
+echo "carry: bench/offline/carry   (run: bash bench/offline/run.sh)"

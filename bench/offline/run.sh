@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# On the device machine (repo root, carry = bench/device/carry): unpack the carried Triton, Python site and dev
+# On the device machine (repo root, carry = bench/offline/carry): unpack the carried Triton, Python site and dev
 # model, then run the quick sweep with 1 and 4 gateway workers. Results (and logs) go to $OUT.
-#   OUT=/some/dir bash bench/device/run.sh [extra bench.run arguments]
-#   OUT=/some/dir bash bench/device/run.sh --module bench.grpc_call_cost [its arguments]   (another bench module)
+#   OUT=/some/dir bash bench/offline/run.sh [extra bench.run arguments]
+#   OUT=/some/dir bash bench/offline/run.sh --module bench.grpc_call_cost [its arguments]   (another bench module)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CARRY=bench/device/carry
+CARRY=bench/offline/carry
 OUT=${OUT:?set OUT to the folder that comes back}
 PY=${PYTHON:-$(command -v python3.12 || command -v python3)}
 WORK=$(mktemp -d /tmp/bench-device.XXXXXX)
