@@ -26,10 +26,11 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
 
     from bench.clients import FINAL
     from bench.prompts import make_prompts
-    from bench.triton_requests import build_request, model_config
+    from bench.triton_requests import build_request, model_config, upstream_codec
     from gateway.engine.triton import STREAM_INFER_METHOD
 
-    message = build_request(model_config(grpc_url, "ensemble"), make_prompts(model_dir, 100)[0], 8, False, 0, 0)
+    codec = upstream_codec(model_config(grpc_url, "ensemble"), None)
+    message = build_request(codec, make_prompts(model_dir, 100)[0], 8, False)
     channel = grpc.aio.insecure_channel(grpc_url)
     stub_call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer
     one_batch_call = channel.unary_stream(

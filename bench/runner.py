@@ -35,8 +35,7 @@ class RunContext:
     placement: Placement
     work_dir: Path
     tokenizer_file: str
-    eos_id: int
-    pad_id: int
+    tokenizer: Any  # the gateway's tokenizer of the model: the direct client's requests are built with it
     streams_per_loadgen: int = 1024
     triton_grpc: str = ""  # the Triton that direct clients call (empty: none)
     triton_metrics: str = ""  # for draining between runs (empty: no wait)
@@ -107,8 +106,7 @@ def _specs(
     # window is shorter than the closed-loop streams' requests.
     probe = None if count_mode or point.concurrency == 1 else replace(point, output_tokens=PROBE_TOKENS)
     if running.client == "triton":
-        encode = functools.partial(encoded_requests, running.target, running.model, prompts, eos_id=ctx.eos_id,
-                                   pad_id=ctx.pad_id)  # fmt: skip
+        encode = functools.partial(encoded_requests, running.target, running.model, prompts, tokenizer=ctx.tokenizer)
         common["triton_requests"] = encode(point.output_tokens, point.stream)
         probe_requests = {"probe_triton_requests": encode(PROBE_TOKENS, point.stream)} if probe else {}
     else:

@@ -19,10 +19,11 @@ from bench.frontends import (
     url_frontend,
 )
 from bench.procs import Placement
-from bench.prompts import Prompt, load_tokenizer, make_prompts
+from bench.prompts import Prompt, make_prompts
 from bench.runner import RunContext, execute
 from bench.spec import GATEWAY_MODES, Frontend, LoadPoint, Sweep
 from bench.stack import TritonStack
+from gateway.openai.tokens import load_tokenizer as gateway_tokenizer
 
 logger = logging.getLogger("bench")
 WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=True, requests=8, label="warmup")
@@ -81,13 +82,11 @@ def holds_streams(frontend: Frontend) -> bool:
 
 def context(placement: Placement, work_dir: Path, model_dir: str, args: argparse.Namespace) -> RunContext:
     """The shared run settings."""
-    tokenizer = load_tokenizer(model_dir)
     return RunContext(
         placement=placement,
         work_dir=work_dir,
         tokenizer_file=str(Path(model_dir) / "tokenizer.json"),
-        eos_id=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else -1,
-        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        tokenizer=gateway_tokenizer(model_dir),
         streams_per_loadgen=args.streams_per_loadgen,
         extra_body=args.extra_body,
         include_usage=not args.no_usage,
