@@ -33,7 +33,7 @@ MODULES = [
     "orjson",
     "psutil",
     "pydantic_settings",
-    "dotenv",  # pydantic-settings imports it at load time; missing on the device run of 2026-11-23
+    "dotenv",  # pydantic-settings imports it at load time; missing on the offline run of 2026-11-23 (16 CPUs, one H100)
     "prometheus_client",
     "sse_starlette",
     "bench.run",

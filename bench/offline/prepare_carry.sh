@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Build what a device run carries (run here, in the repo's venv; needs PyPI for `pip download`):
+# Build what a run on a machine without network carries along (run in the repo's venv on a machine with PyPI
+# access, for `pip download`):
 #   bench/offline/carry/triton.tar.xz  tritonserver of the nvidia-pytriton wheel, Python 3.12 stub only, laid out as
 #                                     site-packages (pytriton/, nvidia_pytriton.libs/, dist-info)
 #   bench/offline/carry/site.tar.xz    Python 3.12 (cp312, manylinux x86-64) installs of every distribution the
 #                                     gateway, the load generator and Triton's Python models import, numpy 1.26 included
-#   bench/offline/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so the device needs no torch
-# The device's run.sh puts site/ first on PYTHONPATH: the Triton stub then imports numpy 1.26, not the image's 2.x.
-# Everything together must stay under the 64 MiB carry limit; the script fails if it does not.
+#   bench/offline/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so that machine needs no torch
+# run.sh puts the site first (a venv's site-packages): the Triton stub then imports numpy 1.26, not the machine's 2.x.
+# Everything together must stay under the 64 MiB that such a run can bring along; the script fails if it does not.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -68,7 +69,7 @@ ls -l "$OUT"
 TOTAL=$(du -cb "$OUT"/*.tar.xz | tail -1 | cut -f1)
 echo "total $((TOTAL / 1024 / 1024)) MiB of $((LIMIT_BYTES / 1024 / 1024)) MiB"
 if [ "$TOTAL" -ge "$LIMIT_BYTES" ]; then
-  echo "over the carry limit: add distributions the device image already has to SKIP_RE" >&2
+  echo "over the carry limit: add distributions the offline machine already has to SKIP_RE" >&2
   exit 1
 fi
 echo "carry: bench/offline/carry   (run: bash bench/offline/run.sh)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# On the device machine (repo root, carry = bench/offline/carry): unpack the carried Triton, Python site and dev
-# model, then run the quick sweep with 1 and 4 gateway workers. Results (and logs) go to $OUT.
+# A benchmark run on a machine without network (CPython 3.12 with a shared libpython; from the repo root, with
+# bench/offline/carry brought along, see prepare_carry.sh): unpack the carried Triton, Python site and dev model,
+# then run the quick sweep with 1 and 4 gateway workers. Results (and logs) go to $OUT, the folder that comes back.
 #   OUT=/some/dir bash bench/offline/run.sh [extra bench.run arguments]
 #   OUT=/some/dir bash bench/offline/run.sh --module bench.grpc_call_cost [its arguments]   (another bench module)
 set -euo pipefail
