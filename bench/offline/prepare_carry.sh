@@ -15,12 +15,12 @@ OUT=bench/offline/carry
 LIMIT_BYTES=$((64 * 1024 * 1024))
 PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 # Not carried: hub downloads (never done), CLIs, torch's own dependencies (imported here only because torch is
-# installed), image processing, optional codecs, the OpenTelemetry SDK and exporters (FastAPI needs only the API),
+# installed), image processing, optional codecs (zstandard too), sse-starlette (only bench.sse_cost), the OpenTelemetry SDK and exporters (FastAPI needs only the API),
 # uvicorn's reload/websocket extras. Each of these is imported only inside a try/except or by something not run.
 SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|sympy|mpmath|pillow|brotli|'
 SKIP_RE+='opentelemetry-(sdk|proto|exporter[-_a-z]*|semantic-conventions)|googleapis-common-protos|email-validator|'
 SKIP_RE+='python-multipart|watchfiles|websockets|'
-SKIP_RE+='networkx|fsspec)=='
+SKIP_RE+='networkx|fsspec|zstandard|sse-starlette)=='
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
