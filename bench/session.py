@@ -16,6 +16,7 @@ from bench.frontends import (
     gateway_supports_workers,
     start_gateway,
     start_litellm,
+    start_tritonfe,
     url_frontend,
 )
 from bench.procs import Placement
@@ -23,6 +24,7 @@ from bench.prompts import Prompt, load_tokenizer, make_prompts
 from bench.runner import RunContext, execute
 from bench.spec import GATEWAY_MODES, Frontend, LoadPoint, Sweep
 from bench.stack import TritonStack
+from bench.tritonfe import FrontendSkipped
 
 logger = logging.getLogger("bench")
 WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=True, requests=8, label="warmup")
@@ -42,7 +44,8 @@ def frontends_for(
     sweep: Sweep, kinds: set[str], baseline: str | None = None, variants: tuple[str, ...] = ()
 ) -> list[Frontend]:
     """The sweep's front-ends: per gateway mode its direct floor first, then the gateway per worker count (and a
-    baseline version of the gateway, and request variants such as logprobs, at one worker); LiteLLM."""
+    baseline version of the gateway, and request variants such as logprobs, at one worker); Triton's own OpenAI
+    frontend (`tritonfe`, model `ensemble`); LiteLLM."""
     frontends: list[Frontend] = []
     for mode in sweep.gateway_modes:
         model = GATEWAY_MODES[mode]
@@ -55,6 +58,8 @@ def frontends_for(
             for variant in variants:
                 body, flags = VARIANTS[variant]
                 frontends.append(Frontend(f"gateway/{mode}/w1+{variant}", "gateway", model, body=body, args=flags))
+    if "tritonfe" in kinds:
+        frontends.append(Frontend("tritonfe", "tritonfe", "ensemble"))
     if "litellm" in kinds and sweep.litellm:
         frontends.append(Frontend("litellm", "litellm", "ensemble"))
     return frontends
@@ -104,7 +109,17 @@ def _start(frontend: Frontend, stack: TritonStack | None, ctx: RunContext, args:
         return direct_frontend(frontend, triton.grpc_url)
     if frontend.kind == "gateway":
         return start_gateway(frontend, triton.grpc_url, triton.model_dir, free_port(), cpus, logs)
+    if frontend.kind == "tritonfe":  # Triton in-process: the CPUs of Triton and of a front-end together
+        return start_tritonfe(frontend, stack.options(), free_port(), own_triton_cpus(ctx.placement), logs)
     return start_litellm(frontend, triton.http_url, triton.model_dir, free_port(), cpus, logs)
+
+
+def own_triton_cpus(placement: Placement) -> tuple[int, ...]:
+    """Where a front-end that runs Triton in its own process may run: Triton's CPUs and the front-end's (all of
+    them when either is unpinned), so it has what the gateway and tritonserver have between them."""
+    if not placement.triton or not placement.frontend:
+        return ()
+    return tuple(sorted({*placement.triton, *placement.frontend}))
 
 
 def _attach(ctx: RunContext, stack: TritonStack) -> None:
@@ -150,6 +165,10 @@ class Session:
             logger.info("starting %s", frontend.name)
             try:
                 running[frontend] = self._start_warm(frontend)
+            except FrontendSkipped as skip:
+                logger.warning("%s: skipped: %s", frontend.name, skip)
+                rows.append({"frontend": frontend.name, "label": "skipped", "note": f"skipped: {skip}"})
+                self._write(rows[-1])
             except Exception as exc:
                 logger.error("%s did not start: %s", frontend.name, exc)
                 rows.append({"frontend": frontend.name, "label": "main", "failed": f"start: {exc!r}"[:500]})
@@ -212,6 +231,9 @@ class Session:
         rows: list[dict[str, Any]] = []
         try:
             running = self._start_warm(frontend)
+        except FrontendSkipped as skip:
+            logger.warning("%s: skipped: %s", frontend.name, skip)
+            return [{"frontend": frontend.name, "label": "skipped", "note": f"skipped: {skip}"}]
         except Exception as exc:
             logger.error("%s did not start: %s", frontend.name, exc)
             return [{"frontend": frontend.name, "label": phase, "failed": f"start: {exc!r}"[:500]}]
@@ -238,7 +260,7 @@ class Session:
                 return running
             except Exception:
                 running.stop()
-                if attempt or self.stack is None or self.stack.alive():
+                if attempt or self.stack is None or self.stack.alive() or running.own_triton:
                     raise
                 self.stack.restart()
                 _attach(self.ctx, self.stack)
