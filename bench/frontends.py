@@ -45,6 +45,10 @@ class RunningFrontend:
         """The processes to measure (None: the load generator itself is the front-end)."""
         return ProcessTree([self.process.pid]) if self.process else None
 
+    def exited(self) -> bool:
+        """Whether its process has exited (a crash: it is stopped only by `stop`)."""
+        return self.process is not None and self.process.poll() is not None
+
     def stop(self) -> None:
         """Stop the process group, if there is one."""
         if self.process is not None:

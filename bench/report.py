@@ -162,12 +162,6 @@ GATEWAY_REF = "gateway/ensemble/w1"  # what the peers are compared with (same Tr
 KEEP_UP = 0.9  # a front-end keeps up at a point when it delivers at least this share of the direct client's tok/s
 
 
-def _ttft(row: dict[str, Any]) -> float | None:
-    """TTFT p50, or the latency probe's where no request of the window had its first token in it."""
-    value = row.get("ttft_p50_ms")
-    return value if value is not None else row.get("probe_ttft_p50_ms")
-
-
 def _system_us(row: dict[str, Any]) -> float | None:
     """System CPU per token (front-end + Triton); recomputed for rows written before the field existed."""
     if row.get("system_cpu_us_per_token") is not None:
@@ -178,6 +172,21 @@ def _system_us(row: dict[str, Any]) -> float | None:
     return float(fe) + (0.0 if row.get("own_triton") else float(tr or 0.0))
 
 
+def _usable(row: dict[str, Any]) -> bool:
+    """A row to compare: measured, tokens delivered, and at most 5 % of its requests failed (a front-end that
+    died mid-window, e.g. a segfaulted LiteLLM proxy, is not compared)."""
+    if row.get("failed") or not row.get("tokens_per_s"):
+        return False
+    return (row.get("errors") or 0) <= 0.05 * max(1, row.get("requests_started") or 0)
+
+
+def _ttfts(gateway: dict[str, Any], peer: dict[str, Any]) -> tuple[float | None, float | None]:
+    """TTFT p50 of both, from the same source: the window's requests when both have them, else the latency probe."""
+    if gateway.get("ttft_p50_ms") is not None and peer.get("ttft_p50_ms") is not None:
+        return gateway["ttft_p50_ms"], peer["ttft_p50_ms"]
+    return gateway.get("probe_ttft_p50_ms"), peer.get("probe_ttft_p50_ms")
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -186,7 +195,7 @@ def peer_comparison(rows: list[dict[str, Any]], gateway: str = GATEWAY_REF) -> l
     """The gateway against each peer (Triton's frontend, LiteLLM) at every point both ran: per repeat the pair of
     rows of that repeat, then the median over repeats of each figure and ratio. `keeps_up`: both reached
     KEEP_UP × the direct client's tokens/s in every repeat (None without a direct floor)."""
-    by_key = {(r.get("frontend"), *_key(r)): r for r in rows if not r.get("failed") and r.get("tokens_per_s")}
+    by_key = {(r.get("frontend"), *_key(r)): r for r in rows if _usable(r)}
     pairs: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for (name, *key), peer in by_key.items():
         if name not in PEER_NAMES:
@@ -212,8 +221,8 @@ def peer_comparison(rows: list[dict[str, Any]], gateway: str = GATEWAY_REF) -> l
                 "repeats": len(group),
                 "gateway_tokens_per_s": med(lambda g, p: g["tokens_per_s"]),
                 "peer_tokens_per_s": med(lambda g, p: p["tokens_per_s"]),
-                "gateway_ttft_ms": med(lambda g, p: _ttft(g)),
-                "peer_ttft_ms": med(lambda g, p: _ttft(p)),
+                "gateway_ttft_ms": med(lambda g, p: _ttfts(g, p)[0]),
+                "peer_ttft_ms": med(lambda g, p: _ttfts(g, p)[1]),
                 "gateway_frontend_us": med(lambda g, p: g.get("frontend_cpu_us_per_token")),
                 "peer_frontend_us": med(lambda g, p: p.get("frontend_cpu_us_per_token")),
                 "gateway_system_us": med(lambda g, p: _system_us(g)),
@@ -247,7 +256,8 @@ def _peer_table(rows: list[dict[str, Any]]) -> list[str]:
         "LiteLLM its tree plus tritonserver's. *Keeps up*: both reach "
         f"{KEEP_UP}× the direct client's tok/s.",
         "",
-        "| peer | run | c | prompt | stream | repeats | tok/s | TTFT p50 ms | front-end CPU µs/tok "
+        "| peer | run | c | prompt | stream | repeats | tok/s | TTFT p50 ms (probe's if a window has none) "
+        "| front-end CPU µs/tok "
         "| system CPU µs/tok | gateway tok/s ÷ peer | peer front-end CPU ÷ gateway | peer system CPU ÷ gateway "
         "| both keep up |",
         "|" + "---|" * 14,

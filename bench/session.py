@@ -271,6 +271,11 @@ class Session:
     ) -> tuple[dict[str, Any], RunningFrontend]:
         """One point; when Triton dies during it, restart Triton and the front-end and measure it again."""
         crashes = 0
+        frontend_crashes = 0
+        if running.exited():  # the front-end itself died (LiteLLM's proxy segfaults now and then): start it again
+            logger.warning("%s exited (%s); restarting it", frontend.name, running.process and running.process.poll())
+            running.stop()
+            running = self._start_warm(frontend)
         if self.stack is not None and not self.stack.alive():  # died after the previous point
             running.stop()
             self.stack.restart()
@@ -290,6 +295,15 @@ class Session:
                     "stream": point.stream,
                     "failed": repr(exc)[:500],
                 }
+            if running.exited() and (self.stack is None or self.stack.alive()):
+                frontend_crashes += 1
+                if frontend_crashes > self.args.crash_retries:
+                    row["failed"] = f"{frontend.name} exited {frontend_crashes} times during this point"
+                    break
+                logger.warning("%s exited during %s; restarting it and measuring again", frontend.name, point.key())
+                running.stop()
+                running = self._start_warm(frontend)
+                continue
             if self.stack is None or self.stack.alive():
                 break
             crashes += 1
@@ -302,6 +316,7 @@ class Session:
             _attach(self.ctx, self.stack)
             running = self._start_warm(frontend)
         row["triton_crashes"] = crashes
+        row["frontend_crashes"] = frontend_crashes
         logger.info("%s %s %s: %s (%.0f s)", frontend.name, point.label, point.key(), report.one_line(row),
                     time.monotonic() - started)  # fmt: skip
         return row, running
