@@ -1,4 +1,5 @@
-"""Starting and stopping the front-ends under test: this gateway (any mode, N workers) and LiteLLM's proxy."""
+"""Starting and stopping the front-ends under test: this gateway (any mode, N workers), LiteLLM's proxy and
+Triton's own OpenAI frontend (bench/tritonfe.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.procs import ProcessTree, pinned, stop_process, wait_http_ok
 from bench.prompts import chat_template
@@ -32,15 +35,26 @@ class RunningFrontend:
     log_path: Path | None = None
     trust_usage: bool = True
     extra_body: dict[str, object] = field(default_factory=dict)  # merged into every request body
+    # Triton runs inside this front-end's process tree (Triton's own frontend): its tree is the whole system, the
+    # shared tritonserver idles during its runs, and `metrics_url` is where its engines are drained between runs.
+    own_triton: bool = False
+    metrics_url: str = ""
+    cleanup: Callable[[], None] | None = None
 
     def tree(self) -> ProcessTree | None:
         """The processes to measure (None: the load generator itself is the front-end)."""
         return ProcessTree([self.process.pid]) if self.process else None
 
+    def exited(self) -> bool:
+        """Whether its process has exited (a crash: it is stopped only by `stop`)."""
+        return self.process is not None and self.process.poll() is not None
+
     def stop(self) -> None:
         """Stop the process group, if there is one."""
         if self.process is not None:
             stop_process(self.process)
+        if self.cleanup is not None:
+            self.cleanup()
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of its log."""
@@ -141,6 +155,10 @@ def start_litellm(
         }
     )
     litellm = Path(sys.executable).parent / "litellm"
+    if not litellm.exists():
+        from bench.tritonfe import FrontendSkipped
+
+        raise FrontendSkipped(f"no LiteLLM proxy ({litellm}; pip install -e '.[bench]')")
     command = [str(litellm), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
     if frontend.workers > 1:
         command += ["--num_workers", str(frontend.workers)]
@@ -164,6 +182,27 @@ def start_litellm(
         running.stop()
         raise RuntimeError(f"LiteLLM proxy did not start: {exc}\n{running.log_tail()}") from exc
     return running
+
+
+def start_tritonfe(frontend: Frontend, engine: Any, port: int, cpus: tuple[int, ...], log_dir: Path) -> RunningFrontend:
+    """Triton's OpenAI frontend on its own in-process Triton, rendered with the bench's synthetic engine (`engine`,
+    a DevStackOptions), pinned to `cpus`; bench.tritonfe.FrontendSkipped when its set-up is missing here."""
+    from bench import tritonfe
+
+    run_dir = log_dir / frontend.name.replace("/", "_")
+    process, log_path, cleanup = tritonfe.start(engine, port, cpus, run_dir, _launch)
+    base = f"http://127.0.0.1:{port}"
+    return RunningFrontend(
+        frontend,
+        "openai",
+        f"{base}/v1",
+        model=tritonfe.MODEL,
+        process=process,
+        log_path=log_path,
+        own_triton=True,
+        metrics_url=f"{base}/metrics",
+        cleanup=cleanup,
+    )
 
 
 def direct_frontend(frontend: Frontend, grpc_url: str) -> RunningFrontend:

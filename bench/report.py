@@ -18,7 +18,7 @@ CSV_FIELDS = [
     "loadgen_processes", "probe_ttft_samples", "probe_ttft_p50_ms", "probe_ttft_p99_ms", "max_in_flight",
     "triton_cpu_s", "triton_cpu_us_per_token", "rss_baseline_mb", "rss_max_mb",
     "max_open_streams", "foreign_cpu_s", "triton_crashes", "floor", "tokens_ratio", "ttft_p50_added_ms",
-    "cpu_ratio", "repeat", "failed", "note",
+    "cpu_ratio", "own_triton", "system_cpu_s", "system_cpu_us_per_token", "repeat", "failed", "note",
 ]  # fmt: skip
 RATIOS = ("cpu_ratio", "tokens_ratio", "ttft_p50_added_ms")
 
@@ -95,13 +95,14 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| front-end | run | c | prompt | stream | tok/s | TTFT p50 / p99 ms (n) | probe TTFT p50 / p99 ms "
         "| ITL p50 / p99 ms | errors "
-        "| front-end CPU µs/tok | loadgen µs/tok | Triton µs/tok | RSS base→max MB | tok/s ÷ direct "
+        "| front-end CPU µs/tok | loadgen µs/tok | Triton µs/tok | system CPU µs/tok | RSS base→max MB "
+        "| tok/s ÷ direct "
         "| TTFT p50 added ms | CPU ÷ direct | other procs (cores) |",
-        "|" + "---|" * 18,
+        "|" + "---|" * 19,
     ]
     for r in rows:
         if r.get("label") == "skipped":
-            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 16)
+            lines.append(f"| {r['frontend']} | {r.get('note', '')} |" + " |" * 17)
             continue
         if r.get("failed"):
             lines.append(
@@ -121,7 +122,8 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             f"{_fmt(r.get('probe_ttft_p50_ms'))} / {_fmt(r.get('probe_ttft_p99_ms'))} | "
             f"{_fmt(r['itl_p50_ms'])} / {_fmt(r['itl_p99_ms'])} | "
             f"{r['errors']} | {_fmt(r['frontend_cpu_us_per_token'])} | {_fmt(r['loadgen_cpu_us_per_token'])} | "
-            f"{_fmt(r['triton_cpu_us_per_token'], 0)} | {rss} | {_fmt(r.get('tokens_ratio'), 2)} | "
+            f"{_fmt(r['triton_cpu_us_per_token'], 0)} | {_fmt(_system_us(r), 0)} | {rss} | "
+            f"{_fmt(r.get('tokens_ratio'), 2)} | "
             f"{_fmt(r.get('ttft_p50_added_ms'), 2)} | {_fmt(r.get('cpu_ratio'), 2)} | {_other(r)} |"
         )
     return lines
@@ -154,6 +156,164 @@ def _repeats_table(rows: list[dict[str, Any]]) -> list[str]:
             f"{spread(r, 'tokens_ratio', 2)} | {spread(r, 'ttft_p50_added_ms', 2)} |"
         )
     return [*lines, ""]
+
+
+GATEWAY_REF = "gateway/ensemble/w1"  # what the peers are compared with (same Triton model, `ensemble`)
+KEEP_UP = 0.9  # a front-end keeps up at a point when it delivers at least this share of the direct client's tok/s
+
+
+def _system_us(row: dict[str, Any]) -> float | None:
+    """System CPU per token (front-end + Triton); recomputed for rows written before the field existed."""
+    if row.get("system_cpu_us_per_token") is not None:
+        return float(row["system_cpu_us_per_token"])
+    fe, tr = row.get("frontend_cpu_us_per_token"), row.get("triton_cpu_us_per_token")
+    if fe is None:
+        return None
+    return float(fe) + (0.0 if row.get("own_triton") else float(tr or 0.0))
+
+
+def _usable(row: dict[str, Any]) -> bool:
+    """A row to compare: measured, tokens delivered, and at most 5 % of its requests failed (a front-end that
+    died mid-window, e.g. a segfaulted LiteLLM proxy, is not compared)."""
+    if row.get("failed") or not row.get("tokens_per_s"):
+        return False
+    return (row.get("errors") or 0) <= 0.05 * max(1, row.get("requests_started") or 0)
+
+
+def _ttfts(gateway: dict[str, Any], peer: dict[str, Any]) -> tuple[float | None, float | None]:
+    """TTFT p50 of both, from the same source: the window's requests when both have them, else the latency probe."""
+    if gateway.get("ttft_p50_ms") is not None and peer.get("ttft_p50_ms") is not None:
+        return gateway["ttft_p50_ms"], peer["ttft_p50_ms"]
+    return gateway.get("probe_ttft_p50_ms"), peer.get("probe_ttft_p50_ms")
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def peer_comparison(rows: list[dict[str, Any]], gateway: str = GATEWAY_REF) -> list[dict[str, Any]]:
+    """The gateway against each peer (Triton's frontend, LiteLLM) at every point both ran: per repeat the pair of
+    rows of that repeat, then the median over repeats of each figure and ratio. `keeps_up`: both reached
+    KEEP_UP × the direct client's tokens/s in every repeat (None without a direct floor)."""
+    by_key = {(r.get("frontend"), *_key(r)): r for r in rows if _usable(r)}
+    pairs: dict[tuple[Any, ...], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for (name, *key), peer in by_key.items():
+        if name not in PEER_NAMES:
+            continue
+        gw = by_key.get((gateway, *key))
+        if gw is not None:
+            pairs.setdefault((name, *key[:-1]), []).append((gw, peer))
+    out = []
+    for (name, label, concurrency, prompt, stream), group in pairs.items():
+
+        def med(get: Any, group: list[tuple[dict[str, Any], dict[str, Any]]] = group) -> float | None:
+            return _median([v for v in (get(g, p) for g, p in group) if v is not None])
+
+        keeps = [(g.get("tokens_ratio"), p.get("tokens_ratio")) for g, p in group]
+        keeps_up = (
+            None
+            if any(a is None or b is None for a, b in keeps)
+            else all(a >= KEEP_UP and b >= KEEP_UP for a, b in keeps)
+        )
+        out.append(
+            {
+                "peer": name, "label": label, "concurrency": concurrency, "prompt_tokens": prompt, "stream": stream,
+                "repeats": len(group),
+                "gateway_tokens_per_s": med(lambda g, p: g["tokens_per_s"]),
+                "peer_tokens_per_s": med(lambda g, p: p["tokens_per_s"]),
+                "gateway_ttft_ms": med(lambda g, p: _ttfts(g, p)[0]),
+                "peer_ttft_ms": med(lambda g, p: _ttfts(g, p)[1]),
+                "gateway_frontend_us": med(lambda g, p: g.get("frontend_cpu_us_per_token")),
+                "peer_frontend_us": med(lambda g, p: p.get("frontend_cpu_us_per_token")),
+                "gateway_system_us": med(lambda g, p: _system_us(g)),
+                "peer_system_us": med(lambda g, p: _system_us(p)),
+                "tokens_gateway_over_peer": med(lambda g, p: ratio(g["tokens_per_s"], p["tokens_per_s"])),
+                "frontend_cpu_peer_over_gateway": med(
+                    lambda g, p: ratio(p.get("frontend_cpu_us_per_token"), g.get("frontend_cpu_us_per_token"))
+                ),
+                "system_cpu_peer_over_gateway": med(lambda g, p: ratio(_system_us(p), _system_us(g))),
+                "keeps_up": keeps_up,
+            }
+        )  # fmt: skip
+    return sorted(out, key=lambda r: (r["peer"], r["label"] != "ttft", r["prompt_tokens"], not r["stream"],
+                                      r["concurrency"]))  # fmt: skip
+
+
+PEER_NAMES = ("tritonfe", "litellm")
+
+
+def _peer_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The side-by-side table of the gateway and the peers (empty when no peer ran)."""
+    compared = peer_comparison(rows)
+    if not compared:
+        return []
+    lines = [
+        f"## Side by side: {GATEWAY_REF} and the other OpenAI servers",
+        "",
+        "Same Triton build, same synthetic engine, same prompts and `max_tokens`. Figures are gateway / peer "
+        "(medians over repeats). *System CPU* = front-end + Triton: the gateway's tree plus tritonserver's; "
+        "for Triton's own frontend (`tritonfe`, Triton in-process) its one process tree, stubs included; for "
+        "LiteLLM its tree plus tritonserver's. *Keeps up*: both reach "
+        f"{KEEP_UP}× the direct client's tok/s.",
+        "",
+        "| peer | run | c | prompt | stream | repeats | tok/s | TTFT p50 ms (probe's if a window has none) "
+        "| front-end CPU µs/tok "
+        "| system CPU µs/tok | gateway tok/s ÷ peer | peer front-end CPU ÷ gateway | peer system CPU ÷ gateway "
+        "| both keep up |",
+        "|" + "---|" * 14,
+    ]
+    for r in compared:
+
+        def pair(a: str, b: str, digits: int = 1, r: dict[str, Any] = r) -> str:
+            return f"{_fmt(r[a], digits)} / {_fmt(r[b], digits)}"
+
+        keeps = {None: "–", True: "yes", False: "no"}[r["keeps_up"]]
+        lines.append(
+            f"| {r['peer']} | {r['label']} | {r['concurrency']} | {r['prompt_tokens']} | "
+            f"{'yes' if r['stream'] else 'no'} | {r['repeats']} | "
+            f"{pair('gateway_tokens_per_s', 'peer_tokens_per_s', 0)} | {pair('gateway_ttft_ms', 'peer_ttft_ms')} | "
+            f"{pair('gateway_frontend_us', 'peer_frontend_us')} | {pair('gateway_system_us', 'peer_system_us')} | "
+            f"{_fmt(r['tokens_gateway_over_peer'], 2)} | {_fmt(r['frontend_cpu_peer_over_gateway'], 2)} | "
+            f"{_fmt(r['system_cpu_peer_over_gateway'], 2)} | {keeps} |"
+        )
+    return [*lines, ""]
+
+
+def peer_targets(rows: list[dict[str, Any]]) -> list[str]:
+    """Against Triton's own frontend: ≥ 2× its tokens/s at saturation (the highest streamed concurrency of the
+    sweep), and no more system CPU per token where both keep up."""
+    compared = [r for r in peer_comparison(rows) if r["peer"] == "tritonfe" and r["label"] == "sweep"]
+    if not compared:
+        return []
+
+    def verdict(good: bool | None) -> str:
+        return "n/a" if good is None else ("yes" if good else "**no**")
+
+    lines = []
+    streamed = [r for r in compared if r["stream"] and r["tokens_gateway_over_peer"] is not None]
+    top = max((r["concurrency"] for r in streamed), default=None)
+    at_top = [r for r in streamed if r["concurrency"] == top]
+    low = min(at_top, key=lambda r: r["tokens_gateway_over_peer"], default=None)
+    text = (
+        f"{low['tokens_gateway_over_peer']:.2f}× at c={low['concurrency']} "
+        f"({_fmt(low['gateway_tokens_per_s'], 0)} vs {_fmt(low['peer_tokens_per_s'], 0)} tok/s)"
+        if low
+        else "–"
+    )
+    good = None if low is None else low["tokens_gateway_over_peer"] >= 2.0
+    lines.append(f"| ≥ 2× the tokens/s of Triton's OpenAI frontend at saturation | {text} | {verdict(good)} |")
+    both = [r for r in compared if r["keeps_up"] and r["system_cpu_peer_over_gateway"] is not None]
+    worst = min(both, key=lambda r: r["system_cpu_peer_over_gateway"], default=None)
+    text = (
+        f"tritonfe ÷ gateway lowest {worst['system_cpu_peer_over_gateway']:.2f}× (c={worst['concurrency']}, "
+        f"{'stream' if worst['stream'] else 'non-stream'}; {len(both)} points)"
+        if worst
+        else "– (no point where both keep up)"
+    )
+    good = None if worst is None else all(r["system_cpu_peer_over_gateway"] >= 1.0 for r in both)
+    name = "no more system CPU per token than Triton's frontend where both keep up"
+    lines.append(f"| {name} | {text} | {verdict(good)} |")
+    return lines
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
@@ -208,7 +368,7 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
         per_1000 = growth * 1000 / r["concurrency"]
         text = f"+{growth:.0f} MB at {r['concurrency']} streams ({per_1000:.0f} MB per 1,000)"
         lines.append(f"| RSS growth < 100 MB for 1,000 open streams | {text} | {verdict(per_1000 < 100)} |")
-    return lines
+    return lines + peer_targets(rows)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> bool:
@@ -283,6 +443,7 @@ def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         *targets(rows),
         "",
         *_repeats_table(rows),
+        *_peer_table(rows),
         "## Runs",
         "",
         *_table(rows),

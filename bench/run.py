@@ -25,7 +25,7 @@ from bench import report
 from bench.frontends import gateway_supports_workers
 from bench.procs import Placement
 from bench.session import run_stack, run_url
-from bench.spec import SWEEPS, Sweep, Timing, as_dict
+from bench.spec import PEERS, SWEEPS, Sweep, Timing, as_dict
 
 logger = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,7 +35,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments."""
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     p.add_argument("--sweep", choices=sorted(SWEEPS), default="quick")
-    p.add_argument("--frontends", default="direct,gateway,litellm", help="subset of direct,gateway,litellm")
+    p.add_argument("--frontends", default="direct,gateway,litellm", help="subset of direct,gateway,litellm,tritonfe")
+    p.add_argument(
+        "--peers",
+        action="store_true",
+        help="add the other OpenAI servers (Triton's own OpenAI frontend `tritonfe`, LiteLLM's proxy) to "
+        "--frontends, for the side-by-side table; tritonfe needs TRITON_MIRROR and TRITON_CORE_MIRROR (see "
+        "bench/README.md) and is skipped with a note without them",
+    )
     p.add_argument("--modes", help="gateway upstream modes (ensemble,bls,direct); default: the sweep's")
     p.add_argument("--workers", help="gateway worker counts, e.g. 1,4; default: the sweep's")
     p.add_argument("--concurrency", help="e.g. 1,16,64; default: the sweep's")
@@ -82,6 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--variants", help="also run the gateway with these request variants: logprobs, n2, hermes")
     return p.parse_args(argv)
+
+
+def frontend_kinds(frontends: str, peers: bool) -> list[str]:
+    """The front-end kinds to run: `--frontends`, plus the peers with `--peers` (in order, once each)."""
+    kinds = [k.strip() for k in frontends.split(",") if k.strip()]
+    return list(dict.fromkeys([*kinds, *(PEERS if peers else ())]))
 
 
 def _ints(text: str | None, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -136,6 +149,7 @@ def source_digest(folder: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run a sweep and write its results."""
     args = parse_args(argv)
+    args.frontends = ",".join(frontend_kinds(args.frontends, args.peers))
     # Leave through the finally blocks (which stop Triton and the front-ends) on SIGTERM and SIGINT alike.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -160,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             "instances": args.engine_instances,
             "tokens_per_response": args.tokens_per_response,
         },
+        "frontends": args.frontends,
+        "tritonfe_mirrors": {k: bool(os.environ.get(k)) for k in ("TRITON_MIRROR", "TRITON_CORE_MIRROR")},
         "gateway_workers_flag": None if args.url else gateway_supports_workers(),
         "gateway_source_sha256": source_digest(RESULTS.parent.parent / "gateway"),
         "logs": str(work_dir.relative_to(RESULTS.parent.parent)),  # repo-relative: no machine paths in results

@@ -136,6 +136,11 @@ def execute(
 ) -> dict[str, Any]:
     """Run one load point against a running front-end and return its row of results."""
     waited = wait_idle(ctx.triton_metrics, timing.idle_timeout_s) if ctx.triton_metrics else 0.0
+    if running.metrics_url:  # a front-end with its own in-process Triton: drain its engines too
+        waited += wait_idle(running.metrics_url, timing.idle_timeout_s)
+    # The shared tritonserver idles while a front-end with its own Triton is measured: that front-end's tree is
+    # the whole system, and the idle server's CPU counts as other processes'.
+    triton_tree = None if running.own_triton else ctx.triton_tree
     frontend_tree = running.tree()
     rss_baseline = frontend_tree.rss() if frontend_tree else 0
     specs = _specs(running, point, prompts, ctx, timing)
@@ -155,19 +160,19 @@ def execute(
     with RssSampler(frontend_tree) if frontend_tree else _NoSampler() as sampler:
         _sleep_until(first.t_start if count_mode else first.window_start)
         fe0 = frontend_tree.cpu_times() if frontend_tree else {}
-        tr0 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+        tr0 = triton_tree.cpu_times() if triton_tree else {}
         sys0 = psutil.cpu_times(percpu=True)
         if not count_mode:
             _sleep_until(first.window_end)
             fe1 = frontend_tree.cpu_times() if frontend_tree else {}
-            tr1 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+            tr1 = triton_tree.cpu_times() if triton_tree else {}
             sys1 = psutil.cpu_times(percpu=True)
         deadline = time.monotonic() + LOADGEN_GRACE_S + (3600.0 if count_mode else 0.0)
         for process in processes:
             process.wait(max(1.0, deadline - time.monotonic()))
         if count_mode:
             fe1 = frontend_tree.cpu_times() if frontend_tree else {}
-            tr1 = ctx.triton_tree.cpu_times() if ctx.triton_tree else {}
+            tr1 = triton_tree.cpu_times() if triton_tree else {}
             sys1 = psutil.cpu_times(percpu=True)
     results = []
     for index, process in enumerate(processes):
@@ -192,7 +197,7 @@ def execute(
             "frontend_cpu_us_per_token": frontend_cpu / tokens * 1e6 if tokens else None,
             "frontend_cpu_s_per_1k_tokens": frontend_cpu / tokens * 1e3 if tokens else None,
             "frontend_is_loadgen": frontend_tree is None,
-            "triton_cpu_s": ProcessTree.cpu_between(tr0, tr1) if ctx.triton_tree else None,
+            "triton_cpu_s": ProcessTree.cpu_between(tr0, tr1) if triton_tree else None,
             # The direct client is its own front-end: its RSS is the load generator's (first process).
             "rss_baseline_mb": (rss_baseline if frontend_tree else results[0]["rss_start"]) / 2**20,
             "rss_max_mb": (sampler.max_rss if frontend_tree else results[0]["rss_end"]) / 2**20,
@@ -205,7 +210,16 @@ def execute(
     row["foreign_cpu_s"] = max(0.0, sum(busy) - ours)  # CPU used by processes outside the benchmark
     row["triton_cpu_us_per_token"] = row["triton_cpu_s"] / tokens * 1e6 if tokens and row["triton_cpu_s"] else None
     row["loadgen_cpu_us_per_token"] = row["loadgen_cpu_s"] / tokens * 1e6 if tokens else None
+    row["own_triton"] = running.own_triton
+    row["system_cpu_s"] = system_cpu(frontend_cpu, row["triton_cpu_s"])
+    row["system_cpu_us_per_token"] = row["system_cpu_s"] / tokens * 1e6 if tokens else None
     return row
+
+
+def system_cpu(frontend_cpu_s: float, triton_cpu_s: float | None) -> float:
+    """What serving cost the whole system: the front-end's tree (the load generator for the direct client) plus
+    tritonserver's; a front-end that runs Triton in-process has no separate Triton (None), its tree is all of it."""
+    return frontend_cpu_s + (triton_cpu_s or 0.0)
 
 
 def _busy(times: Any) -> float:

@@ -16,6 +16,7 @@ from bench.frontends import (
     gateway_supports_workers,
     start_gateway,
     start_litellm,
+    start_tritonfe,
     url_frontend,
 )
 from bench.procs import Placement
@@ -23,6 +24,7 @@ from bench.prompts import Prompt, make_prompts
 from bench.runner import RunContext, execute
 from bench.spec import GATEWAY_MODES, Frontend, LoadPoint, Sweep
 from bench.stack import TritonStack
+from bench.tritonfe import FrontendSkipped
 from gateway.openai.tokens import load_tokenizer as gateway_tokenizer
 
 logger = logging.getLogger("bench")
@@ -43,7 +45,8 @@ def frontends_for(
     sweep: Sweep, kinds: set[str], baseline: str | None = None, variants: tuple[str, ...] = ()
 ) -> list[Frontend]:
     """The sweep's front-ends: per gateway mode its direct floor first, then the gateway per worker count (and a
-    baseline version of the gateway, and request variants such as logprobs, at one worker); LiteLLM."""
+    baseline version of the gateway, and request variants such as logprobs, at one worker); Triton's own OpenAI
+    frontend (`tritonfe`, model `ensemble`); LiteLLM."""
     frontends: list[Frontend] = []
     for mode in sweep.gateway_modes:
         model = GATEWAY_MODES[mode]
@@ -56,6 +59,8 @@ def frontends_for(
             for variant in variants:
                 body, flags = VARIANTS[variant]
                 frontends.append(Frontend(f"gateway/{mode}/w1+{variant}", "gateway", model, body=body, args=flags))
+    if "tritonfe" in kinds:
+        frontends.append(Frontend("tritonfe", "tritonfe", "ensemble"))
     if "litellm" in kinds and sweep.litellm:
         frontends.append(Frontend("litellm", "litellm", "ensemble"))
     return frontends
@@ -103,7 +108,17 @@ def _start(frontend: Frontend, stack: TritonStack | None, ctx: RunContext, args:
         return direct_frontend(frontend, triton.grpc_url)
     if frontend.kind == "gateway":
         return start_gateway(frontend, triton.grpc_url, triton.model_dir, free_port(), cpus, logs)
+    if frontend.kind == "tritonfe":  # Triton in-process: the CPUs of Triton and of a front-end together
+        return start_tritonfe(frontend, stack.options(), free_port(), own_triton_cpus(ctx.placement), logs)
     return start_litellm(frontend, triton.http_url, triton.model_dir, free_port(), cpus, logs)
+
+
+def own_triton_cpus(placement: Placement) -> tuple[int, ...]:
+    """Where a front-end that runs Triton in its own process may run: Triton's CPUs and the front-end's (all of
+    them when either is unpinned), so it has what the gateway and tritonserver have between them."""
+    if not placement.triton or not placement.frontend:
+        return ()
+    return tuple(sorted({*placement.triton, *placement.frontend}))
 
 
 def _attach(ctx: RunContext, stack: TritonStack) -> None:
@@ -149,6 +164,10 @@ class Session:
             logger.info("starting %s", frontend.name)
             try:
                 running[frontend] = self._start_warm(frontend)
+            except FrontendSkipped as skip:
+                logger.warning("%s: skipped: %s", frontend.name, skip)
+                rows.append({"frontend": frontend.name, "label": "skipped", "note": f"skipped: {skip}"})
+                self._write(rows[-1])
             except Exception as exc:
                 logger.error("%s did not start: %s", frontend.name, exc)
                 rows.append({"frontend": frontend.name, "label": "main", "failed": f"start: {exc!r}"[:500]})
@@ -211,6 +230,9 @@ class Session:
         rows: list[dict[str, Any]] = []
         try:
             running = self._start_warm(frontend)
+        except FrontendSkipped as skip:
+            logger.warning("%s: skipped: %s", frontend.name, skip)
+            return [{"frontend": frontend.name, "label": "skipped", "note": f"skipped: {skip}"}]
         except Exception as exc:
             logger.error("%s did not start: %s", frontend.name, exc)
             return [{"frontend": frontend.name, "label": phase, "failed": f"start: {exc!r}"[:500]}]
@@ -237,7 +259,7 @@ class Session:
                 return running
             except Exception:
                 running.stop()
-                if attempt or self.stack is None or self.stack.alive():
+                if attempt or self.stack is None or self.stack.alive() or running.own_triton:
                     raise
                 self.stack.restart()
                 _attach(self.ctx, self.stack)
@@ -248,6 +270,11 @@ class Session:
     ) -> tuple[dict[str, Any], RunningFrontend]:
         """One point; when Triton dies during it, restart Triton and the front-end and measure it again."""
         crashes = 0
+        frontend_crashes = 0
+        if running.exited():  # the front-end itself died (LiteLLM's proxy segfaults now and then): start it again
+            logger.warning("%s exited (%s); restarting it", frontend.name, running.process and running.process.poll())
+            running.stop()
+            running = self._start_warm(frontend)
         if self.stack is not None and not self.stack.alive():  # died after the previous point
             running.stop()
             self.stack.restart()
@@ -267,6 +294,15 @@ class Session:
                     "stream": point.stream,
                     "failed": repr(exc)[:500],
                 }
+            if running.exited() and (self.stack is None or self.stack.alive()):
+                frontend_crashes += 1
+                if frontend_crashes > self.args.crash_retries:
+                    row["failed"] = f"{frontend.name} exited {frontend_crashes} times during this point"
+                    break
+                logger.warning("%s exited during %s; restarting it and measuring again", frontend.name, point.key())
+                running.stop()
+                running = self._start_warm(frontend)
+                continue
             if self.stack is None or self.stack.alive():
                 break
             crashes += 1
@@ -279,6 +315,7 @@ class Session:
             _attach(self.ctx, self.stack)
             running = self._start_warm(frontend)
         row["triton_crashes"] = crashes
+        row["frontend_crashes"] = frontend_crashes
         logger.info("%s %s %s: %s (%.0f s)", frontend.name, point.label, point.key(), report.one_line(row),
                     time.monotonic() - started)  # fmt: skip
         return row, running

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ClientKind = Literal["openai", "triton"]
-FrontendKind = Literal["direct", "gateway", "litellm", "url"]
+FrontendKind = Literal["direct", "gateway", "litellm", "tritonfe", "url"]
+# Other OpenAI servers on the same Triton build and synthetic engine (`python -m bench.run --peers`).
+PEERS = ("tritonfe", "litellm")
 
 # Gateway --triton-model per upstream mode, and the Triton model its direct floor calls.
 GATEWAY_MODES: dict[str, str] = {"ensemble": "ensemble", "bls": "tensorrt_llm_bls", "direct": "tensorrt_llm"}
@@ -17,7 +19,7 @@ GATEWAY_MODES: dict[str, str] = {"ensemble": "ensemble", "bls": "tensorrt_llm_bl
 class Frontend:
     """One thing the load generator talks to."""
 
-    name: str  # e.g. direct/ensemble, gateway/ensemble/w1, litellm, url
+    name: str  # e.g. direct/ensemble, gateway/ensemble/w1, litellm, tritonfe, url
     kind: FrontendKind
     triton_model: str = "ensemble"  # the Triton model behind it (direct floor and gateway)
     workers: int = 1

@@ -39,11 +39,11 @@ class TritonStack:
         self.starts = 0
         self._exit: contextlib.ExitStack | None = None
 
-    def start(self) -> Any:
-        """Start Triton (a fresh work folder per start, so a crashed server's log survives)."""
-        from gateway.devstack import DevStackOptions, dev_triton
+    def options(self) -> Any:
+        """The DevStackOptions Triton is rendered with (also given to front-ends that run their own Triton)."""
+        from gateway.devstack import DevStackOptions
 
-        options = DevStackOptions(
+        return DevStackOptions(
             engine="synthetic",
             synthetic_ttft_ms=self.ttft_ms,
             synthetic_itl_ms=self.itl_ms,
@@ -52,6 +52,12 @@ class TritonStack:
             synthetic_tokens_per_response=self.tokens_per_response,
             max_batch_size=64,
         )
+
+    def start(self) -> Any:
+        """Start Triton (a fresh work folder per start, so a crashed server's log survives)."""
+        from gateway.devstack import dev_triton
+
+        options = self.options()
         folder = self.work_dir / f"triton-{self.starts}"
         self.starts += 1
         self._exit = contextlib.ExitStack()
