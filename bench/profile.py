@@ -93,11 +93,13 @@ def _record(pid: int, seconds: float, rate: int, output: Path, fmt: str) -> None
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    subprocess.run(
+    done = subprocess.run(
         [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
          "--nonblocking", "--format", fmt, "--output", str(output)],
-        check=True, capture_output=True,
+        capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"py-spy failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
 
 def _profile_once(
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     work_dir = Path(__file__).resolve().parent / "results" / "tmp" / "profile"
     work_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     stack = TritonStack(placement, work_dir, 20.0, args.itl_ms, 4096)
     frontend = Frontend(f"gateway/{args.mode}/w1", "gateway", GATEWAY_MODES[args.mode])
     row: dict[str, Any] = {}
