@@ -87,7 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--baseline", help="also run the gateway whose `gateway/` package is in this folder (e.g. an older commit)"
     )
-    p.add_argument("--variants", help="also run the gateway with these request variants: logprobs, n2, hermes")
+    p.add_argument(
+        "--variants", help="also run the gateway with these request variants: logprobs, n2, hermes, json_schema"
+    )
     return p.parse_args(argv)
 
 

@@ -32,12 +32,19 @@ WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=Tr
 
 
 _TOOL = '{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}'
+_SCHEMA = (
+    '{"type": "json_schema", "json_schema": {"name": "weather", "strict": true, "schema": {"type": "object", '
+    '"properties": {"city": {"type": "string"}, "celsius": {"type": "number"}}, "required": ["city", "celsius"], '
+    '"additionalProperties": false}}}'
+)
 # Request variants: (JSON merged into the body, extra `serve` flags). `hermes`: tools offered, a tool-call parser
-# configured, no markup in the (synthetic) text: what a parser costs on the plain path.
+# configured, no markup in the (synthetic) text: what a parser costs on the plain path. `json_schema`: a strict
+# response_format, checked and sent as a guide (the synthetic engine does not enforce it: the gateway's cost only).
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "logprobs": ('{"logprobs": true}', ()),
     "n2": ('{"n": 2}', ()),
     "hermes": ('{"tools": [' + _TOOL + "]}", ("--tool-call-parser", "hermes")),
+    "json_schema": ('{"response_format": ' + _SCHEMA + "}", ()),
 }
 
 

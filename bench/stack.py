@@ -51,6 +51,8 @@ class TritonStack:
             engine_instance_count=self.engine_instances,
             synthetic_tokens_per_response=self.tokens_per_response,
             max_batch_size=64,
+            # Guides are accepted (the json_schema variant) but the synthetic engine ignores them.
+            guided_decoding_backend="xgrammar",
         )
 
     def start(self) -> Any:

@@ -279,17 +279,27 @@ def _rebase(schema: Any, base: str) -> Any:
 
 
 def check_json_schema(schema: Any, where: str) -> None:
-    """A JSON schema the engine can enforce: an object, valid against its meta-schema, compiled by xgrammar."""
+    """A JSON schema the engine can enforce: an object, valid against its meta-schema, compiled by xgrammar.
+
+    The verdict is cached by the schema's text: the meta-schema check takes about 0.8 ms, and agents send the
+    same tools and response formats with every request."""
     if not isinstance(schema, dict):
         raise InvalidRequestError("The JSON schema must be an object", param=where)
+    problem = _schema_problem(json.dumps(schema))
+    if problem is not None:
+        raise InvalidRequestError(problem, param=where)
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_problem(text: str) -> str | None:
+    """Why the schema (as JSON text) cannot be enforced, or None."""
+    schema = json.loads(text)
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         path = "".join(f"[{p!r}]" for p in exc.path)
-        raise InvalidRequestError(
-            f"Invalid JSON schema{' at ' + path if path else ''}: {exc.message}", param=where
-        ) from None
-    _xgrammar_check("from_json_schema", json.dumps(schema), where)
+        return f"Invalid JSON schema{' at ' + path if path else ''}: {exc.message}"
+    return _xgrammar_problem("from_json_schema", text)
 
 
 @functools.cache
@@ -303,11 +313,19 @@ def xgrammar() -> ModuleType | None:
 
 
 def _xgrammar_check(constructor: str, source: str, where: str) -> None:
+    problem = _xgrammar_problem(constructor, source)
+    if problem is not None:
+        raise InvalidRequestError(problem, param=where)
+
+
+def _xgrammar_problem(constructor: str, source: str) -> str | None:
+    """Why xgrammar (when installed) cannot compile the guide, or None."""
     module = xgrammar()
     if module is None:
-        return
+        return None
     try:
         getattr(module.Grammar, constructor)(source)
     except (RuntimeError, ValueError) as exc:
         reason = _XGRAMMAR_PREFIX.sub("", str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        raise InvalidRequestError(f"The guide cannot be compiled: {reason}", param=where) from None
+        return f"The guide cannot be compiled: {reason}"
+    return None

@@ -92,6 +92,36 @@ def test_bad_response_format_is_a_400_naming_the_field(response_format, param):
     assert _error(response_format_guide, response_format).param == param
 
 
+def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
+    checked = []
+    real = jsonschema.validators.validator_for
+
+    def counting(schema, *args, **kwargs):
+        checked.append(schema)
+        return real(schema, *args, **kwargs)
+
+    monkeypatch.setattr(jsonschema.validators, "validator_for", counting)
+    schema = {"type": "object", "properties": {"only_in_this_test": {"type": "integer"}}}
+    calls_after = []
+    for _ in range(3):
+        guide = response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        assert guide == Guide("json_schema", json.dumps(schema, separators=(",", ":")))
+        calls_after.append(len(checked))
+    assert checked[0] == schema
+    assert calls_after[0] == calls_after[1] == calls_after[2]
+
+
+def test_a_bad_schema_sent_again_is_refused_again_naming_each_field():
+    schema = {"type": "object", "properties": {"cached_bad": {"type": "strin"}}}
+    first = _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    with pytest.raises(InvalidRequestError) as again:
+        parse_tools([tool])
+    assert first.param == "response_format.json_schema.schema"
+    assert again.value.param == "tools[0].function.parameters"
+    assert again.value.message == first.message and "strin" in first.message
+
+
 @needs_xgrammar
 def test_a_schema_valid_for_jsonschema_but_not_compilable_by_xgrammar_is_a_400():
     schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
