@@ -1,6 +1,6 @@
 """Ratios of front-ends measured in one run: CPU per token of A ÷ B per load point, median over repeats.
 
-    python -m bench.compare bench/results/<run>            # every gateway variant ÷ its baseline and ÷ its floor
+    python -m bench.compare bench/results/<run>            # every variant ÷ its baseline or plain gateway, ÷ its floor
     python -m bench.compare DIR --pair gateway/ensemble/w1+logprobs:gateway-base/ensemble/w1
 
 Each repeat compares rows measured minutes apart in the same round (A B A B ...), so a drift of the machine
@@ -43,7 +43,8 @@ def ratios(rows: list[dict[str, Any]], a: str, b: str) -> dict[tuple[Any, ...], 
 
 
 def default_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Every gateway front-end against the baseline of its mode and against its direct floor."""
+    """Every gateway front-end against the baseline of its mode, a request variant (`.../w1+n2`) against the
+    plain gateway, and each against its direct floor."""
     names = sorted({r["frontend"] for r in rows})
     pairs = []
     for name in names:
@@ -53,6 +54,9 @@ def default_pairs(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
         base = f"gateway-base/{mode}/w1"
         if base in names:
             pairs.append((name, base))
+        plain = name.split("+", 1)[0]
+        if plain != name and plain in names:
+            pairs.append((name, plain))
         floor = next((r["floor"] for r in rows if r["frontend"] == name and r.get("floor")), None)
         if floor in names:
             pairs.append((name, floor))

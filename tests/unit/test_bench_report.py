@@ -44,3 +44,30 @@ def test_a_single_measurement_is_judged_as_it_is() -> None:
     assert summarise_repeats(rows) == rows
     verdict = next(line for line in targets(rows) if line.startswith("| front-end CPU per token"))
     assert "1.90×" in verdict and verdict.endswith("| **no** |")
+
+
+def test_a_request_variant_is_compared_with_the_plain_gateway_of_the_same_repeat() -> None:
+    from bench.compare import default_pairs, ratios
+
+    rows = []
+    for repeat, (plain_us, variant_us) in enumerate([(100.0, 110.0), (200.0, 180.0), (150.0, 165.0)]):
+        rows += [
+            row("direct/ensemble", 80.0, repeat),
+            row("gateway/ensemble/w1", plain_us, repeat),
+            row("gateway/ensemble/w1+n2", variant_us, repeat),
+        ]
+    pairs = default_pairs(rows)
+    assert ("gateway/ensemble/w1+n2", "gateway/ensemble/w1") in pairs
+    assert ("gateway/ensemble/w1+n2", "direct/ensemble") in pairs
+    assert ratios(rows, "gateway/ensemble/w1+n2", "gateway/ensemble/w1")[(64, 100, True)] == [1.1, 0.9, 1.1]
+
+
+def test_rss_growth_of_the_biggest_hold_counts_from_before_the_first_hold() -> None:
+    holds = []
+    for concurrency, base_mb, max_mb in [(1000, 120.0, 195.0), (4000, 214.0, 300.0)]:
+        hold = row("gateway/ensemble/w1", 150.0, 0) | {"label": "hold", "concurrency": concurrency}
+        hold |= {"rss_baseline_mb": base_mb, "rss_max_mb": max_mb, "max_in_flight": concurrency}
+        holds.append(hold | {"max_open_streams": concurrency})
+    line = next(line for line in targets(holds) if "RSS growth" in line)
+    # 300 - 120 = 180 MB for 4,000 streams: 45 per 1,000 (counting from 214 would hide the first run's 94 MB).
+    assert "+180 MB at 4000 streams" in line and "45 MB per 1,000" in line and line.endswith("| yes |")
