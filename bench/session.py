@@ -280,13 +280,9 @@ class Session:
         frontend_crashes = 0
         if running.exited():  # the front-end itself died (LiteLLM's proxy segfaults now and then): start it again
             logger.warning("%s exited (%s); restarting it", frontend.name, running.process and running.process.poll())
-            running.stop()
-            running = self._start_warm(frontend)
+            running = self._restart(frontend, running, triton=False)
         if self.stack is not None and not self.stack.alive():  # died after the previous point
-            running.stop()
-            self.stack.restart()
-            _attach(self.ctx, self.stack)
-            running = self._start_warm(frontend)
+            running = self._restart(frontend, running, triton=True)
         while True:
             started = time.monotonic()
             try:
@@ -307,8 +303,7 @@ class Session:
                     row["failed"] = f"{frontend.name} exited {frontend_crashes} times during this point"
                     break
                 logger.warning("%s exited during %s; restarting it and measuring again", frontend.name, point.key())
-                running.stop()
-                running = self._start_warm(frontend)
+                running = self._restart(frontend, running, triton=False)
                 continue
             if self.stack is None or self.stack.alive():
                 break
@@ -317,15 +312,20 @@ class Session:
                 row["failed"] = f"tritonserver crashed {crashes} times during this point"
                 break
             logger.warning("%s %s: Triton crashed; restarting it and the front-end", frontend.name, point.key())
-            running.stop()
-            self.stack.restart()
-            _attach(self.ctx, self.stack)
-            running = self._start_warm(frontend)
+            running = self._restart(frontend, running, triton=True)
         row["triton_crashes"] = crashes
         row["frontend_crashes"] = frontend_crashes
         logger.info("%s %s %s: %s (%.0f s)", frontend.name, point.label, point.key(), report.one_line(row),
                     time.monotonic() - started)  # fmt: skip
         return row, running
+
+    def _restart(self, frontend: Frontend, running: RunningFrontend, triton: bool) -> RunningFrontend:
+        """Stop the front-end, restart Triton first when `triton`, and start the front-end again, warmed up."""
+        running.stop()
+        if triton and self.stack is not None:
+            self.stack.restart()
+            _attach(self.ctx, self.stack)
+        return self._start_warm(frontend)
 
 
 def run_stack(
