@@ -282,15 +282,19 @@ def check_json_schema(schema: Any, where: str) -> None:
     """A JSON schema the engine can enforce: an object, valid against its meta-schema, compiled by xgrammar.
 
     The verdict is cached by the schema's text: the meta-schema check takes about 0.8 ms, and agents send the
-    same tools and response formats with every request."""
+    same tools and response formats with every request. Schemas over CACHED_SCHEMA_CHARS are checked each time,
+    so the cache holds at most 256 x 64 KiB whatever clients send."""
     if not isinstance(schema, dict):
         raise InvalidRequestError("The JSON schema must be an object", param=where)
-    problem = _schema_problem(json.dumps(schema))
+    text = json.dumps(schema)
+    problem = _cached_schema_problem(text) if len(text) <= CACHED_SCHEMA_CHARS else _schema_problem(text)
     if problem is not None:
         raise InvalidRequestError(problem, param=where)
 
 
-@functools.lru_cache(maxsize=256)
+CACHED_SCHEMA_CHARS = 64 * 1024
+
+
 def _schema_problem(text: str) -> str | None:
     """Why the schema (as JSON text) cannot be enforced, or None."""
     schema = json.loads(text)
@@ -300,6 +304,9 @@ def _schema_problem(text: str) -> str | None:
         path = "".join(f"[{p!r}]" for p in exc.path)
         return f"Invalid JSON schema{' at ' + path if path else ''}: {exc.message}"
     return _xgrammar_problem("from_json_schema", text)
+
+
+_cached_schema_problem = functools.lru_cache(maxsize=256)(_schema_problem)
 
 
 @functools.cache

@@ -111,6 +111,18 @@ def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
     assert calls_after[0] == calls_after[1] == calls_after[2]
 
 
+def test_a_schema_too_big_for_the_cache_is_checked_but_not_kept():
+    from gateway.openai import guides
+
+    big = {"type": "object", "properties": {f"p{i:05d}": {"type": "string"} for i in range(3000)}}
+    assert len(json.dumps(big)) > guides.CACHED_SCHEMA_CHARS
+    before = guides._cached_schema_problem.cache_info().currsize
+    response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": big}})
+    assert guides._cached_schema_problem.cache_info().currsize == before
+    bad = big | {"required": "p00001"}
+    assert _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": bad}})
+
+
 def test_a_bad_schema_sent_again_is_refused_again_naming_each_field():
     schema = {"type": "object", "properties": {"cached_bad": {"type": "strin"}}}
     first = _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
