@@ -182,8 +182,7 @@ def _typed_guide(kind: str, value: Any, where: str) -> Guide:
 
 def schema_guide(schema: Any, where: str) -> Guide:
     """A `json_schema` guide, after the schema is checked."""
-    check_json_schema(schema, where)
-    return Guide("json_schema", json.dumps(schema, ensure_ascii=False, separators=(",", ":")))
+    return Guide("json_schema", check_json_schema(schema, where))
 
 
 def regex_guide(pattern: Any, where: str) -> Guide:
@@ -278,21 +277,23 @@ def _rebase(schema: Any, base: str) -> Any:
     return schema
 
 
-def check_json_schema(schema: Any, where: str) -> None:
-    """A JSON schema the engine can enforce: an object, valid against its meta-schema, compiled by xgrammar.
+CACHED_SCHEMA_CHARS = 64 * 1024
 
-    The verdict is cached by the schema's text: the meta-schema check takes about 0.8 ms, and agents send the
-    same tools and response formats with every request. Schemas over CACHED_SCHEMA_CHARS are checked each time,
-    so the cache holds at most 256 x 64 KiB whatever clients send."""
+
+def check_json_schema(schema: Any, where: str) -> str:
+    """A JSON schema the engine can enforce (an object, valid against its meta-schema, compiled by xgrammar), as
+    the compact JSON text a guide carries.
+
+    The verdict is cached by that text: the meta-schema check takes about 0.8 ms, and agents send the same tools
+    and response formats with every request. Schemas over CACHED_SCHEMA_CHARS are checked each time, so the cache
+    holds at most 256 x 64 KiB whatever clients send."""
     if not isinstance(schema, dict):
         raise InvalidRequestError("The JSON schema must be an object", param=where)
-    text = json.dumps(schema)
+    text = json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
     problem = _cached_schema_problem(text) if len(text) <= CACHED_SCHEMA_CHARS else _schema_problem(text)
     if problem is not None:
         raise InvalidRequestError(problem, param=where)
-
-
-CACHED_SCHEMA_CHARS = 64 * 1024
+    return text
 
 
 def _schema_problem(text: str) -> str | None:
