@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -38,6 +40,15 @@ from gateway.telemetry.tracing import configure_tracing
 logger = logging.getLogger(__name__)
 
 
+# FastAPI 0.16x makes OpenTelemetry spans and metrics of its own once a provider is configured; the gateway makes
+# its own (telemetry/tracing.py), so FastAPI's would be a second server span per request, and a check per request.
+NO_FASTAPI_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def create_app(
     registry: ModelRegistry, settings: Settings | None = None, gateway_metrics: GatewayMetrics | None = None
 ) -> FastAPI:
@@ -65,7 +76,7 @@ def create_app(
             for model in registry.all():
                 await model.engine.close()
 
-    app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
     app.state.registry = registry
     app.state.settings = settings
     app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from gateway.api.json_body_route import JsonBodyRoute
 from gateway.api.pipeline import serve_generation
 from gateway.openai.completions import completion_generation
 from gateway.openai.protocol import CompletionRequest
 
-router = APIRouter(tags=["OpenAI"])
+router = APIRouter(tags=["OpenAI"], route_class=JsonBodyRoute)
 
 
 @router.post("/v1/completions", response_model=None)

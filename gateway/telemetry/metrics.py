@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from gateway.telemetry.labelled import LabelledCounter as Counter
+from gateway.telemetry.labelled import LabelledGauge as Gauge
+from gateway.telemetry.labelled import LabelledHistogram as Histogram
 from gateway.telemetry.upstream_metrics import UpstreamMetrics
 
 # LLM latencies: first tokens in tens of ms to tens of s, whole requests up to minutes.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
+
+from gateway.telemetry.labelled import LabelledCounter as Counter
+from gateway.telemetry.labelled import LabelledGauge as Gauge
 
 
 class UpstreamMetrics:

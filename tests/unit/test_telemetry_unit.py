@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.errors import UpstreamUnavailableError
 from gateway.telemetry.logs import JsonFormatter, RequestIdFilter
+from gateway.telemetry.metrics import GatewayMetrics
 from tests.unit.fake_engine import FakeEngine
 
 CHAT = "/v1/chat/completions"
@@ -92,3 +93,15 @@ async def test_access_line_has_counts_and_no_text(
     assert line["finish_reason"] == "stop" and line["client_disconnected"] is False
     assert line["duration_ms"] >= line["ttft_ms"] >= 0
     assert "Hello" not in json.dumps(line) and "Hi" not in line["message"]
+
+
+def test_labelled_children_are_looked_up_once_and_still_exported() -> None:
+    metrics = GatewayMetrics()
+    child = metrics.requests.labels("m", "/v1/chat/completions", "200", "true")
+    assert metrics.requests.labels("m", "/v1/chat/completions", "200", "true") is child
+    assert metrics.upstreams.in_flight.labels("m", "a:1") is metrics.upstreams.in_flight.labels("m", "a:1")
+    child.inc()
+    metrics.requests.labels(model="m", endpoint="/v1/completions", status="400", stream="false").inc(2)
+    text = metrics.exposition().decode()
+    assert 'gateway_requests_total{endpoint="/v1/chat/completions",model="m",status="200",stream="true"} 1.0' in text
+    assert 'gateway_requests_total{endpoint="/v1/completions",model="m",status="400",stream="false"} 2.0' in text

@@ -46,3 +46,17 @@ async def test_request_span_joins_the_callers_trace_and_parents_the_upstream_con
     assert span.attributes["http.status_code"] == 200
     upstream = dict(fake_engine.requests[0].trace_headers)["traceparent"]
     assert upstream.split("-")[1] == TRACE_ID and upstream.split("-")[2] == format(span.context.span_id, "016x")
+
+
+async def test_one_server_span_per_request_when_a_global_tracer_provider_is_set(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI's own OpenTelemetry instrumentation (0.16x) stays off: the gateway's span is the only one."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing.trace, "get_tracer_provider", lambda: provider)
+    monkeypatch.setattr(tracing.trace, "get_tracer", lambda name, *args, **kwargs: provider.get_tracer(name))
+    response = await client.post("/v1/chat/completions", json=BODY)
+    assert response.status_code == 200
+    assert [span.name for span in exporter.get_finished_spans()] == ["POST /v1/chat/completions"]
