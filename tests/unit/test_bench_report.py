@@ -30,19 +30,19 @@ def test_each_repeat_is_compared_with_its_own_floor() -> None:
 
 
 def test_repeated_points_are_summarised_by_their_median_ratio() -> None:
-    rows = measured([(100.0, 120.0), (100.0, 190.0), (100.0, 140.0)])
+    rows = measured([(100.0, 110.0), (100.0, 190.0), (100.0, 120.0)])
     gateway = next(r for r in summarise_repeats(rows) if r["frontend"] == "gateway/ensemble/w1")
     assert gateway["repeats"] == 3
-    assert gateway["cpu_ratio"] == 1.4
-    assert gateway["cpu_ratio_range"] == (1.2, 1.9)
-    verdict = next(line for line in targets(rows) if line.startswith("| front-end CPU per token"))
-    assert "1.40×" in verdict and verdict.endswith("| yes |")
+    assert gateway["cpu_ratio"] == 1.2
+    assert gateway["cpu_ratio_range"] == (1.1, 1.9)
+    verdict = next(line for line in targets(rows) if line.startswith("| streamed front-end CPU per token"))
+    assert "1.20×" in verdict and verdict.endswith("| yes |")
 
 
 def test_a_single_measurement_is_judged_as_it_is() -> None:
     rows = measured([(100.0, 190.0)])
     assert summarise_repeats(rows) == rows
-    verdict = next(line for line in targets(rows) if line.startswith("| front-end CPU per token"))
+    verdict = next(line for line in targets(rows) if line.startswith("| streamed front-end CPU per token"))
     assert "1.90×" in verdict and verdict.endswith("| **no** |")
 
 
@@ -71,3 +71,12 @@ def test_rss_growth_of_the_biggest_hold_counts_from_before_the_first_hold() -> N
     line = next(line for line in targets(holds) if "RSS growth" in line)
     # 300 - 120 = 180 MB for 4,000 streams: 45 per 1,000 (counting from 214 would hide the first run's 94 MB).
     assert "+180 MB at 4000 streams" in line and "45 MB per 1,000" in line and line.endswith("| yes |")
+
+
+def test_non_streamed_points_are_judged_per_request_against_their_own_limit() -> None:
+    rows = measured([(100.0, 140.0)])
+    for r in rows:
+        r["stream"] = False
+    lines = targets(rows)
+    assert next(line for line in lines if line.startswith("| non-streamed per request")).endswith("| yes |")
+    assert next(line for line in lines if line.startswith("| streamed front-end CPU per token")).endswith("| n/a |")
