@@ -8,6 +8,7 @@ from typing import Any
 
 from gateway.errors import (
     ClientWriteTimeoutError,
+    UpstreamError,
     UpstreamRejectedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -21,8 +22,6 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 def upstream_error_kind(error: Exception | None) -> str | None:
     """Bounded label for an upstream failure, or None when the error was not the upstream's."""
-    from gateway.errors import UpstreamError
-
     if not isinstance(error, UpstreamError):
         return None
     if isinstance(error, UpstreamUnavailableError):
