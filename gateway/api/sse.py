@@ -76,9 +76,14 @@ class _Writer:
             await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
         await self._send_timed({"type": "http.response.body", "body": body, "more_body": True})
 
-    async def end(self) -> None:
-        """The end of the body."""
-        await self._send_timed({"type": "http.response.body", "body": b"", "more_body": False})
+    async def end(self, body: bytes) -> None:
+        """The last body bytes and the end of the body, as one message (one write of the server's)."""
+        if self._ping is not None:
+            await self._ping
+        if not self.started:
+            self.started = True
+            await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
+        await self._send_timed({"type": "http.response.body", "body": body, "more_body": False})
 
     async def refuse(self, error: GatewayError) -> None:
         """Before any byte was sent: answer with the error's own status and JSON body."""
@@ -163,7 +168,6 @@ class SSEResponse(StreamingResponse):
         try:
             async for chunks in self._chunks:
                 await writer.write(frame(chunks))
-            await writer.write(DONE)
         except GatewayError as exc:
             logger.warning("stream failed: %s", exc.message)
             note_error(exc)
@@ -174,13 +178,12 @@ class SSEResponse(StreamingResponse):
             note_error(exc)
             await self._report(writer, GatewayError("The server had an error while processing your request."))
             return
-        await writer.end()
+        await writer.end(DONE)
 
     @staticmethod
     async def _report(writer: _Writer, error: GatewayError) -> None:
         if writer.started:
-            await writer.write(error_event(error))
-            await writer.end()
+            await writer.end(error_event(error))
         else:
             await writer.refuse(error)
 

@@ -130,3 +130,28 @@ async def test_many_chunks_pass_unchanged(keepalive_s: float) -> None:
     await serve(chunks(), client, keepalive_s=keepalive_s)
     expected = b"".join(b"data: %d\n\n" % i for i in range(200)) + b"data: [DONE]\n\n"
     assert client.body == expected
+
+
+async def test_done_and_the_end_of_the_body_are_one_message() -> None:
+    async def chunks() -> AsyncIterator[list[bytes]]:
+        yield [b'{"a":1}']
+        yield [b'{"a":2}', b'{"a":3}']
+
+    client = Client()
+    await serve(chunks(), client, keepalive_s=5.0)
+    assert [(m["type"], m.get("body"), m.get("more_body")) for m in client.messages[1:]] == [
+        ("http.response.body", b'data: {"a":1}\n\n', True),
+        ("http.response.body", b'data: {"a":2}\n\ndata: {"a":3}\n\n', True),
+        ("http.response.body", b"data: [DONE]\n\n", False),
+    ]
+
+
+async def test_a_stream_with_no_chunks_still_starts_and_ends_with_done() -> None:
+    async def chunks() -> AsyncIterator[list[bytes]]:
+        return
+        yield []
+
+    client = Client()
+    await serve(chunks(), client, keepalive_s=5.0)
+    assert client.status == 200
+    assert client.messages[-1] == {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
