@@ -93,7 +93,9 @@ class TritonEngine:
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._stream_infer = self._channel.unary_stream(
             STREAM_INFER_METHOD,
-            request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+            # Calls are given the serialized request: grpc.aio keeps what it is given for the whole call, and the
+            # bytes take less memory than the protobuf message for a stream that stays open (~5 KB per stream).
+            request_serializer=None,
             response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
         )
         await self._refresh()
@@ -204,7 +206,10 @@ class TritonEngine:
         span = start_span(f"triton {self.config.model}", dict(request.trace_headers), {"triton.request_id": message.id})
         metadata = tuple(trace_headers_of(span, dict(request.trace_headers)).items())
         config = self.config
-        call = self._stream_infer(message, metadata=metadata or None, timeout=config.request_timeout_s)
+        call = self._stream_infer(
+            message.SerializeToString(), metadata=metadata or None, timeout=config.request_timeout_s
+        )
+        del message  # only the bytes stay alive while the stream is open
         guard = CallGuard(call, config.first_token_timeout_s, config.idle_timeout_s)
         self._active.add(guard)
         finished = False
@@ -295,7 +300,7 @@ class TritonEngine:
         if "streaming" in interface.inputs:
             builder.scalar("streaming", False)
         builder.request_outputs(["output_ids", "sequence_length"])
-        call = self._stream_infer(builder.message, timeout=self.config.rpc_timeout_s)
+        call = self._stream_infer(builder.message.SerializeToString(), timeout=self.config.rpc_timeout_s)
         try:
             async for response in call:
                 if response.error_message:

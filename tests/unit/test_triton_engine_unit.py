@@ -71,3 +71,22 @@ async def test_an_upstream_error_after_queued_tokens_fails_the_stream() -> None:
     await asyncio.sleep(0.01)
     with pytest.raises(UpstreamError, match="forward pass failed"):
         await anext(deltas)
+
+
+async def test_the_call_is_given_the_serialized_request_not_the_message() -> None:
+    """grpc.aio holds what a call is given until the call ends: bytes, not the larger protobuf message."""
+    call = FakeCall()
+    engine = engine_over(call)
+    sent: list[object] = []
+
+    def stream_infer(request: object, **_: object) -> FakeCall:
+        sent.append(request)
+        return call
+
+    engine._stream_infer = stream_infer  # type: ignore[assignment]
+    deltas = engine.generate(GenerationRequest("r9", "prompt", max_tokens=16, stream=True))
+    call.responses.put_nowait(response("", final=True))
+    assert (await anext(deltas)).finish_reason == "stop"
+    (request,) = sent
+    assert isinstance(request, bytes)
+    assert service_pb2.ModelInferRequest.FromString(request).id == "r9"
