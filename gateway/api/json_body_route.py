@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import get_type_hints
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 
@@ -52,7 +53,10 @@ class JsonBodyRoute(APIRoute):
         if scope["method"] != "POST" or not is_json_media_type(request.headers.get("content-type")):
             await super().handle(scope, receive, send)
             return
-        raw = await request.body()
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the body never arrived whole: FastAPI's answer, to a client that left
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from None
         try:
             body = self._body_model.model_validate_json(raw)
         except ValidationError:

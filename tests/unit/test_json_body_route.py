@@ -167,3 +167,24 @@ async def test_a_valid_body_skips_fastapis_dependency_solving(app: FastAPI, monk
 )
 def test_json_media_types(content_type: str | None, expected: bool) -> None:
     assert is_json_media_type(content_type) is expected
+
+
+@pytest.mark.parametrize("prefix", ["/plain", "/fast"])
+async def test_a_client_that_leaves_during_its_body_gets_fastapis_400(app: FastAPI, prefix: str) -> None:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": f"{prefix}/chat", "raw_path": f"{prefix}/chat".encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    incoming = [{"type": "http.request", "body": b'{"model": ', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert b"There was an error parsing the body" in sent[1]["body"]
