@@ -63,4 +63,5 @@ class JsonBodyRoute(APIRoute):
             await super().handle(scope, replaying(raw, receive), send)
             return
         response = await self.endpoint(body, request)
+        del request, raw, body  # a stream keeps none of them (the prompt's text, more than once) while it runs
         await response(scope, receive, send)

@@ -50,6 +50,7 @@ class RequestTelemetryMiddleware:
             f"{scope['method']} {context.endpoint}", incoming_trace, {"gateway.request_id": context.request_id}
         )
         context.trace_headers = trace_headers_of(context.span, incoming_trace)
+        del headers, incoming_trace  # not kept for the whole of a stream
         set_current_request(context)
         status = 500
         body_done = False

@@ -7,7 +7,11 @@ answer byte for byte the same: the same validated model, or the same OpenAI erro
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,7 +19,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from gateway.api.errors import install_error_handlers
 from gateway.api.json_body_route import JsonBodyRoute, is_json_media_type
@@ -188,3 +192,45 @@ async def test_a_client_that_leaves_during_its_body_gets_fastapis_400(app: FastA
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert b"There was an error parsing the body" in sent[1]["body"]
+
+
+async def test_a_running_stream_does_not_keep_the_request_body() -> None:
+    """The route drops the request, its raw body and the validated model before the response runs."""
+    kept: list[weakref.ref[Any]] = []
+    alive: list[bool] = []
+    release = asyncio.Event()
+
+    async def stream(body: ChatCompletionRequest, request: Request) -> Response:
+        kept.append(weakref.ref(body))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"data: 1\n\n"
+            await release.wait()
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    app = FastAPI()
+    router = APIRouter(route_class=JsonBodyRoute)
+    router.post("/stream", response_model=None)(stream)
+    app.include_router(router)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/stream", "raw_path": b"/stream", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+    incoming = [{"type": "http.request", "body": json.dumps({"model": "m", "messages": MESSAGES}).encode()}]
+
+    async def receive() -> dict[str, Any]:
+        if incoming:
+            return incoming.pop()
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body") and not alive:
+            gc.collect()
+            alive.append(kept[0]() is not None)
+            release.set()
+
+    await asyncio.wait_for(app(scope, receive, send), 5)
+    assert alive == [False]
