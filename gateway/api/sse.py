@@ -67,23 +67,15 @@ class _Writer:
         self.timed_out = False
         self._timer: asyncio.TimerHandle | None = self._loop.call_at(self._last + keepalive_s, self._tick)
 
-    async def write(self, body: bytes) -> None:
-        """Send body bytes (the 200 headers first, on the first write)."""
+    async def write(self, body: bytes, more_body: bool = True) -> None:
+        """Send body bytes (the 200 headers first, on the first write); `more_body=False` ends the body with them,
+        in one message (one write of the server's)."""
         if self._ping is not None:
             await self._ping  # rare: a keep-alive is being written right now
         if not self.started:
             self.started = True
             await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
-        await self._send_timed({"type": "http.response.body", "body": body, "more_body": True})
-
-    async def end(self, body: bytes) -> None:
-        """The last body bytes and the end of the body, as one message (one write of the server's)."""
-        if self._ping is not None:
-            await self._ping
-        if not self.started:
-            self.started = True
-            await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
-        await self._send_timed({"type": "http.response.body", "body": body, "more_body": False})
+        await self._send_timed({"type": "http.response.body", "body": body, "more_body": more_body})
 
     async def refuse(self, error: GatewayError) -> None:
         """Before any byte was sent: answer with the error's own status and JSON body."""
@@ -178,12 +170,12 @@ class SSEResponse(StreamingResponse):
             note_error(exc)
             await self._report(writer, GatewayError("The server had an error while processing your request."))
             return
-        await writer.end(DONE)
+        await writer.write(DONE, more_body=False)
 
     @staticmethod
     async def _report(writer: _Writer, error: GatewayError) -> None:
         if writer.started:
-            await writer.end(error_event(error))
+            await writer.write(error_event(error), more_body=False)
         else:
             await writer.refuse(error)
 
