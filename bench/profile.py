@@ -30,7 +30,8 @@ logger = logging.getLogger("bench")
 # Where a leaf frame's time goes, by the file it is in (first match wins).
 LAYERS = [
     ("gateway engine (Triton gRPC, decoding)", ("gateway/engine/",)),
-    ("gateway OpenAI layer (chunks, stops, usage)", ("gateway/openai/",)),
+    ("gateway core (choices, stops, parsers, usage)", ("gateway/core/",)),
+    ("gateway protocols (request decoding, chunks)", ("gateway/protocols/",)),
     ("gateway API (routes, SSE response)", ("gateway/api/",)),
     ("grpc.aio (C core, Cython)", ("grpc/",)),
     ("protobuf", ("google/protobuf",)),

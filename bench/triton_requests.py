@@ -16,8 +16,8 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from bench.prompts import Prompt
 from gateway.engine.base import GenerationRequest
 from gateway.engine.codecs import UpstreamCodec, codec_for
-from gateway.openai.chat import sampling_params
-from gateway.openai.protocol import ChatCompletionRequest
+from gateway.protocols.chat_completions.decode import sampling_params
+from gateway.protocols.openai_shared import ChatCompletionRequest
 
 
 def model_config(grpc_url: str, model: str) -> model_config_pb2.ModelConfig:

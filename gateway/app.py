@@ -23,6 +23,9 @@ from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
+from gateway.core.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
+from gateway.core.served_model import ModelRegistry, ServedModel
+from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.engine.base import LoraAdapter
 from gateway.engine.lora import AdapterEngine, LoraWeights
 from gateway.engine.pool import PoolConfig, UpstreamPool
@@ -31,9 +34,6 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
-from gateway.openai.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
-from gateway.openai.served_model import ModelRegistry, ServedModel
-from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 

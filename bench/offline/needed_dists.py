@@ -47,9 +47,9 @@ def main() -> int:
     """Import, then print the distributions behind what got loaded."""
     for name in MODULES:
         importlib.import_module(name)
+    from gateway.core.tokens import load_tokenizer
     from gateway.devstack import default_cache_root
     from gateway.devstack.dev_model import ensure_dev_model
-    from gateway.openai.tokens import load_tokenizer
 
     tokenizer = load_tokenizer(ensure_dev_model(default_cache_root()))
     tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)

@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from gateway.api.json_body_route import JsonBodyRoute
 from gateway.api.pipeline import serve_generation
-from gateway.openai.chat import chat_generation
-from gateway.openai.protocol import ChatCompletionRequest
+from gateway.protocols.chat_completions.decode import chat_generation
+from gateway.protocols.openai_shared import ChatCompletionRequest
 
 router = APIRouter(tags=["OpenAI"], route_class=JsonBodyRoute)
 

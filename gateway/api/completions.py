@@ -7,8 +7,8 @@ from starlette.responses import Response
 
 from gateway.api.json_body_route import JsonBodyRoute
 from gateway.api.pipeline import serve_generation
-from gateway.openai.completions import completion_generation
-from gateway.openai.protocol import CompletionRequest
+from gateway.protocols.completions.decode import completion_generation
+from gateway.protocols.openai_shared import CompletionRequest
 
 router = APIRouter(tags=["OpenAI"], route_class=JsonBodyRoute)
 

@@ -12,9 +12,9 @@ from starlette.responses import Response
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.sse import SSEResponse
 from gateway.api.state import registry_of, request_id_of, settings_of, trace_headers_of_request, track_request
-from gateway.openai.generation import Generation, respond, stream_chunks
-from gateway.openai.protocol import SamplingFields
-from gateway.openai.served_model import ResponseMeta, ServedModel
+from gateway.core.generation import Generation, respond, stream_chunks
+from gateway.core.served_model import ResponseMeta, ServedModel
+from gateway.protocols.openai_shared import SamplingFields
 
 Body = TypeVar("Body", bound=SamplingFields)
 Planner = Callable[[Body, ServedModel, ResponseMeta, tuple[tuple[str, str], ...]], Generation]

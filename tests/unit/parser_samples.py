@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gateway.openai.events import OutputEvent, ReasoningEvent, TextEvent, ToolCallEvent
+from gateway.core.events import OutputEvent, ReasoningEvent, TextEvent, ToolCallEvent
 
 Call = tuple[str, dict[str, Any]]
 Sample = tuple[str, str, list[Call]]  # model output, content, calls

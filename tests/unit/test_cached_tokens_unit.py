@@ -6,10 +6,10 @@ import struct
 
 from tritonclient.grpc import service_pb2
 
+from gateway.core.usage import Usage, request_usage
 from gateway.engine.base import GenerationRequest
 from gateway.engine.codecs import TextCodec
 from gateway.engine.tensors import ModelInterface
-from gateway.openai.usage import Usage, request_usage
 
 INPUTS = {"text_input": "BYTES", "max_tokens": "INT32", "stream": "BOOL", "return_perf_metrics": "BOOL"}
 OUTPUTS = {"text_output": "BYTES", "kv_cache_reused_blocks": "INT32"}

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidRequestError, UnsupportedFeatureError
-from gateway.openai.guides import (
+from gateway.core.guides import (
     JSON_OBJECT,
     Guide,
     choice_guide,
@@ -21,8 +20,9 @@ from gateway.openai.guides import (
     tool_choice_guide,
     xgrammar,
 )
-from gateway.openai.parsers import make_tool_parser
-from gateway.openai.tools import ToolChoice, parse_tool_choice, parse_tools
+from gateway.core.parsers import make_tool_parser
+from gateway.core.tools import ToolChoice, parse_tool_choice, parse_tools
+from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from tests.unit.parser_samples import counter_ids, feed_all, merge
 
 needs_xgrammar = pytest.mark.skipif(xgrammar() is None, reason="xgrammar is not installed")
@@ -112,7 +112,7 @@ def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
 
 
 def test_a_schema_too_big_for_the_cache_is_checked_but_not_kept():
-    from gateway.openai import guides
+    from gateway.core import guides
 
     big = {"type": "object", "properties": {f"p{i:05d}": {"type": "string"} for i in range(3000)}}
     assert len(json.dumps(big)) > guides.CACHED_SCHEMA_CHARS

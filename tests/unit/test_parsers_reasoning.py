@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import ConfigurationError, UnsupportedFeatureError
-from gateway.openai.events import ReasoningEvent, TextEvent, TokenLogprob, ToolCallEvent
-from gateway.openai.parsers import (
+from gateway.core.events import ReasoningEvent, TextEvent, TokenLogprob, ToolCallEvent
+from gateway.core.parsers import (
     Chain,
     DetectedParsers,
     ParserProcessor,
@@ -17,7 +16,8 @@ from gateway.openai.parsers import (
     make_tool_parser,
     prompt_opens_reasoning,
 )
-from gateway.openai.tools import ToolChoice, ToolSpec
+from gateway.core.tools import ToolChoice, ToolSpec
+from gateway.errors import ConfigurationError, UnsupportedFeatureError
 from tests.unit.parser_samples import counter_ids, feed_all, merge
 
 REASONING_CASES = [

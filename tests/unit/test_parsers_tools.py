@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from gateway.core import parsers
+from gateway.core.events import TextEvent, ToolCallEvent
+from gateway.core.parsers import TOOL_PARSERS, make_tool_parser
 from gateway.errors import ConfigurationError
-from gateway.openai import parsers
-from gateway.openai.events import TextEvent, ToolCallEvent
-from gateway.openai.parsers import TOOL_PARSERS, make_tool_parser
 from tests.unit.parser_samples import SAMPLES, counter_ids, feed_all, merge
 
 CASES = [(name, *sample) for name, samples in SAMPLES.items() for sample in samples]
@@ -90,7 +90,7 @@ def test_content_comes_before_the_call_it_precedes():
 def test_a_function_the_request_does_not_offer_is_content(caplog):
     text = '<tool_call>{"name": "rm_rf", "arguments": {"path": "/secret"}}</tool_call>'
     parser = make_tool_parser("hermes", tool_names={"get_weather"})
-    with caplog.at_level(logging.WARNING, logger="gateway.openai.parsers"):
+    with caplog.at_level(logging.WARNING, logger="gateway.core.parsers"):
         events = feed_all(parser, [text])
     assert merge(events) == (text, "", [])
     assert not parser.has_tool_calls
@@ -100,7 +100,7 @@ def test_a_function_the_request_does_not_offer_is_content(caplog):
 
 @pytest.mark.parametrize(("parser", "text"), [(p, t) for p, t, _, calls in CASES if not calls and "<" in t])
 def test_a_rejected_call_logs_the_parser_and_a_reason_but_never_the_text(parser, text, caplog):
-    with caplog.at_level(logging.WARNING, logger="gateway.openai.parsers"):
+    with caplog.at_level(logging.WARNING, logger="gateway.core.parsers"):
         feed_all(make_tool_parser(parser), [text])
     for record in caplog.records:
         assert record.getMessage().startswith(f"tool parser {parser}: ")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import InvalidRequestError
-from gateway.openai.protocol import ChatMessage
-from gateway.openai.tools import (
+from gateway.core.tools import (
     ToolChoice,
     ToolSpec,
     check_tool_history,
@@ -14,6 +12,8 @@ from gateway.openai.tools import (
     parse_tools,
     template_tool_calls,
 )
+from gateway.errors import InvalidRequestError
+from gateway.protocols.openai_shared import ChatMessage
 
 WEATHER = {
     "type": "function",

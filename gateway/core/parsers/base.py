@@ -21,9 +21,9 @@ import string
 from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
-from gateway.openai.events import OutputEvent, TextEvent, ToolCallEvent
+from gateway.core.events import OutputEvent, TextEvent, ToolCallEvent
 
-logger = logging.getLogger("gateway.openai.parsers")
+logger = logging.getLogger("gateway.core.parsers")
 
 _ALNUM = string.ascii_letters + string.digits
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from gateway.openai.choices import Choice, ChoiceRun
-from gateway.openai.events import (
+from gateway.core.choices import Choice, ChoiceRun
+from gateway.core.events import (
     ChoiceEvent,
     FinishEvent,
     ReasoningEvent,
@@ -21,7 +21,7 @@ from gateway.openai.events import (
     TokenLogprob,
     ToolCallEvent,
 )
-from gateway.openai.served_model import ResponseMeta
+from gateway.core.served_model import ResponseMeta
 
 # OpenAI reports tokens the sampler could never pick (masked to -inf) as -9999.0; JSON has no -Infinity.
 FLOOR_LOGPROB = -9999.0

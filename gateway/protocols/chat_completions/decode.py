@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.engine.base import GenerationRequest, SamplingParams
-from gateway.openai.agents import parser_chain, plan_agent, with_guide
-from gateway.openai.choices import ChoiceRun
-from gateway.openai.encoders import ChatEncoder
-from gateway.openai.generation import (
+from gateway.core.agents import parser_chain, plan_agent, with_guide
+from gateway.core.choices import ChoiceRun
+from gateway.core.generation import (
     Generation,
     OutputOptions,
     capabilities_of,
     check_output_options,
     plan_prompt,
 )
-from gateway.openai.protocol import ChatCompletionRequest, SamplingFields, unsupported_fields
-from gateway.openai.served_model import ResponseMeta, ServedModel
-from gateway.openai.tokens import message_text
-from gateway.openai.tools import template_tool_calls
+from gateway.core.served_model import ResponseMeta, ServedModel
+from gateway.core.tokens import message_text
+from gateway.core.tools import template_tool_calls
+from gateway.engine.base import GenerationRequest, SamplingParams
+from gateway.protocols.chat_completions.encode import ChatEncoder
+from gateway.protocols.openai_shared import ChatCompletionRequest, SamplingFields, unsupported_fields
 
 # Temperatures this small divide logits into infinities; they mean greedy decoding (vLLM draws the same line).
 GREEDY_BELOW = 1e-5

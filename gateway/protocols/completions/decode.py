@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from gateway.engine.base import GenerationRequest
-from gateway.openai.chat import sampling_params, stop_strings
-from gateway.openai.choices import ChoiceRun
-from gateway.openai.encoders import CompletionEncoder
-from gateway.openai.generation import (
+from gateway.core.choices import ChoiceRun
+from gateway.core.generation import (
     Generation,
     OutputOptions,
     capabilities_of,
     check_output_options,
     plan_prompt,
 )
-from gateway.openai.protocol import CompletionRequest, unsupported_fields
-from gateway.openai.served_model import ResponseMeta, ServedModel
+from gateway.core.served_model import ResponseMeta, ServedModel
+from gateway.engine.base import GenerationRequest
+from gateway.protocols.chat_completions.decode import sampling_params, stop_strings
+from gateway.protocols.chat_completions.encode import CompletionEncoder
+from gateway.protocols.openai_shared import CompletionRequest, unsupported_fields
 
 
 def completion_generation(

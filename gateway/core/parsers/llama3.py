@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.openai.parsers.base import loads
-from gateway.openai.parsers.marker import MarkerToolParser
-from gateway.openai.parsers.scan import NestingScanner
+from gateway.core.parsers.base import loads
+from gateway.core.parsers.marker import MarkerToolParser
+from gateway.core.parsers.scan import NestingScanner
 
 
 class Llama3JsonToolParser(MarkerToolParser):

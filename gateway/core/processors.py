@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from gateway.core.events import OutputEvent, TextEvent, TokenLogprob
+from gateway.core.stops import StopMatcher
 from gateway.engine.base import GenerationRequest
-from gateway.openai.events import OutputEvent, TextEvent, TokenLogprob
-from gateway.openai.stops import StopMatcher
 
 
 class Processor(Protocol):

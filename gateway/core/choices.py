@@ -16,11 +16,11 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
+from gateway.core.events import ChoiceEvent, FinishEvent, OutputEvent, TextEvent, TokenLogprob
+from gateway.core.processors import Processor, finish_chain, run_chain
+from gateway.core.tokens import TokenCounter
+from gateway.core.usage import Usage, request_usage
 from gateway.engine.base import Delta, Engine, FinishReason, GenerationRequest
-from gateway.openai.events import ChoiceEvent, FinishEvent, OutputEvent, TextEvent, TokenLogprob
-from gateway.openai.processors import Processor, finish_chain, run_chain
-from gateway.openai.tokens import TokenCounter
-from gateway.openai.usage import Usage, request_usage
 
 
 class Choice:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gateway.core.guides import check_json_schema
 from gateway.errors import InvalidRequestError
-from gateway.openai.guides import check_json_schema
-from gateway.openai.protocol import ChatMessage
+from gateway.protocols.openai_shared import ChatMessage
 
 _NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}

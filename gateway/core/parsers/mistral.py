@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 
-from gateway.openai.parsers.base import loads, random_mistral_id
-from gateway.openai.parsers.marker import MarkerToolParser
-from gateway.openai.parsers.scan import NestingScanner
+from gateway.core.parsers.base import loads, random_mistral_id
+from gateway.core.parsers.marker import MarkerToolParser
+from gateway.core.parsers.scan import NestingScanner
 
 _NAMED = re.compile(r"\s*([A-Za-z0-9_.\-]+)\s*(?:\[CALL_ID\]\s*[A-Za-z0-9_\-]*\s*)?(?:\[ARGS\])?\s*\{")
 _HEADER_PREFIX = re.compile(r"\s*[\w.\-]*\s*(?:\[[A-Z_]*\]?\s*[\w\-]*\s*)*")  # what can still grow into one

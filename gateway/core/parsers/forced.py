@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.openai.events import OutputEvent
-from gateway.openai.parsers.base import ToolParser, loads
-from gateway.openai.parsers.scan import NestingScanner
+from gateway.core.events import OutputEvent
+from gateway.core.parsers.base import ToolParser, loads
+from gateway.core.parsers.scan import NestingScanner
 
 _SPACE = " \t\r\n"
 _BETWEEN_ITEMS = _SPACE + ","

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from gateway.core.parsers.base import random_call_id
+from gateway.core.parsers.chain import StreamParser, chain
+from gateway.core.parsers.reasoning import prompt_opens_reasoning
+from gateway.core.parsers.registry import TOOL_PARSERS, make_reasoning_parser, make_tool_parser
+from gateway.core.tools import ToolChoice, ToolSpec
 from gateway.errors import UnsupportedFeatureError
-from gateway.openai.parsers.base import random_call_id
-from gateway.openai.parsers.chain import StreamParser, chain
-from gateway.openai.parsers.reasoning import prompt_opens_reasoning
-from gateway.openai.parsers.registry import TOOL_PARSERS, make_reasoning_parser, make_tool_parser
-from gateway.openai.tools import ToolChoice, ToolSpec
 
 
 def choice_parser(

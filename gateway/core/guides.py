@@ -28,7 +28,7 @@ import jsonschema
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
-    from gateway.openai.tools import ToolChoice, ToolSpec
+    from gateway.core.tools import ToolChoice, ToolSpec
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _XGRAMMAR_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")  # "[17:42:07] /project/cpp/x.cc:94: "

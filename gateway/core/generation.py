@@ -14,13 +14,13 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
+from gateway.core.events import ChoiceEvent
+from gateway.core.processors import Processor, stop_chain
+from gateway.core.served_model import ServedModel
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
-from gateway.openai.choices import Choice, ChoiceRun, UpstreamPlan
-from gateway.openai.encoders import CollectedChoice, collect
-from gateway.openai.events import ChoiceEvent
-from gateway.openai.processors import Processor, stop_chain
-from gateway.openai.served_model import ServedModel
+from gateway.protocols.chat_completions.encode import CollectedChoice, collect
 
 SEED_SPACE = 1 << 63
 

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.guides import Guide, plan_guide
+from gateway.core.parsers import ParserProcessor, choice_parser
+from gateway.core.processors import Processor, stop_chain
+from gateway.core.served_model import ServedModel
+from gateway.core.tools import ToolChoice, ToolSpec, check_tool_history, parse_tool_choice, parse_tools
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import UnsupportedFeatureError
-from gateway.openai.guides import Guide, plan_guide
-from gateway.openai.parsers import ParserProcessor, choice_parser
-from gateway.openai.processors import Processor, stop_chain
-from gateway.openai.protocol import ChatCompletionRequest
-from gateway.openai.served_model import ServedModel
-from gateway.openai.tools import ToolChoice, ToolSpec, check_tool_history, parse_tool_choice, parse_tools
+from gateway.protocols.openai_shared import ChatCompletionRequest
 
 logger = logging.getLogger(__name__)
 

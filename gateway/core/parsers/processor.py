@@ -8,8 +8,8 @@ reasoning or a tool call (OpenAI gives log-probabilities of content only).
 
 from __future__ import annotations
 
-from gateway.openai.events import OutputEvent, TextEvent, TokenLogprob
-from gateway.openai.parsers.chain import StreamParser
+from gateway.core.events import OutputEvent, TextEvent, TokenLogprob
+from gateway.core.parsers.chain import StreamParser
 
 
 class ParserProcessor:

@@ -17,8 +17,8 @@ The two are told apart per call: JSON right after the separator is V3.1. Whitesp
 
 from __future__ import annotations
 
-from gateway.openai.parsers.base import loads
-from gateway.openai.parsers.marker import MarkerToolParser
+from gateway.core.parsers.base import loads
+from gateway.core.parsers.marker import MarkerToolParser
 
 CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 CALLS_END = "<｜tool▁calls▁end｜>"

@@ -14,9 +14,9 @@ import ast
 import re
 from typing import Any
 
-from gateway.openai.events import OutputEvent, TextEvent
-from gateway.openai.parsers.base import ToolParser
-from gateway.openai.parsers.scan import NestingScanner
+from gateway.core.events import OutputEvent, TextEvent
+from gateway.core.parsers.base import ToolParser
+from gateway.core.parsers.scan import NestingScanner
 
 _OPEN = "<|python_start|>"
 _CLOSE = "<|python_end|>"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from gateway.core.parsers.base import ToolParser
+from gateway.core.parsers.deepseek import DeepSeekV3ToolParser
+from gateway.core.parsers.forced import ForcedCallsParser
+from gateway.core.parsers.hermes import HermesToolParser
+from gateway.core.parsers.llama3 import Llama3JsonToolParser
+from gateway.core.parsers.mistral import MistralToolParser
+from gateway.core.parsers.pythonic import PythonicToolParser
+from gateway.core.parsers.reasoning import CLOSE, OPEN, ThinkReasoningParser
 from gateway.errors import ConfigurationError
-from gateway.openai.parsers.base import ToolParser
-from gateway.openai.parsers.deepseek import DeepSeekV3ToolParser
-from gateway.openai.parsers.forced import ForcedCallsParser
-from gateway.openai.parsers.hermes import HermesToolParser
-from gateway.openai.parsers.llama3 import Llama3JsonToolParser
-from gateway.openai.parsers.mistral import MistralToolParser
-from gateway.openai.parsers.pythonic import PythonicToolParser
-from gateway.openai.parsers.reasoning import CLOSE, OPEN, ThinkReasoningParser
 
 TOOL_PARSERS: dict[str, type[ToolParser]] = {
     cls.name: cls

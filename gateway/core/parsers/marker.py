@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.openai.events import OutputEvent, TextEvent
-from gateway.openai.parsers.base import ToolParser, partial_tail
+from gateway.core.events import OutputEvent, TextEvent
+from gateway.core.parsers.base import ToolParser, partial_tail
 
 
 class MarkerToolParser(ToolParser):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gateway.core.usage import Usage
 from gateway.engine.base import TokenLogprob, TopLogprob
-from gateway.openai.usage import Usage
 
 __all__ = [
     "ChoiceEvent",

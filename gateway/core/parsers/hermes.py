@@ -13,9 +13,9 @@ once: the marker and the text so far, then the rest as ordinary content.
 
 from __future__ import annotations
 
-from gateway.openai.parsers.base import loads
-from gateway.openai.parsers.marker import MarkerToolParser
-from gateway.openai.parsers.scan import NestingScanner
+from gateway.core.parsers.base import loads
+from gateway.core.parsers.marker import MarkerToolParser
+from gateway.core.parsers.scan import NestingScanner
 
 END = "</tool_call>"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.openai.events import OutputEvent, TextEvent
+from gateway.core.events import OutputEvent, TextEvent
 
 
 class StreamParser(Protocol):

@@ -13,8 +13,8 @@ Leading whitespace before `<think>`, and right after `</think>`, is dropped; the
 
 from __future__ import annotations
 
-from gateway.openai.events import OutputEvent, ReasoningEvent, TextEvent
-from gateway.openai.parsers.base import partial_tail
+from gateway.core.events import OutputEvent, ReasoningEvent, TextEvent
+from gateway.core.parsers.base import partial_tail
 
 OPEN = "<think>"
 CLOSE = "</think>"

@@ -11,13 +11,13 @@ step of the choice's processor chain (events in, events out).
 
 from __future__ import annotations
 
-from gateway.openai.parsers.base import ToolParser, random_call_id, random_mistral_id
-from gateway.openai.parsers.chain import Chain, StreamParser, chain
-from gateway.openai.parsers.detect import DetectedParsers, detect_parsers
-from gateway.openai.parsers.plan import choice_parser
-from gateway.openai.parsers.processor import ParserProcessor
-from gateway.openai.parsers.reasoning import ThinkReasoningParser, prompt_opens_reasoning
-from gateway.openai.parsers.registry import (
+from gateway.core.parsers.base import ToolParser, random_call_id, random_mistral_id
+from gateway.core.parsers.chain import Chain, StreamParser, chain
+from gateway.core.parsers.detect import DetectedParsers, detect_parsers
+from gateway.core.parsers.plan import choice_parser
+from gateway.core.parsers.processor import ParserProcessor
+from gateway.core.parsers.reasoning import ThinkReasoningParser, prompt_opens_reasoning
+from gateway.core.parsers.registry import (
     REASONING_MARKERS,
     REASONING_PARSERS,
     TOOL_PARSERS,

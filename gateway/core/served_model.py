@@ -10,9 +10,9 @@ from functools import cached_property
 
 import orjson
 
+from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.engine.base import Engine
 from gateway.errors import InvalidRequestError, NotFoundError
-from gateway.openai.tokens import ChatTemplate, TokenCounter
 
 
 @dataclass
