@@ -23,7 +23,7 @@ from gateway.core.guides import (
 from gateway.core.parsers import make_tool_parser
 from gateway.core.tools import ToolChoice, parse_tool_choice, parse_tools
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
-from tests.unit.parser_samples import counter_ids, feed_all, merge
+from tests.unit.core.parser_samples import counter_ids, feed_all, merge
 
 needs_xgrammar = pytest.mark.skipif(xgrammar() is None, reason="xgrammar is not installed")
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

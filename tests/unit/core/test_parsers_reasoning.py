@@ -18,7 +18,7 @@ from gateway.core.parsers import (
 )
 from gateway.core.tools import ToolChoice, ToolSpec
 from gateway.errors import ConfigurationError, UnsupportedFeatureError
-from tests.unit.parser_samples import counter_ids, feed_all, merge
+from tests.unit.core.parser_samples import counter_ids, feed_all, merge
 
 REASONING_CASES = [
     # parser, start_in_reasoning (None: the parser's default), output, content, reasoning

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.parsers import chain, make_reasoning_parser, make_tool_parser
-from tests.unit.parser_samples import CB, CE, SAMPLES, B, E, S, counter_ids, feed_all, merge, split
+from tests.unit.core.parser_samples import CB, CE, SAMPLES, B, E, S, counter_ids, feed_all, merge, split
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOUP = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,7 +11,7 @@ from gateway.core import parsers
 from gateway.core.events import TextEvent, ToolCallEvent
 from gateway.core.parsers import TOOL_PARSERS, make_tool_parser
 from gateway.errors import ConfigurationError
-from tests.unit.parser_samples import SAMPLES, counter_ids, feed_all, merge
+from tests.unit.core.parser_samples import SAMPLES, counter_ids, feed_all, merge
 
 CASES = [(name, *sample) for name, samples in SAMPLES.items() for sample in samples]
 
