@@ -19,7 +19,7 @@ from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainSt
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.body_limit import BodySizeLimitMiddleware
 from gateway.api.drain import DrainCoordinator
-from gateway.api.errors import install_error_handlers
+from gateway.api.errors import ErrorShapes, install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
@@ -81,6 +81,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
     app.state.drain = drain
+    app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):

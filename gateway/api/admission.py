@@ -118,7 +118,7 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         if self.drain.draining:
-            await send_error(send, ShuttingDownError("The server is shutting down; send the request elsewhere."))
+            await send_error(scope, send, ShuttingDownError("The server is shutting down; send the request elsewhere."))
             return
         if self.limiter is None:
             await self.app(scope, receive, send)
@@ -126,7 +126,7 @@ class AdmissionMiddleware:
         try:
             await self.limiter.acquire()
         except OverloadedError as exc:
-            await send_error(send, exc, {"Retry-After": RETRY_AFTER_S})
+            await send_error(scope, send, exc, {"Retry-After": RETRY_AFTER_S})
             return
         try:
             await self.app(scope, receive, send)

@@ -26,7 +26,7 @@ class BodySizeLimitMiddleware:
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await send_error(send, self._error())
+            await send_error(scope, send, self._error())
             return
         received = 0
         limit_error = self._error

@@ -1,14 +1,15 @@
-"""Tools, reasoning and structured outputs of a chat request: what the engine is constrained to, and which
-parsers each choice's text goes through.
+"""Tools, reasoning and output constraints of a conversation: what the engine is constrained to, and which parsers
+each choice's text goes through.
 
-- `tools` / `tool_choice` / assistant `tool_calls` / `tool` messages are checked (openai/tools.py);
-- one guide at most (openai/guides.py): `response_format`, vLLM's `structured_outputs` / `guided_*`, or the
-  JSON schema of a forced call (`tool_choice` `required` or a named function); a guide needs an engine that
-  enforces it (TensorRT-LLM silently ignores guides without an xgrammar backend): otherwise a 400 that says
-  which parameter to fill;
-- each choice gets a fresh parser chain (openai/parsers/): reasoning first, then tool calls. With a guide there
-  is no reasoning to split off: the guide constrains the output from its first token (TensorRT-LLM has no
-  structural tags), so a `<think>` model answers the schema directly.
+- the tools and the tool-call history of the turns are checked (core/tools.py);
+- one guide at most (core/guides.py): the request's output constraint, or the JSON schema of a forced call (tool
+  choice `required` or a named function). A forced call wins over a constraint (which applies to content, and
+  there is none); with tools the model may call (`auto`) a constraint would stop it from calling any, so it is not
+  applied (and logged). A guide needs an engine that enforces it (TensorRT-LLM silently ignores guides without an
+  xgrammar backend): otherwise a 400 naming the field that asked for it;
+- each choice gets a fresh parser chain (core/parsers/): reasoning first, then tool calls. With a guide there is
+  no reasoning to split off: the guide constrains the output from its first token (TensorRT-LLM has no structural
+  tags), so a `<think>` model answers the schema directly.
 """
 
 from __future__ import annotations
@@ -19,54 +20,46 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.guides import Guide, plan_guide
+from gateway.core.guides import Guide, constraint_guide, tool_choice_guide
 from gateway.core.parsers import ParserProcessor, choice_parser
 from gateway.core.processors import Processor, stop_chain
+from gateway.core.request import ConversationRequest, ToolOptions
 from gateway.core.served_model import ServedModel
-from gateway.core.tools import ToolChoice, ToolSpec, check_tool_history, parse_tool_choice, parse_tools
+from gateway.core.tools import callable_tools, check_tool_history, check_tools, template_tools
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import UnsupportedFeatureError
-from gateway.protocols.openai_shared import ChatCompletionRequest
 
 logger = logging.getLogger(__name__)
-
-GUIDE_FIELDS = ("response_format", "structured_outputs", "guided_json", "guided_regex", "guided_choice",
-                "guided_grammar")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class AgentPlan:
-    """What a chat request asks beyond plain text."""
+    """What a conversation asks beyond plain text."""
 
-    tools: list[ToolSpec]
-    tool_choice: ToolChoice
+    tools: ToolOptions
     guide: Guide | None
 
-    def template_tools(self, body: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    def template_tools(self) -> list[dict[str, Any]] | None:
         """The tools as the chat template takes them (none when the model may not call any)."""
-        return body.tools if self.tools and self.tool_choice.mode != "none" else None
+        return template_tools(self.tools)
 
 
-def plan_agent(body: ChatCompletionRequest, model: ServedModel, capabilities: EngineCapabilities) -> AgentPlan:
-    """Check the request's tools, history and output constraints; 400 naming the field for what cannot be done."""
-    tools = parse_tools(body.tools)
-    tool_choice = parse_tool_choice(body.tool_choice, tools)
-    check_tool_history(body.messages)
-    plan = plan_guide(
-        tools=tools,
-        tool_choice=tool_choice,
-        parallel_tool_calls=body.parallel_tool_calls is not False,
-        response_format=body.response_format,
-        structured_outputs=body.structured_outputs,
-        guided_json=body.guided_json,
-        guided_regex=body.guided_regex,
-        guided_choice=body.guided_choice,
-        guided_grammar=body.guided_grammar,
-    )
-    if plan.unenforced:
-        logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", plan.unenforced)
-    if plan.guide is not None and not capabilities.guided_decoding:
-        field = "tool_choice" if plan.forced_tool_calls else next(f for f in GUIDE_FIELDS if getattr(body, f))
+def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: EngineCapabilities) -> AgentPlan:
+    """Check the request's tools, history and output constraint; 400 naming the field for what cannot be done."""
+    tools = request.tools
+    check_tools(tools.specs)
+    check_tool_history(request.conversation)
+    constraint = request.constraint
+    content_guide = constraint_guide(constraint) if constraint is not None else None
+    forced = tools.choice.forced
+    guide = content_guide
+    if forced:
+        guide = tool_choice_guide(callable_tools(tools), tools.choice, tools.parallel)
+    elif constraint is not None and tools.specs and tools.choice.mode == "auto":
+        logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", constraint.field)
+        guide = None
+    if guide is not None and not capabilities.guided_decoding:
+        field = tools.choice_param if forced or constraint is None else constraint.field
         raise UnsupportedFeatureError(
             f"'{field}' needs guided decoding, which model '{model.name}' does not enforce: fill "
             "guided_decoding_backend=xgrammar and xgrammar_tokenizer_info_path in the tensorrt_llm model's "
@@ -74,7 +67,7 @@ def plan_agent(body: ChatCompletionRequest, model: ServedModel, capabilities: En
             "guided_decoding_guide inputs",
             param=field,
         )
-    agent = AgentPlan(tools, tool_choice, plan.guide)
+    agent = AgentPlan(tools, guide)
     # Fails now, not per choice, when tools may be called but the model has no tool-call parser.
     choice_parser(**_parser_arguments(agent, model, prompt=""))
     return agent
@@ -101,8 +94,8 @@ def _parser_arguments(agent: AgentPlan, model: ServedModel, prompt: str) -> dict
     return {
         "tool_parser": model.tool_parser,
         "reasoning_parser": model.reasoning_parser,
-        "tools": agent.tools,
-        "tool_choice": agent.tool_choice,
+        "tools": callable_tools(agent.tools),
+        "tool_choice": agent.tools.choice,
         "guided": agent.guide is not None,
         "prompt": prompt,
     }

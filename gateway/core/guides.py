@@ -1,11 +1,10 @@
-"""Guided decoding: what a chat request asks for, as a TensorRT-LLM guide (`guide_type`, `guide`).
+"""Guided decoding: an output constraint or a forced tool call as a TensorRT-LLM guide (`guide_type`, `guide`).
 
 TensorRT-LLM's guide types are `json` (any JSON object; no guide text), `json_schema`, `regex` and `ebnf_grammar`
-(no `structural_tag`). The request may ask through:
-- `response_format`: `text`, `json_object`, `json_schema` (`strict` or not: the engine enforces it either way);
-- vLLM's `structured_outputs`: one of `json`, `regex`, `choice`, `grammar`, `json_object`;
-- vLLM's older top-level `guided_json`, `guided_regex`, `guided_choice`, `guided_grammar`;
-- a forced tool call (`tool_choice` `required` or a named function): a JSON schema for a list of calls
+(no `structural_tag`). A guide comes from:
+- an output constraint (core/request.py's `OutputConstraint`: json_object, json_schema, regex, choice, grammar),
+  which each protocol reads from its own fields (chat: `response_format`, `structured_outputs`, `guided_*`);
+- a forced tool call (tool choice `required` or a named function): a JSON schema for a list of calls
   `[{"name": ..., "arguments": {...}}]`, which `parsers.ForcedCallsParser` turns into tool calls.
 
 A `choice` becomes an EBNF alternation of string literals (no regex escaping dialect to get wrong). Schemas are
@@ -25,15 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from gateway.errors import InvalidRequestError, UnsupportedFeatureError
+from gateway.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from gateway.core.tools import ToolChoice, ToolSpec
+    from gateway.core.request import OutputConstraint, ToolChoice, ToolSpec
 
-_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _XGRAMMAR_PREFIX = re.compile(r"^\[[^\]]*\]\s*\S+:\d+:\s*")  # "[17:42:07] /project/cpp/x.cc:94: "
-_LEGACY = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
-_STRUCTURED = ("json", "regex", "choice", "grammar", "json_object")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,134 +40,15 @@ class Guide:
     guide: str | None  # None for "json"
 
 
-@dataclass(frozen=True, slots=True)
-class GuidePlan:
-    """The guide for a request, whether it forces tool calls, and a field left unenforced (for a log line)."""
-
-    guide: Guide | None
-    forced_tool_calls: bool = False
-    unenforced: str | None = None
-
-
 JSON_OBJECT = Guide("json", None)
 
 
-def plan_guide(
-    *,
-    tools: Sequence[ToolSpec] = (),
-    tool_choice: ToolChoice | None = None,
-    parallel_tool_calls: bool = True,
-    response_format: Any = None,
-    structured_outputs: Any = None,
-    **legacy: Any,
-) -> GuidePlan:
-    """The one guide a request gets; `legacy` takes the `guided_*` fields. Two content guides at once are a 400.
-
-    A forced tool call wins over a content guide (OpenAI's `response_format` applies to content, and there is
-    none). With tools the model may call (`auto`), a content guide would stop it from calling any: the content
-    guide is then not applied and `unenforced` names it.
-    """
-    unknown = set(legacy) - set(_LEGACY)
-    if unknown:
-        raise TypeError(f"unknown guide fields: {sorted(unknown)}")
-    sources = [
-        (name, guide)
-        for name, guide in (
-            ("response_format", response_format_guide(response_format)),
-            ("structured_outputs", structured_outputs_guide(structured_outputs)),
-            *((name, legacy_guide(name, legacy.get(name))) for name in _LEGACY),
-        )
-        if guide is not None
-    ]
-    if len(sources) > 1:
-        raise InvalidRequestError(
-            f"Only one of response_format, structured_outputs and guided_* can be given (got {sources[0][0]} and "
-            f"{sources[1][0]})",
-            param=sources[1][0],
-        )
-    if tool_choice is not None and tool_choice.forced:
-        return GuidePlan(tool_choice_guide(tools, tool_choice, parallel_tool_calls), forced_tool_calls=True)
-    if not sources:
-        return GuidePlan(None)
-    if tools and tool_choice is not None and tool_choice.mode == "auto":
-        return GuidePlan(None, unenforced=sources[0][0])
-    return GuidePlan(sources[0][1])
-
-
-def response_format_guide(response_format: Any) -> Guide | None:
-    """OpenAI's `response_format`."""
-    if response_format is None:
-        return None
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "text":
-        return None
+def constraint_guide(constraint: OutputConstraint) -> Guide:
+    """The guide that enforces an output constraint, after its schema, pattern, choices or grammar is checked."""
+    kind, value, where = constraint.kind, constraint.value, constraint.param
     if kind == "json_object":
         return JSON_OBJECT
-    if kind != "json_schema":
-        raise InvalidRequestError(
-            "response_format.type must be 'text', 'json_object' or 'json_schema'", param="response_format.type"
-        )
-    spec = response_format.get("json_schema")
-    if not isinstance(spec, dict):
-        raise InvalidRequestError("response_format.json_schema must be an object", param="response_format.json_schema")
-    name = spec.get("name")
-    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
-        raise InvalidRequestError(
-            "response_format.json_schema.name must be 1 to 64 letters, digits, '_' or '-'",
-            param="response_format.json_schema.name",
-        )
-    if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
-        raise InvalidRequestError(
-            "response_format.json_schema.strict must be a boolean", param="response_format.json_schema.strict"
-        )
-    schema = spec.get("schema")
-    if schema is None:
-        return JSON_OBJECT
-    return schema_guide(schema, "response_format.json_schema.schema")
-
-
-def structured_outputs_guide(structured_outputs: Any) -> Guide | None:
-    """vLLM's `structured_outputs` (exactly one of `json`, `regex`, `choice`, `grammar`, `json_object`)."""
-    if structured_outputs is None:
-        return None
-    if not isinstance(structured_outputs, dict):
-        raise InvalidRequestError("structured_outputs must be an object", param="structured_outputs")
-    for key, value in structured_outputs.items():
-        if key not in _STRUCTURED and key != "disable_fallback" and value not in (None, False):
-            raise UnsupportedFeatureError(
-                f"structured_outputs.{key} is not supported (TensorRT-LLM takes json, regex, choice and grammar)",
-                param=f"structured_outputs.{key}",
-            )
-    given = [key for key in _STRUCTURED if structured_outputs.get(key) not in (None, False)]
-    if len(given) != 1:
-        raise InvalidRequestError(
-            f"structured_outputs needs exactly one of {', '.join(_STRUCTURED)} (got {len(given)})",
-            param="structured_outputs",
-        )
-    key = given[0]
-    where = f"structured_outputs.{key}"
-    value = structured_outputs[key]
-    if key == "json_object":
-        if value is not True:
-            raise InvalidRequestError("structured_outputs.json_object must be true", param=where)
-        return JSON_OBJECT
-    return _typed_guide(key, value, where)
-
-
-def legacy_guide(field: str, value: Any) -> Guide | None:
-    """One of vLLM's older top-level `guided_json`, `guided_regex`, `guided_choice`, `guided_grammar`."""
-    if value is None:
-        return None
-    return _typed_guide(field.removeprefix("guided_"), value, field)
-
-
-def _typed_guide(kind: str, value: Any, where: str) -> Guide:
-    if kind == "json":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise InvalidRequestError("The JSON schema is not valid JSON", param=where) from None
+    if kind == "json_schema":
         return schema_guide(value, where)
     if kind == "regex":
         return regex_guide(value, where)

@@ -1,14 +1,11 @@
-"""A model as clients see it: its public name, the engine behind it, and its tokenizer-side helpers."""
+"""A model as clients see it: its public name, the engine behind it, its tokenizer-side helpers and limits."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-
-import orjson
 
 from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.engine.base import Engine
@@ -33,21 +30,22 @@ class ServedModel:
 
     @cached_property
     def fingerprint(self) -> str:
-        """`system_fingerprint`: stable for a given gateway version, model and upstream (computed once)."""
+        """Stable for a given gateway version, model and upstream (OpenAI's `system_fingerprint`; computed once)."""
         from gateway import __version__
 
         digest = hashlib.sha256(f"{__version__}|{self.name}|{self.engine.info().upstream}".encode()).hexdigest()
         return f"fp_{digest[:10]}"
 
-    def resolve_max_tokens(self, requested: int | None) -> int:
-        """The max new tokens for a request: its own value, or the default; never above the limit."""
+    def resolve_max_tokens(self, requested: int | None, param: str = "max_tokens") -> int:
+        """The max new tokens for a request: its own value, or the default; never above the limit (a 400 naming
+        `param`, the field that asked)."""
         if requested is None:
             return self.default_max_tokens
         if requested > self.max_tokens_limit:
             raise InvalidRequestError(
-                f"max_tokens is too large: {requested}. This model supports at most {self.max_tokens_limit} "
+                f"{param} is too large: {requested}. This model supports at most {self.max_tokens_limit} "
                 "completion tokens.",
-                param="max_tokens",
+                param=param,
                 code="invalid_value",
             )
         return requested
@@ -64,10 +62,6 @@ class ServedModel:
                 param=param,
                 code="context_length_exceeded",
             )
-
-    def card(self) -> dict[str, object]:
-        """The /v1/models entry."""
-        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "trtllm-gateway"}
 
 
 class ModelRegistry:
@@ -94,37 +88,6 @@ class ModelRegistry:
         """Every served model (once, whatever its aliases)."""
         return list(self._models.values())
 
-    def cards(self) -> list[dict[str, object]]:
-        """The /v1/models entries: every name and alias."""
-        return [self._models[canonical].card() | {"id": name} for name, canonical in self._names.items()]
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseMeta:
-    """The fields every response and chunk of one request shares."""
-
-    id: str
-    created: int
-    model: str
-    system_fingerprint: str
-
-    @classmethod
-    def new(cls, prefix: str, model: ServedModel, request_id: str) -> ResponseMeta:
-        """Response id `<prefix>-<request id>-<8 hex>` (the suffix keeps Triton ids unique when clients reuse
-        an X-Request-Id) and timestamp."""
-        unique = f"{prefix}-{request_id}-{uuid.uuid4().hex[:8]}"
-        return cls(unique, int(time.time()), model.name, model.fingerprint)
-
-    def head(self, obj: str) -> dict[str, object]:
-        """The leading fields of a response or chunk object."""
-        return {
-            "id": self.id,
-            "object": obj,
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.system_fingerprint,
-        }
-
-    def chunk_prefix(self, obj: str) -> bytes:
-        """`data: {<head>,` — the constant start of every SSE chunk of this request."""
-        return b"data: " + orjson.dumps(self.head(obj))[:-1] + b","
+    def names(self) -> list[tuple[str, ServedModel]]:
+        """Every name and alias, with the model it serves."""
+        return [(name, self._models[canonical]) for name, canonical in self._names.items()]

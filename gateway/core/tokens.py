@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigurationError, InvalidRequestError, UnsupportedFeatureError
+from gateway.errors import ConfigurationError, InvalidRequestError
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -30,43 +31,50 @@ class TokenCounter:
 
 
 class ChatTemplate:
-    """Renders OpenAI messages into a prompt with the tokenizer's (or a configured) Jinja chat template."""
+    """Renders messages into a prompt with the tokenizer's (or a configured) Jinja chat template.
+
+    The messages are in the form Hugging Face templates take (role, content, tool_calls with arguments as
+    objects, tool_call_id, reasoning_content), which core/prompt.py builds from a conversation.
+    """
 
     def __init__(self, tokenizer: Any, template_file: Path | None = None) -> None:
         self._tokenizer = tokenizer
         self._template = template_file.read_text() if template_file else None
         if self._template is None and not getattr(tokenizer, "chat_template", None):
             raise ConfigurationError("the tokenizer has no chat template; pass --chat-template FILE")
+        self._takes: dict[str, bool] = {}
 
     @property
     def source(self) -> str:
         """The Jinja source in use (to detect the model family's parsers)."""
         return self._template or str(getattr(self._tokenizer, "chat_template", "") or "")
 
-    def render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
-        """The prompt for these messages (and tool definitions), ending with the assistant's turn header."""
+    def takes(self, variable: str) -> bool:
+        """Whether the template reads `variable` (e.g. `enable_thinking`) from its context."""
+        found = self._takes.get(variable)
+        if found is None:
+            found = self._takes[variable] = re.search(rf"\b{re.escape(variable)}\b", self.source) is not None
+        return found
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        variables: dict[str, Any] | None = None,
+        param: str = "messages",
+    ) -> str:
+        """The prompt for these messages (and tool definitions, and template `variables`), ending with the
+        assistant's turn header; a template failure is a 400 naming `param`."""
         try:
             return str(
                 self._tokenizer.apply_chat_template(
-                    messages, tools=tools, chat_template=self._template, tokenize=False, add_generation_prompt=True
+                    messages,
+                    tools=tools,
+                    chat_template=self._template,
+                    tokenize=False,
+                    add_generation_prompt=True,
+                    **(variables or {}),
                 )
             )
         except Exception as exc:  # jinja raises TemplateError for messages the template refuses
-            raise InvalidRequestError(
-                f"the chat template could not render the messages: {exc}", param="messages"
-            ) from exc
-
-
-def message_text(content: Any, index: int) -> str:
-    """A message's content as one string: a string, or the concatenated text parts of a list."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for part_index, part in enumerate(content):
-        if part.type != "text":
-            raise UnsupportedFeatureError(
-                f"content parts of type '{part.type}' are not supported (text only)",
-                param=f"messages[{index}].content[{part_index}]",
-            )
-        texts.append(part.text)
-    return "".join(texts)
+            raise InvalidRequestError(f"the chat template could not render the messages: {exc}", param=param) from exc

@@ -1,150 +1,63 @@
-"""The request's `tools` and `tool_choice`, validated, and the tool-call history of its messages.
+"""Tools and tool calls across a conversation: the checks every protocol's tools go through, and their form for
+chat templates.
 
-Each problem is an `InvalidRequestError` whose `param` names the field, such as `tools[2].function.parameters`,
-`tool_choice` or `messages[3].tool_call_id`.
+Each problem is an `InvalidRequestError` whose `param` is the protocol's own field, carried by the spec or the
+turn (`tools[2].function.parameters`, `messages[3].tool_call_id`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from gateway.core.guides import check_json_schema
+from gateway.core.request import Conversation, ToolOptions, ToolSpec
 from gateway.errors import InvalidRequestError
-from gateway.protocols.openai_shared import ChatMessage
-
-_NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
-_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """One function the model may call."""
-
-    name: str
-    parameters: dict[str, Any]  # a JSON schema for the arguments object
-    description: str | None = None
-    strict: bool = False
+def check_tools(specs: Sequence[ToolSpec]) -> None:
+    """Every tool's schema can be enforced, and no two tools share a name."""
+    for i, spec in enumerate(specs):
+        check_json_schema(spec.parameters, spec.parameters_param)
+        if spec.name in (other.name for other in specs[:i]):
+            raise InvalidRequestError(f"Duplicate tool name {spec.name!r}", param=f"{spec.param}.name")
 
 
-@dataclass(frozen=True, slots=True)
-class ToolChoice:
-    """`tool_choice`: `none`, `auto`, `required`, or `function` with the function's `name`."""
-
-    mode: Literal["none", "auto", "required", "function"]
-    name: str | None = None
-
-    @property
-    def forced(self) -> bool:
-        """Whether the model must call a tool (a guide then makes it)."""
-        return self.mode in ("required", "function")
-
-
-def parse_tools(tools: Any) -> list[ToolSpec]:
-    """The request's `tools` (None or a list of `{"type": "function", "function": {...}}`) as ToolSpecs."""
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise InvalidRequestError("'tools' must be a list of tools", param="tools")
-    specs: list[ToolSpec] = []
-    for i, tool in enumerate(tools):
-        specs.append(_tool(tool, f"tools[{i}]"))
-        if specs[-1].name in (spec.name for spec in specs[:-1]):
-            raise InvalidRequestError(f"Duplicate tool name {specs[-1].name!r}", param=f"tools[{i}].function.name")
-    return specs
-
-
-def _tool(tool: Any, where: str) -> ToolSpec:
-    if not isinstance(tool, dict) or tool.get("type") != "function":
-        raise InvalidRequestError("Each tool must be an object with type 'function'", param=f"{where}.type")
-    function = tool.get("function")
-    if not isinstance(function, dict):
-        raise InvalidRequestError("The tool's 'function' must be an object", param=f"{where}.function")
-    name = function.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidRequestError(
-            "The function name must be 1 to 64 letters, digits, '_', '-' or '.'", param=f"{where}.function.name"
-        )
-    description = function.get("description")
-    if description is not None and not isinstance(description, str):
-        raise InvalidRequestError("'description' must be a string", param=f"{where}.function.description")
-    strict = function.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise InvalidRequestError("'strict' must be a boolean", param=f"{where}.function.strict")
-    parameters = function.get("parameters")
-    if parameters is None:
-        parameters = _EMPTY_PARAMETERS
-    elif not isinstance(parameters, dict):
-        raise InvalidRequestError("'parameters' must be a JSON schema object", param=f"{where}.function.parameters")
-    else:
-        check_json_schema(parameters, f"{where}.function.parameters")
-    return ToolSpec(name=name, parameters=parameters, description=description, strict=bool(strict))
-
-
-def parse_tool_choice(tool_choice: Any, tools: Sequence[ToolSpec]) -> ToolChoice:
-    """`tool_choice` checked against the tools (default: `auto` with tools, `none` without). `auto` without tools
-    is taken as `none` (clients and frameworks send it as a default); what needs a tool is a 400."""
-    if tool_choice is None or (tool_choice == "auto" and not tools):
-        return ToolChoice("auto" if tools else "none")
-    if tool_choice in ("none", "auto", "required"):
-        if tool_choice == "required" and not tools:
-            raise InvalidRequestError(f"tool_choice {tool_choice!r} needs 'tools'", param="tool_choice")
-        return ToolChoice(tool_choice)
-    function = tool_choice.get("function") if isinstance(tool_choice, dict) else None
-    name = function.get("name") if isinstance(function, dict) else None
-    if not isinstance(tool_choice, dict) or tool_choice.get("type") != "function" or not isinstance(name, str):
-        raise InvalidRequestError(
-            'tool_choice must be \'none\', \'auto\', \'required\' or {"type": "function", "function": {"name": ...}}',
-            param="tool_choice",
-        )
-    if name not in (tool.name for tool in tools):
-        raise InvalidRequestError(f"tool_choice names {name!r}, which is not among 'tools'", param="tool_choice")
-    return ToolChoice("function", name)
-
-
-def check_tool_history(messages: Sequence[ChatMessage]) -> None:
-    """Every `tool` message answers a call of an earlier assistant message (by `tool_call_id`)."""
+def check_tool_history(conversation: Conversation) -> None:
+    """Every tool result answers a call of an earlier assistant turn (by call id)."""
     seen: set[str] = set()
-    for i, message in enumerate(messages):
-        if message.role == "assistant" and message.tool_calls:
-            seen.update(call["id"] for call in message.tool_calls if isinstance(call.get("id"), str))
-        elif message.role == "tool":
-            if message.tool_call_id is None:
-                raise InvalidRequestError("A tool message needs 'tool_call_id'", param=f"messages[{i}].tool_call_id")
-            if message.tool_call_id not in seen:
-                raise InvalidRequestError(
-                    f"tool_call_id {message.tool_call_id!r} answers no tool call of an earlier assistant message",
-                    param=f"messages[{i}].tool_call_id",
-                )
-
-
-def template_tool_calls(tool_calls: Sequence[dict[str, Any]], message_index: int) -> list[dict[str, Any]]:
-    """An assistant message's OpenAI `tool_calls` in the form chat templates expect: arguments as a dict."""
-    converted = []
-    for j, call in enumerate(tool_calls):
-        where = f"messages[{message_index}].tool_calls[{j}]"
-        function = call.get("function")
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise InvalidRequestError("A tool call needs 'function' with a 'name'", param=f"{where}.function")
-        arguments = function.get("arguments", "{}")
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except ValueError:
-                arguments = None
-        if not isinstance(arguments, dict):
+    for turn in conversation.turns:
+        if turn.role == "assistant":
+            seen.update(call.id for call in turn.tool_calls if call.id is not None)
+        elif turn.role == "tool" and (turn.call_id is None or turn.call_id not in seen):
+            field = turn.call_id_param.rsplit(".", 1)[-1]
             raise InvalidRequestError(
-                "The tool call's 'arguments' must be a JSON object encoded as a string",
-                param=f"{where}.function.arguments",
+                f"{field} {turn.call_id!r} answers no tool call of an earlier assistant message",
+                param=turn.call_id_param,
             )
-        converted.append(
-            {
-                "id": call.get("id"),
-                "type": call.get("type", "function"),
-                "function": {"name": function["name"], "arguments": arguments},
-            }
-        )
-    return converted
+
+
+def callable_tools(tools: ToolOptions) -> list[ToolSpec]:
+    """The tools the model may call: all of them, or the `allowed` subset; none with `tool_choice` none."""
+    if tools.choice.mode == "none":
+        return []
+    allowed = tools.choice.allowed
+    return [spec for spec in tools.specs if allowed is None or spec.name in allowed]
+
+
+def template_tools(tools: ToolOptions) -> list[dict[str, Any]] | None:
+    """The tools as chat templates take them (None when the model may not call any)."""
+    if not tools.specs or tools.choice.mode == "none":
+        return None
+    return [spec.definition or template_definition(spec) for spec in tools.specs]
+
+
+def template_definition(spec: ToolSpec) -> dict[str, Any]:
+    """A tool in the chat templates' format (Hugging Face's, which is OpenAI's function tool)."""
+    function: dict[str, Any] = {"name": spec.name}
+    if spec.description is not None:
+        function["description"] = spec.description
+    function["parameters"] = spec.parameters
+    if spec.strict:
+        function["strict"] = True
+    return {"type": "function", "function": function}

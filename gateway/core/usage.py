@@ -1,4 +1,4 @@
-"""Token usage with OpenAI's arithmetic."""
+"""Token usage per choice, and per request with the APIs' arithmetic (each prompt counted once)."""
 
 from __future__ import annotations
 
@@ -12,18 +12,6 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int | None = None  # prompt tokens the engine found in its KV cache, when it reports them
-
-    def to_dict(self) -> dict[str, object]:
-        """OpenAI `usage` object (`prompt_tokens_details.cached_tokens` when the engine reports reuse)."""
-        total = self.prompt_tokens + self.completion_tokens
-        usage: dict[str, object] = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": total,
-        }
-        if self.cached_tokens is not None:
-            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
-        return usage
 
 
 def request_usage(choices: list[tuple[int, Usage]]) -> Usage:

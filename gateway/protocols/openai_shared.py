@@ -1,17 +1,27 @@
-"""OpenAI request bodies (pydantic, validated once per request; responses are plain dicts built elsewhere).
+"""What OpenAI's chat and completions protocols share: field types, sampling fields, ids, usage, chunk prefixes.
 
-Unknown fields are ignored, as api.openai.com clients expect from compatible servers. Known fields the gateway
-cannot honour yet are declared loosely here and refused with a 400 naming them in `unsupported_fields`.
+Request bodies are pydantic models, validated once per request. Unknown fields are ignored, as api.openai.com
+clients expect from compatible servers; known fields the gateway cannot honour yet are declared loosely and refused
+with a 400 naming them (`check_unsupported`). Responses are plain dicts, and streamed chunks bytes.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from pydantic import StrictStr as _StrictStr
 
-from gateway.errors import UnsupportedFeatureError
+from gateway.core.choices import ChoiceRun
+from gateway.core.generation import NamedEvent
+from gateway.core.request import Sampling
+from gateway.core.served_model import ServedModel
+from gateway.core.usage import Usage
+from gateway.errors import GatewayError, UnsupportedFeatureError
 
 MAX_STOP_SEQUENCES = 16
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs (legacy completions allow 5; vLLM-style clients send more)
@@ -27,17 +37,17 @@ def _encodable(text: str) -> str:
     return text
 
 
-def _encodable_tree(value: Any) -> Any:
+def encodable_tree(value: Any) -> Any:
     """Every string inside a free-form JSON value (e.g. `tool_calls`) must be encodable too."""
     if isinstance(value, str):
         _encodable(value)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _encodable_tree(key)
-            _encodable_tree(item)
+            encodable_tree(key)
+            encodable_tree(item)
     elif isinstance(value, list):
         for item in value:
-            _encodable_tree(item)
+            encodable_tree(item)
     return value
 
 
@@ -52,32 +62,6 @@ class OpenAIModel(BaseModel):
     """Base: ignore unknown fields, keep the declared ones."""
 
     model_config = ConfigDict(extra="ignore")
-
-
-class TextContentPart(OpenAIModel):
-    """`{"type": "text", "text": ...}` content part."""
-
-    type: Literal["text"]
-    text: StrictStr
-
-
-class OtherContentPart(OpenAIModel):
-    """A non-text content part (image, audio, file): accepted by the schema, refused with a clear message."""
-
-    type: Literal["image_url", "input_audio", "file", "refusal"]
-
-
-ContentPart = Annotated[TextContentPart | OtherContentPart, Field(discriminator="type")]
-
-
-class ChatMessage(OpenAIModel):
-    """One message of a conversation."""
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[ContentPart] | None = None
-    name: StrictStr | None = None
-    tool_calls: Annotated[list[dict[str, Any]], AfterValidator(_encodable_tree)] | None = None
-    tool_call_id: StrictStr | None = None
 
 
 class StreamOptions(OpenAIModel):
@@ -111,68 +95,132 @@ class SamplingFields(OpenAIModel):
     best_of: Any = None
 
 
-class ChatCompletionRequest(SamplingFields):
-    """Body of POST /v1/chat/completions."""
-
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: Annotated[Int, Field(ge=1)] | None = None
-    logprobs: StrictBool | None = None
-    top_logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
-    # Checked where they are used (openai/tools.py, openai/guides.py), with errors naming the exact place.
-    tools: Any = None
-    tool_choice: Any = None
-    parallel_tool_calls: StrictBool | None = None
-    response_format: Any = None
-    structured_outputs: Any = None  # vLLM's: json, regex, choice, grammar
-    guided_json: Any = None  # vLLM's older spelling of the same
-    guided_regex: Any = None
-    guided_choice: Any = None
-    guided_grammar: Any = None
-    functions: Any = None
-    function_call: Any = None
-    audio: Any = None
-    modalities: Any = None
-    prediction: Any = None
-    reasoning_effort: Any = None
-    web_search_options: Any = None
-
-
-class CompletionRequest(SamplingFields):
-    """Body of POST /v1/completions."""
-
-    prompt: NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1, max_length=64)]
-    echo: StrictBool | None = False
-    # The legacy form: how many alternatives per position (0 = the chosen tokens only); false means off.
-    logprobs: Annotated[Int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | Literal[False] | None = None
-    suffix: Any = None
-
-
 def _is_set(value: Any) -> bool:
     return value not in (None, False, [], {}, "")
 
 
-def unsupported_fields(request: SamplingFields) -> None:
-    """Raise UnsupportedFeatureError for the first known field whose value the gateway cannot honour."""
+def check_unsupported(request: SamplingFields, checks: dict[str, Any]) -> None:
+    """Raise UnsupportedFeatureError for the first known field whose value the gateway cannot honour: the shared
+    ones, then the endpoint's own `checks` (field name -> value)."""
     if request.best_of not in (None, 1, request.n or 1):
         raise UnsupportedFeatureError("best_of other than n is not supported (choices are not ranked)", param="best_of")
-    checks: dict[str, Any] = {"logit_bias": request.logit_bias}
-    if isinstance(request, ChatCompletionRequest):
-        checks |= {
-            "functions": request.functions,
-            "function_call": request.function_call,
-            "audio": request.audio,
-            "prediction": request.prediction,
-            "reasoning_effort": request.reasoning_effort,
-            "web_search_options": request.web_search_options,
-        }
-        if request.modalities not in (None, ["text"]):
-            checks["modalities"] = request.modalities
-    elif isinstance(request, CompletionRequest):
-        checks["suffix"] = request.suffix
-    for name, value in checks.items():
+    for name, value in ({"logit_bias": request.logit_bias} | checks).items():
         if _is_set(value):
             raise UnsupportedFeatureError(f"'{name}' is not supported by this gateway yet", param=name)
     if request.stream_options is not None and not request.stream:
         raise UnsupportedFeatureError(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
+
+
+def sampling_of(body: SamplingFields) -> Sampling:
+    """The request's sampling values in the core's terms."""
+    return Sampling(
+        temperature=body.temperature,
+        top_p=body.top_p,
+        top_k=body.top_k,
+        seed=body.seed,
+        min_tokens=body.min_tokens,
+        presence_penalty=body.presence_penalty,
+        frequency_penalty=body.frequency_penalty,
+        repetition_penalty=body.repetition_penalty,
+        ignore_eos=bool(body.ignore_eos),
+    )
+
+
+def stop_strings(body: SamplingFields) -> tuple[str, ...]:
+    """`stop` as a tuple of non-empty strings."""
+    if body.stop is None:
+        return ()
+    stops = [body.stop] if isinstance(body.stop, str) else body.stop
+    return tuple(s for s in stops if s)
+
+
+def include_usage(body: SamplingFields) -> bool:
+    """Whether a streamed response ends with a usage chunk (`stream_options.include_usage`)."""
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
+# ---- responses ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseMeta:
+    """The fields every response and chunk of one request shares."""
+
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+    @classmethod
+    def new(cls, prefix: str, model: ServedModel, request_id: str) -> ResponseMeta:
+        """Response id `<prefix>-<request id>-<8 hex>` (the suffix keeps Triton ids unique when clients reuse
+        an X-Request-Id) and timestamp."""
+        unique = f"{prefix}-{request_id}-{uuid.uuid4().hex[:8]}"
+        return cls(unique, int(time.time()), model.name, model.fingerprint)
+
+    def head(self, obj: str) -> dict[str, object]:
+        """The leading fields of a response or chunk object."""
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.system_fingerprint,
+        }
+
+
+def usage_json(usage: Usage) -> dict[str, object]:
+    """OpenAI `usage` object (`prompt_tokens_details.cached_tokens` when the engine reports reuse)."""
+    usage_object: dict[str, object] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+    if usage.cached_tokens is not None:
+        usage_object["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return usage_object
+
+
+# OpenAI reports tokens the sampler could never pick (masked to -inf) as -9999.0; JSON has no -Infinity.
+FLOOR_LOGPROB = -9999.0
+
+
+def floored_logprob(value: float | None) -> float | None:
+    """A log-probability as OpenAI reports it (never below FLOOR_LOGPROB)."""
+    if value is None:
+        return None
+    return value if value > FLOOR_LOGPROB else FLOOR_LOGPROB
+
+
+class ChunkEncoder:
+    """What the chat and completions encoders share: per-choice chunk prefixes, the usage chunk, the failure
+    event. Chunks are built from byte prefixes precomputed per choice plus `orjson.dumps` of the new values: no
+    pydantic and no dict per token."""
+
+    def __init__(self, meta: ResponseMeta, chunk_object: str, include_usage: bool) -> None:
+        self.meta = meta
+        self._chunk_object = chunk_object
+        self._head = orjson.dumps(meta.head(chunk_object))[:-1] + b',"choices":['
+        self.usage_null = b',"usage":null}' if include_usage else b"}"
+        self._include_usage = include_usage
+        self._prefixes: dict[int, bytes] = {}
+
+    def closing(self, run: ChoiceRun) -> list[bytes]:
+        """The usage chunk, when asked for."""
+        if not self._include_usage:
+            return []
+        head = orjson.dumps(self.meta.head(self._chunk_object))[:-1]
+        return [head + b',"choices":[],"usage":' + orjson.dumps(usage_json(run.usage())) + b"}"]
+
+    def failure(self, error: GatewayError, body: bytes) -> list[NamedEvent]:
+        """An `error` event with the error body."""
+        return [(b"error", body)]
+
+    def prefix(self, index: int) -> bytes:
+        """The constant start of a chunk of choice `index` (built once per choice)."""
+        prefix = self._prefixes.get(index)
+        if prefix is None:
+            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
+        return prefix

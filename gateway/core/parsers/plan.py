@@ -17,7 +17,7 @@ from gateway.core.parsers.base import random_call_id
 from gateway.core.parsers.chain import StreamParser, chain
 from gateway.core.parsers.reasoning import prompt_opens_reasoning
 from gateway.core.parsers.registry import TOOL_PARSERS, make_reasoning_parser, make_tool_parser
-from gateway.core.tools import ToolChoice, ToolSpec
+from gateway.core.request import ToolChoice, ToolSpec
 from gateway.errors import UnsupportedFeatureError
 
 

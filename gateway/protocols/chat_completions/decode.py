@@ -1,105 +1,93 @@
-"""POST /v1/chat/completions semantics: messages -> prompt, fields -> GenerationRequest, choices planned."""
+"""POST /v1/chat/completions in the core's terms: messages -> a conversation, fields -> options, tools, guides."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.core.agents import parser_chain, plan_agent, with_guide
-from gateway.core.choices import ChoiceRun
-from gateway.core.generation import (
-    Generation,
+from gateway.core.generation import Generation
+from gateway.core.planning import TraceHeaders, plan_conversation
+from gateway.core.request import (
+    Conversation,
+    ConversationRequest,
+    GenerationOptions,
     OutputOptions,
-    capabilities_of,
-    check_output_options,
-    plan_prompt,
+    ToolOptions,
+    Turn,
 )
-from gateway.core.served_model import ResponseMeta, ServedModel
-from gateway.core.tokens import message_text
-from gateway.core.tools import template_tool_calls
-from gateway.engine.base import GenerationRequest, SamplingParams
+from gateway.core.served_model import ServedModel
+from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from gateway.protocols.chat_completions.encode import ChatEncoder
-from gateway.protocols.openai_shared import ChatCompletionRequest, SamplingFields, unsupported_fields
+from gateway.protocols.chat_completions.guides import output_constraint
+from gateway.protocols.chat_completions.request import ChatCompletionRequest, ChatMessage, check_chat_unsupported
+from gateway.protocols.chat_completions.tools import parse_tool_calls, parse_tool_choice, parse_tools
+from gateway.protocols.openai_shared import ResponseMeta, include_usage, sampling_of, stop_strings
 
-# Temperatures this small divide logits into infinities; they mean greedy decoding (vLLM draws the same line).
-GREEDY_BELOW = 1e-5
-
-
-def sampling_params(body: SamplingFields) -> SamplingParams:
-    """The sampling fields of a chat or completions request, with OpenAI's defaults made explicit.
-
-    TensorRT-LLM decodes greedily when neither top_k nor top_p is set, whatever the temperature, while OpenAI
-    samples by default (temperature 1, top_p 1). So: temperature 0 is sent as top_k=1 (no temperature, which
-    some engine versions refuse at 0), and a sampling request without top_k/top_p gets top_p=1.0.
-    """
-    top_k = body.top_k if body.top_k is not None and body.top_k > 0 else None  # 0 and -1 mean "off" (vLLM)
-    temperature, top_p = body.temperature, body.top_p
-    if temperature is not None and temperature < GREEDY_BELOW:
-        temperature, top_k, top_p = None, 1, None
-    elif top_k is None and top_p is None:
-        top_p = 1.0
-    return SamplingParams(
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        seed=body.seed,
-        min_tokens=body.min_tokens,
-        presence_penalty=body.presence_penalty,
-        frequency_penalty=body.frequency_penalty,
-        repetition_penalty=body.repetition_penalty,
-        ignore_eos=bool(body.ignore_eos),
-    )
-
-
-def stop_strings(body: SamplingFields) -> tuple[str, ...]:
-    """`stop` as a tuple of non-empty strings."""
-    if body.stop is None:
-        return ()
-    stops = [body.stop] if isinstance(body.stop, str) else body.stop
-    return tuple(s for s in stops if s)
-
-
-def render_messages(body: ChatCompletionRequest, model: ServedModel, tools: list[dict[str, Any]] | None = None) -> str:
-    """The prompt: messages (and tool definitions) rendered with the chat template."""
-    messages: list[dict[str, Any]] = []
-    for index, message in enumerate(body.messages):
-        # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
-        role = "system" if message.role == "developer" else message.role
-        rendered: dict[str, Any] = {"role": role, "content": message_text(message.content, index)}
-        if message.name is not None:
-            rendered["name"] = message.name
-        if message.tool_calls:
-            rendered["tool_calls"] = template_tool_calls(message.tool_calls, index)
-        if message.tool_call_id is not None:
-            rendered["tool_call_id"] = message.tool_call_id
-        messages.append(rendered)
-    return model.chat_template.render(messages, tools)
+ID_PREFIX = "chatcmpl"
 
 
 def chat_generation(
-    body: ChatCompletionRequest,
-    model: ServedModel,
-    meta: ResponseMeta,
-    trace_headers: tuple[tuple[str, str], ...] = (),
+    body: ChatCompletionRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = ()
 ) -> Generation:
-    """Validate what the gateway cannot honour, build the engine request and plan the choices."""
-    unsupported_fields(body)
-    capabilities = capabilities_of(model)
-    options = OutputOptions(n=body.n or 1, logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0)
-    check_output_options(options, model, capabilities)
-    agent = plan_agent(body, model, capabilities)
-    requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    prompt = render_messages(body, model, agent.template_tools(body))
-    model.check_prompt_length(prompt, "messages")
-    base = GenerationRequest(
-        request_id=meta.id,
-        prompt=prompt,
-        max_tokens=model.resolve_max_tokens(requested),
-        stream=bool(body.stream),
-        sampling=sampling_params(body),
-        stop=stop_strings(body),
-        trace_headers=trace_headers,
+    """Validate what the gateway cannot honour, then plan the choices and pick the encoder."""
+    meta = ResponseMeta.new(ID_PREFIX, model, request_id)
+    run = plan_conversation(decode_chat(body), model, meta.id, trace_headers)
+    return Generation(run, ChatEncoder(meta, include_usage(body)), bool(body.stream))
+
+
+def decode_chat(body: ChatCompletionRequest) -> ConversationRequest:
+    """The request in the core's terms; 400 naming the field for what is malformed or not supported."""
+    check_chat_unsupported(body)
+    specs = parse_tools(body.tools)
+    tools = ToolOptions(
+        specs, parse_tool_choice(body.tool_choice, specs), parallel=body.parallel_tool_calls is not False
     )
-    base = with_guide(base, agent)
-    plans = plan_prompt(base, options, capabilities, model, 0, 0, parser_chain(agent, model))
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return Generation(ChoiceRun(model.engine, plans), ChatEncoder(meta, include_usage), bool(body.stream))
+    conversation = Conversation(tuple(_turn(message, index) for index, message in enumerate(body.messages)))
+    constraint = output_constraint(
+        body.response_format,
+        body.structured_outputs,
+        guided_json=body.guided_json,
+        guided_regex=body.guided_regex,
+        guided_choice=body.guided_choice,
+        guided_grammar=body.guided_grammar,
+    )
+    requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    output = OutputOptions(n=body.n or 1, logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0)
+    options = GenerationOptions(
+        max_tokens=requested,
+        sampling=sampling_of(body),
+        stop=stop_strings(body),
+        stream=bool(body.stream),
+        output=output,
+    )
+    return ConversationRequest(conversation, options, tools, constraint)
+
+
+def _turn(message: ChatMessage, index: int) -> Turn:
+    where = f"messages[{index}]"
+    if message.role == "tool" and message.tool_call_id is None:
+        raise InvalidRequestError("A tool message needs 'tool_call_id'", param=f"{where}.tool_call_id")
+    return Turn(
+        # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
+        role="system" if message.role == "developer" else message.role,
+        text=message_text(message.content, index),
+        param=where,
+        name=message.name,
+        tool_calls=parse_tool_calls(message.tool_calls, index) if message.tool_calls else (),
+        call_id=message.tool_call_id,
+        call_id_param=f"{where}.tool_call_id",
+    )
+
+
+def message_text(content: Any, index: int) -> str:
+    """A message's content as one string: a string, or the concatenated text parts of a list."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for part_index, part in enumerate(content):
+        if part.type != "text":
+            raise UnsupportedFeatureError(
+                f"content parts of type '{part.type}' are not supported (text only)",
+                param=f"messages[{index}].content[{part_index}]",
+            )
+        texts.append(part.text)
+    return "".join(texts)

@@ -1,4 +1,4 @@
-"""Events -> OpenAI JSON, one encoder per endpoint: streamed chunks as bytes, and whole response bodies.
+"""Events -> chat.completion and chat.completion.chunk objects: streamed chunks as bytes, and whole bodies.
 
 Streamed chunks are built from byte prefixes precomputed per choice plus `orjson.dumps` of the new values: no
 pydantic and no dict per token. What is framing (`data:`, `[DONE]`) is api/sse.py's business, not this one's.
@@ -6,72 +6,15 @@ pydantic and no dict per token. What is framing (`data:`, `[DONE]`) is api/sse.p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from gateway.core.choices import Choice, ChoiceRun
-from gateway.core.events import (
-    ChoiceEvent,
-    FinishEvent,
-    ReasoningEvent,
-    TextEvent,
-    TokenLogprob,
-    ToolCallEvent,
-)
-from gateway.core.served_model import ResponseMeta
-
-# OpenAI reports tokens the sampler could never pick (masked to -inf) as -9999.0; JSON has no -Infinity.
-FLOOR_LOGPROB = -9999.0
-
-
-def _logprob(value: float | None) -> float | None:
-    if value is None:
-        return None
-    return value if value > FLOOR_LOGPROB else FLOOR_LOGPROB
-
-
-class CollectedChoice:
-    """Everything one choice produced, for a non-streamed body."""
-
-    __slots__ = ("calls", "finish", "logprobs", "reasoning", "text")
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self.reasoning: list[str] = []
-        self.calls: dict[int, dict[str, Any]] = {}
-        self.logprobs: list[TokenLogprob] = []
-        self.finish: FinishEvent | None = None
-
-    def add(self, event: ChoiceEvent) -> None:
-        if isinstance(event, TextEvent):
-            self.text.append(event.text)
-            if event.logprobs:
-                self.logprobs.extend(event.logprobs)
-        elif isinstance(event, ReasoningEvent):
-            self.reasoning.append(event.text)
-        elif isinstance(event, ToolCallEvent):
-            call = self.calls.setdefault(event.call_index, {"id": event.id, "name": event.name, "arguments": []})
-            call["arguments"].append(event.arguments)
-        else:
-            self.finish = event
-
-
-async def collect(run: ChoiceRun) -> dict[int, CollectedChoice]:
-    """Run every choice to its end; what each produced, by choice index."""
-    collected = {choice.index: CollectedChoice() for choice in run.choices}
-    async with contextlib.aclosing(run.events()) as batches:  # a cancel closes the generations at once
-        async for choice, events in batches:
-            target = collected[choice.index]
-            for event in events:
-                target.add(event)
-    return collected
-
-
-# ---- chat -----------------------------------------------------------------------------------------------------
-
+from gateway.core.events import ChoiceEvent, FinishEvent, ReasoningEvent, TextEvent, TokenLogprob, ToolCallEvent
+from gateway.core.generation import CollectedChoice
+from gateway.protocols.openai_shared import FLOOR_LOGPROB, ChunkEncoder, ResponseMeta, floored_logprob, usage_json
 
 # Token text -> its JSON around the value. A token's bytes follow from its text (its UTF-8, or the `bytes:\x..`
 # spelling of a partial character), so the text alone is the key.
@@ -103,40 +46,16 @@ def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
     """ChatCompletionTokenLogprob."""
     return {
         "token": item.token,
-        "logprob": _logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
+        "logprob": floored_logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
         "bytes": list(item.token_bytes),
         "top_logprobs": [
-            {"token": top.token, "logprob": _logprob(top.logprob), "bytes": list(top.token_bytes)} for top in item.top
+            {"token": top.token, "logprob": floored_logprob(top.logprob), "bytes": list(top.token_bytes)}
+            for top in item.top
         ],
     }
 
 
-class _ChunkEncoder:
-    """What both endpoints' encoders share: per-choice chunk prefixes and the usage chunk."""
-
-    def __init__(self, meta: ResponseMeta, chunk_object: str, include_usage: bool) -> None:
-        self._meta = meta
-        self._chunk_object = chunk_object
-        self._head = orjson.dumps(meta.head(chunk_object))[:-1] + b',"choices":['
-        self._usage_null = b',"usage":null}' if include_usage else b"}"
-        self._include_usage = include_usage
-        self._prefixes: dict[int, bytes] = {}
-
-    def closing(self, run: ChoiceRun) -> list[bytes]:
-        """The usage chunk, when asked for."""
-        if not self._include_usage:
-            return []
-        head = orjson.dumps(self._meta.head(self._chunk_object))[:-1]
-        return [head + b',"choices":[],"usage":' + orjson.dumps(run.usage().to_dict()) + b"}"]
-
-    def _prefix(self, index: int) -> bytes:
-        prefix = self._prefixes.get(index)
-        if prefix is None:
-            prefix = self._prefixes[index] = self._head + b'{"index":' + str(index).encode() + b","
-        return prefix
-
-
-class ChatEncoder(_ChunkEncoder):
+class ChatEncoder(ChunkEncoder):
     """chat.completion and chat.completion.chunk objects."""
 
     def __init__(self, meta: ResponseMeta, include_usage: bool) -> None:
@@ -146,26 +65,26 @@ class ChatEncoder(_ChunkEncoder):
     def opening(self, choices: Sequence[Choice]) -> list[bytes]:
         """The first chunk of every choice: the assistant role."""
         return [
-            self._prefix(c.index) + b'"delta":{"role":"assistant","content":"","refusal":null},'
-            b'"logprobs":null,"finish_reason":null}]' + self._usage_null
+            self.prefix(c.index) + b'"delta":{"role":"assistant","content":"","refusal":null},'
+            b'"logprobs":null,"finish_reason":null}]' + self.usage_null
             for c in choices
         ]
 
     def chunks(self, choice: Choice, events: list[ChoiceEvent]) -> list[bytes]:
         """The chunks of one choice's events."""
-        prefix = self._prefix(choice.index)
+        prefix = self.prefix(choice.index)
         out = []
         for event in events:
             if isinstance(event, TextEvent):
                 logprobs = b"null" if event.logprobs is None else chat_logprobs_json(event.logprobs)
                 delta = b'"delta":{"content":' + orjson.dumps(event.text) + b"},"
-                out.append(prefix + delta + b'"logprobs":' + logprobs + b',"finish_reason":null}]' + self._usage_null)
+                out.append(prefix + delta + b'"logprobs":' + logprobs + b',"finish_reason":null}]' + self.usage_null)
             elif isinstance(event, FinishEvent):
                 reason = orjson.dumps(event.reason)
-                out.append(prefix + b'"delta":{},"logprobs":null,"finish_reason":' + reason + b"}]" + self._usage_null)
+                out.append(prefix + b'"delta":{},"logprobs":null,"finish_reason":' + reason + b"}]" + self.usage_null)
             else:
                 delta = orjson.dumps(self._delta(choice.index, event))
-                out.append(prefix + b'"delta":' + delta + b',"logprobs":null,"finish_reason":null}]' + self._usage_null)
+                out.append(prefix + b'"delta":' + delta + b',"logprobs":null,"finish_reason":null}]' + self.usage_null)
         return out
 
     def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
@@ -197,9 +116,9 @@ class ChatEncoder(_ChunkEncoder):
             choices.append(
                 {"index": choice.index, "message": message, "logprobs": logprobs, "finish_reason": choice.finish_reason}
             )
-        return self._meta.head("chat.completion") | {
+        return self.meta.head("chat.completion") | {
             "choices": choices,
-            "usage": run.usage().to_dict(),
+            "usage": usage_json(run.usage()),
             "service_tier": "default",
         }
 
@@ -214,87 +133,3 @@ class ChatEncoder(_ChunkEncoder):
         else:
             call["function"] = {"arguments": event.arguments}
         return {"tool_calls": [call]}
-
-
-# ---- completions ----------------------------------------------------------------------------------------------
-
-
-class CompletionEncoder(_ChunkEncoder):
-    """text_completion objects, streamed or whole; `echo` puts each choice's prompt first."""
-
-    def __init__(self, meta: ResponseMeta, include_usage: bool, echo: bool) -> None:
-        super().__init__(meta, "text_completion", include_usage)
-        self._echo = echo
-        self._offsets: dict[int, int] = {}  # characters sent so far per choice (logprobs' text_offset)
-
-    def opening(self, choices: Sequence[Choice]) -> list[bytes]:
-        """Completions have no opening chunk."""
-        return []
-
-    def chunks(self, choice: Choice, events: list[ChoiceEvent]) -> list[bytes]:
-        """The chunks of one choice's events (its echoed prompt first, once)."""
-        prefix = self._prefix(choice.index)
-        out = []
-        if self._echo and choice.index not in self._offsets:
-            out.append(self._text_chunk(prefix, choice, choice.request.prompt, choice.prompt_logprobs))
-        for event in events:
-            if isinstance(event, TextEvent):
-                out.append(self._text_chunk(prefix, choice, event.text, event.logprobs))
-            elif isinstance(event, FinishEvent):
-                reason = orjson.dumps(event.reason)
-                out.append(prefix + b'"text":"","logprobs":null,"finish_reason":' + reason + b"}]" + self._usage_null)
-        return out
-
-    def response(self, run: ChoiceRun, collected: dict[int, CollectedChoice]) -> dict[str, Any]:
-        """The body of a non-streamed completion."""
-        choices = []
-        for choice in run.choices:
-            out = collected[choice.index]
-            text = "".join(out.text)
-            logprobs = None
-            if choice.request.logprobs:
-                items = list(out.logprobs)
-                if self._echo:
-                    items = list(choice.prompt_logprobs or []) + items
-                logprobs = self._logprobs(items, 0)
-            if self._echo:
-                text = choice.request.prompt + text
-            choices.append(
-                {"index": choice.index, "text": text, "logprobs": logprobs, "finish_reason": choice.finish_reason}
-            )
-        return self._meta.head("text_completion") | {"choices": choices, "usage": run.usage().to_dict()}
-
-    def _text_chunk(self, prefix: bytes, choice: Choice, text: str, items: list[TokenLogprob] | None) -> bytes:
-        offset = self._offsets.get(choice.index, 0)
-        self._offsets[choice.index] = offset + len(text)
-        logprobs = b"null"
-        if choice.request.logprobs:
-            logprobs = orjson.dumps(self._logprobs(items or [], offset))
-        return (
-            prefix
-            + b'"text":'
-            + orjson.dumps(text)
-            + b',"logprobs":'
-            + logprobs
-            + b',"finish_reason":null}]'
-            + self._usage_null
-        )
-
-    def _logprobs(self, items: list[TokenLogprob], offset: int) -> dict[str, Any]:
-        """The legacy completions logprobs object; text_offset counts characters from `offset`. Each position's
-        top_logprobs holds the chosen token and the alternatives asked for (the chosen one always, as OpenAI)."""
-        offsets = []
-        tops: list[dict[str, float | None]] = []
-        for item in items:
-            offsets.append(offset)
-            offset += len(item.token) if not item.token.startswith("bytes:") else 0
-            top: dict[str, float | None] = {alt.token: _logprob(alt.logprob) for alt in item.top}
-            if item.logprob is not None:
-                top.setdefault(item.token, _logprob(item.logprob))
-            tops.append(top)
-        return {
-            "tokens": [item.token for item in items],
-            "token_logprobs": [_logprob(item.logprob) for item in items],
-            "top_logprobs": tops,
-            "text_offset": offsets,
-        }

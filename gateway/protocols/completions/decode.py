@@ -1,57 +1,44 @@
-"""POST /v1/completions semantics: one generation per prompt (and choice), choices indexed prompt by prompt."""
+"""POST /v1/completions in the core's terms: raw prompts (one generation per prompt and choice) and options."""
 
 from __future__ import annotations
 
-from gateway.core.choices import ChoiceRun
-from gateway.core.generation import (
-    Generation,
-    OutputOptions,
-    capabilities_of,
-    check_output_options,
-    plan_prompt,
-)
-from gateway.core.served_model import ResponseMeta, ServedModel
-from gateway.engine.base import GenerationRequest
-from gateway.protocols.chat_completions.decode import sampling_params, stop_strings
-from gateway.protocols.chat_completions.encode import CompletionEncoder
-from gateway.protocols.openai_shared import CompletionRequest, unsupported_fields
+from gateway.core.generation import Generation
+from gateway.core.planning import TraceHeaders, plan_texts
+from gateway.core.request import GenerationOptions, OutputOptions
+from gateway.core.served_model import ServedModel
+from gateway.protocols.completions.encode import CompletionEncoder
+from gateway.protocols.completions.request import CompletionRequest, check_completion_unsupported
+from gateway.protocols.openai_shared import ResponseMeta, include_usage, sampling_of, stop_strings
+
+ID_PREFIX = "cmpl"
 
 
 def completion_generation(
-    body: CompletionRequest, model: ServedModel, meta: ResponseMeta, trace_headers: tuple[tuple[str, str], ...] = ()
+    body: CompletionRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = ()
 ) -> Generation:
-    """Plan every prompt's choices: choice `p * n + i` is the i-th choice of prompt p (OpenAI's order); request
-    ids are the response id, suffixed by the prompt index when there are several prompts."""
-    unsupported_fields(body)
-    capabilities = capabilities_of(model)
+    """Validate what the gateway cannot honour, then plan every prompt's choices and pick the encoder."""
+    check_completion_unsupported(body)
+    meta = ResponseMeta.new(ID_PREFIX, model, request_id)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    run = plan_texts(prompts, completion_options(body), model, meta.id, trace_headers)
+    encoder = CompletionEncoder(meta, include_usage(body), echo=bool(body.echo))
+    return Generation(run, encoder, bool(body.stream))
+
+
+def completion_options(body: CompletionRequest) -> GenerationOptions:
+    """The generation options; the legacy `logprobs` is a count of alternatives (0: the chosen tokens only)."""
     wanted = body.logprobs is not None and body.logprobs is not False
-    top = body.logprobs or 0
-    options = OutputOptions(
+    output = OutputOptions(
         n=body.n or 1,
         logprobs=wanted,
-        top_logprobs=top,
+        top_logprobs=body.logprobs or 0,
         prompt_logprobs=bool(body.echo) and wanted,
         top_logprobs_param="logprobs",
     )
-    check_output_options(options, model, capabilities)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    for prompt in prompts:
-        model.check_prompt_length(prompt, "prompt")
-    max_tokens = model.resolve_max_tokens(body.max_tokens)
-    sampling = sampling_params(body)
-    stops = stop_strings(body)
-    plans = []
-    for index, prompt in enumerate(prompts):
-        base = GenerationRequest(
-            request_id=meta.id if len(prompts) == 1 else f"{meta.id}-{index}",
-            prompt=prompt,
-            max_tokens=max_tokens,
-            stream=bool(body.stream),
-            sampling=sampling,
-            stop=stops,
-            trace_headers=trace_headers,
-        )
-        plans += plan_prompt(base, options, capabilities, model, prompt_index=index, first_choice=index * options.n)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    encoder = CompletionEncoder(meta, include_usage, echo=bool(body.echo))
-    return Generation(ChoiceRun(model.engine, plans), encoder, bool(body.stream))
+    return GenerationOptions(
+        max_tokens=body.max_tokens,
+        sampling=sampling_of(body),
+        stop=stop_strings(body),
+        stream=bool(body.stream),
+        output=output,
+    )

@@ -1,4 +1,4 @@
-"""Guides: response_format, structured_outputs, guided_* and forced tool calls as TensorRT-LLM guides."""
+"""Guides: output constraints and forced tool calls as TensorRT-LLM guides, and which one a conversation gets."""
 
 from __future__ import annotations
 
@@ -9,30 +9,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.guides import (
-    JSON_OBJECT,
-    Guide,
-    choice_guide,
-    legacy_guide,
-    plan_guide,
-    response_format_guide,
-    structured_outputs_guide,
-    tool_choice_guide,
-    xgrammar,
-)
+from gateway.core.agents import AgentPlan, plan_agent
+from gateway.core.guides import JSON_OBJECT, Guide, choice_guide, schema_guide, tool_choice_guide, xgrammar
 from gateway.core.parsers import make_tool_parser
-from gateway.core.tools import ToolChoice, parse_tool_choice, parse_tools
+from gateway.core.request import (
+    Conversation,
+    ConversationRequest,
+    GenerationOptions,
+    OutputConstraint,
+    ToolChoice,
+    ToolOptions,
+    ToolSpec,
+)
+from gateway.core.served_model import ServedModel
+from gateway.core.tools import check_tools, template_tools
+from gateway.engine.base import EngineCapabilities
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from tests.unit.core.parser_samples import counter_ids, feed_all, merge
+from tests.unit.fake_engine import FakeEngine
 
 needs_xgrammar = pytest.mark.skipif(xgrammar() is None, reason="xgrammar is not installed")
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-TOOLS = parse_tools(
-    [
-        {"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}},
-        {"type": "function", "function": {"name": "get_time"}},
-    ]
-)
+TOOLS = (ToolSpec("get_weather", SCHEMA), ToolSpec("get_time", {"type": "object", "properties": {}}))
+RESPONSE_FORMAT = "response_format.json_schema.schema"
 
 
 def _error(call, *args, **kwargs) -> InvalidRequestError:
@@ -53,45 +52,6 @@ def _accepts(guide: Guide, text: str) -> bool:
     return _is_grammar_accept_string(compiled, text)
 
 
-@pytest.mark.parametrize(
-    ("response_format", "guide"),
-    [
-        (None, None),
-        ({"type": "text"}, None),
-        ({"type": "json_object"}, JSON_OBJECT),
-        ({"type": "json_schema", "json_schema": {"name": "city"}}, JSON_OBJECT),
-        (
-            {"type": "json_schema", "json_schema": {"name": "city", "schema": SCHEMA, "strict": True}},
-            Guide("json_schema", json.dumps(SCHEMA, separators=(",", ":"))),
-        ),
-    ],
-)
-def test_response_format_becomes_a_guide(response_format, guide):
-    assert response_format_guide(response_format) == guide
-
-
-@pytest.mark.parametrize(
-    ("response_format", "param"),
-    [
-        ({"type": "yaml"}, "response_format.type"),
-        ("json_object", "response_format.type"),
-        ({"type": "json_schema"}, "response_format.json_schema"),
-        (
-            {"type": "json_schema", "json_schema": {"name": "has space", "schema": SCHEMA}},
-            "response_format.json_schema.name",
-        ),
-        ({"type": "json_schema", "json_schema": {"name": "x", "strict": "yes"}}, "response_format.json_schema.strict"),
-        (
-            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}},
-            "response_format.json_schema.schema",
-        ),
-        ({"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}, "response_format.json_schema.schema"),
-    ],
-)
-def test_bad_response_format_is_a_400_naming_the_field(response_format, param):
-    assert _error(response_format_guide, response_format).param == param
-
-
 def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
     checked = []
     real = jsonschema.validators.validator_for
@@ -104,7 +64,7 @@ def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
     schema = {"type": "object", "properties": {"only_in_this_test": {"type": "integer"}}}
     calls_after = []
     for _ in range(3):
-        guide = response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        guide = schema_guide(schema, RESPONSE_FORMAT)
         assert guide == Guide("json_schema", json.dumps(schema, separators=(",", ":")))
         calls_after.append(len(checked))
     assert checked[0] == schema
@@ -117,94 +77,21 @@ def test_a_schema_too_big_for_the_cache_is_checked_but_not_kept():
     big = {"type": "object", "properties": {f"p{i:05d}": {"type": "string"} for i in range(3000)}}
     assert len(json.dumps(big)) > guides.CACHED_SCHEMA_CHARS
     before = guides._cached_schema_problem.cache_info().currsize
-    response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": big}})
+    schema_guide(big, RESPONSE_FORMAT)
     assert guides._cached_schema_problem.cache_info().currsize == before
     bad = big | {"required": "p00001"}
-    assert _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": bad}})
+    assert _error(schema_guide, bad, RESPONSE_FORMAT)
 
 
 def test_a_bad_schema_sent_again_is_refused_again_naming_each_field():
     schema = {"type": "object", "properties": {"cached_bad": {"type": "strin"}}}
-    first = _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
-    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    first = _error(schema_guide, schema, RESPONSE_FORMAT)
+    tool = ToolSpec("f", schema, param="tools[0].function", parameters_param="tools[0].function.parameters")
     with pytest.raises(InvalidRequestError) as again:
-        parse_tools([tool])
-    assert first.param == "response_format.json_schema.schema"
+        check_tools([tool])
+    assert first.param == RESPONSE_FORMAT
     assert again.value.param == "tools[0].function.parameters"
     assert again.value.message == first.message and "strin" in first.message
-
-
-@needs_xgrammar
-def test_a_schema_valid_for_jsonschema_but_not_compilable_by_xgrammar_is_a_400():
-    schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
-    error = _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
-    assert error.param == "response_format.json_schema.schema"
-    assert "missing" in error.message and "/project" not in error.message
-
-
-@pytest.mark.parametrize(
-    ("structured_outputs", "guide"),
-    [
-        (None, None),
-        ({"json": SCHEMA}, Guide("json_schema", json.dumps(SCHEMA, separators=(",", ":")))),
-        ({"json": json.dumps(SCHEMA)}, Guide("json_schema", json.dumps(SCHEMA, separators=(",", ":")))),
-        ({"regex": r"\d{3}-\d{4}"}, Guide("regex", r"\d{3}-\d{4}")),
-        ({"choice": ["yes", "no"]}, Guide("ebnf_grammar", 'root ::= "yes" | "no"')),
-        ({"grammar": 'root ::= "a" | "b"'}, Guide("ebnf_grammar", 'root ::= "a" | "b"')),
-        ({"json_object": True, "disable_fallback": True}, JSON_OBJECT),
-    ],
-)
-def test_structured_outputs_becomes_a_guide(structured_outputs, guide):
-    assert structured_outputs_guide(structured_outputs) == guide
-
-
-@pytest.mark.parametrize(
-    ("structured_outputs", "param"),
-    [
-        ([], "structured_outputs"),
-        ({}, "structured_outputs"),
-        ({"regex": "a", "choice": ["a"]}, "structured_outputs"),
-        ({"json": "{not json"}, "structured_outputs.json"),
-        ({"regex": "a("}, "structured_outputs.regex"),
-        ({"regex": ""}, "structured_outputs.regex"),
-        ({"choice": []}, "structured_outputs.choice"),
-        ({"choice": ["a", 1]}, "structured_outputs.choice"),
-        ({"json_object": "yes"}, "structured_outputs.json_object"),
-    ],
-)
-def test_bad_structured_outputs_is_a_400_naming_the_field(structured_outputs, param):
-    assert _error(structured_outputs_guide, structured_outputs).param == param
-
-
-def test_structural_tag_is_refused_as_unsupported_by_tensorrt_llm():
-    with pytest.raises(UnsupportedFeatureError) as info:
-        structured_outputs_guide({"structural_tag": {"structures": []}})
-    assert info.value.param == "structured_outputs.structural_tag"
-
-
-@needs_xgrammar
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [("structured_outputs.regex", r"(?<=a)b"), ("structured_outputs.grammar", "root ::= ")],
-)
-def test_guides_xgrammar_cannot_compile_are_a_400(field, value):
-    key = field.rpartition(".")[2]
-    assert _error(structured_outputs_guide, {key: value}).param == field
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "guide"),
-    [
-        ("guided_json", SCHEMA, Guide("json_schema", json.dumps(SCHEMA, separators=(",", ":")))),
-        ("guided_regex", "[a-z]+", Guide("regex", "[a-z]+")),
-        ("guided_choice", ["x"], Guide("ebnf_grammar", 'root ::= "x"')),
-        ("guided_grammar", 'root ::= "x"', Guide("ebnf_grammar", 'root ::= "x"')),
-        ("guided_json", None, None),
-    ],
-)
-def test_legacy_guided_fields_become_guides(field, value, guide):
-    assert legacy_guide(field, value) == guide
-    assert plan_guide(**{field: value}).guide == guide
 
 
 def test_choice_literals_escape_quotes_backslashes_and_control_characters():
@@ -221,22 +108,45 @@ def test_the_choice_grammar_accepts_exactly_the_choices(choices, other):
     assert _accepts(guide, other) == (other in choices)
 
 
-def test_two_content_guides_at_once_are_a_400_naming_the_second():
-    error = _error(plan_guide, response_format={"type": "json_object"}, guided_regex="a+")
-    assert error.param == "guided_regex"
+def _agent(tools: ToolOptions, constraint: OutputConstraint | None = None, guided: bool = True) -> AgentPlan:
+    model = ServedModel("m", FakeEngine(), None, None, 16, 100, tool_parser="hermes")  # type: ignore[arg-type]
+    request = ConversationRequest(Conversation(()), GenerationOptions(), tools, constraint)
+    return plan_agent(request, model, EngineCapabilities("fake", guided_decoding=guided))
 
 
-def test_a_forced_tool_call_wins_over_response_format():
-    plan = plan_guide(
-        tools=TOOLS, tool_choice=ToolChoice("function", "get_time"), response_format={"type": "json_object"}
-    )
-    assert plan.forced_tool_calls and plan.guide is not None and plan.guide.type == "json_schema"
+JSON_ASKED = OutputConstraint("json_object", field="response_format")
 
 
-def test_response_format_with_callable_tools_is_left_unenforced_and_said_so():
-    plan = plan_guide(tools=TOOLS, tool_choice=ToolChoice("auto"), response_format={"type": "json_object"})
-    assert plan == plan.__class__(None, unenforced="response_format")
-    assert plan_guide(tools=TOOLS, tool_choice=ToolChoice("none"), response_format={"type": "json_object"}).guide
+def test_a_forced_tool_call_wins_over_an_output_constraint():
+    plan = _agent(ToolOptions(TOOLS, ToolChoice("function", "get_time")), JSON_ASKED)
+    assert plan.guide is not None and plan.guide.type == "json_schema"
+
+
+def test_an_output_constraint_with_callable_tools_is_left_unenforced():
+    assert _agent(ToolOptions(TOOLS, ToolChoice("auto")), JSON_ASKED).guide is None
+    assert _agent(ToolOptions(TOOLS, ToolChoice("none")), JSON_ASKED).guide == JSON_OBJECT
+
+
+def test_a_guide_the_model_cannot_enforce_is_a_400_naming_the_field_that_asked():
+    with pytest.raises(UnsupportedFeatureError) as constraint:
+        _agent(ToolOptions(), JSON_ASKED, guided=False)
+    with pytest.raises(UnsupportedFeatureError) as forced:
+        _agent(ToolOptions(TOOLS, ToolChoice("required"), choice_param="tool_choice"), guided=False)
+    assert (constraint.value.param, forced.value.param) == ("response_format", "tool_choice")
+
+
+def test_allowed_tools_restrict_the_forced_call_but_every_tool_stays_in_the_prompt():
+    tools = ToolOptions(TOOLS, ToolChoice("required", allowed=frozenset({"get_time"})))
+    schema = json.loads(_agent(tools).guide.guide)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid([{"name": "get_time", "arguments": {}}])
+    assert not validator.is_valid([{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    assert [tool["function"]["name"] for tool in template_tools(tools)] == ["get_weather", "get_time"]
+
+
+def test_duplicate_tool_names_are_a_400_naming_the_second():
+    specs = [ToolSpec("f", {}, param=f"tools[{i}]", parameters_param=f"tools[{i}].input_schema") for i in range(2)]
+    assert _error(check_tools, specs).param == "tools[1].name"
 
 
 def _forced_schema(tool_choice: ToolChoice, parallel: bool = True) -> dict:
@@ -273,8 +183,7 @@ def test_forced_call_schema_keeps_a_tools_own_refs_working():
         "required": ["value", "next"],
     }
     parameters = {"type": "object", "properties": {"head": {"$ref": "#/$defs/node"}}, "$defs": {"node": node}}
-    tools = parse_tools([{"type": "function", "function": {"name": "walk", "parameters": parameters}}])
-    guide = tool_choice_guide(tools, ToolChoice("required"), True)
+    guide = tool_choice_guide([ToolSpec("walk", parameters)], ToolChoice("required"), True)
     validator = jsonschema.Draft202012Validator(json.loads(guide.guide))
     good = [{"name": "walk", "arguments": {"head": {"value": 1, "next": {"value": 2, "next": None}}}}]
     assert validator.is_valid(good)
@@ -285,8 +194,7 @@ def test_forced_call_schema_keeps_a_tools_own_refs_working():
 
 
 def test_output_that_follows_the_forced_guide_becomes_the_tool_calls():
-    choice = parse_tool_choice("required", TOOLS)
-    schema = json.loads(plan_guide(tools=TOOLS, tool_choice=choice).guide.guide)
+    schema = json.loads(tool_choice_guide(TOOLS, ToolChoice("required"), True).guide)
     output = '[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]'
     jsonschema.validate(json.loads(output), schema)
     parser = make_tool_parser("forced", tool_names=[tool.name for tool in TOOLS], new_id=counter_ids())

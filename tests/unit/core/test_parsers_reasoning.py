@@ -16,7 +16,7 @@ from gateway.core.parsers import (
     make_tool_parser,
     prompt_opens_reasoning,
 )
-from gateway.core.tools import ToolChoice, ToolSpec
+from gateway.core.request import ToolChoice, ToolSpec
 from gateway.errors import ConfigurationError, UnsupportedFeatureError
 from tests.unit.core.parser_samples import counter_ids, feed_all, merge
 

@@ -1,19 +1,18 @@
-"""tools and tool_choice validation, the tool-call history of messages, and tool calls as templates want them."""
+"""Chat's tools and tool_choice read and checked, the tool-call history of messages, and assistant tool calls."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from gateway.core.tools import (
-    ToolChoice,
-    ToolSpec,
-    check_tool_history,
-    parse_tool_choice,
-    parse_tools,
-    template_tool_calls,
-)
+from gateway.core.prompt import template_message
+from gateway.core.request import ToolCall, ToolChoice, ToolSpec, Turn
+from gateway.core.tools import check_tool_history, check_tools
 from gateway.errors import InvalidRequestError
-from gateway.protocols.openai_shared import ChatMessage
+from gateway.protocols.chat_completions.decode import decode_chat
+from gateway.protocols.chat_completions.request import ChatCompletionRequest
+from gateway.protocols.chat_completions.tools import parse_tool_calls, parse_tool_choice, parse_tools
 
 WEATHER = {
     "type": "function",
@@ -32,13 +31,35 @@ def _param(call, *args) -> str | None:
     return info.value.param
 
 
+def read_tools(tools: Any) -> tuple[ToolSpec, ...]:
+    """What a request's tools go through: read here, checked by the core."""
+    specs = parse_tools(tools)
+    check_tools(specs)
+    return specs
+
+
 def test_tools_are_parsed_into_specs_with_an_empty_schema_for_no_parameters():
-    specs = parse_tools([WEATHER, {"type": "function", "function": {"name": "now"}}])
-    assert specs == [
-        ToolSpec("get_weather", WEATHER["function"]["parameters"], "Weather of a city", True),
-        ToolSpec("now", {"type": "object", "properties": {}}),
-    ]
-    assert parse_tools(None) == []
+    now = {"type": "function", "function": {"name": "now"}}
+    specs = read_tools([WEATHER, now])
+    assert specs == (
+        ToolSpec(
+            "get_weather",
+            WEATHER["function"]["parameters"],
+            "Weather of a city",
+            True,
+            param="tools[0].function",
+            parameters_param="tools[0].function.parameters",
+            definition=WEATHER,
+        ),
+        ToolSpec(
+            "now",
+            {"type": "object", "properties": {}},
+            param="tools[1].function",
+            parameters_param="tools[1].function.parameters",
+            definition=now,
+        ),
+    )
+    assert parse_tools(None) == ()
 
 
 @pytest.mark.parametrize(
@@ -67,7 +88,7 @@ def test_tools_are_parsed_into_specs_with_an_empty_schema_for_no_parameters():
     ],
 )
 def test_a_bad_tool_is_a_400_naming_the_field(tools, param):
-    assert _param(parse_tools, tools) == param
+    assert _param(read_tools, tools) == param
 
 
 @pytest.mark.parametrize(
@@ -82,7 +103,7 @@ def test_a_bad_tool_is_a_400_naming_the_field(tools, param):
     ],
 )
 def test_tool_choice_is_parsed_against_the_tools(tool_choice, tools, choice):
-    assert parse_tool_choice(tool_choice, parse_tools(tools)) == choice
+    assert parse_tool_choice(tool_choice, read_tools(tools)) == choice
     assert choice.forced == (choice.mode in ("required", "function"))
 
 
@@ -98,24 +119,23 @@ def test_tool_choice_is_parsed_against_the_tools(tool_choice, tools, choice):
     ],
 )
 def test_a_bad_tool_choice_is_a_400_naming_tool_choice(tool_choice, tools):
-    assert _param(parse_tool_choice, tool_choice, parse_tools(tools)) == "tool_choice"
+    assert _param(parse_tool_choice, tool_choice, read_tools(tools)) == "tool_choice"
 
 
-def _messages(*messages: dict) -> list[ChatMessage]:
-    return [ChatMessage(**message) for message in messages]
+def _history(*messages: dict) -> None:
+    """The checks a request's messages go through: read here (a tool message needs its id), then the core's."""
+    check_tool_history(decode_chat(ChatCompletionRequest(model="m", messages=list(messages))).conversation)
 
 
 CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
 
 
 def test_tool_messages_answering_earlier_calls_pass():
-    check_tool_history(
-        _messages(
-            {"role": "user", "content": "Weather?"},
-            {"role": "assistant", "tool_calls": [CALL, {**CALL, "id": "call_2"}]},
-            {"role": "tool", "tool_call_id": "call_2", "content": "rain"},
-            {"role": "tool", "tool_call_id": "call_1", "content": "sun"},
-        )
+    _history(
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [CALL, {**CALL, "id": "call_2"}]},
+        {"role": "tool", "tool_call_id": "call_2", "content": "rain"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sun"},
     )
 
 
@@ -138,7 +158,7 @@ def test_tool_messages_answering_earlier_calls_pass():
     ],
 )
 def test_a_tool_message_that_answers_no_earlier_call_is_a_400_naming_it(messages, param):
-    assert _param(check_tool_history, _messages(*messages)) == param
+    assert _param(_history, *messages) == param
 
 
 def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
@@ -147,7 +167,13 @@ def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
         {"id": "c2", "function": {"name": "now", "arguments": ""}},
         {"function": {"name": "x", "arguments": {"a": 1}}},
     ]
-    assert template_tool_calls(calls, 3) == [
+    parsed = parse_tool_calls(calls, 3)
+    assert parsed == (
+        ToolCall("call_1", "get_weather", {"city": "Paris"}),
+        ToolCall("c2", "now", {}),
+        ToolCall(None, "x", {"a": 1}),
+    )
+    assert template_message(Turn("assistant", tool_calls=parsed))["tool_calls"] == [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
         {"id": "c2", "type": "function", "function": {"name": "now", "arguments": {}}},
         {"id": None, "type": "function", "function": {"name": "x", "arguments": {"a": 1}}},
@@ -168,7 +194,7 @@ def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
     ],
 )
 def test_tool_calls_with_bad_arguments_are_a_400_naming_the_field(call, param):
-    assert _param(template_tool_calls, [CALL, call], 2) == param
+    assert _param(parse_tool_calls, [CALL, call], 2) == param
 
 
 def test_auto_without_tools_is_taken_as_none() -> None:
