@@ -75,14 +75,15 @@ class Choice:
             if self.first_piece_at is None:
                 self.first_piece_at = self.last_piece_at
         if ended:
-            return [*events, self._finish("stop", ended_early=True)]
+            stop = next((found for p in self._chain if (found := getattr(p, "matched_stop", None))), None)
+            return [*events, self._finish("stop", ended_early=True, stop=stop)]
         if delta.finish_reason is not None:
             if self._chain:
                 events += finish_chain(self._chain)
             return [*events, self._finish(delta.finish_reason, ended_early=False)]
         return events  # type: ignore[return-value]  # OutputEvents are ChoiceEvents
 
-    def _finish(self, engine_reason: FinishReason, ended_early: bool) -> FinishEvent:
+    def _finish(self, engine_reason: FinishReason, ended_early: bool, stop: str | None = None) -> FinishEvent:
         self.ended_at = time.perf_counter()
         prompt_tokens = self._prompt_tokens
         if prompt_tokens is None:
@@ -98,7 +99,7 @@ class Choice:
         cached = None if self._cached_tokens is None else min(self._cached_tokens, prompt_tokens)
         self.usage = Usage(prompt_tokens, completion_tokens, cached)
         self.finish_reason = reason
-        return FinishEvent(reason, self.usage)
+        return FinishEvent(reason, self.usage, stop)
 
 
 @dataclass(frozen=True)

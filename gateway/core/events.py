@@ -1,8 +1,8 @@
 """What one choice produces, as typed events: the vocabulary between processors, the choice runner and encoders.
 
-A choice's output is a sequence of events ending with exactly one `FinishEvent`. Processors (stop strings;
-later tool-call and reasoning parsers) take events and give events; encoders turn them into an endpoint's JSON.
-A new kind of output (say, audio) is a new event class here, a case in each encoder, and nothing else.
+A choice's output is a sequence of events ending with exactly one `FinishEvent`. Processors (stop strings,
+tool-call and reasoning parsers) take events and give events; each protocol's encoder turns them into its own
+objects. A new kind of output (say, audio) is a new event class here, a case in each encoder, and nothing else.
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ class ToolCallEvent:
 
 @dataclass(slots=True)
 class FinishEvent:
-    """The end of a choice: why it ended and what it used."""
+    """The end of a choice: why it ended, what it used, and the stop string that ended it when the gateway matched
+    one (Messages' `stop_sequence`)."""
 
     reason: str  # "stop", "length", "tool_calls"
     usage: Usage
+    stop_sequence: str | None = None
 
 
 OutputEvent = TextEvent | ReasoningEvent | ToolCallEvent

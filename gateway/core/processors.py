@@ -60,6 +60,11 @@ class StopStrings:
                 out.append(TextEvent(text, logprobs))
         return out
 
+    @property
+    def matched_stop(self) -> str | None:
+        """The stop string that ended the text, if one did."""
+        return self._matcher.stop
+
     def finish(self) -> list[OutputEvent]:
         """The held-back tail (a partial match that never completed)."""
         tail = self._matcher.flush()

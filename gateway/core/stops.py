@@ -9,30 +9,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def trim_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Cut `text` before the stop string that is complete first; returns (text, whether one matched).
+def find_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """Where the stop string that is complete first starts in `text`, and which one it is (None: none is).
 
     "Complete first" (earliest end, then earliest start) is what token-by-token generation sees: with stops
     "🚀" and "b🚀.", the text "b🚀." has stopped at "🚀" before "b🚀." could complete.
     """
-    best: tuple[int, int] | None = None
+    best: tuple[int, int, str] | None = None
     for stop in stops:
         start = text.find(stop) if stop else -1
-        if start >= 0 and (best is None or (start + len(stop), start) < best):
-            best = (start + len(stop), start)
-    return (text[: best[1]], True) if best is not None else (text, False)
+        if start >= 0 and (best is None or (start + len(stop), start) < best[:2]):
+            best = (start + len(stop), start, stop)
+    return (best[1], best[2]) if best is not None else None
+
+
+def trim_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut `text` before the stop string that is complete first; returns (text, whether one matched)."""
+    found = find_stop(text, stops)
+    return (text[: found[0]], True) if found is not None else (text, False)
 
 
 class StopMatcher:
     """Incremental stop-string matching over streamed text pieces."""
 
-    __slots__ = ("_held", "_longest", "_stops", "matched")
+    __slots__ = ("_held", "_longest", "_stops", "matched", "stop")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._longest = max((len(s) for s in self._stops), default=0)
         self._held = ""
         self.matched = False
+        self.stop: str | None = None  # the stop string that matched
 
     def feed(self, piece: str) -> str:
         """Add a piece; return the text that is now safe to emit (nothing more once a stop matched)."""
@@ -41,11 +48,12 @@ class StopMatcher:
         if not self._stops:
             return piece
         text = self._held + piece
-        emitted, matched = trim_at_stop(text, self._stops)
-        if matched:
+        found = find_stop(text, self._stops)
+        if found is not None:
             self.matched = True
+            self.stop = found[1]
             self._held = ""
-            return emitted
+            return text[: found[0]]
         keep = self._partial_tail(text)
         self._held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep]
