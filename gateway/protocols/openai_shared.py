@@ -141,7 +141,7 @@ def include_usage(body: SamplingFields) -> bool:
     return bool(body.stream_options and body.stream_options.include_usage)
 
 
-# ---- responses ------------------------------------------------------------------------------------------------
+# ---- response objects ------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
