@@ -17,11 +17,13 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=bench/offline/carry
 PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 # Not carried: hub downloads (never done), CLIs, torch's own dependencies (imported here only because torch is
-# installed), image processing, optional codecs (zstandard too), sse-starlette (only bench.sse_cost), the OpenTelemetry SDK and exporters (FastAPI needs only the API),
-# uvicorn's reload/websocket extras. Each of these is imported only inside a try/except or by something not run.
+# installed), image processing, optional codecs (zstandard too), sse-starlette (only bench.sse_cost), the
+# OpenTelemetry SDK and exporters (FastAPI needs only the API), uvicorn's reload/websocket extras, transformers'
+# optional hub kernels and sentencepiece (the dev tokenizer is a fast one). Each of these is imported only inside a
+# try/except or by something not run.
 SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|sympy|mpmath|pillow|brotli|'
 SKIP_RE+='opentelemetry-(sdk|proto|exporter[-_a-z]*|semantic-conventions)|googleapis-common-protos|email-validator|'
-SKIP_RE+='python-multipart|watchfiles|websockets|'
+SKIP_RE+='python-multipart|watchfiles|websockets|kernels|sentencepiece|'
 SKIP_RE+='networkx|fsspec|zstandard|sse-starlette)=='
 
 rm -rf "$OUT"
@@ -56,7 +58,7 @@ if ! PYTHONPATH=. "$PY" bench/offline/needed_dists.py > "$WORK/needed.txt" 2> "$
 fi
 grep -Eiv "$SKIP_RE" "$WORK/needed.txt" > "$WORK/requirements.txt"
 sed -i -E 's/^numpy==.*/numpy==1.26.4/' "$WORK/requirements.txt"
-cat "$WORK/requirements.txt" | tr '\n' ' '
+tr '\n' ' ' <"$WORK/requirements.txt"
 echo
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
   "${PLATFORMS[@]}" -r "$WORK/requirements.txt" -d "$WORK/wheels"
@@ -64,6 +66,13 @@ echo
   --abi cp312 "${PLATFORMS[@]}" --target "$WORK/site" "$WORK"/wheels/*.whl
 find "$WORK/site" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$WORK/site/bin"
+# Debug info of extension modules (ml_dtypes, uvloop and rapidjson ship theirs: ~6.5 MB of xz). Libraries that
+# auditwheel vendored (*.libs/) are left as they are: patchelf rewrote them, and strip can break such files.
+if command -v strip >/dev/null; then
+  find "$WORK/site" -name '*.so' -not -path '*.libs/*' -exec strip --strip-debug {} +
+else
+  echo "note: no strip here (binutils): the extension modules keep their debug info"
+fi
 cp "$WORK/requirements.txt" "$WORK/site/CARRIED_REQUIREMENTS.txt"
 tar -C "$WORK/site" -cJf "$OUT/site.tar.xz" .
 
