@@ -1,0 +1,143 @@
+"""Where sampled CPU goes: py-spy's collapsed stacks grouped by layer, in µs per token and per request.
+
+A sample counts for the innermost frame that says where it is: a Python frame by its file (the HTTP server, the
+event loop, grpc.aio, the gateway's modules one by one, JSON, metrics, ...), a native frame (`py-spy --native`) by
+its library when that names a layer (orjson, grpc's Cython core, pydantic-core, tokenizers, httptools); other
+native frames (libc, libpython, uvloop's and libuv's C) are passed through to the Python frame above them.
+Samples of threads beside the event loop (grpc's poller, executors) form one group of their own.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+
+THREADS = "threads beside the event loop (grpc poller, executors)"
+OTHER = "other"
+PYTHON_GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    ("HTTP server (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools/")),
+    ("grpc.aio (Python and Cython)", ("grpc/",)),
+    ("protobuf", ("google/protobuf",)),
+    ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop/")),
+    ("JSON (orjson, json)", ("orjson", "json/")),
+    ("pydantic", ("pydantic",)),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("starlette / fastapi / anyio", ("starlette/", "fastapi/", "anyio/")),
+    ("chat template (jinja2)", ("jinja2/",)),
+    ("tokenizers / transformers", ("transformers/", "tokenizers/")),
+    ("the direct client's loop (bench/)", ("bench/",)),
+]
+NATIVE_GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    ("JSON (orjson, json)", ("orjson",)),
+    ("grpc.aio (Python and Cython)", ("cygrpc", "libgrpc")),
+    ("pydantic", ("_pydantic_core",)),
+    ("tokenizers / transformers", ("tokenizers",)),
+    ("HTTP server (uvicorn, h11, httptools)", ("httptools",)),
+]
+
+
+def _location(frame: str) -> str:
+    """`function (where)` -> where: a Python file and line, or a native library or C file."""
+    return frame[frame.rfind("(") + 1 : -1] if frame.endswith(")") else ""
+
+
+def group_of_frame(frame: str) -> str | None:
+    """The group one frame belongs to (None: a native frame that names no layer, to look past)."""
+    where = _location(frame)
+    path = where.rsplit(":", 1)[0]
+    if path.endswith(".py"):
+        if "gateway/" in path:
+            return "gateway " + path[path.rindex("gateway/") + len("gateway/") :]
+        return next((name for name, needles in PYTHON_GROUPS if any(n in path for n in needles)), OTHER)
+    return next((name for name, needles in NATIVE_GROUPS if any(n in where for n in needles)), None)
+
+
+def group_of_stack(frames: list[str]) -> str:
+    """The group of a sample: the innermost frame that names one; a thread beside the event loop as a whole."""
+    if any(frame.startswith("Thread._bootstrap (") for frame in frames):
+        return THREADS
+    for frame in reversed(frames):
+        group = group_of_frame(frame)
+        if group is not None:
+            return group
+    return OTHER
+
+
+@dataclass
+class Samples:
+    """Sample counts of one recording, by group, by leaf frame and inclusive per gateway frame."""
+
+    total: int = 0
+    groups: collections.Counter[str] = field(default_factory=collections.Counter)
+    leaves: collections.Counter[str] = field(default_factory=collections.Counter)
+    gateway_inclusive: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def share(self, group: str) -> float:
+        """The group's share of the samples."""
+        return self.groups[group] / self.total if self.total else 0.0
+
+
+def read_collapsed(path: Path) -> Samples:
+    """Count py-spy's raw (collapsed) output: `frame;frame;... count` per line."""
+    samples = Samples()
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        if not frames or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples.total += count
+        samples.groups[group_of_stack(frames)] += count
+        samples.leaves[frames[-1]] += count
+        for frame in set(frames):
+            if "gateway/" in _location(frame):
+                samples.gateway_inclusive[frame] += count
+    return samples
+
+
+def _us(share: float, us_per_unit: float | None) -> str:
+    return f"{share * us_per_unit:.1f}" if us_per_unit else "–"
+
+
+def profile_tables(samples: Samples, us_per_token: float | None, tokens_per_request: int, top: int = 15) -> list[str]:
+    """Markdown: µs per token and per request by group (self time), the top leaf frames, the top inclusive
+    gateway frames."""
+    per_request = us_per_token * tokens_per_request if us_per_token else None
+    lines = [f"{samples.total} samples (active threads only).", ""]
+    lines += ["| group (self time) | share | µs per token | µs per request |", "|---|---|---|---|"]
+    for name, count in samples.groups.most_common():
+        share = count / samples.total
+        lines.append(f"| {name} | {share:.1%} | {_us(share, us_per_token)} | {_us(share, per_request)} |")
+    tables = (("top frames (self time)", samples.leaves), ("gateway frames (inclusive)", samples.gateway_inclusive))
+    for title, counts in tables:
+        lines += ["", f"| {title} | share | µs per token |", "|---|---|---|"]
+        for frame, count in counts.most_common(top):
+            share = count / samples.total
+            lines.append(f"| `{frame}` | {share:.1%} | {_us(share, us_per_token)} |")
+    return lines
+
+
+def comparison_table(
+    gateway: Samples, gateway_us: float | None, floor: Samples, floor_us: float | None, tokens_per_request: int
+) -> list[str]:
+    """Markdown: per group, the gateway's and the floor's µs per token (and per request), and the difference."""
+    if not gateway_us or not floor_us:
+        return ["(no CPU per token for one of the two runs: nothing to compare)"]
+    unit = "request" if tokens_per_request > 1 else "token"
+    scale = float(tokens_per_request)
+    lines = [
+        f"| group (self time) | gateway µs per {unit} | direct client µs per {unit} | above the floor |",
+        "|---|---|---|---|",
+    ]
+    names = sorted(
+        set(gateway.groups) | set(floor.groups),
+        key=lambda n: gateway.share(n) * gateway_us - floor.share(n) * floor_us,
+        reverse=True,
+    )
+    for name in names:
+        ours, theirs = gateway.share(name) * gateway_us * scale, floor.share(name) * floor_us * scale
+        lines.append(f"| {name} | {ours:.1f} | {theirs:.1f} | {ours - theirs:+.1f} |")
+    total = (gateway_us - floor_us) * scale
+    lines.append(f"| **all** | {gateway_us * scale:.1f} | {floor_us * scale:.1f} | **{total:+.1f}** |")
+    return lines

@@ -1,0 +1,53 @@
+"""bench.profile_groups: py-spy's collapsed stacks counted by layer, and the gateway against the floor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.profile_groups import THREADS, comparison_table, group_of_stack, profile_tables, read_collapsed
+
+MAIN = "<module> (gateway/__main__.py:7);Runner.run (asyncio/runners.py:118)"
+LOOP_THREAD = "0x7f01 (libc.so.6);thread_run (libpython3.11.so.1.0);Thread._bootstrap (threading.py:1002)"
+
+
+def test_python_frames_are_grouped_by_their_file_and_gateway_frames_by_module() -> None:
+    assert group_of_stack([MAIN, "send (uvicorn/protocols/http/httptools_impl.py:544)"]).startswith("HTTP server")
+    assert group_of_stack([MAIN, "_read (grpc/aio/_call.py:384)"]).startswith("grpc.aio")
+    assert group_of_stack([MAIN, "encode (gateway/api/sse.py:40)"]) == "gateway api/sse.py"
+    assert group_of_stack([MAIN, "inc (prometheus_client/values.py:28)"]).startswith("metrics")
+    assert group_of_stack(["x (/opt/repo/bench/clients.py:9)"]) == "the direct client's loop (bench/)"
+
+
+def test_a_native_frame_counts_when_its_library_names_a_layer_and_is_looked_past_otherwise() -> None:
+    json_leaf = [MAIN, "chunk (gateway/openai/encoders.py:57)", "0x7f69fb07dfa0 (orjson/orjson.cpython-311.so)"]
+    assert group_of_stack(json_leaf) == "JSON (orjson, json)"
+    libc_leaf = [MAIN, "chunk (gateway/openai/encoders.py:57)", "malloc (libc.so.6)", "x (libpython3.11.so.1.0)"]
+    assert group_of_stack(libc_leaf) == "gateway openai/encoders.py"
+    uvloop_c = [MAIN, "run_forever (loop.c:33192)", "uv_run (core.c:452)", "epoll_wait (libc.so.6)"]
+    assert group_of_stack(uvloop_c) == "event loop (asyncio, uvloop)"
+
+
+def test_a_thread_beside_the_event_loop_is_one_group() -> None:
+    assert group_of_stack([*LOOP_THREAD.split(";"), "_poll (grpc/_cython/cygrpc.so)"]) == THREADS
+
+
+def test_shares_become_microseconds_per_token_and_the_floor_is_subtracted(tmp_path: Path) -> None:
+    gateway = tmp_path / "gateway.txt"
+    gateway.write_text(
+        f'process 1:"python -m gateway";thread (0x1);{MAIN};send (uvicorn/protocols/http/h.py:1) 50\n'
+        f"{MAIN};_read (grpc/aio/_call.py:384) 30\n"
+        f"{MAIN};encode (gateway/api/sse.py:40) 20\n"
+    )
+    floor = tmp_path / "floor.txt"
+    floor.write_text(
+        f"{MAIN};_read (grpc/aio/_call.py:384) 60\n<module> (bench/loadgen.py:1);x (bench/clients.py:2) 40\n"
+    )
+    ours, theirs = read_collapsed(gateway), read_collapsed(floor)
+    assert ours.total == 100 and ours.share("gateway api/sse.py") == 0.2
+    tables = profile_tables(ours, us_per_token=100.0, tokens_per_request=256)
+    assert "| HTTP server (uvicorn, h11, httptools) | 50.0% | 50.0 | 12800.0 |" in tables
+    assert any(line.startswith("| `encode (gateway/api/sse.py:40)` | 20.0%") for line in tables)
+    rows = comparison_table(ours, 100.0, theirs, 50.0, tokens_per_request=1)
+    assert rows[2] == "| HTTP server (uvicorn, h11, httptools) | 50.0 | 0.0 | +50.0 |"
+    assert "| grpc.aio (Python and Cython) | 30.0 | 30.0 | +0.0 |" in rows
+    assert rows[-1] == "| **all** | 100.0 | 50.0 | **+50.0** |"
