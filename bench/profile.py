@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,15 @@ import psutil
 
 from bench.frontends import RunningFrontend, direct_frontend, start_gateway
 from bench.procs import Placement
-from bench.profile_groups import Samples, comparison_table, profile_tables, read_collapsed
+from bench.profile_groups import (
+    GcTime,
+    Samples,
+    comparison_table,
+    gc_between,
+    gc_line,
+    profile_tables,
+    read_collapsed,
+)
 from bench.prompts import make_prompts
 from bench.runner import SPAWN_MARGIN_S, execute
 from bench.session import WARMUP, _attach, context
@@ -32,15 +41,18 @@ from bench.stack import TritonStack
 logger = logging.getLogger("bench")
 OUTPUT_TOKENS = 256
 WORK_DIR = Path(__file__).resolve().parent / "results" / "tmp" / "profile"  # Triton's and the runs' logs
+GC_PROBE = Path(__file__).resolve().parent / "gc_probe"  # a sitecustomize that times garbage collections
 
 
 def _record(pid: int, seconds: float, rate: int, output: Path, fmt: str, native: bool = False) -> None:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
+    # Native stacks need the process paused for each sample; Python-only ones are read while it runs.
+    how = "--native" if native else "--nonblocking"
     done = subprocess.run(
-        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-         "--nonblocking", "--format", fmt, "--output", str(output), *(["--native"] if native else [])],
+        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate), how,
+         "--format", fmt, "--output", str(output)],
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
@@ -74,6 +86,7 @@ def _profile_once(
         running = start_gateway(frontend, server.grpc_url, server.model_dir, free_port(), placement.frontend, work_dir)
     target = frontend.kind
     failures: list[BaseException] = []
+    recorded: list[tuple[int, float, float]] = []  # the pid and wall-clock span of the collapsed recording
     try:
         execute(running, WARMUP, prompts, ctx, Timing())
         timing = Timing(ramp_s=3.0, warmup_s=3.0, measure_s=2 * args.seconds + 4.0)
@@ -83,7 +96,9 @@ def _profile_once(
                 time.sleep(SPAWN_MARGIN_S + timing.ramp_s + timing.warmup_s + 1.0)
                 pid = running.process.pid if running.process else _loadgen_pid()
                 _record(pid, args.seconds, args.rate, out / f"profile-{target}.svg", "flamegraph", args.native)
+                started = time.time()
                 _record(pid, args.seconds, args.rate, out / f"profile-{target}.txt", "raw", args.native)
+                recorded.append((pid, started, time.time()))
             except Exception as exc:  # reported by the caller once the load has ended
                 failures.append(exc)
 
@@ -96,6 +111,9 @@ def _profile_once(
         running.stop()
     if failures:
         raise RuntimeError(f"profiling {frontend.name} failed") from failures[0]
+    pid, started, ended = recorded[0]
+    probe = WORK_DIR / f"gc-{pid}.txt"
+    row["gc"] = gc_between(probe, started, ended) if probe.exists() else None
     return row
 
 
@@ -113,7 +131,11 @@ def _profile(stack: TritonStack, frontend: Frontend, out: Path, args: argparse.N
 def _section(title: str, row: dict[str, Any], samples: Samples, tokens_per_request: int) -> list[str]:
     summary = {k: row.get(k) for k in ("tokens_per_s", "frontend_cpu_us_per_token", "errors")}
     us = row.get("frontend_cpu_us_per_token")
-    return [f"## {title}", "", f"Run: {json.dumps(summary)}.", "", *profile_tables(samples, us, tokens_per_request), ""]
+    gc_time: GcTime | None = row.get("gc")
+    return [
+        f"## {title}", "", f"Run: {json.dumps(summary)}.", "", gc_line(gc_time, us, tokens_per_request), "",
+        *profile_tables(samples, us, tokens_per_request), "",
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor:
         frontends.append(Frontend(f"direct/{model}", "direct", model))
     WORK_DIR.mkdir(parents=True, exist_ok=True)
+    # The gateway and the load generators inherit this: each of them times its garbage collections.
+    os.environ["BENCH_GC_PROBE"] = str(WORK_DIR)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(GC_PROBE), os.environ.get("PYTHONPATH")]))
     stack = TritonStack(placement, WORK_DIR, 20.0, args.itl_ms, 4096)
     try:
         rows = [_profile(stack, frontend, out, args) for frontend in frontends]

@@ -141,3 +141,48 @@ def comparison_table(
     total = (gateway_us - floor_us) * scale
     lines.append(f"| **all** | {gateway_us * scale:.1f} | {floor_us * scale:.1f} | **{total:+.1f}** |")
     return lines
+
+
+@dataclass(frozen=True)
+class GcTime:
+    """Garbage collections of one process between two moments: count and CPU seconds per generation."""
+
+    collections: tuple[int, int, int]
+    seconds: tuple[float, float, float]
+    process_cpu_s: float
+
+    @property
+    def share(self) -> float:
+        """GC's share of the process's CPU."""
+        return sum(self.seconds) / self.process_cpu_s if self.process_cpu_s > 0 else 0.0
+
+
+def gc_between(path: Path, start: float, end: float) -> GcTime | None:
+    """From bench/gc_probe's file of a process: the collections between two wall-clock moments (None: too few
+    lines to tell)."""
+    rows = [[float(x) for x in line.split()] for line in path.read_text().splitlines() if line.strip()]
+    before = [row for row in rows if row[0] <= start]
+    inside = [row for row in rows if start < row[0] <= end]
+    if not before or not inside:
+        return None
+    first, last = before[-1], inside[-1]
+    return GcTime(
+        collections=(int(last[2] - first[2]), int(last[4] - first[4]), int(last[6] - first[6])),
+        seconds=(last[3] - first[3], last[5] - first[5], last[7] - first[7]),
+        process_cpu_s=last[1] - first[1],
+    )
+
+
+def gc_line(gc_time: GcTime | None, us_per_token: float | None, tokens_per_request: int) -> str:
+    """Markdown: what garbage collection took, within the samples above (py-spy charges it to whatever frame
+    allocated when a collection started)."""
+    if gc_time is None or not us_per_token:
+        return "Garbage collection: not measured (no gc_probe lines around the recording)."
+    per_token = gc_time.share * us_per_token
+    counts = " / ".join(str(n) for n in gc_time.collections)
+    took = " / ".join(f"{s * 1000:.0f}" for s in gc_time.seconds)
+    return (
+        f"Garbage collection (gc.callbacks, within the figures above): {gc_time.share:.1%} of the process's CPU, "
+        f"{per_token:.1f} µs per token ({per_token * tokens_per_request:.0f} per request); collections of "
+        f"generation 0 / 1 / 2: {counts}, taking {took} ms."
+    )

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from bench.profile_groups import THREADS, comparison_table, group_of_stack, profile_tables, read_collapsed
+from bench.profile_groups import (
+    THREADS,
+    GcTime,
+    comparison_table,
+    gc_between,
+    gc_line,
+    group_of_stack,
+    profile_tables,
+    read_collapsed,
+)
 
 MAIN = "<module> (gateway/__main__.py:7);Runner.run (asyncio/runners.py:118)"
 LOOP_THREAD = "0x7f01 (libc.so.6);thread_run (libpython3.11.so.1.0);Thread._bootstrap (threading.py:1002)"
@@ -51,3 +64,29 @@ def test_shares_become_microseconds_per_token_and_the_floor_is_subtracted(tmp_pa
     assert rows[2] == "| HTTP server (uvicorn, h11, httptools) | 50.0 | 0.0 | +50.0 |"
     assert "| grpc.aio (Python and Cython) | 30.0 | 30.0 | +0.0 |" in rows
     assert rows[-1] == "| **all** | 100.0 | 50.0 | **+50.0** |"
+
+
+def test_the_gc_probe_times_the_collections_of_a_process_that_has_it_on_its_path(tmp_path: Path) -> None:
+    probe = Path(__file__).resolve().parents[2] / "bench" / "gc_probe"
+    code = "import gc, time\nfor _ in range(3):\n    gc.collect()\n    time.sleep(0.25)\n"
+    env = {**os.environ, "PYTHONPATH": str(probe), "BENCH_GC_PROBE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (written,) = tmp_path.glob("gc-*.txt")
+    lines = written.read_text().splitlines()
+    assert len(lines) >= 2
+    gc_time = gc_between(written, start=float(lines[0].split()[0]), end=time.time())
+    assert gc_time is not None and gc_time.collections[2] >= 2  # gc.collect() is a generation-2 collection
+
+
+def test_gc_time_between_two_moments_becomes_microseconds_per_token(tmp_path: Path) -> None:
+    probe = tmp_path / "gc-1.txt"
+    probe.write_text(
+        "100.0 1.0 10 0.01 1 0.002 0 0.0\n105.0 3.0 30 0.03 3 0.006 1 0.1\n111.0 5.0 50 0.05 5 0.01 2 0.3\n"
+    )
+    gc_time = gc_between(probe, start=101.0, end=112.0)
+    assert gc_time == GcTime(collections=(40, 4, 2), seconds=(0.04, 0.008, 0.3), process_cpu_s=4.0)
+    line = gc_line(gc_time, us_per_token=100.0, tokens_per_request=256)
+    assert "8.7% of the process's CPU, 8.7 µs per token (2227 per request)" in line
+    assert "2 collections" not in line and "40 / 4 / 2, taking 40 / 8 / 300 ms" in line
+    assert gc_between(probe, start=99.0, end=112.0) is None  # no line before the start: cannot tell
