@@ -18,11 +18,18 @@ COMMIT_RE = re.compile(r"\b[0-9a-f]{7,40}\b")
 
 @dataclass(frozen=True)
 class TargetRow:
-    """One row of the table: its number, its target, and the commit whose run it quotes (None: it names none)."""
+    """One row of the table: its number, its target, its status and the commit whose run it quotes (None: it
+    names none)."""
 
     number: str
     target: str
+    status: str
     commit: str | None
+
+    @property
+    def measured(self) -> bool:
+        """Whether the row quotes a run at all (a target not measured yet names no commit)."""
+        return self.commit is not None or "not measured" not in self.status.lower()
 
 
 def _cells(line: str) -> list[str]:
@@ -39,14 +46,15 @@ def target_rows(readme: str) -> list[TargetRow]:
     if not lines:
         return []
     header = [cell.lower() for cell in _cells(lines[0])]
-    if "commit" not in header:
-        raise ValueError("the targets table has no `commit` column")
-    column = header.index("commit")
+    missing = [name for name in ("status", "commit") if name not in header]
+    if missing:
+        raise ValueError(f"the targets table has no `{'`, `'.join(missing)}` column")
+    status, commit = header.index("status"), header.index("commit")
     rows = []
     for line in lines[2:]:  # after the header and its separator
-        cells = _cells(line)
-        found = COMMIT_RE.search(cells[column]) if column < len(cells) else None
-        rows.append(TargetRow(cells[0], cells[1], found.group(0) if found else None))
+        cells = [*_cells(line), "", ""][: len(header)]
+        found = COMMIT_RE.search(cells[commit])
+        rows.append(TargetRow(cells[0], cells[1], cells[status], found.group(0) if found else None))
     return rows
 
 
@@ -77,14 +85,18 @@ def stale_report(root: Path, readme: Path) -> tuple[list[str], int]:
     last = last_gateway_change(root)
     subject = git(root, "log", "-1", "--format=%h %cs %s", last).stdout.strip()
     lines = [f"last change under gateway/: {subject}"]
+    rows = target_rows(readme.read_text())
     stale = 0
-    for row in target_rows(readme.read_text()):
+    for row in (row for row in rows if row.measured):
         why = staleness(root, row, last)
         if why is not None:
             stale += 1
             lines.append(f"stale  {row.number}  {row.target[:70]}: {why}")
     if not stale:
-        lines.append("every row quotes a run of the current gateway/")
+        lines.append("every measured row quotes a run of the current gateway/")
+    unmeasured = [row.number for row in rows if not row.measured]
+    if unmeasured:
+        lines.append(f"not measured yet: {', '.join(unmeasured)}")
     return lines, stale
 
 

@@ -99,11 +99,11 @@ def commit(root: Path, files: dict[str, str], message: str) -> str:
     ).stdout.strip()
 
 
-def targets_readme(rows: list[tuple[str, str]]) -> str:
+def targets_readme(rows: list[tuple[str, str]], status: str = "not met") -> str:
     lines = [
         "intro", "<!-- targets table: one row per target -->",
         "| # | target | latest run | status | commit | run |", "|---|---|---|---|---|---|",
-        *(f"| {number} | target {number} | 1.5× | not met | {named} | [r](x) |" for number, named in rows),
+        *(f"| {number} | target {number} | 1.5× | {status} | {named} | [r](x) |" for number, named in rows),
         "<!-- end of targets table -->", "after",
     ]  # fmt: skip
     return "\n".join(lines)
@@ -131,13 +131,16 @@ def test_stale_lists_the_rows_measured_before_the_last_change_under_gateway(tmp_
     assert "stale  5  target 5: names no commit" in lines
     assert "stale  6  target 6: abcdef0 is not a commit of this repository" in lines
     assert not any(line.startswith(("stale  3 ", "stale  4 ")) for line in lines)
+    readme.write_text(targets_readme([("7", "–")], status="**not measured yet**"))
+    lines, stale = targets_table.stale_report(tmp_path, readme)
+    assert stale == 0 and lines[-1] == "not measured yet: 7"  # a target with no run yet is listed, not stale
 
 
 def test_a_table_without_its_commit_column_is_refused() -> None:
     from bench import targets_table
 
     text = "<!-- targets table -->\n| # | target | run |\n|---|---|---|\n| 1 | t | r |\n<!-- end of targets table -->"
-    with pytest.raises(ValueError, match="no `commit` column"):
+    with pytest.raises(ValueError, match="no `status`, `commit` column"):
         targets_table.target_rows(text)
 
 
