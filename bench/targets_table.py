@@ -91,7 +91,8 @@ def stale_report(root: Path, readme: Path) -> tuple[list[str], int]:
         why = staleness(root, row, last)
         if why is not None:
             stale += 1
-            lines.append(f"stale  {row.number}  {row.target[:70]}: {why}")
+            target = row.target if len(row.target) <= 60 else row.target[:59] + "…"
+            lines.append(f"stale  {row.number}  {target}: {why}")
     if not stale:
         lines.append("every measured row quotes a run of the current gateway/")
     unmeasured = [row.number for row in rows if not row.measured]
