@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--itl-ms", type=float, default=20.0)
     p.add_argument("--no-stream", action="store_true", help="non-streamed requests (one response each)")
     p.add_argument("--floor", action="store_true", help="also profile the direct gRPC client under the same load")
-    p.add_argument("--native", action="store_true", help="py-spy --native (blocking): orjson, grpc's core, ...")
+    p.add_argument(
+        "--native", action="store_true", help="py-spy --native: C frames too (orjson, grpc's core); pauses the process"
+    )
     p.add_argument("--pin", default="auto")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args(argv)

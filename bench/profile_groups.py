@@ -4,7 +4,9 @@ A sample counts for the innermost frame that says where it is: a Python frame by
 event loop, grpc.aio, the gateway's modules one by one, JSON, metrics, ...), a native frame (`py-spy --native`) by
 its library when that names a layer (orjson, grpc's Cython core, pydantic-core, tokenizers, httptools); other
 native frames (libc, libpython, uvloop's and libuv's C) are passed through to the Python frame above them.
-Samples of threads beside the event loop (grpc's poller, executors) form one group of their own.
+Samples of threads beside the event loop (grpc's poller, executors) form one group of their own. With `--native`
+py-spy pauses the process for each sample and counts waiting threads as active: a sample whose innermost frame is
+a wait (epoll, condition variables, sleeps) is left out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 THREADS = "threads beside the event loop (grpc poller, executors)"
+WAITS = {"epoll_wait", "epoll_pwait", "poll", "select", "pthread_cond_wait", "pthread_cond_timedwait", "sem_wait",
+         "sem_timedwait", "nanosleep", "clock_nanosleep"}  # fmt: skip
 OTHER = "other"
 PYTHON_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("HTTP server (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools/")),
@@ -84,7 +88,7 @@ def read_collapsed(path: Path) -> Samples:
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames or not count_text.isdigit():
+        if not frames or not count_text.isdigit() or frames[-1].split(" (", 1)[0] in WAITS:
             continue
         count = int(count_text)
         samples.total += count

@@ -40,6 +40,16 @@ def test_a_native_frame_counts_when_its_library_names_a_layer_and_is_looked_past
     assert group_of_stack(uvloop_c) == "event loop (asyncio, uvloop)"
 
 
+def test_a_native_sample_that_waits_is_left_out(tmp_path: Path) -> None:
+    collapsed = tmp_path / "native.txt"
+    collapsed.write_text(
+        f"{MAIN};run_forever (loop.c:33192);epoll_wait (libc.so.6) 70\n"
+        f"{MAIN};send (uvicorn/protocols/http/h.py:1);write (libc.so.6) 30\n"
+    )
+    samples = read_collapsed(collapsed)
+    assert samples.total == 30 and samples.share("HTTP server (uvicorn, h11, httptools)") == 1.0
+
+
 def test_a_thread_beside_the_event_loop_is_one_group() -> None:
     assert group_of_stack([*LOOP_THREAD.split(";"), "_poll (grpc/_cython/cygrpc.so)"]) == THREADS
 
