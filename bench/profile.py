@@ -44,15 +44,13 @@ WORK_DIR = Path(__file__).resolve().parent / "results" / "tmp" / "profile"  # Tr
 GC_PROBE = Path(__file__).resolve().parent / "gc_probe"  # a sitecustomize that times garbage collections
 
 
-def _record(pid: int, seconds: float, rate: int, output: Path, fmt: str, native: bool = False) -> None:
+def _record(pid: int, seconds: float, rate: int, output: Path, fmt: str) -> None:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
-    # Native stacks need the process paused for each sample; Python-only ones are read while it runs.
-    how = "--native" if native else "--nonblocking"
     done = subprocess.run(
-        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate), how,
-         "--format", fmt, "--output", str(output)],
+        [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
+         "--nonblocking", "--format", fmt, "--output", str(output)],
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
@@ -95,9 +93,9 @@ def _profile_once(
             try:
                 time.sleep(SPAWN_MARGIN_S + timing.ramp_s + timing.warmup_s + 1.0)
                 pid = running.process.pid if running.process else _loadgen_pid()
-                _record(pid, args.seconds, args.rate, out / f"profile-{target}.svg", "flamegraph", args.native)
+                _record(pid, args.seconds, args.rate, out / f"profile-{target}.svg", "flamegraph")
                 started = time.time()
-                _record(pid, args.seconds, args.rate, out / f"profile-{target}.txt", "raw", args.native)
+                _record(pid, args.seconds, args.rate, out / f"profile-{target}.txt", "raw")
                 recorded.append((pid, started, time.time()))
             except Exception as exc:  # reported by the caller once the load has ended
                 failures.append(exc)
@@ -148,9 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--itl-ms", type=float, default=20.0)
     p.add_argument("--no-stream", action="store_true", help="non-streamed requests (one response each)")
     p.add_argument("--floor", action="store_true", help="also profile the direct gRPC client under the same load")
-    p.add_argument(
-        "--native", action="store_true", help="py-spy --native: C frames too (orjson, grpc's core); pauses the process"
-    )
     p.add_argument("--pin", default="auto")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args(argv)
@@ -173,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
     per_request = 1 if not args.no_stream else OUTPUT_TOKENS  # non-streamed: the cost is per request
     kind = "non-streamed requests" if args.no_stream else "streams"
-    sampling = f"{args.rate} Hz{', --native' if args.native else ''}, {args.seconds:.0f} s"
+    sampling = f"{args.rate} Hz, {args.seconds:.0f} s"
     lines = [
         f"# py-spy profile: {args.mode} mode, {args.concurrency} {kind}, {OUTPUT_TOKENS} tokens each",
         "",

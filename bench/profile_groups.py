@@ -1,12 +1,11 @@
 """Where sampled CPU goes: py-spy's collapsed stacks grouped by layer, in µs per token and per request.
 
-A sample counts for the innermost frame that says where it is: a Python frame by its file (the HTTP server, the
-event loop, grpc.aio, the gateway's modules one by one, JSON, metrics, ...), a native frame (`py-spy --native`) by
-its library when that names a layer (orjson, grpc's Cython core, pydantic-core, tokenizers, httptools); other
-native frames (libc, libpython, uvloop's and libuv's C) are passed through to the Python frame above them.
-Samples of threads beside the event loop (grpc's poller, executors) form one group of their own. With `--native`
-py-spy pauses the process for each sample and counts waiting threads as active: a sample whose innermost frame is
-a wait (epoll, condition variables, sleeps) is left out.
+A sample counts for its innermost frame's file: the HTTP server, the event loop, grpc.aio, the gateway's modules
+one by one, JSON, metrics, ... C code (orjson, grpc's Cython core, uvloop, the socket syscalls) has no frame of its
+own in py-spy's default sampling, so its time counts for the Python line that called it (uvicorn's `send` holds the
+socket write). Samples of threads beside the event loop (grpc's poller, executors) form one group of their own.
+(`py-spy --native` would name the C frames, but it stops the process for every sample: on the 2-core VM that
+halved the gateway's throughput and put most samples on syscalls, so it is not offered here.)
 """
 
 from __future__ import annotations
@@ -16,15 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 THREADS = "threads beside the event loop (grpc poller, executors)"
-WAITS = {"epoll_wait", "epoll_pwait", "poll", "select", "pthread_cond_wait", "pthread_cond_timedwait", "sem_wait",
-         "sem_timedwait", "nanosleep", "clock_nanosleep"}  # fmt: skip
 OTHER = "other"
-PYTHON_GROUPS: list[tuple[str, tuple[str, ...]]] = [
+GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("HTTP server (uvicorn, h11, httptools)", ("uvicorn/", "h11/", "httptools/")),
     ("grpc.aio (Python and Cython)", ("grpc/",)),
     ("protobuf", ("google/protobuf",)),
     ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop/")),
-    ("JSON (orjson, json)", ("orjson", "json/")),
+    ("JSON (the json module; orjson counts for its caller)", ("json/",)),
     ("pydantic", ("pydantic",)),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("starlette / fastapi / anyio", ("starlette/", "fastapi/", "anyio/")),
@@ -32,40 +29,26 @@ PYTHON_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("tokenizers / transformers", ("transformers/", "tokenizers/")),
     ("the direct client's loop (bench/)", ("bench/",)),
 ]
-NATIVE_GROUPS: list[tuple[str, tuple[str, ...]]] = [
-    ("JSON (orjson, json)", ("orjson",)),
-    ("grpc.aio (Python and Cython)", ("cygrpc", "libgrpc")),
-    ("pydantic", ("_pydantic_core",)),
-    ("tokenizers / transformers", ("tokenizers",)),
-    ("HTTP server (uvicorn, h11, httptools)", ("httptools",)),
-]
 
 
 def _location(frame: str) -> str:
-    """`function (where)` -> where: a Python file and line, or a native library or C file."""
+    """`function (file.py:line)` -> file.py:line."""
     return frame[frame.rfind("(") + 1 : -1] if frame.endswith(")") else ""
 
 
-def group_of_frame(frame: str) -> str | None:
-    """The group one frame belongs to (None: a native frame that names no layer, to look past)."""
-    where = _location(frame)
-    path = where.rsplit(":", 1)[0]
-    if path.endswith(".py"):
-        if "gateway/" in path:
-            return "gateway " + path[path.rindex("gateway/") + len("gateway/") :]
-        return next((name for name, needles in PYTHON_GROUPS if any(n in path for n in needles)), OTHER)
-    return next((name for name, needles in NATIVE_GROUPS if any(n in where for n in needles)), None)
+def group_of_frame(frame: str) -> str:
+    """The group one frame belongs to, by its file."""
+    path = _location(frame).rsplit(":", 1)[0]
+    if "gateway/" in path:
+        return "gateway " + path[path.rindex("gateway/") + len("gateway/") :]
+    return next((name for name, needles in GROUPS if any(n in path for n in needles)), OTHER)
 
 
 def group_of_stack(frames: list[str]) -> str:
-    """The group of a sample: the innermost frame that names one; a thread beside the event loop as a whole."""
+    """The group of a sample: its innermost frame's; a thread beside the event loop as a whole."""
     if any(frame.startswith("Thread._bootstrap (") for frame in frames):
         return THREADS
-    for frame in reversed(frames):
-        group = group_of_frame(frame)
-        if group is not None:
-            return group
-    return OTHER
+    return group_of_frame(frames[-1])
 
 
 @dataclass
@@ -88,7 +71,7 @@ def read_collapsed(path: Path) -> Samples:
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
-        if not frames or not count_text.isdigit() or frames[-1].split(" (", 1)[0] in WAITS:
+        if not frames or not count_text.isdigit():
             continue
         count = int(count_text)
         samples.total += count
