@@ -190,6 +190,13 @@ async def test_malformed_json_is_400_not_422(client: httpx.AsyncClient) -> None:
     assert assert_error(response, 400)["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("body", [b'{"model": "\xff\xfe"}', b'{"\xc3\x28": 1}', b'{"prompt": "\xc0\xaf"}'])
+async def test_a_body_that_is_not_utf8_is_invalid_json_too(client: httpx.AsyncClient, body: bytes) -> None:
+    response = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    error = assert_error(response, 400)
+    assert error["code"] == "invalid_json" and "UTF-8" in error["message"]
+
+
 async def test_missing_model_field(client: httpx.AsyncClient) -> None:
     assert_error(await client.post(CHAT, json={"messages": [{"role": "user", "content": "x"}]}), 400, "model")
 
