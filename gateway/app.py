@@ -20,6 +20,7 @@ from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.body_limit import BodySizeLimitMiddleware
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import install_error_handlers
+from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
@@ -86,7 +87,8 @@ def create_app(
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, body size, admission.
+    # CORS, API key, body size, admission, HEAD as GET.
+    app.add_middleware(HeadAsGetMiddleware)
     limiter = None
     if settings.max_concurrent_requests is not None:
         limiter = AdmissionLimiter(

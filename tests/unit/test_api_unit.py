@@ -242,6 +242,30 @@ async def test_health_ready_follows_engine(client: httpx.AsyncClient, fake_engin
 
 
 @pytest.mark.parametrize(
+    "path", ["/metrics", "/health/live", "/health/ready", "/v1/models", f"/v1/models/{DEV_MODEL_NAME}", "/version"]
+)
+async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient, path: str) -> None:
+    get = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) > 0
+    if path != "/metrics":  # the metrics grow with every request
+        assert int(head.headers["content-length"]) == len(get.content)
+    assert head.headers["x-request-id"]
+
+
+async def test_head_keeps_the_status_of_what_get_would_answer(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    assert (await client.head("/v1/models/nope")).status_code == 404
+    fake_engine.ready = False
+    assert (await client.head("/health/ready")).status_code == 503
+    not_allowed = await client.head(CHAT)  # a POST route: 405, as for GET
+    assert not_allowed.status_code == 405 and not_allowed.content == b""
+
+
+@pytest.mark.parametrize(
     ("fields", "expected"),
     [
         ({}, {"top_p": 1.0, "top_k": None, "temperature": None}),
