@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from gateway.devstack.dev_model import DEV_MODEL_NAME
+from gateway.engine.base import EngineCapabilities
 from gateway.errors import UpstreamRejectedError, UpstreamUnavailableError
 from tests.unit.fake_engine import FakeEngine
 
@@ -281,3 +282,30 @@ async def test_openai_sampling_defaults_reach_the_engine_explicitly(
     await client.post(CHAT, json=chat_body(**fields))
     sampling = fake_engine.requests[0].sampling
     assert {name: getattr(sampling, name) for name in expected} == expected
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_call_cut_by_max_tokens_is_a_tool_call_with_finish_reason_length(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, stream: bool
+) -> None:
+    fake_engine.capable = EngineCapabilities("fake", guided_decoding=True)
+    fake_engine.pieces = ['[{"name":"get_weather",', '"arguments":{', '"city":"Pa', 'ris"}}]']
+    body = chat_body(tools=[WEATHER_TOOL], tool_choice="required", max_tokens=3, stream=stream)
+    response = await client.post(CHAT, json=body)
+    assert response.status_code == 200, response.text
+    if stream:
+        chunks = [c["choices"][0] for c in sse_json(response.text) if c["choices"]]
+        finish = chunks[-1]["finish_reason"]
+        parts = [part for c in chunks for part in c["delta"].get("tool_calls") or []]
+        calls = [{"name": parts[0]["function"]["name"], "arguments": "".join(p["function"]["arguments"] for p in parts)}]
+        content = "".join(c["delta"].get("content") or "" for c in chunks)
+    else:
+        choice = response.json()["choices"][0]
+        finish, content = choice["finish_reason"], choice["message"]["content"]
+        calls = [call["function"] for call in choice["message"]["tool_calls"]]
+    assert finish == "length" and not content
+    assert calls == [{"name": "get_weather", "arguments": '{"city":"Pa'}]
