@@ -301,7 +301,8 @@ async def test_a_forced_call_cut_by_max_tokens_is_a_tool_call_with_finish_reason
         chunks = [c["choices"][0] for c in sse_json(response.text) if c["choices"]]
         finish = chunks[-1]["finish_reason"]
         parts = [part for c in chunks for part in c["delta"].get("tool_calls") or []]
-        calls = [{"name": parts[0]["function"]["name"], "arguments": "".join(p["function"]["arguments"] for p in parts)}]
+        arguments = "".join(part["function"]["arguments"] for part in parts)
+        calls = [{"name": parts[0]["function"]["name"], "arguments": arguments}]
         content = "".join(c["delta"].get("content") or "" for c in chunks)
     else:
         choice = response.json()["choices"][0]
