@@ -209,6 +209,7 @@ def _served_model(
         max_n=entry.max_n,
         tool_parser=tool_parser,
         reasoning_parser=reasoning_parser,
+        compact_json_guides=entry.guided_json_whitespace == "compact",
     )
 
 

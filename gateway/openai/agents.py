@@ -62,6 +62,7 @@ def plan_agent(body: ChatCompletionRequest, model: ServedModel, capabilities: En
         guided_regex=body.guided_regex,
         guided_choice=body.guided_choice,
         guided_grammar=body.guided_grammar,
+        compact_json=model.compact_json_guides,
     )
     if plan.unenforced:
         logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", plan.unenforced)
