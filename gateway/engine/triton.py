@@ -186,8 +186,11 @@ class TritonEngine:
                     self.config.engine_model,
                 )
         guided = engine_config is not None and guided_backend_of(engine_config)
-        options: dict[str, Any] = {"engine_logits": self.config.engine_logits, "guided_backend": guided,
-                   "kv_block_size": self.config.kv_block_size}  # fmt: skip
+        options: dict[str, Any] = {
+            "engine_logits": self.config.engine_logits,
+            "guided_backend": guided,
+            "kv_block_size": self.config.kv_block_size,
+        }
         keeps_special = False
         if config.config.name != self.config.engine_model:
             keeps_special = await self._postprocessing_keeps_special_tokens(config.config)
