@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from gateway.devstack import TritonServer
 from tests.e2e.conftest import GatewayProcess, start_gateway, stop_gateway
+from tests.e2e.test_agents import WEATHER
 
 pytestmark = pytest.mark.e2e
 
@@ -94,14 +95,6 @@ def test_compact_json_has_no_whitespace_between_tokens(gateway: GatewayProcess) 
 
 # --- a forced call cut by max_tokens: a tool call with finish_reason length, as OpenAI returns it ---------------
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 FORCED = {"type": "function", "function": {"name": "get_weather"}}
 
 
