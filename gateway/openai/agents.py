@@ -8,7 +8,10 @@ parsers each choice's text goes through.
   which parameter to fill;
 - each choice gets a fresh parser chain (openai/parsers/): reasoning first, then tool calls. With a guide there
   is no reasoning to split off: the guide constrains the output from its first token (TensorRT-LLM has no
-  structural tags), so a `<think>` model answers the schema directly.
+  structural tags), so a `<think>` model answers the schema directly;
+- a chain that reads markers which are special tokens of the model's tokenizer (Mistral's `[TOOL_CALLS]`) needs
+  text with special tokens kept: the engine request says so, and an engine that cannot keep them (an ensemble
+  whose postprocessing drops them, and no engine model to call directly) is a 400 that says what to change.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class AgentPlan:
     tools: list[ToolSpec]
     tool_choice: ToolChoice
     guide: Guide | None
+    keep_special_tokens: bool = False  # the parsers read markers that are special tokens
 
     def template_tools(self, body: ChatCompletionRequest) -> list[dict[str, Any]] | None:
         """The tools as the chat template takes them (none when the model may not call any)."""
@@ -62,6 +66,7 @@ def plan_agent(body: ChatCompletionRequest, model: ServedModel, capabilities: En
         guided_regex=body.guided_regex,
         guided_choice=body.guided_choice,
         guided_grammar=body.guided_grammar,
+        compact_json=model.compact_json_guides,
     )
     if plan.unenforced:
         logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", plan.unenforced)
@@ -76,8 +81,17 @@ def plan_agent(body: ChatCompletionRequest, model: ServedModel, capabilities: En
         )
     agent = AgentPlan(tools, tool_choice, plan.guide)
     # Fails now, not per choice, when tools may be called but the model has no tool-call parser.
-    choice_parser(**_parser_arguments(agent, model, prompt=""))
-    return agent
+    parser = choice_parser(**_parser_arguments(agent, model, prompt=""))
+    special = [marker for marker in getattr(parser, "markers", ()) if marker in model.special_markers]
+    if special and not capabilities.special_tokens:
+        raise UnsupportedFeatureError(
+            f"Model '{model.name}' writes {', '.join(special)} as special tokens, which its upstream's "
+            "postprocessing drops (skip_special_tokens), and its engine model cannot be called directly: set "
+            "skip_special_tokens to false in postprocessing's config.pbtxt (`trtllm-gateway repo` does for such "
+            "tokenizers), or serve the model in direct mode (triton_model tensorrt_llm)",
+            param="tools" if agent.tools and agent.tool_choice.mode == "auto" else "model",
+        )
+    return dataclasses.replace(agent, keep_special_tokens=bool(special))
 
 
 def with_guide(request: GenerationRequest, agent: AgentPlan) -> GenerationRequest:

@@ -98,6 +98,7 @@ def chat_generation(
         sampling=sampling_params(body),
         stop=stop_strings(body),
         trace_headers=trace_headers,
+        keep_special_tokens=agent.keep_special_tokens,
     )
     base = with_guide(base, agent)
     plans = plan_prompt(base, options, capabilities, model, 0, 0, parser_chain(agent, model))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
+from gateway.openai.compact_json import ANY_OBJECT_SCHEMA, cached_compact_json_grammar, compact_json_grammar
 
 if TYPE_CHECKING:
     from gateway.openai.tools import ToolChoice, ToolSpec
@@ -63,13 +64,14 @@ def plan_guide(
     parallel_tool_calls: bool = True,
     response_format: Any = None,
     structured_outputs: Any = None,
+    compact_json: bool = False,
     **legacy: Any,
 ) -> GuidePlan:
     """The one guide a request gets; `legacy` takes the `guided_*` fields. Two content guides at once are a 400.
 
     A forced tool call wins over a content guide (OpenAI's `response_format` applies to content, and there is
     none). With tools the model may call (`auto`), a content guide would stop it from calling any: the content
-    guide is then not applied and `unenforced` names it.
+    guide is then not applied and `unenforced` names it. `compact_json`: JSON guides without free whitespace.
     """
     unknown = set(legacy) - set(_LEGACY)
     if unknown:
@@ -90,12 +92,25 @@ def plan_guide(
             param=sources[1][0],
         )
     if tool_choice is not None and tool_choice.forced:
-        return GuidePlan(tool_choice_guide(tools, tool_choice, parallel_tool_calls), forced_tool_calls=True)
+        forced = tool_choice_guide(tools, tool_choice, parallel_tool_calls)
+        return GuidePlan(without_free_whitespace(forced) if compact_json else forced, forced_tool_calls=True)
     if not sources:
         return GuidePlan(None)
     if tools and tool_choice is not None and tool_choice.mode == "auto":
         return GuidePlan(None, unenforced=sources[0][0])
-    return GuidePlan(sources[0][1])
+    return GuidePlan(without_free_whitespace(sources[0][1]) if compact_json else sources[0][1])
+
+
+def without_free_whitespace(guide: Guide) -> Guide:
+    """A `json` / `json_schema` guide as the EBNF of compact JSON (compact_json.py); other guides, and every guide
+    when xgrammar is not installed, unchanged."""
+    module = xgrammar()
+    if module is None or guide.type not in ("json", "json_schema"):
+        return guide
+    schema = guide.guide or ANY_OBJECT_SCHEMA
+    build = cached_compact_json_grammar if len(schema) <= CACHED_SCHEMA_CHARS else compact_json_grammar
+    grammar = build(schema, module)
+    return Guide("ebnf_grammar", grammar) if grammar is not None else guide
 
 
 def response_format_guide(response_format: Any) -> Guide | None:
