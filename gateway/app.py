@@ -20,10 +20,11 @@ from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.body_limit import BodySizeLimitMiddleware
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import ErrorShapes, install_error_handlers
+from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.config import Settings
-from gateway.core.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
+from gateway.core.model_parsers import resolve_parsers, special_markers
 from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.engine.base import LoraAdapter
@@ -87,7 +88,8 @@ def create_app(
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, body size, admission.
+    # CORS, API key, body size, admission, HEAD as GET.
+    app.add_middleware(HeadAsGetMiddleware)
     limiter = None
     if settings.max_concurrent_requests is not None:
         limiter = AdmissionLimiter(
@@ -154,17 +156,9 @@ def _served_model(
     except (ConfigurationError, OSError) as exc:
         field = "chat_template" if isinstance(exc, OSError) else "tokenizer"
         raise ConfigurationError(f"{where}, field '{field}': {exc}" if where else str(exc)) from exc
-    tool_parser, reasoning_parser = resolve_parsers(entry, template.source, where)
-    lost = markers_lost_to(special_token_texts(tokenizer), tool_parser, reasoning_parser)
-    direct = entry.triton_model == "tensorrt_llm"
-    if lost and not direct:
-        logger.warning(
-            "the parsers' markers %s are special tokens of the tokenizer of %s: NVIDIA's postprocessing drops them "
-            "with skip_special_tokens=true; set skip_special_tokens to false in postprocessing's config.pbtxt, or "
-            "call tensorrt_llm directly (triton_model tensorrt_llm), where the gateway keeps them",
-            lost,
-            entry.name,
-        )
+    tool_parser, reasoning_parser = resolve_parsers(
+        entry.tool_call_parser, entry.reasoning_parser, template.source, where
+    )
     block_size = entry.routing.block_size or settings.kv_block_size
 
     def triton_engine(address: str) -> TritonEngine:
@@ -178,7 +172,6 @@ def _served_model(
             idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
-            keep_special_tokens=bool(lost) and direct,
             kv_block_size=block_size,
         )
         return TritonEngine(engine_config, tokenizer)
@@ -208,37 +201,9 @@ def _served_model(
         max_n=entry.max_n,
         tool_parser=tool_parser,
         reasoning_parser=reasoning_parser,
+        compact_json_guides=entry.guided_json_whitespace == "compact",
+        special_markers=special_markers(tokenizer, tool_parser, reasoning_parser),
     )
-
-
-def special_token_texts(tokenizer: object) -> set[str]:
-    """Every token a `skip_special_tokens` decode drops: the named special tokens and the added tokens marked
-    special (Mistral's control tokens such as `[TOOL_CALLS]` are only the latter)."""
-    texts = set(getattr(tokenizer, "all_special_tokens", ()) or ())
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    texts.update(str(token.content) for token in added.values() if getattr(token, "special", False))
-    return texts
-
-
-def resolve_parsers(entry: ModelEntry, template_source: str, where: str) -> tuple[str | None, str | None]:
-    """The tool-call and reasoning parser names: given, `none`, or `auto` (what the chat template implies).
-    `where` names the models-file entry (empty: the single-model flags)."""
-    detected = detect_parsers(template_source)
-    chosen = []
-    for value, found, known, field in (
-        (entry.tool_call_parser, detected.tool, TOOL_PARSERS, "tool_call_parser"),
-        (entry.reasoning_parser, detected.reasoning, REASONING_PARSERS, "reasoning_parser"),
-    ):
-        flag = f"{where}, field '{field}':" if where else "--" + field.replace("_", "-")
-        if value == "auto":
-            chosen.append(found)
-        elif value == "none":
-            chosen.append(None)
-        elif value in known:
-            chosen.append(value)
-        else:
-            raise ConfigurationError(f"{flag} {value!r}: use one of {sorted(known)}, auto or none")
-    return chosen[0], chosen[1]
 
 
 def app_from_settings(settings: Settings) -> FastAPI:

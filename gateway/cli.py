@@ -99,6 +99,12 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--reasoning-parser", help="deepseek_r1, qwen3; auto (default: from the chat template) or none")
     group.add_argument(
+        "--guided-json-whitespace",
+        choices=["compact", "any"],
+        help="JSON guides (response_format, forced tool calls): compact (default; no whitespace between JSON "
+        "tokens, sent as an EBNF guide) or any (the engine's own JSON grammar)",
+    )
+    group.add_argument(
         "--engine-logits",
         action="store_true",
         default=None,

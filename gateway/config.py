@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_n: int = Field(8, ge=1, le=128, description="largest n (choices per request) a request may ask for")
     tool_call_parser: str = Field("auto", description="tool-call parser: a name, auto (from the chat template), none")
     reasoning_parser: str = Field("auto", description="reasoning parser: a name, auto (from the chat template), none")
+    guided_json_whitespace: Literal["compact", "any"] = Field(
+        "compact", description="JSON guides: compact (no free whitespace, as EBNF) or any (the engine's default)"
+    )
     engine_logits: bool = Field(
         False, description="the engine gathers generation/context logits (top_logprobs, echo logprobs; direct mode)"
     )

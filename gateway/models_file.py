@@ -7,7 +7,7 @@ The single-model flags (`--tokenizer`, `--triton-url`, ...) are a shorthand for 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -68,6 +68,7 @@ class ModelEntry(_Strict):
     engine_logits: bool = False  # built with --gather_generation_logits / --gather_context_logits (direct mode)
     tool_call_parser: Name = "auto"  # a parser name, auto (from the chat template) or none
     reasoning_parser: Name = "auto"
+    guided_json_whitespace: Literal["compact", "any"] = "compact"  # JSON guides as compact EBNF, or the engine's
     routing: RoutingEntry = RoutingEntry()
     lora_adapters: list[LoraEntry] = []
 
@@ -149,6 +150,7 @@ class ModelsFile(_Strict):
                 engine_logits=settings.engine_logits,
                 tool_call_parser=settings.tool_call_parser,
                 reasoning_parser=settings.reasoning_parser,
+                guided_json_whitespace=settings.guided_json_whitespace,
             )
         except ValidationError as exc:
             raise ConfigurationError(describe(exc, None, flags=True)) from exc

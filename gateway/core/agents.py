@@ -9,7 +9,10 @@ each choice's text goes through.
   xgrammar backend): otherwise a 400 naming the field that asked for it;
 - each choice gets a fresh parser chain (core/parsers/): reasoning first, then tool calls. With a guide there is
   no reasoning to split off: the guide constrains the output from its first token (TensorRT-LLM has no structural
-  tags), so a `<think>` model answers the schema directly.
+  tags), so a `<think>` model answers the schema directly;
+- a chain that reads markers which are special tokens of the model's tokenizer (Mistral's `[TOOL_CALLS]`) needs
+  text with special tokens kept: the engine request says so, and an engine that cannot keep them (an ensemble
+  whose postprocessing drops them, and no engine model to call directly) is a 400 that says what to change.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.guides import Guide, constraint_guide, tool_choice_guide
+from gateway.core.guides import Guide, constraint_guide, tool_choice_guide, without_free_whitespace
 from gateway.core.parsers import ParserProcessor, choice_parser
 from gateway.core.processors import Processor, stop_chain
 from gateway.core.request import ConversationRequest, ToolOptions
@@ -38,6 +41,7 @@ class AgentPlan:
 
     tools: ToolOptions
     guide: Guide | None
+    keep_special_tokens: bool = False  # the parsers read markers that are special tokens
 
     def template_tools(self) -> list[dict[str, Any]] | None:
         """The tools as the chat template takes them (none when the model may not call any)."""
@@ -58,6 +62,8 @@ def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: E
     elif constraint is not None and tools.specs and tools.choice.mode == "auto":
         logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", constraint.field)
         guide = None
+    if guide is not None and model.compact_json_guides:
+        guide = without_free_whitespace(guide)
     if guide is not None and not capabilities.guided_decoding:
         field = tools.choice_param if forced or constraint is None else constraint.field
         raise UnsupportedFeatureError(
@@ -69,8 +75,17 @@ def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: E
         )
     agent = AgentPlan(tools, guide)
     # Fails now, not per choice, when tools may be called but the model has no tool-call parser.
-    choice_parser(**_parser_arguments(agent, model, prompt=""))
-    return agent
+    parser = choice_parser(**_parser_arguments(agent, model, prompt=""))
+    special = [marker for marker in getattr(parser, "markers", ()) if marker in model.special_markers]
+    if special and not capabilities.special_tokens:
+        raise UnsupportedFeatureError(
+            f"Model '{model.name}' writes {', '.join(special)} as special tokens, which its upstream's "
+            "postprocessing drops (skip_special_tokens), and its engine model cannot be called directly: set "
+            "skip_special_tokens to false in postprocessing's config.pbtxt (`trtllm-gateway repo` does for such "
+            "tokenizers), or serve the model in direct mode (triton_model tensorrt_llm)",
+            param="tools" if tools.specs and tools.choice.mode == "auto" else "model",
+        )
+    return dataclasses.replace(agent, keep_special_tokens=bool(special))
 
 
 def with_guide(request: GenerationRequest, agent: AgentPlan) -> GenerationRequest:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
+from gateway.core.compact_json import ANY_OBJECT_SCHEMA, cached_compact_json_grammar, compact_json_grammar
 from gateway.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -41,6 +42,18 @@ class Guide:
 
 
 JSON_OBJECT = Guide("json", None)
+
+
+def without_free_whitespace(guide: Guide) -> Guide:
+    """A `json` / `json_schema` guide as the EBNF of compact JSON (compact_json.py); other guides, and every guide
+    when xgrammar is not installed, unchanged."""
+    module = xgrammar()
+    if module is None or guide.type not in ("json", "json_schema"):
+        return guide
+    schema = guide.guide or ANY_OBJECT_SCHEMA
+    build = cached_compact_json_grammar if len(schema) <= CACHED_SCHEMA_CHARS else compact_json_grammar
+    grammar = build(schema, module)
+    return Guide("ebnf_grammar", grammar) if grammar is not None else guide
 
 
 def constraint_guide(constraint: OutputConstraint) -> Guide:

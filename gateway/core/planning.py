@@ -36,7 +36,8 @@ def plan_conversation(
     agent = plan_agent(request, model, capabilities)
     prompt = render_prompt(request.conversation, model.chat_template, agent.template_tools(), request.reasoning)
     model.check_prompt_length(prompt, request.conversation.param)
-    base = with_guide(_engine_request(request_id, prompt, options, model, trace_headers), agent)
+    engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)
+    base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
     return ChoiceRun(model.engine, plans)
 
@@ -65,7 +66,12 @@ def plan_texts(
 
 
 def _engine_request(
-    request_id: str, prompt: str, options: GenerationOptions, model: ServedModel, trace_headers: TraceHeaders
+    request_id: str,
+    prompt: str,
+    options: GenerationOptions,
+    model: ServedModel,
+    trace_headers: TraceHeaders,
+    keep_special_tokens: bool = False,
 ) -> GenerationRequest:
     return GenerationRequest(
         request_id=request_id,
@@ -75,6 +81,7 @@ def _engine_request(
         sampling=options.sampling.for_engine(),
         stop=options.stop,
         trace_headers=trace_headers,
+        keep_special_tokens=keep_special_tokens,
     )
 
 

@@ -26,6 +26,8 @@ class ServedModel:
     max_n: int = 8
     tool_parser: str | None = None  # parsers/ registry names (--tool-call-parser, --reasoning-parser)
     reasoning_parser: str | None = None
+    compact_json_guides: bool = True  # JSON guides without free whitespace (--guided-json-whitespace compact)
+    special_markers: frozenset[str] = frozenset()  # the parsers' markers that are special tokens of the tokenizer
     created: int = field(default_factory=lambda: int(time.time()))
 
     @cached_property

@@ -8,25 +8,28 @@ Start-up never fails because Triton is down: a background task watches readiness
 (re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
 does not stop (TRITON_INTERFACE.md §6), gets a `stop=true` request with the same request id to `tensorrt_llm`
-and is left to end by itself (see detached_stream).
+and is left to end by itself (see detached_stream). A request that needs special tokens in its text, from an
+ensemble or BLS whose postprocessing drops them, calls `tensorrt_llm` directly (see special_tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
+from gateway.engine.special_tokens import marker_codec, postprocessing_model, skips_special_tokens
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
 from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutError, UpstreamUnavailableError
@@ -63,7 +66,6 @@ class TritonEngineConfig:
     idle_timeout_s: float | None = None
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
-    keep_special_tokens: bool = False  # direct mode: detokenize with special tokens (parser markers)
     kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
 
 
@@ -77,6 +79,7 @@ class TritonEngine:
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
         self._codec: UpstreamCodec | None = None
+        self._marker_codec: UpstreamCodec | None = None  # direct calls for text with special tokens kept
         self._stop_interface: ModelInterface | None = None
         self._server_version: str | None = None
         self._ready = False
@@ -124,7 +127,12 @@ class TritonEngine:
 
     def capabilities(self) -> EngineCapabilities | None:
         """What the upstream model can do (None until its config has been read)."""
-        return self._codec.capabilities() if self._codec else None
+        if self._codec is None:
+            return None
+        capabilities = self._codec.capabilities()
+        if self._marker_codec is not None:
+            capabilities = dataclasses.replace(capabilities, special_tokens=True)
+        return capabilities
 
     async def _watch(self) -> None:
         while True:
@@ -178,14 +186,18 @@ class TritonEngine:
                     self.config.engine_model,
                 )
         guided = engine_config is not None and guided_backend_of(engine_config)
-        self._codec = codec_for(
-            config.config,
-            self._tokenizer,
-            self.config.engine_logits,
-            guided,
-            self.config.keep_special_tokens,
-            self.config.kv_block_size,
-        )
+        options: dict[str, Any] = {
+            "engine_logits": self.config.engine_logits,
+            "guided_backend": guided,
+            "kv_block_size": self.config.kv_block_size,
+        }
+        keeps_special = False
+        if config.config.name != self.config.engine_model:
+            keeps_special = await self._postprocessing_keeps_special_tokens(config.config)
+        self._codec = codec_for(config.config, self._tokenizer, keeps_special_tokens=keeps_special, **options)
+        self._marker_codec = None
+        if self._codec.mode != "direct" and not keeps_special:
+            self._marker_codec = self._direct_codec_for_markers(engine_config, options)
         self._stop_interface = None
         if self._codec.stops_engine_on_cancel or engine_config is None:
             return
@@ -193,11 +205,42 @@ class TritonEngine:
         if "stop" in stop_interface.inputs:
             self._stop_interface = stop_interface
 
+    async def _postprocessing_keeps_special_tokens(self, config: model_config_pb2.ModelConfig) -> bool:
+        """Whether the text of the upstream model keeps special tokens (its postprocessing says so)."""
+        assert self._stub is not None
+        name = postprocessing_model(config)
+        try:
+            reply = await self._stub.ModelConfig(
+                service_pb2.ModelConfigRequest(name=name), timeout=self.config.rpc_timeout_s
+            )
+        except grpc.aio.AioRpcError:
+            return False  # a postprocessing we cannot read is taken to drop them, as NVIDIA's does by default
+        return not skips_special_tokens(reply.config)
+
+    def _direct_codec_for_markers(
+        self, engine_config: model_config_pb2.ModelConfig | None, options: dict[str, Any]
+    ) -> UpstreamCodec | None:
+        """The direct codec that requests needing special tokens use, when the engine model can be called."""
+        if engine_config is None:
+            return None  # already warned: no engine model
+        codec, why_not = marker_codec(engine_config, self._tokenizer, **options)
+        if codec is None:
+            logger.warning(
+                "the text of '%s' drops special tokens (skip_special_tokens) and '%s' cannot be called directly "
+                "(%s): requests whose parsers need special tokens are refused",
+                self.config.model,
+                self.config.engine_model,
+                why_not,
+            )
+        return codec
+
     # ---- generation ------------------------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas for one request; leaving early stops the upstream generation."""
         codec = self._codec
+        if request.keep_special_tokens and self._marker_codec is not None:
+            codec = self._marker_codec
         # Readiness polling only feeds /health/ready: once the model is known, a request is tried (a Triton
         # that is down fails it at once with UNAVAILABLE), so a slow health poll under load rejects nothing.
         if codec is None or self._stream_infer is None:

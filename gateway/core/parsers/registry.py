@@ -11,7 +11,7 @@ from gateway.core.parsers.hermes import HermesToolParser
 from gateway.core.parsers.llama3 import Llama3JsonToolParser
 from gateway.core.parsers.mistral import MistralToolParser
 from gateway.core.parsers.pythonic import PythonicToolParser
-from gateway.core.parsers.reasoning import CLOSE, OPEN, ThinkReasoningParser
+from gateway.core.parsers.reasoning import ThinkReasoningParser
 from gateway.errors import ConfigurationError
 
 TOOL_PARSERS: dict[str, type[ToolParser]] = {
@@ -27,7 +27,7 @@ TOOL_PARSERS: dict[str, type[ToolParser]] = {
 }
 # name -> whether the answer starts inside the reasoning when the prompt does not say
 REASONING_PARSERS: dict[str, bool] = {"deepseek_r1": True, "qwen3": False}
-REASONING_MARKERS = (OPEN, CLOSE)
+REASONING_MARKERS = ThinkReasoningParser.markers
 
 
 def markers_lost_to(

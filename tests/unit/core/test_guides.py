@@ -108,8 +108,11 @@ def test_the_choice_grammar_accepts_exactly_the_choices(choices, other):
     assert _accepts(guide, other) == (other in choices)
 
 
-def _agent(tools: ToolOptions, constraint: OutputConstraint | None = None, guided: bool = True) -> AgentPlan:
-    model = ServedModel("m", FakeEngine(), None, None, 16, 100, tool_parser="hermes")  # type: ignore[arg-type]
+def _agent(
+    tools: ToolOptions, constraint: OutputConstraint | None = None, guided: bool = True, compact_json: bool = False
+) -> AgentPlan:
+    model = ServedModel("m", FakeEngine(), None, None, 16, 100, tool_parser="hermes",  # type: ignore[arg-type]
+                        compact_json_guides=compact_json)  # fmt: skip
     request = ConversationRequest(Conversation(()), GenerationOptions(), tools, constraint)
     return plan_agent(request, model, EngineCapabilities("fake", guided_decoding=guided))
 
