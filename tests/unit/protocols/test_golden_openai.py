@@ -2,8 +2,8 @@
 
 `golden_openai.json` was recorded by main's code before gateway/openai/ became core/ + protocols/ (f957b53, and
 again on 4d5163a after the merge of issue 30, this file's imports pointed at gateway/openai/): the split must not
-change a byte of what clients see or of what the engine is asked. Ids, timestamps and random
-tool-call ids are normalised; everything else is compared exactly. To record again after an intended change:
+change a byte of what clients see or of what the engine is asked. Ids, timestamps and random tool-call ids are
+normalised; everything else is compared exactly. To record again after an intended change:
 `GOLDEN_RECORD=1 pytest tests/unit/protocols/test_golden_openai.py`, and review the diff of the JSON file.
 """
 
