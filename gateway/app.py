@@ -17,11 +17,11 @@ from gateway import __version__
 from gateway.api import chat, completions, health, metrics, models
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
-from gateway.api.body_limit import BodySizeLimitMiddleware
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
+from gateway.api.request_body import RequestBodyMiddleware
 from gateway.config import Settings
 from gateway.engine.base import LoraAdapter
 from gateway.engine.lora import AdapterEngine, LoraWeights
@@ -86,7 +86,7 @@ def create_app(
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, body size, admission.
+    # CORS, API key, the body (read whole, within the size limit and the body timeout), admission.
     limiter = None
     if settings.max_concurrent_requests is not None:
         limiter = AdmissionLimiter(
@@ -97,7 +97,7 @@ def create_app(
             metrics_registry.saturation,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys, protect_observability=settings.protect_observability)

@@ -9,7 +9,9 @@ from fastapi import HTTPException, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from gateway.api.request_body import replaying
 
 
 def is_json_media_type(content_type: str | None) -> bool:
@@ -19,16 +21,6 @@ def is_json_media_type(content_type: str | None) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     main_type, _, subtype = media_type.partition("/")
     return main_type == "application" and (subtype == "json" or subtype.endswith("+json"))
-
-
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` that hands out an already read request body first."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replay
 
 
 class JsonBodyRoute(APIRoute):
