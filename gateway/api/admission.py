@@ -160,7 +160,9 @@ class AdmissionMiddleware:
             await asyncio.wait((waiting, leaving), return_when=asyncio.FIRST_COMPLETED)
         finally:
             leaving.cancel()
-            waiting.cancel()  # no-op once done; acquire() passes on a slot handed over just now
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.wait((waiting,))  # leaves the line now; passes on a slot handed over just now
         if waiting.done() and not waiting.cancelled():
             waiting.result()  # OverloadedError: the queue was full, or no slot freed up in time
             return True
