@@ -50,7 +50,8 @@ class ScriptedClient:
 def post_scope(path: str, length: int | None) -> dict[str, Any]:
     """The scope of a JSON POST (with a Content-Length when `length` is given, else chunked)."""
     headers = [(b"content-type", b"application/json")]
-    headers.append((b"content-length", str(length).encode()) if length is not None else (b"transfer-encoding", b"chunked"))
+    sized = length is not None
+    headers.append((b"content-length", str(length).encode()) if sized else (b"transfer-encoding", b"chunked"))
     return {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
         "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
@@ -58,9 +59,9 @@ def post_scope(path: str, length: int | None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def start(app: ASGIApp, path: str, body: dict[str, Any], split: int | None = None, stall: bool = False) -> tuple[
-    ScriptedClient, asyncio.Task[None]
-]:
+def start(
+    app: ASGIApp, path: str, body: dict[str, Any], split: int | None = None, stall: bool = False
+) -> tuple[ScriptedClient, asyncio.Task[None]]:
     """Run one request in a task: the JSON `body`, sent in two pieces at `split` (or whole)."""
     raw = json.dumps(body).encode()
     pieces = [raw[:split], raw[split:]] if split is not None else [raw]
