@@ -17,6 +17,7 @@ from gateway import __version__
 from gateway.api import chat, completions, health, metrics, models
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
+from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import install_error_handlers
 from gateway.api.middleware import RequestTelemetryMiddleware
@@ -60,8 +61,12 @@ def create_app(
         drain, settings.drain_timeout_s, lambda error: sum(m.engine.abort_all(error) for m in registry.all())
     )
 
+    metrics_registry = gateway_metrics or GatewayMetrics()
+    limit = connection_limit(settings.max_connections)
+    guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         for model in registry.all():
             await model.engine.start()
         coordinator.install()
@@ -70,7 +75,7 @@ def create_app(
         gc.collect()
         gc.freeze()
         try:
-            yield
+            yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
             for model in registry.all():
@@ -79,7 +84,7 @@ def create_app(
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
     app.state.registry = registry
     app.state.settings = settings
-    app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
+    app.state.metrics = metrics_registry
     app.state.drain = drain
     install_error_handlers(app)
     install_openapi(app)
