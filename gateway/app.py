@@ -177,6 +177,7 @@ def _served_model(
             model=entry.triton_model,
             engine_model=entry.engine_model,
             health_interval_s=models_file.health.interval_s,
+            health_timeout_s=models_file.health.timeout_s,
             rpc_timeout_s=settings.connect_timeout_s,
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,

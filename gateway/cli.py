@@ -122,7 +122,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--max-connections", int, "open connections per process (default: the ulimit -n less 128)"),
         ("--header-timeout-s", float, "a request's headers must arrive within this time (default 10)"),
         ("--body-timeout-s", float, "a request's whole body must arrive within this time (default 60)"),
-        ("--connect-timeout-s", float, "Triton health and discovery RPCs (default 5)"),
+        ("--connect-timeout-s", float, "Triton discovery RPCs and stop requests (default 5)"),
         ("--first-token-timeout-s", float, "time to first token (default 300)"),
         ("--idle-timeout-s", float, "longest gap between tokens (default 120)"),
         ("--request-timeout-s", float, "whole generation (default none)"),

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # Timeouts (None: no limit)
     header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this time")
     body_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this time")
-    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for health and model discovery")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for model discovery and stop requests")
     first_token_timeout_s: float | None = Field(300.0, gt=0, description="time to first token")
     idle_timeout_s: float | None = Field(120.0, gt=0, description="longest gap between two tokens")
     request_timeout_s: float | None = Field(None, gt=0, description="whole generation")

@@ -58,6 +58,7 @@ class TritonEngineConfig:
     model: str = "ensemble"
     engine_model: str = "tensorrt_llm"
     health_interval_s: float = 2.0
+    health_timeout_s: float = 1.0  # deadline of each readiness probe
     rpc_timeout_s: float = 5.0
     first_token_timeout_s: float | None = None
     idle_timeout_s: float | None = None
@@ -128,12 +129,15 @@ class TritonEngine:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.config.health_interval_s)
+            if self._failed_polls != 1:  # one probe went unanswered: confirm at once, so a hung server leaves soon
+                await asyncio.sleep(self.config.health_interval_s)
             await self._refresh()
 
     async def _refresh(self) -> None:
         assert self._stub is not None
-        timeout = self.config.rpc_timeout_s
+        # Triton answers readiness from its gRPC threads, in milliseconds even while every model instance is busy;
+        # a server that has not answered within this short deadline is hung (SIGSTOPped, swapping, wedged).
+        timeout = self.config.health_timeout_s
         try:
             server_ready = await self._stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout)
             model_ready = await self._stub.ModelReady(
@@ -145,7 +149,8 @@ class TritonEngine:
             self._failed_polls = 0
         except grpc.aio.AioRpcError as exc:
             self._failed_polls += 1
-            # Unreachable is final at once; a slow answer (a busy server) must happen twice in a row.
+            # Unreachable is final at once; no answer in time must happen twice in a row (the second probe follows
+            # at once): a hung server leaves the routing candidates within interval + 2 x timeout (2-4 s).
             ready = self._ready and exc.code() != grpc.StatusCode.UNAVAILABLE and self._failed_polls < 2
             if not ready and self._ready:
                 logger.warning("Triton at %s is not reachable: %s", self.config.url, exc.code().name)
