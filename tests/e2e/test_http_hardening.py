@@ -40,6 +40,13 @@ def gateway_with(triton: TritonServer, folder: Path, *flags: str) -> Iterator[Ga
         stop_gateway(gateway)
 
 
+@pytest.fixture(scope="module")
+def gateway(triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The gateway with default settings and JSON logs."""
+    with gateway_with(triton, tmp_path_factory.mktemp("hardening"), "--log-format", "json") as process:
+        yield process
+
+
 def chat_bytes(gateway: GatewayProcess, sent: int | None = None, **extra: object) -> bytes:
     """A raw chat request; with `sent`, only that many bytes of its body."""
     body = json.dumps({"model": gateway.model, "messages": [{"role": "user", "content": "Hi"}], **extra}).encode()
@@ -216,28 +223,64 @@ async def sent_request(gateway: GatewayProcess, stream: bool) -> AsyncIterator[a
         writer.close()  # the hang-up
 
 
-def test_every_hang_up_is_a_499_streamed_or_not_before_or_after_the_first_token(
-    triton: TritonServer, tmp_path: Path
+def test_every_hang_up_is_a_499_streamed_or_not_before_or_after_the_first_token(gateway: GatewayProcess) -> None:
+    chat = "/v1/chat/completions"
+    before = {status: metric(gateway, "gateway_requests_total", endpoint=chat, status=status) for status in
+              ("200", "499", "500")}  # fmt: skip
+
+    async def hang_ups() -> None:
+        for stream in (True, False):
+            async with sent_request(gateway, stream):
+                await asyncio.sleep(0.5)  # queued upstream: the first token comes after 1.5 s
+            async with sent_request(gateway, stream) as reader:
+                if stream:
+                    await reader.readuntil(b"data: ")  # the first token reached the client
+                else:
+                    await asyncio.sleep(2.0)  # tokens are being generated
+        await asyncio.sleep(0.5)
+
+    asyncio.run(hang_ups())
+    for stream in ("true", "false"):
+        assert metric(gateway, "gateway_requests_total", endpoint=chat, status="499", stream=stream) == 2
+    assert metric(gateway, "gateway_requests_total", endpoint=chat, status="500") == before["500"] == 0
+    assert metric(gateway, "gateway_requests_total", endpoint=chat, status="200") == before["200"] == 0
+    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    hung_up = [line for line in lines if line.get("message", "").startswith("POST /v1/chat/completions 499")]
+    assert [line["client_disconnected"] for line in hung_up] == [True] * 4
+
+
+API_KEY = "sk-clé-ключ"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"repetition_penalty": 1e-320}, "repetition_penalty"),  # arrives as 0 in an FP32 tensor
+        ({"presence_penalty": -1e-40}, "presence_penalty"),  # (a temperature that small means greedy: top_k 1)
+        ({"top_p": 5e-39}, "top_p"),  # a subnormal, which GPU kernels flush to 0
+    ],
+)
+def test_floats_fp32_cannot_hold_are_a_400_naming_the_field(
+    gateway: GatewayProcess, body: dict[str, float], param: str
 ) -> None:
-    with gateway_with(triton, tmp_path, "--log-format", "json") as gateway:
+    for stream in (False, True):
+        request = {"model": gateway.model, "messages": [{"role": "user", "content": "Hi"}], "stream": stream}
+        response = httpx.post(f"{gateway.v1}/chat/completions", json=request | body, timeout=30)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == param and "32-bit float" in error["message"]
 
-        async def hang_ups() -> None:
-            for stream in (True, False):
-                async with sent_request(gateway, stream):
-                    await asyncio.sleep(0.5)  # queued upstream: the first token comes after 1.5 s
-                async with sent_request(gateway, stream) as reader:
-                    if stream:
-                        await reader.readuntil(b"data: ")  # the first token reached the client
-                    else:
-                        await asyncio.sleep(2.0)  # tokens are being generated
-            await asyncio.sleep(0.5)
 
-        asyncio.run(hang_ups())
-        for stream in ("true", "false"):
-            assert metric(gateway, "gateway_requests_total", status="499", stream=stream) == 2
-        chat = "/v1/chat/completions"
-        assert metric(gateway, "gateway_requests_total", endpoint=chat, status="500") == 0
-        assert metric(gateway, "gateway_requests_total", endpoint=chat, status="200") == 0
-        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
-        access = [line for line in lines if line.get("message", "").startswith("POST /v1/chat/completions")]
-        assert [(line["status"], line["client_disconnected"]) for line in access] == [(499, True)] * 4
+def test_json_that_is_not_utf8_is_refused_and_a_utf8_api_key_matches(triton: TritonServer, tmp_path: Path) -> None:
+    with gateway_with(triton, tmp_path, "--api-keys", API_KEY) as gateway:
+        text = json.dumps({"model": gateway.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+        key = {"authorization": b"Bearer " + API_KEY.encode(), "content-type": b"application/json"}
+        url = f"{gateway.v1}/chat/completions"
+        assert httpx.post(url, content=text.encode(), headers=key, timeout=30).status_code == 200
+        for raw in (text.encode("utf-16"), text.encode("utf-32"), b"\xef\xbb\xbf" + text.encode()):
+            response = httpx.post(url, content=raw, headers=key, timeout=30)
+            assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+        wrong = {"authorization": b"Bearer " + API_KEY.encode()[:-1]}
+        assert httpx.post(url, content=text.encode(), headers=wrong, timeout=30).status_code == 401
+        version = httpx.get(f"{gateway.url}/version", headers=key).json()
+        assert "127.0.0.1" not in json.dumps(version) and "upstream" not in json.dumps(version)
