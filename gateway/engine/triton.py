@@ -136,7 +136,8 @@ class TritonEngine:
     async def _refresh(self) -> None:
         assert self._stub is not None
         # Triton answers readiness from its gRPC threads, in milliseconds even while every model instance is busy;
-        # a server that has not answered within this short deadline is hung (SIGSTOPped, swapping, wedged).
+        # a server that has not answered within this short deadline, and sent no generation a response meanwhile,
+        # is hung (SIGSTOPped, swapping, wedged). One that streams tokens is alive, however slow its answer.
         timeout = self.config.health_timeout_s
         try:
             server_ready = await self._stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout)
@@ -148,7 +149,8 @@ class TritonEngine:
                 await self._discover()
             self._failed_polls = 0
         except grpc.aio.AioRpcError as exc:
-            self._failed_polls += 1
+            busy = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and self._streamed_within(timeout)
+            self._failed_polls = 0 if busy else self._failed_polls + 1
             # Unreachable is final at once; no answer in time must happen twice in a row (the second probe follows
             # at once): a hung server leaves the routing candidates within interval + 2 x timeout (2-4 s).
             ready = self._ready and exc.code() != grpc.StatusCode.UNAVAILABLE and self._failed_polls < 2
@@ -160,6 +162,11 @@ class TritonEngine:
         if ready and not self._ready:
             logger.info("upstream model %s at %s is ready", self.config.model, self.config.url)
         self._ready = ready
+
+    def _streamed_within(self, seconds: float) -> bool:
+        """Whether one of this upstream's generations got a response in the last `seconds`."""
+        since = asyncio.get_running_loop().time() - seconds
+        return any(guard.last_response_at >= since for guard in self._active)
 
     async def _discover(self) -> None:
         """Read the model's declared interface (and the engine model's, for stop requests)."""

@@ -14,6 +14,7 @@ from tritonclient.grpc import model_config_pb2
 from gateway.config import Settings
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.engine.base import GenerationRequest, SamplingParams
+from gateway.engine.call_guard import CallGuard
 from gateway.engine.tensors import ModelInterface, RequestBuilder, add_sampling_inputs
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import InvalidRequestError
@@ -100,3 +101,28 @@ async def test_an_unanswered_probe_is_confirmed_at_once_then_the_upstream_is_not
     await asyncio.sleep(0.3)  # far less than the 60 s interval: the second probe did not wait for it
     watcher.cancel()
     assert stub.probes == 2 and not engine.info().ready
+
+
+async def test_a_slow_probe_while_generations_receive_tokens_is_busy_not_hung() -> None:
+    engine = TritonEngine(TritonEngineConfig(url="busy:1", health_interval_s=60, health_timeout_s=0.1))
+    stub = SilentStub()
+    engine._stub = stub  # type: ignore[assignment]
+    engine._ready = True
+    guard = CallGuard(object(), None, None)
+    engine._active.add(guard)
+
+    async def tokens() -> None:
+        while True:
+            guard.touch()
+            await asyncio.sleep(0.02)
+
+    streaming = asyncio.create_task(tokens())
+    for _ in range(3):
+        await engine._refresh()
+    assert engine.info().ready and engine._failed_polls == 0
+    streaming.cancel()
+    await asyncio.sleep(0.15)  # the stream has gone silent too: now the misses count
+    await engine._refresh()
+    await engine._refresh()
+    assert not engine.info().ready
+    guard.close()
