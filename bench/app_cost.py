@@ -68,7 +68,12 @@ async def _request(app: Any, body: bytes) -> int:
         "raw_path": b"/v1/chat/completions",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
+        # As clients send it: with a Content-Length (the gateway reads announced bodies whole first).
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+        ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
         "state": {},

@@ -17,12 +17,13 @@ from gateway import __version__
 from gateway.api import chat, completions, health, metrics, models
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
-from gateway.api.body_limit import BodySizeLimitMiddleware
+from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import ErrorShapes, install_error_handlers
 from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
+from gateway.api.request_body import RequestBodyMiddleware
 from gateway.config import Settings
 from gateway.core.model_parsers import resolve_parsers, special_markers
 from gateway.core.served_model import ModelRegistry, ServedModel
@@ -61,8 +62,12 @@ def create_app(
         drain, settings.drain_timeout_s, lambda error: sum(m.engine.abort_all(error) for m in registry.all())
     )
 
+    metrics_registry = gateway_metrics or GatewayMetrics()
+    limit = connection_limit(settings.max_connections)
+    guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         for model in registry.all():
             await model.engine.start()
         coordinator.install()
@@ -71,7 +76,7 @@ def create_app(
         gc.collect()
         gc.freeze()
         try:
-            yield
+            yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
             for model in registry.all():
@@ -80,7 +85,7 @@ def create_app(
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
     app.state.registry = registry
     app.state.settings = settings
-    app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
+    app.state.metrics = metrics_registry
     app.state.drain = drain
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
@@ -88,7 +93,7 @@ def create_app(
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, body size, admission, HEAD as GET.
+    # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.
     app.add_middleware(HeadAsGetMiddleware)
     limiter = None
     if settings.max_concurrent_requests is not None:
@@ -100,7 +105,7 @@ def create_app(
             metrics_registry.saturation,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys, protect_observability=settings.protect_observability)
@@ -167,6 +172,7 @@ def _served_model(
             model=entry.triton_model,
             engine_model=entry.engine_model,
             health_interval_s=models_file.health.interval_s,
+            health_timeout_s=models_file.health.timeout_s,
             rpc_timeout_s=settings.connect_timeout_s,
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,

@@ -125,7 +125,10 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--queue-timeout-s", float, "longest wait for a slot (default 10)"),
         ("--max-body-bytes", int, "larger request bodies get a 413 (default 8 MiB)"),
         ("--max-prompt-tokens", int, "longer prompts get a 400"),
-        ("--connect-timeout-s", float, "Triton health and discovery RPCs (default 5)"),
+        ("--max-connections", int, "open connections per process (default: the ulimit -n less 128)"),
+        ("--header-timeout-s", float, "a request's headers must arrive within this time (default 10)"),
+        ("--body-timeout-s", float, "a request's whole body must arrive within this time (default 60)"),
+        ("--connect-timeout-s", float, "Triton discovery RPCs and stop requests (default 5)"),
         ("--first-token-timeout-s", float, "time to first token (default 300)"),
         ("--idle-timeout-s", float, "longest gap between tokens (default 120)"),
         ("--request-timeout-s", float, "whole generation (default none)"),
@@ -173,7 +176,8 @@ def _serve(settings, banner: str | None = None) -> int:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # uvicorn's httptools protocol with a header timeout and a connection limit (api/connections.py)
+        "http": "gateway.api.connections:GuardedHttpToolsProtocol",
         "log_level": settings.log_level,
         "log_config": None,
         "access_log": False,  # the gateway writes its own access line, with tokens and timings

@@ -52,8 +52,13 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(10.0, gt=0, description="longest wait for a slot before a 429")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     max_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts get a 400")
+    max_connections: int | None = Field(
+        None, ge=1, description="open HTTP connections per process (default: the file-descriptor limit minus 128)"
+    )
     # Timeouts (None: no limit)
-    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for health and model discovery")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this time")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this time")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for model discovery and stop requests")
     first_token_timeout_s: float | None = Field(300.0, gt=0, description="time to first token")
     idle_timeout_s: float | None = Field(120.0, gt=0, description="longest gap between two tokens")
     request_timeout_s: float | None = Field(None, gt=0, description="whole generation")

@@ -37,6 +37,7 @@ class HealthEntry(_Strict):
     """Passive ejection and DNS re-resolution of every pool."""
 
     interval_s: Annotated[float, Field(gt=0)] = 2.0
+    timeout_s: Annotated[float, Field(gt=0)] = 1.0
     eject_after_failures: Annotated[int, Field(ge=1)] = 3
     eject_base_s: Annotated[float, Field(gt=0)] = 2.0
     eject_max_s: Annotated[float, Field(gt=0)] = 60.0

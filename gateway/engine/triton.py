@@ -61,6 +61,7 @@ class TritonEngineConfig:
     model: str = "ensemble"
     engine_model: str = "tensorrt_llm"
     health_interval_s: float = 2.0
+    health_timeout_s: float = 1.0  # deadline of each readiness probe
     rpc_timeout_s: float = 5.0
     first_token_timeout_s: float | None = None
     idle_timeout_s: float | None = None
@@ -136,12 +137,16 @@ class TritonEngine:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.config.health_interval_s)
+            if self._failed_polls != 1:  # one probe went unanswered: confirm at once, so a hung server leaves soon
+                await asyncio.sleep(self.config.health_interval_s)
             await self._refresh()
 
     async def _refresh(self) -> None:
         assert self._stub is not None
-        timeout = self.config.rpc_timeout_s
+        # Triton answers readiness from its gRPC threads, in milliseconds even while every model instance is busy;
+        # a server that has not answered within this short deadline, and sent no generation a response meanwhile,
+        # is hung (SIGSTOPped, swapping, wedged). One that streams tokens is alive, however slow its answer.
+        timeout = self.config.health_timeout_s
         try:
             server_ready = await self._stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout)
             model_ready = await self._stub.ModelReady(
@@ -152,8 +157,10 @@ class TritonEngine:
                 await self._discover()
             self._failed_polls = 0
         except grpc.aio.AioRpcError as exc:
-            self._failed_polls += 1
-            # Unreachable is final at once; a slow answer (a busy server) must happen twice in a row.
+            busy = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and self._streamed_within(timeout)
+            self._failed_polls = 0 if busy else self._failed_polls + 1
+            # Unreachable is final at once; no answer in time must happen twice in a row (the second probe follows
+            # at once): a hung server leaves the routing candidates within interval + 2 x timeout (2-4 s).
             ready = self._ready and exc.code() != grpc.StatusCode.UNAVAILABLE and self._failed_polls < 2
             if not ready and self._ready:
                 logger.warning("Triton at %s is not reachable: %s", self.config.url, exc.code().name)
@@ -163,6 +170,11 @@ class TritonEngine:
         if ready and not self._ready:
             logger.info("upstream model %s at %s is ready", self.config.model, self.config.url)
         self._ready = ready
+
+    def _streamed_within(self, seconds: float) -> bool:
+        """Whether one of this upstream's generations got a response in the last `seconds`."""
+        since = asyncio.get_running_loop().time() - seconds
+        return any(guard.last_response_at >= since for guard in self._active)
 
     async def _discover(self) -> None:
         """Read the model's declared interface (and the engine model's, for stop requests)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -35,8 +36,8 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def client(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the app in-process."""
+def app(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> FastAPI:
+    """The app over the fake engine, built with `settings`."""
     model = ServedModel(
         name=DEV_MODEL_NAME,
         engine=fake_engine,
@@ -46,7 +47,12 @@ async def client(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) ->
         max_tokens_limit=1000,
         max_prompt_tokens=settings.max_prompt_tokens,
     )
-    app = create_app(ModelRegistry([model]), settings)
+    return create_app(ModelRegistry([model]), settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         yield http

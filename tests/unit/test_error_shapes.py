@@ -35,7 +35,7 @@ OTHER = ErrorShape(status=lambda error: 529 if error.status == 503 else error.st
 async def http(tokenizer: Any) -> AsyncIterator[tuple[httpx.AsyncClient, FakeEngine]]:
     engine = FakeEngine()
     model = ServedModel(DEV_MODEL_NAME, engine, ChatTemplate(tokenizer), TokenCounter(tokenizer), 16, 1000)
-    app = create_app(ModelRegistry([model]), Settings(api_keys="secret"))
+    app = create_app(ModelRegistry([model]), Settings(api_keys="secret", max_body_bytes=2048))
     app.state.error_shapes = ErrorShapes((("/v1/chat/", OTHER),))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         yield client, engine
@@ -58,6 +58,12 @@ async def test_the_auth_middleware_answers_in_the_routes_shape(http: tuple[httpx
     assert "API key" in error["message"]
     openai = await client.post("/v1/completions", json={"model": DEV_MODEL_NAME, "prompt": "x"})
     assert openai.status_code == 401 and set(openai.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_the_body_middleware_answers_in_the_routes_shape(http: tuple[httpx.AsyncClient, FakeEngine]) -> None:
+    client, _ = http
+    big = chat(messages=[{"role": "user", "content": "x" * 4096}])
+    assert "larger" in in_other_shape(await client.post("/v1/chat/completions", json=big, headers=KEY), 413)["message"]
 
 
 async def test_validation_and_gateway_errors_answer_in_the_routes_shape(
