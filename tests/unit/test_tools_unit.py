@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.errors import InvalidRequestError
+from gateway.openai.guide_checker import default_guide_checker
 from gateway.openai.protocol import ChatMessage
 from gateway.openai.tools import (
     ToolChoice,
@@ -27,8 +30,11 @@ WEATHER = {
 
 
 def _param(call, *args) -> str | None:
+    """The param of the 400 `call` raises, or that the checks of the tools it returns raise (as plan_agent runs)."""
     with pytest.raises(InvalidRequestError) as info:
-        call(*args)
+        result = call(*args)
+        if isinstance(result, list):
+            asyncio.run(default_guide_checker().run([tool.check for tool in result if tool.check is not None]))
     return info.value.param
 
 
