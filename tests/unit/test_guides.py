@@ -30,8 +30,8 @@ from gateway.openai.guides import (
     structured_outputs_guide,
     tool_choice_guide,
 )
-from gateway.openai.schema_bounds import GuideLimits
 from gateway.openai.parsers import make_tool_parser
+from gateway.openai.schema_bounds import GuideLimits
 from gateway.openai.tools import ToolChoice, parse_tool_choice, parse_tools
 from tests.unit.parser_samples import counter_ids, feed_all, merge
 
