@@ -133,6 +133,14 @@ def test_a_schema_nested_over_a_hundred_levels_is_a_400(gateway: GatewayProcess,
     assert_refused(response, latencies, param, "--max-guide-depth")
 
 
+@pytest.fixture(scope="module")
+def parser_gateway(hf_triton: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway that takes tools (the dev model's Llama-3 format): they reach its chat template."""
+    process = start_gateway(hf_triton, tmp_path_factory.mktemp("tools"), "--tool-call-parser", "llama3_json")
+    yield process
+    stop_gateway(process)
+
+
 SURROGATE = "a\ud800b"
 SURROGATE_PLACES: dict[str, tuple[dict[str, Any], str]] = {
     "guided_choice": ({"guided_choice": ["yes", SURROGATE]}, "guided_choice[1]"),
@@ -158,9 +166,9 @@ SURROGATE_PLACES: dict[str, tuple[dict[str, Any], str]] = {
 
 
 @pytest.mark.parametrize("place", list(SURROGATE_PLACES))
-def test_a_lone_surrogate_is_a_400_naming_where(gateway: GatewayProcess, place: str) -> None:
+def test_a_lone_surrogate_is_a_400_naming_where(parser_gateway: GatewayProcess, place: str) -> None:
     fields, param = SURROGATE_PLACES[place]
-    response, latencies = attack(gateway, chat_body(gateway.model, **fields))
+    response, latencies = attack(parser_gateway, chat_body(parser_gateway.model, **fields))
     if param is None:  # an unknown key: named, with the surrogate escaped
         param = response.json()["error"]["param"]
         assert param.startswith("structured_outputs.") and "\\ud800" in param
@@ -168,10 +176,12 @@ def test_a_lone_surrogate_is_a_400_naming_where(gateway: GatewayProcess, place: 
 
 
 @pytest.mark.parametrize("inner", ['{"city": "\\ud800"}', '{"\\udfff": 1}', "[" * 5000 + "]" * 5000])
-def test_escaped_surrogates_and_depth_in_tool_call_arguments_are_a_400(gateway: GatewayProcess, inner: str) -> None:
+def test_escaped_surrogates_and_depth_in_tool_call_arguments_are_a_400(
+    parser_gateway: GatewayProcess, inner: str
+) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": inner}}
-    body = {"model": gateway.model, "messages": [{"role": "assistant", "content": None, "tool_calls": [call]}]}
-    response, latencies = attack(gateway, body)
+    messages = [{"role": "assistant", "content": None, "tool_calls": [call]}]
+    response, latencies = attack(parser_gateway, {"model": parser_gateway.model, "messages": messages})
     assert_refused(response, latencies, "messages[0].tool_calls[0].function.arguments")
 
 
