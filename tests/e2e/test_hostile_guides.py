@@ -185,6 +185,16 @@ def test_escaped_surrogates_and_depth_in_tool_call_arguments_are_a_400(
     assert_refused(response, latencies, "messages[0].tool_calls[0].function.arguments")
 
 
+@pytest.mark.parametrize("name", ["traceparent", "tracestate"])
+def test_trace_headers_that_grpc_cannot_carry_are_dropped(gateway: GatewayProcess, name: str) -> None:
+    """Were a 500 (the upstream call failed INTERNAL on metadata that is not printable ASCII)."""
+    body = chat_body(gateway.model, max_tokens=2)
+    parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"traceparent": parent if name == "tracestate" else b"\xe9t\xe9", "tracestate": b"k=\xe9"}
+    response = httpx.post(f"{gateway.url}{CHAT}", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text[:300]
+
+
 # --- item 7: guides that would stall the engine ----------------------------------------------------------------
 
 
