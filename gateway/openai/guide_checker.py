@@ -7,14 +7,15 @@ delay shutdown) for minutes. A process is killed at the time limit and replaced.
 forkserver that imported xgrammar once, so a replacement starts in milliseconds and shares its memory.
 
 Agents send the same tools and response formats with every request, so verdicts (a problem or None) are kept
-by text: a repeated schema costs a dictionary lookup. Texts over CACHED_SCHEMA_CHARS are checked each time, so
-the cache holds at most CACHED_VERDICTS x 64 KiB whatever clients send.
+by a digest of the text: a repeated schema costs a hash and a dictionary lookup, a repeated attack (a timeout
+included) costs no worker time, and the cache's memory does not depend on what clients send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import multiprocessing
 import threading
@@ -34,8 +35,7 @@ from gateway.openai.schema_bounds import GuideLimits
 
 logger = logging.getLogger(__name__)
 
-CACHED_SCHEMA_CHARS = 64 * 1024
-CACHED_VERDICTS = 512
+CACHED_VERDICTS = 4096  # about 0.5 MB: a 16-byte digest and a short message or None each
 STARTUP_TIMEOUT_S = 60.0  # the first worker waits for the forkserver to import xgrammar (and torch)
 UNCHECKED: Any = object()  # `cached()` when the text has no verdict yet
 
@@ -119,7 +119,7 @@ class GuideChecker:
     def __init__(self, limits: GuideLimits | None = None, workers: int = 1) -> None:
         self.limits = limits or GuideLimits()
         self._workers = workers
-        self._verdicts: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._verdicts: OrderedDict[bytes, str | None] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._started: list[_Worker] = []
@@ -127,18 +127,17 @@ class GuideChecker:
 
     def cached(self, kind: CheckKind, source: str) -> str | None:
         """The verdict already known for this text: a problem, None (fine), or UNCHECKED."""
-        key = (kind, source)
+        key = _verdict_key(kind, source)
         verdict = self._verdicts.get(key, UNCHECKED)
         if verdict is not UNCHECKED:
             self._verdicts.move_to_end(key)
         return verdict
 
     def remember(self, kind: CheckKind, source: str, problem: str | None) -> None:
-        """Keep a verdict (texts short enough only)."""
-        if len(source) > CACHED_SCHEMA_CHARS:
-            return
-        self._verdicts[(kind, source)] = problem
-        self._verdicts.move_to_end((kind, source))
+        """Keep a verdict (the least recently used one goes when the cache is full)."""
+        key = _verdict_key(kind, source)
+        self._verdicts[key] = problem
+        self._verdicts.move_to_end(key)
         if len(self._verdicts) > CACHED_VERDICTS:
             self._verdicts.popitem(last=False)
 
@@ -154,8 +153,13 @@ class GuideChecker:
                 raise InvalidRequestError(problem, param=check.param)
 
     async def warm_up(self) -> None:
-        """Start the forkserver and a worker now, so that no request waits for xgrammar's import."""
-        await asyncio.wrap_future(self._executor().submit(self._start_in_thread))
+        """Start every worker now (the first waits for the forkserver's xgrammar import), so that no request's
+        time limit pays for a start."""
+        # Each start waits at the barrier, so the pool's threads take one each.
+        barrier = threading.Barrier(self._workers)
+        pool = self._executor()
+        starts = [pool.submit(self._start_in_thread, barrier) for _ in range(self._workers)]
+        await asyncio.gather(*(asyncio.wrap_future(start) for start in starts))
 
     def close(self) -> None:
         """Stop every worker process; a later check starts them again."""
@@ -184,10 +188,16 @@ class GuideChecker:
     def _check_in_thread(self, kind: CheckKind, source: str, deadline: float) -> str | None:
         if time.monotonic() >= deadline:  # waited for a free worker past the deadline
             raise _CheckTimedOut
-        return self._thread_worker().check(kind, source, deadline)
+        worker = self._thread_worker()
+        try:
+            return worker.check(kind, source, deadline)
+        except (_CheckTimedOut, _WorkerFailed):
+            worker.start()  # its replacement now, so that the next check's time limit does not pay for it
+            raise
 
-    def _start_in_thread(self) -> None:
+    def _start_in_thread(self, barrier: threading.Barrier) -> None:
         self._thread_worker().start()
+        barrier.wait(STARTUP_TIMEOUT_S)
 
     def _thread_worker(self) -> _Worker:
         worker: _Worker | None = getattr(self._local, "worker", None)
@@ -202,6 +212,10 @@ class GuideChecker:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="guide-check")
             return self._pool
+
+
+def _verdict_key(kind: CheckKind, source: str) -> bytes:
+    return hashlib.blake2b(source.encode(errors="surrogatepass"), digest_size=16, person=kind.encode()[:16]).digest()
 
 
 @functools.cache

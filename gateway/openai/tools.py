@@ -19,10 +19,12 @@ from gateway.errors import InvalidRequestError
 from gateway.openai.guide_checker import GuideCheck, GuideChecker, default_guide_checker
 from gateway.openai.guides import check_json_schema
 from gateway.openai.protocol import ChatMessage
-from gateway.openai.schema_bounds import compact_json
+from gateway.openai.schema_bounds import compact_json, measure_schema
 
 _NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+# Decoded `arguments` nest no deeper than a request body may (pydantic refuses bodies nested ~200 levels deep).
+MAX_ARGUMENTS_DEPTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,8 @@ def template_tool_calls(tool_calls: Sequence[dict[str, Any]], message_index: int
             try:  # orjson refuses lone surrogates (\\udXXX escapes) and nesting beyond 1024 levels
                 arguments = orjson.loads(arguments) if arguments.strip() else {}
             except orjson.JSONDecodeError:
+                arguments = None
+            if isinstance(arguments, dict) and measure_schema(arguments).depth > MAX_ARGUMENTS_DEPTH:
                 arguments = None
         if not isinstance(arguments, dict):
             raise InvalidRequestError(

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
+from gateway.app import create_app, guide_limits
 from gateway.config import Settings
 from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
+from gateway.openai.guide_checker import GuideChecker
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from tests.unit.fake_engine import FakeEngine
@@ -36,7 +37,8 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def client(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client talking to the app in-process."""
+    """An HTTP client talking to the app in-process (its guide checker has the settings' limits)."""
+    checker = GuideChecker(guide_limits(settings), settings.guide_check_workers)
     model = ServedModel(
         name=DEV_MODEL_NAME,
         engine=fake_engine,
@@ -45,8 +47,12 @@ async def client(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) ->
         default_max_tokens=16,
         max_tokens_limit=1000,
         max_prompt_tokens=settings.max_prompt_tokens,
+        guide_checker=checker,
     )
     app = create_app(ModelRegistry([model]), settings)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield http
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield http
+    finally:
+        checker.close()

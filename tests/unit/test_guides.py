@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from gateway.openai import guides
-from gateway.openai.guide_checker import CACHED_SCHEMA_CHARS, UNCHECKED, GuideChecker, default_guide_checker
+from gateway.openai.guide_checker import UNCHECKED, GuideChecker, default_guide_checker
 from gateway.openai.guide_worker import xgrammar
 from gateway.openai.guides import (
     JSON_OBJECT,
@@ -131,16 +131,19 @@ def test_a_schema_sent_again_is_neither_measured_nor_checked_again(monkeypatch):
     assert len(measured) == len(ran) == 1 and ran[0].param == "response_format.json_schema.schema"
 
 
-def test_a_schema_too_big_for_the_cache_is_checked_but_not_kept():
+def test_a_large_schema_is_checked_once_and_its_verdict_kept_by_digest():
     checker = GuideChecker(GuideLimits(max_properties=5000))
     big = {"type": "object", "properties": {f"p{i:05d}": {"type": "string"} for i in range(3000)}}
-    assert len(json.dumps(big)) > CACHED_SCHEMA_CHARS
+    bad = big | {"required": "p00001"}
     try:
+        assert checker.cached("json_schema", json.dumps(big, separators=(",", ":"))) is UNCHECKED
         guide = _checked(guides.schema_guide(big, "guided_json", checker), checker)
-        assert checker.cached("json_schema", guide.guide) is UNCHECKED
-        bad = big | {"required": "p00001"}
-        with pytest.raises(InvalidRequestError):
+        assert checker.cached("json_schema", guide.guide) is None and len(guide.guide) > 64 * 1024
+        with pytest.raises(InvalidRequestError) as first:
             _checked(guides.schema_guide(bad, "guided_json", checker), checker)
+        with pytest.raises(InvalidRequestError) as again:  # refused from the cache, before any check is left
+            guides.schema_guide(bad, "guided_json", checker)
+        assert again.value.message == first.value.message
     finally:
         checker.close()
 
