@@ -59,6 +59,18 @@ def compact_json(value: Any, where: str) -> str:
         raise InvalidRequestError(f"The value cannot be encoded as JSON: {exc}", param=where) from None
 
 
+def json_value_problem(value: Any, max_depth: int) -> str | None:
+    """Why a decoded JSON value cannot reach a chat template or a tensor (nested too deeply, or a string that is
+    not valid Unicode, and where), or None."""
+    depth = measure_schema(value).depth
+    if depth > max_depth:
+        return f"it is nested {depth} levels deep, more than {max_depth}"
+    path = _unencodable_path(value)
+    if path is not None:
+        return f"it contains a lone surrogate (invalid Unicode) at '{path or '.'}'"
+    return None
+
+
 def _unencodable_path(value: Any) -> str | None:
     """Where (".a[2].b") the first string that is not valid Unicode sits in a decoded JSON value, if any."""
     stack: list[tuple[Any, str]] = [(value, "")]

@@ -8,18 +8,17 @@ any schema is checked, and a schema's expensive checks are left to each spec's `
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 from gateway.errors import InvalidRequestError
 from gateway.openai.guide_checker import GuideCheck, GuideChecker, default_guide_checker
 from gateway.openai.guides import check_json_schema
 from gateway.openai.protocol import ChatMessage
-from gateway.openai.schema_bounds import compact_json, measure_schema
+from gateway.openai.schema_bounds import compact_json, json_value_problem
 
 _NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -156,16 +155,20 @@ def template_tool_calls(tool_calls: Sequence[dict[str, Any]], message_index: int
             raise InvalidRequestError("A tool call needs 'function' with a 'name'", param=f"{where}.function")
         arguments = function.get("arguments", "{}")
         if isinstance(arguments, str):
-            try:  # orjson refuses lone surrogates (\\udXXX escapes) and nesting beyond 1024 levels
-                arguments = orjson.loads(arguments) if arguments.strip() else {}
-            except orjson.JSONDecodeError:
-                arguments = None
-            if isinstance(arguments, dict) and measure_schema(arguments).depth > MAX_ARGUMENTS_DEPTH:
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except (ValueError, RecursionError):
                 arguments = None
         if not isinstance(arguments, dict):
             raise InvalidRequestError(
                 "The tool call's 'arguments' must be a JSON object encoded as a string",
                 param=f"{where}.function.arguments",
+            )
+        # Decoded from a string, they were never checked: `\\udXXX` escapes and nesting reach the template here.
+        problem = json_value_problem(arguments, MAX_ARGUMENTS_DEPTH)
+        if problem is not None:
+            raise InvalidRequestError(
+                f"The tool call's 'arguments' cannot be used: {problem}", param=f"{where}.function.arguments"
             )
         converted.append(
             {

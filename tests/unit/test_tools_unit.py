@@ -152,11 +152,17 @@ def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
         CALL,
         {"id": "c2", "function": {"name": "now", "arguments": ""}},
         {"function": {"name": "x", "arguments": {"a": 1}}},
+        {"id": "c4", "function": {"name": "big", "arguments": '{"n": 123456789012345678901234567890}'}},
     ]
     assert template_tool_calls(calls, 3) == [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
         {"id": "c2", "type": "function", "function": {"name": "now", "arguments": {}}},
         {"id": None, "type": "function", "function": {"name": "x", "arguments": {"a": 1}}},
+        {
+            "id": "c4",
+            "type": "function",
+            "function": {"name": "big", "arguments": {"n": 123456789012345678901234567890}},
+        },
     ]
 
 
