@@ -7,8 +7,8 @@ delay shutdown) for minutes. A process is killed at the time limit and replaced.
 forkserver that imported xgrammar once, so a replacement starts in milliseconds and shares its memory.
 
 Agents send the same tools and response formats with every request, so verdicts (a problem or None) are kept
-by a digest of the text: a repeated schema costs a hash and a dictionary lookup, a repeated attack (a timeout
-included) costs no worker time, and the cache's memory does not depend on what clients send.
+by a digest of the text: a repeated schema costs a hash and a dictionary lookup, and the cache's memory does not
+depend on what clients send. Timeouts are not verdicts (see `_run_one`).
 """
 
 from __future__ import annotations
@@ -66,23 +66,25 @@ class _Worker:
         self._connection: Connection | None = None
 
     def check(self, kind: CheckKind, source: str, deadline: float) -> str | None:
-        """The guide's problem or None; _CheckTimedOut past `deadline` (the process is killed)."""
+        """The guide's problem or None; _CheckTimedOut past `deadline` (the process is killed), _WorkerFailed
+        when the process ends twice on it (once may be a death that came before the check)."""
+        try:
+            return self._exchange(kind, source, deadline)
+        except _WorkerFailed:
+            return self._exchange(kind, source, deadline)
+
+    def _exchange(self, kind: CheckKind, source: str, deadline: float) -> str | None:
         connection = self.start()
         try:
             connection.send((kind, source))
-        except OSError:  # the process died since its last check: one fresh start
-            self.stop()
-            connection = self.start()
-            connection.send((kind, source))
-        if not connection.poll(max(deadline - time.monotonic(), 0.0)):
-            self.stop()
-            raise _CheckTimedOut
-        try:
+            if not connection.poll(max(deadline - time.monotonic(), 0.0)):
+                self.stop()
+                raise _CheckTimedOut
             return connection.recv()
         except (EOFError, OSError):
             exitcode = self._process.exitcode if self._process is not None else None
             self.stop()
-            raise _WorkerFailed(f"the worker ended with exit code {exitcode}") from None
+            raise _WorkerFailed(f"the worker ended (exit code {exitcode})") from None
 
     def start(self) -> Connection:
         """The pipe to a running worker process, started (and waited for) if there is none."""
@@ -147,8 +149,9 @@ class GuideChecker:
         for check in checks:
             problem = self.cached(check.kind, check.source)
             if problem is UNCHECKED:
-                problem = await self._run_one(check, deadline)
-                self.remember(check.kind, check.source, problem)
+                problem, verdict = await self._run_one(check, deadline)
+                if verdict:
+                    self.remember(check.kind, check.source, problem)
             if problem is not None:
                 raise InvalidRequestError(problem, param=check.param)
 
@@ -171,29 +174,25 @@ class GuideChecker:
         for worker in started:
             worker.stop()
 
-    async def _run_one(self, check: GuideCheck, deadline: float) -> str | None:
+    async def _run_one(self, check: GuideCheck, deadline: float) -> tuple[str | None, bool]:
+        """The check's problem (or None), and whether that is the text's verdict. A timeout is not: part of the
+        time may have gone waiting for a busy worker, and a text that differs by one character would cost the
+        same anyway; nor is a worker's death (it may have been killed for another reason)."""
         future = self._executor().submit(self._check_in_thread, check.kind, check.source, deadline)
         try:
             # The thread ends the check itself at the deadline; the margin lets it report so.
-            return await asyncio.wait_for(asyncio.wrap_future(future), deadline - time.monotonic() + 1.0)
+            return await asyncio.wait_for(asyncio.wrap_future(future), deadline - time.monotonic() + 1.0), True
         except (_CheckTimedOut, TimeoutError):
-            return (
-                f"Checking the guide took longer than {self.limits.check_timeout_s:g} s, the limit of "
-                "--guide-check-timeout-s"
-            )
+            limit = self.limits.check_timeout_s
+            return f"Checking the guide took longer than {limit:g} s, the limit of --guide-check-timeout-s", False
         except _WorkerFailed as exc:
             logger.warning("guide check of %s failed: %s", check.param, exc)
-            return "The guide could not be checked: checking it ended the checker"
+            return "The guide could not be checked: checking it ended the checker", False
 
     def _check_in_thread(self, kind: CheckKind, source: str, deadline: float) -> str | None:
         if time.monotonic() >= deadline:  # waited for a free worker past the deadline
             raise _CheckTimedOut
-        worker = self._thread_worker()
-        try:
-            return worker.check(kind, source, deadline)
-        except (_CheckTimedOut, _WorkerFailed):
-            worker.start()  # its replacement now, so that the next check's time limit does not pay for it
-            raise
+        return self._thread_worker().check(kind, source, deadline)
 
     def _start_in_thread(self, barrier: threading.Barrier) -> None:
         self._thread_worker().start()

@@ -71,11 +71,26 @@ async def test_a_check_past_its_time_limit_is_a_400_the_loop_stays_free_and_the_
     assert longest < 0.1, f"the loop stalled {longest:.3f} s"
     assert info.value.param == SLOW.param and "--guide-check-timeout-s" in info.value.message
     await checker.run([GOOD])  # a fresh worker
-    with pytest.raises(InvalidRequestError):  # the verdict is kept: the same text costs nothing again
-        await asyncio.wait_for(checker.run([SLOW]), 0.05)
+    assert checker.cached(SLOW.kind, SLOW.source) is UNCHECKED  # a timeout is no verdict on the text
 
 
-async def test_a_worker_that_dies_mid_check_is_a_400_and_is_replaced(
+async def test_a_check_that_waited_for_a_busy_worker_is_refused_but_not_remembered() -> None:
+    checker = GuideChecker(GuideLimits(max_refs=100_000, check_timeout_s=0.5), workers=1)
+    try:
+        await checker.warm_up()
+        slow = asyncio.ensure_future(checker.run([SLOW]))
+        await asyncio.sleep(0.01)
+        with pytest.raises(InvalidRequestError) as waited:
+            await checker.run([GOOD])  # its half second passes while the one worker runs SLOW
+        assert "--guide-check-timeout-s" in waited.value.message
+        await asyncio.gather(slow, return_exceptions=True)
+        assert checker.cached(GOOD.kind, GOOD.source) is UNCHECKED
+        await checker.run([GOOD])
+    finally:
+        checker.close()
+
+
+async def test_a_worker_killed_mid_check_is_replaced_and_the_check_retried_within_its_limit(
     started: tuple[GuideChecker, set[int]],
 ) -> None:
     checker, pids = started
@@ -85,7 +100,16 @@ async def test_a_worker_that_dies_mid_check_is_a_400_and_is_replaced(
         os.kill(pid, signal.SIGKILL)
     with pytest.raises(InvalidRequestError) as info:
         await run
-    assert info.value.param == SLOW.param and "could not be checked" in info.value.message
+    assert info.value.param == SLOW.param and "--guide-check-timeout-s" in info.value.message
+    await checker.run([GOOD])  # on a fresh worker too, though its own was killed while idle
+    assert not pids & worker_pids()
+
+
+async def test_an_input_that_ends_the_worker_is_a_400_naming_the_field(checker: GuideChecker) -> None:
+    # Not JSON: the worker's json.loads raises, which ends it (twice: once more on a fresh worker).
+    with pytest.raises(InvalidRequestError) as info:
+        await checker.run([GuideCheck("json_schema", "{not json", "tools[1].function.parameters")])
+    assert info.value.param == "tools[1].function.parameters" and "could not be checked" in info.value.message
     await checker.run([GOOD])
 
 
