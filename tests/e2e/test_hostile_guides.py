@@ -289,7 +289,7 @@ def test_a_check_past_its_time_limit_is_a_400_and_the_gateway_stays_live(slow_ch
 def test_hostile_guides_never_5xx_nor_stall(gateway: GatewayProcess, data: st.DataObject) -> None:
     body = data.draw(hostile_requests(gateway.model), label="body")
     body["max_tokens"] = 8
-    response, latencies = attack(gateway, body)
+    response, latencies = attack(gateway, body, copies=1)  # one: a drawn valid guide runs on the CPU engine
     assert max(latencies) < LIVE_WITHIN_S, f"/health/live took {max(latencies):.3f} s"
     assert response.status_code < 500, response.text[:300]
     if response.status_code >= 400:
