@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from gateway.app import guide_limits
+from gateway.config import Settings
 from gateway.errors import InvalidRequestError
 from gateway.openai.guide_checker import GuideChecker
 from gateway.openai.guides import choice_guide, grammar_guide, legacy_guide, regex_guide, schema_guide
@@ -135,3 +137,9 @@ def test_tool_call_arguments_with_escaped_surrogates_or_too_deep_are_a_400(argum
     calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}]
     error = refused(template_tool_calls, calls, 3)
     assert error.param == "messages[3].tool_calls[0].function.arguments"
+
+
+def test_the_settings_defaults_are_the_limits_defaults() -> None:
+    assert guide_limits(Settings()) == GuideLimits()
+    flags = guide_limits(Settings(max_guide_refs=7, max_tools=3, guide_check_timeout_s=1.5))
+    assert (flags.max_refs, flags.max_tools, flags.check_timeout_s) == (7, 3, 1.5)
