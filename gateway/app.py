@@ -25,7 +25,9 @@ from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
 from gateway.config import Settings
+from gateway.core.guide_checker import GuideChecker
 from gateway.core.model_parsers import resolve_parsers, special_markers
+from gateway.core.schema_bounds import GuideLimits
 from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.engine.base import LoraAdapter
@@ -65,11 +67,14 @@ def create_app(
     metrics_registry = gateway_metrics or GatewayMetrics()
     limit = connection_limit(settings.max_connections)
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
+    checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         for model in registry.all():
             await model.engine.start()
+        for checker in checkers:
+            await checker.warm_up()  # the worker's xgrammar import, before the first request
         coordinator.install()
         # Start-up leaves a few hundred thousand long-lived objects (transformers imports torch): frozen, a
         # full collection no longer walks them, so it stops pausing every stream for 100+ ms.
@@ -79,6 +84,8 @@ def create_app(
             yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
+            for checker in checkers:
+                checker.close()
             for model in registry.all():
                 await model.engine.close()
 
@@ -130,8 +137,9 @@ def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) ->
     models_file = models_of(settings)
     models = []
     aliases: dict[str, str] = {}
+    checker = GuideChecker(guide_limits(settings), settings.guide_check_workers)
     for index, entry in enumerate(models_file.models):
-        model = _served_model(settings, models_file, entry, index, metrics)
+        model = _served_model(settings, models_file, entry, index, metrics, checker)
         models += [model, *_adapter_models(model, entry, index)]
         aliases.update(dict.fromkeys(entry.aliases, entry.name))
     return ModelRegistry(models, aliases)
@@ -151,8 +159,27 @@ def _adapter_models(base: ServedModel, entry: ModelEntry, index: int) -> list[Se
     return adapters
 
 
+def guide_limits(settings: Settings) -> GuideLimits:
+    """The bounds on guides and tools the settings ask for."""
+    return GuideLimits(
+        max_bytes=settings.max_guide_bytes,
+        max_depth=settings.max_guide_depth,
+        max_refs=settings.max_guide_refs,
+        max_enum_values=settings.max_guide_enum_values,
+        max_properties=settings.max_guide_properties,
+        max_tools=settings.max_tools,
+        max_tools_bytes=settings.max_tools_bytes,
+        check_timeout_s=settings.guide_check_timeout_s,
+    )
+
+
 def _served_model(
-    settings: Settings, models_file: ModelsFile, entry: ModelEntry, index: int, metrics: GatewayMetrics | None
+    settings: Settings,
+    models_file: ModelsFile,
+    entry: ModelEntry,
+    index: int,
+    metrics: GatewayMetrics | None,
+    checker: GuideChecker,
 ) -> ServedModel:
     where = f"models[{index}] ('{entry.name}')" if settings.models_file else ""
     try:
@@ -209,6 +236,7 @@ def _served_model(
         reasoning_parser=reasoning_parser,
         compact_json_guides=entry.guided_json_whitespace == "compact",
         special_markers=special_markers(tokenizer, tool_parser, reasoning_parser),
+        guide_checker=checker,
     )
 
 

@@ -143,6 +143,19 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--protect-observability", action="store_true", default=None, help="API key also on /health/* and /metrics"
     )
+    guides = parser.add_argument_group("guides and tools: bounds, then checks in worker processes (see README)")
+    for flag, kind, text in (
+        ("--max-guide-bytes", int, "one guide's text: a JSON schema, regex, grammar or choices (default 128 KiB)"),
+        ("--max-guide-depth", int, "nesting levels of a JSON schema (default 64)"),
+        ("--max-guide-refs", int, "$refs in one JSON schema (default 512)"),
+        ("--max-guide-enum-values", int, "enum values, choices and anyOf/oneOf branches of a guide (default 2048)"),
+        ("--max-guide-properties", int, "properties of one object in a JSON schema (default 128)"),
+        ("--max-tools", int, "tools in one request (default 256)"),
+        ("--max-tools-bytes", int, "all tool definitions of a request, as JSON (default 1 MiB)"),
+        ("--guide-check-timeout-s", float, "meta-schema and xgrammar checks of one request (default 10)"),
+        ("--guide-check-workers", int, "worker processes that check guides (default 1)"),
+    ):
+        guides.add_argument(flag, type=kind, help=text)
     group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")

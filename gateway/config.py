@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(
         None, ge=1, description="open HTTP connections per process (default: the file-descriptor limit minus 128)"
     )
+    # Guides and tools: bounds checked on the event loop, then the checks a worker process runs in a time limit
+    max_guide_bytes: int = Field(128 * 1024, ge=1024, description="one guide's text (schema, regex, grammar, choices)")
+    max_guide_depth: int = Field(64, ge=2, le=200, description="nesting levels of a JSON schema")
+    max_guide_refs: int = Field(512, ge=0, description="$refs in one JSON schema")
+    max_guide_enum_values: int = Field(2048, ge=1, description="enum values, choices and anyOf/oneOf branches")
+    max_guide_properties: int = Field(128, ge=1, description="properties of one object in a JSON schema")
+    max_tools: int = Field(256, ge=1, description="tools in one request")
+    max_tools_bytes: int = Field(1024 * 1024, ge=1024, description="all tool definitions of a request, as JSON")
+    guide_check_timeout_s: float = Field(10.0, gt=0, description="meta-schema and xgrammar checks of a request")
+    guide_check_workers: int = Field(1, ge=1, le=64, description="worker processes that check guides")
     # Timeouts (None: no limit)
     header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this time")
     body_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this time")

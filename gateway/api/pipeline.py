@@ -7,7 +7,7 @@ encoder, its ids made by the protocol) and its stream style; the error shape com
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -38,7 +38,7 @@ class GenerationBody(Protocol):
 
 Body = TypeVar("Body", bound=GenerationBody)
 # (body, model, request id, W3C trace headers) -> the planned generation
-Planner = Callable[[Body, ServedModel, str, tuple[tuple[str, str], ...]], Generation]
+Planner = Callable[[Body, ServedModel, str, tuple[tuple[str, str], ...]], Awaitable[Generation]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ async def serve_generation(request: Request, body: Body, route: GenerationRoute[
     """
     model = registry_of(request).get(body.model)
     tracked = track_request(model.name, bool(body.stream), body.user)
-    generation = route.plan(body, model, request_id_of(request), trace_headers_of_request())
+    generation = await route.plan(body, model, request_id_of(request), trace_headers_of_request())
     tracked.extend(generation.run.choices)
     if generation.stream:
         settings = settings_of(request)

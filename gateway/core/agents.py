@@ -6,7 +6,9 @@ each choice's text goes through.
   choice `required` or a named function). A forced call wins over a constraint (which applies to content, and
   there is none); with tools the model may call (`auto`) a constraint would stop it from calling any, so it is not
   applied (and logged). A guide needs an engine that enforces it (TensorRT-LLM silently ignores guides without an
-  xgrammar backend): otherwise a 400 naming the field that asked for it;
+  xgrammar backend): otherwise a 400 naming the field that asked for it, before any schema is read;
+- tools and guides are bounded on the event loop, then checked in the model's GuideChecker (worker processes, a
+  time limit) before anything reaches the template or the engine;
 - each choice gets a fresh parser chain (core/parsers/): reasoning first, then tool calls. With a guide there is
   no reasoning to split off: the guide constrains the output from its first token (TensorRT-LLM has no structural
   tags), so a `<think>` model answers the schema directly;
@@ -23,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.core.guide_checker import GuideCheck
 from gateway.core.guides import Guide, constraint_guide, tool_choice_guide, without_free_whitespace
 from gateway.core.parsers import ParserProcessor, choice_parser
 from gateway.core.processors import Processor, stop_chain
-from gateway.core.request import ConversationRequest, ToolOptions
+from gateway.core.request import ConversationRequest, OutputConstraint, ToolOptions
 from gateway.core.served_model import ServedModel
 from gateway.core.tools import callable_tools, check_tool_history, check_tools, template_tools
 from gateway.engine.base import EngineCapabilities, GenerationRequest
@@ -48,24 +51,11 @@ class AgentPlan:
         return template_tools(self.tools)
 
 
-def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: EngineCapabilities) -> AgentPlan:
+async def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: EngineCapabilities) -> AgentPlan:
     """Check the request's tools, history and output constraint; 400 naming the field for what cannot be done."""
-    tools = request.tools
-    check_tools(tools.specs)
-    check_tool_history(request.conversation)
-    constraint = request.constraint
-    content_guide = constraint_guide(constraint) if constraint is not None else None
-    forced = tools.choice.forced
-    guide = content_guide
-    if forced:
-        guide = tool_choice_guide(callable_tools(tools), tools.choice, tools.parallel)
-    elif constraint is not None and tools.specs and tools.choice.mode == "auto":
-        logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", constraint.field)
-        guide = None
-    if guide is not None and model.compact_json_guides:
-        guide = without_free_whitespace(guide)
-    if guide is not None and not capabilities.guided_decoding:
-        field = tools.choice_param if forced or constraint is None else constraint.field
+    tools, constraint = request.tools, request.constraint
+    field = requested_guide_field(tools, constraint)
+    if field is not None and not capabilities.guided_decoding:
         raise UnsupportedFeatureError(
             f"'{field}' needs guided decoding, which model '{model.name}' does not enforce: fill "
             "guided_decoding_backend=xgrammar and xgrammar_tokenizer_info_path in the tensorrt_llm model's "
@@ -73,6 +63,22 @@ def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: E
             "guided_decoding_guide inputs",
             param=field,
         )
+    checker = model.guide_checker
+    checks: list[GuideCheck] = check_tools(tools, checker)
+    check_tool_history(request.conversation)
+    guide = constraint_guide(constraint, checker) if constraint is not None else None
+    if guide is not None and guide.check is not None:
+        checks.append(guide.check)  # checked even when it is not applied: a bad schema is a 400 either way
+    if tools.choice.forced:
+        guide = tool_choice_guide(callable_tools(tools), tools.choice, tools.parallel, checker, tools.param)
+        if guide.check is not None:
+            checks.append(guide.check)
+    elif constraint is not None and field is None:
+        logger.info("%s is not enforced: tool_choice is auto, so the model may call a tool instead", constraint.field)
+        guide = None
+    await checker.run(checks)
+    if guide is not None and model.compact_json_guides:
+        guide = await without_free_whitespace(guide, checker)
     agent = AgentPlan(tools, guide)
     # Fails now, not per choice, when tools may be called but the model has no tool-call parser.
     parser = choice_parser(**_parser_arguments(agent, model, prompt=""))
@@ -86,6 +92,16 @@ def plan_agent(request: ConversationRequest, model: ServedModel, capabilities: E
             param="tools" if tools.specs and tools.choice.mode == "auto" else "model",
         )
     return dataclasses.replace(agent, keep_special_tokens=bool(special))
+
+
+def requested_guide_field(tools: ToolOptions, constraint: OutputConstraint | None) -> str | None:
+    """The field that will make the request guided (as plan_agent decides), read without looking into any
+    schema, so that a model without guided decoding refuses before any schema work."""
+    if tools.choice.forced:
+        return tools.choice_param
+    if constraint is None or (tools.specs and tools.choice.mode == "auto"):
+        return None  # a content guide would not be applied: the model may call a tool instead
+    return constraint.field
 
 
 def with_guide(request: GenerationRequest, agent: AgentPlan) -> GenerationRequest:

@@ -12,13 +12,12 @@ grammar of `{"type": "object"}`.
 The EBNF is xgrammar's own printout, made readable by the parser of xgrammar 0.1 (the engine's, e.g. 0.1.19): an
 unbounded repetition is written `{n,}`, not `{n, -1}` as xgrammar 0.2 prints it; a schema whose grammar needs one
 of xgrammar 0.2's built-in functions (a string `pattern` becomes `Regex(...)`) keeps its `json_schema` guide.
-Building it costs about as much as the schema check (0.3-0.5 ms for a small schema; it is CPU work), and its
-result is cached by the schema text like the check's verdict.
+Building it costs about as much as the schema check (0.3-0.5 ms for a small schema; it is CPU work), so it runs
+in the guide checker's worker process (openai/guide_worker.py), and its result is cached by the schema's text.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from types import ModuleType
 
@@ -51,6 +50,3 @@ def portable_ebnf(ebnf: str) -> str | None:
             parts += [ebnf[position : match.start()], f"{{{match.group(1)},}}"]
             position = match.end()
     return "".join(parts) + ebnf[position:]
-
-
-cached_compact_json_grammar = functools.lru_cache(maxsize=256)(compact_json_grammar)

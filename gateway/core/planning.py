@@ -25,7 +25,7 @@ SEED_SPACE = 1 << 63
 TraceHeaders = tuple[tuple[str, str], ...]
 
 
-def plan_conversation(
+async def plan_conversation(
     request: ConversationRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = ()
 ) -> ChoiceRun:
     """Check what the model cannot do, render the prompt and plan the choices (the engine's request id is
@@ -33,7 +33,7 @@ def plan_conversation(
     capabilities = capabilities_of(model)
     options = request.options
     check_output_options(options.output, model, capabilities)
-    agent = plan_agent(request, model, capabilities)
+    agent = await plan_agent(request, model, capabilities)
     prompt = render_prompt(request.conversation, model.chat_template, agent.template_tools(), request.reasoning)
     model.check_prompt_length(prompt, request.conversation.param)
     engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)

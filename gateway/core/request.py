@@ -91,12 +91,14 @@ class Conversation:
 @dataclass(slots=True)
 class ToolOptions:
     """The tools the model may call and how: `choice` (none / auto / required / named, an allowed subset) and
-    whether several calls may come at once. `choice_param` is the field that set the choice."""
+    whether several calls may come at once. `param` is the field that holds the tools (`specs[i]` is
+    `param[i]`), `choice_param` the field that set the choice."""
 
     specs: tuple[ToolSpec, ...] = ()
     choice: ToolChoice = ToolChoice("none")
     parallel: bool = True
     choice_param: str = "tool_choice"
+    param: str = "tools"
 
 
 @dataclass(slots=True)

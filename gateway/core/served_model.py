@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from gateway.core.guide_checker import GuideChecker, default_guide_checker
 from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.engine.base import Engine
 from gateway.errors import InvalidRequestError, NotFoundError
@@ -28,6 +29,7 @@ class ServedModel:
     reasoning_parser: str | None = None
     compact_json_guides: bool = True  # JSON guides without free whitespace (--guided-json-whitespace compact)
     special_markers: frozenset[str] = frozenset()  # the parsers' markers that are special tokens of the tokenizer
+    guide_checker: GuideChecker = field(default_factory=default_guide_checker)  # guide limits and checks
     created: int = field(default_factory=lambda: int(time.time()))
 
     @cached_property

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from gateway.app import create_app
+from gateway.app import create_app, guide_limits
 from gateway.config import Settings
+from gateway.core.guide_checker import GuideChecker
 from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
@@ -36,8 +37,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def app(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> FastAPI:
-    """The app over the fake engine, built with `settings`."""
+def app(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> Iterator[FastAPI]:
+    """The app over the fake engine, built with `settings` (its guide checker has the settings' limits)."""
+    checker = GuideChecker(guide_limits(settings), settings.guide_check_workers)
     model = ServedModel(
         name=DEV_MODEL_NAME,
         engine=fake_engine,
@@ -46,8 +48,12 @@ def app(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> FastAPI:
         default_max_tokens=16,
         max_tokens_limit=1000,
         max_prompt_tokens=settings.max_prompt_tokens,
+        guide_checker=checker,
     )
-    return create_app(ModelRegistry([model]), settings)
+    try:
+        yield create_app(ModelRegistry([model]), settings)
+    finally:
+        checker.close()
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ class ToyEncoder:
         return [self._event("error", {"message": error.message})]
 
 
-def toy_generation(
+async def toy_generation(
     body: ToyRequest, model: ServedModel, request_id: str, trace: tuple[tuple[str, str], ...]
 ) -> Generation:
     request = ConversationRequest(
@@ -81,7 +81,8 @@ def toy_generation(
         GenerationOptions(max_tokens=body.max_output_tokens, max_tokens_param="max_output_tokens", stream=body.stream),
     )
     response_id = f"toy_{request_id}"
-    return Generation(plan_conversation(request, model, response_id, trace), ToyEncoder(response_id), body.stream)
+    run = await plan_conversation(request, model, response_id, trace)
+    return Generation(run, ToyEncoder(response_id), body.stream)
 
 
 TOY = GenerationRoute(toy_generation, StreamStyle(named=True, ping=(b"ping", b'{"type":"ping"}')))

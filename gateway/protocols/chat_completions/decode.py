@@ -25,12 +25,12 @@ from gateway.protocols.openai_shared import ResponseMeta, include_usage, samplin
 ID_PREFIX = "chatcmpl"
 
 
-def chat_generation(
+async def chat_generation(
     body: ChatCompletionRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = ()
 ) -> Generation:
     """Validate what the gateway cannot honour, then plan the choices and pick the encoder."""
     meta = ResponseMeta.new(ID_PREFIX, model, request_id)
-    run = plan_conversation(decode_chat(body), model, meta.id, trace_headers)
+    run = await plan_conversation(decode_chat(body), model, meta.id, trace_headers)
     return Generation(run, ChatEncoder(meta, include_usage(body)), bool(body.stream))
 
 

@@ -10,11 +10,11 @@ is checked and compiled by the core (core/guides.py), which names the param set 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from gateway.core.request import ConstraintKind, OutputConstraint
+from gateway.core.schema_bounds import encodable
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -86,9 +86,10 @@ def structured_outputs_constraint(structured_outputs: Any) -> OutputConstraint |
         raise InvalidRequestError("structured_outputs must be an object", param="structured_outputs")
     for key, value in structured_outputs.items():
         if key not in _STRUCTURED and key != "disable_fallback" and value not in (None, False):
+            shown = key if encodable(key) and len(key) <= 64 else repr(key[:64])
             raise UnsupportedFeatureError(
-                f"structured_outputs.{key} is not supported (TensorRT-LLM takes json, regex, choice and grammar)",
-                param=f"structured_outputs.{key}",
+                f"structured_outputs.{shown} is not supported (TensorRT-LLM takes json, regex, choice and grammar)",
+                param=f"structured_outputs.{shown}",
             )
     given = [key for key in _STRUCTURED if structured_outputs.get(key) not in (None, False)]
     if len(given) != 1:
@@ -114,9 +115,5 @@ def legacy_constraint(field: str, value: Any) -> OutputConstraint | None:
 
 
 def _typed_constraint(key: str, value: Any, where: str, field: str) -> OutputConstraint:
-    if key == "json" and isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise InvalidRequestError("The JSON schema is not valid JSON", param=where) from None
+    # A schema sent as JSON text stays text: the core bounds it before it is parsed.
     return OutputConstraint(_KINDS[key], value, where, field)

@@ -1,8 +1,8 @@
 """Chat's `tools`, `tool_choice` and assistant `tool_calls`, read into the core's ToolSpec, ToolChoice and ToolCall.
 
 Each problem is an `InvalidRequestError` whose `param` names the field, such as `tools[2].function.name`,
-`tool_choice` or `messages[3].tool_calls[0].function.arguments`. The tools' schemas are checked by the core
-(core/tools.py), with the params set here.
+`tool_choice` or `messages[3].tool_calls[0].function.arguments`. The tools are bounded and their schemas checked
+by the core (core/tools.py), with the params set here.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.core.request import ToolCall, ToolChoice, ToolSpec
+from gateway.core.schema_bounds import json_value_problem
 from gateway.errors import InvalidRequestError
 
 _NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+# Decoded `arguments` nest no deeper than a request body may (pydantic refuses bodies nested ~200 levels deep).
+MAX_ARGUMENTS_DEPTH = 200
 
 
 def parse_tools(tools: Any) -> tuple[ToolSpec, ...]:
@@ -94,12 +97,18 @@ def parse_tool_calls(tool_calls: Sequence[dict[str, Any]], message_index: int) -
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except ValueError:
+            except (ValueError, RecursionError):
                 arguments = None
         if not isinstance(arguments, dict):
             raise InvalidRequestError(
                 "The tool call's 'arguments' must be a JSON object encoded as a string",
                 param=f"{where}.function.arguments",
+            )
+        # Decoded from a string, they were never checked: `\\udXXX` escapes and nesting reach the template here.
+        problem = json_value_problem(arguments, MAX_ARGUMENTS_DEPTH)
+        if problem is not None:
+            raise InvalidRequestError(
+                f"The tool call's 'arguments' cannot be used: {problem}", param=f"{where}.function.arguments"
             )
         call_id = call.get("id")
         calls.append(ToolCall(call_id if isinstance(call_id, str) else None, function["name"], arguments))

@@ -13,7 +13,7 @@ from gateway.protocols.openai_shared import ResponseMeta, include_usage, samplin
 ID_PREFIX = "cmpl"
 
 
-def completion_generation(
+async def completion_generation(
     body: CompletionRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = ()
 ) -> Generation:
     """Validate what the gateway cannot honour, then plan every prompt's choices and pick the encoder."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from gateway.core.compact_json import compact_json_grammar, portable_ebnf
-from gateway.core.guides import Guide, without_free_whitespace, xgrammar
+from gateway.core.guide_checker import default_guide_checker
+from gateway.core.guide_worker import xgrammar
+from gateway.core.guides import Guide, without_free_whitespace
 from gateway.core.request import OutputConstraint, ToolChoice, ToolOptions
 from tests.unit.core.test_guides import SCHEMA, TOOLS, _accepts, _agent
 
@@ -22,6 +25,11 @@ def guide_of(
 ) -> Guide | None:
     """The guide a conversation gets from the core for a model whose JSON guides are compact or not."""
     return _agent(tools or ToolOptions(), constraint, compact_json=compact).guide
+
+
+def compact(guide: Guide) -> Guide:
+    """The guide as a model with compact JSON guides sends it (built in the default checker's worker)."""
+    return asyncio.run(without_free_whitespace(guide, default_guide_checker()))
 
 
 def test_a_json_schema_guide_becomes_ebnf_that_takes_compact_json_only() -> None:
@@ -54,7 +62,7 @@ def test_a_forced_call_guide_is_compact_and_the_forced_parser_still_reads_it() -
     "guide", [Guide("regex", "[0-9]+"), Guide("ebnf_grammar", 'root ::= "a"'), Guide("structural_tag", "{}")]
 )
 def test_guides_that_are_not_json_pass_unchanged(guide: Guide) -> None:
-    assert without_free_whitespace(guide) is guide
+    assert compact(guide) is guide
 
 
 def test_unbounded_repetitions_are_written_so_that_older_xgrammar_reads_them() -> None:
@@ -73,10 +81,10 @@ def test_a_schema_whose_grammar_needs_a_built_in_function_stays_a_json_schema_gu
     assert portable_ebnf('root ::= Regex("[a-z]+", json_string=true) "x(" [a(]') is None
     assert portable_ebnf('root ::= "Regex(" [a(]') == 'root ::= "Regex(" [a(]'
     pattern = json.dumps({"type": "object", "properties": {"code": {"type": "string", "pattern": "^[a-z]{2}$"}}})
-    assert without_free_whitespace(Guide("json_schema", pattern)) == Guide("json_schema", pattern)
+    assert compact(Guide("json_schema", pattern)) == Guide("json_schema", pattern)
 
 
 def test_a_schema_xgrammar_cannot_build_stays_a_json_schema_guide() -> None:
     assert compact_json_grammar('{"type": "object", "properties": 7}', xgrammar()) is None
     guide = Guide("json_schema", '{"type": "object", "properties": 7}')
-    assert without_free_whitespace(guide) is guide
+    assert compact(guide) is guide

@@ -1,16 +1,26 @@
-"""Guides: output constraints and forced tool calls as TensorRT-LLM guides, and which one a conversation gets."""
+"""Guides: output constraints and forced tool calls as TensorRT-LLM guides, and which one a conversation gets.
+
+Building a guide checks only its bounds; `_error` and `_checked` also run what it leaves for the GuideChecker
+(meta-schema, regex, xgrammar), as `plan_agent` does.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.core import guides
 from gateway.core.agents import AgentPlan, plan_agent
-from gateway.core.guides import JSON_OBJECT, Guide, choice_guide, schema_guide, tool_choice_guide, xgrammar
+from gateway.core.guide_checker import UNCHECKED, GuideCheck, GuideChecker, default_guide_checker
+from gateway.core.guide_worker import xgrammar
+from gateway.core.guides import JSON_OBJECT, Guide, choice_guide, schema_guide, tool_choice_guide
 from gateway.core.parsers import make_tool_parser
 from gateway.core.request import (
     Conversation,
@@ -21,6 +31,7 @@ from gateway.core.request import (
     ToolOptions,
     ToolSpec,
 )
+from gateway.core.schema_bounds import GuideLimits
 from gateway.core.served_model import ServedModel
 from gateway.core.tools import check_tools, template_tools
 from gateway.engine.base import EngineCapabilities
@@ -34,9 +45,19 @@ TOOLS = (ToolSpec("get_weather", SCHEMA), ToolSpec("get_time", {"type": "object"
 RESPONSE_FORMAT = "response_format.json_schema.schema"
 
 
+def _checked(result: Any, checker: GuideChecker | None = None) -> Any:
+    """`result` (a Guide, or the checks check_tools leaves) once the checks it leaves have run."""
+    if isinstance(result, Guide):
+        checks: Sequence[GuideCheck] = [result.check] if result.check is not None else []
+    else:
+        checks = result or []
+    asyncio.run((checker or default_guide_checker()).run(checks))
+    return result
+
+
 def _error(call, *args, **kwargs) -> InvalidRequestError:
     with pytest.raises(InvalidRequestError) as info:
-        call(*args, **kwargs)
+        _checked(call(*args, **kwargs))
     return info.value
 
 
@@ -52,35 +73,38 @@ def _accepts(guide: Guide, text: str) -> bool:
     return _is_grammar_accept_string(compiled, text)
 
 
-def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
-    checked = []
-    real = jsonschema.validators.validator_for
+def test_a_schema_sent_again_is_neither_measured_nor_checked_again(monkeypatch):
+    measured, ran = [], []
+    real_measure, real_run = guides.schema_size_problem, GuideChecker._run_one
+    monkeypatch.setattr(guides, "schema_size_problem", lambda *args: measured.append(1) or real_measure(*args))
 
-    def counting(schema, *args, **kwargs):
-        checked.append(schema)
-        return real(schema, *args, **kwargs)
+    async def counting_run(self, check, deadline):
+        ran.append(check)
+        return await real_run(self, check, deadline)
 
-    monkeypatch.setattr(jsonschema.validators, "validator_for", counting)
+    monkeypatch.setattr(GuideChecker, "_run_one", counting_run)
     schema = {"type": "object", "properties": {"only_in_this_test": {"type": "integer"}}}
-    calls_after = []
     for _ in range(3):
-        guide = schema_guide(schema, RESPONSE_FORMAT)
+        guide = _checked(schema_guide(schema, RESPONSE_FORMAT))
         assert guide == Guide("json_schema", json.dumps(schema, separators=(",", ":")))
-        calls_after.append(len(checked))
-    assert checked[0] == schema
-    assert calls_after[0] == calls_after[1] == calls_after[2]
+    assert len(measured) == len(ran) == 1 and ran[0].param == RESPONSE_FORMAT
 
 
-def test_a_schema_too_big_for_the_cache_is_checked_but_not_kept():
-    from gateway.core import guides
-
+def test_a_large_schema_is_checked_once_and_its_verdict_kept_by_digest():
+    checker = GuideChecker(GuideLimits(max_properties=5000))
     big = {"type": "object", "properties": {f"p{i:05d}": {"type": "string"} for i in range(3000)}}
-    assert len(json.dumps(big)) > guides.CACHED_SCHEMA_CHARS
-    before = guides._cached_schema_problem.cache_info().currsize
-    schema_guide(big, RESPONSE_FORMAT)
-    assert guides._cached_schema_problem.cache_info().currsize == before
     bad = big | {"required": "p00001"}
-    assert _error(schema_guide, bad, RESPONSE_FORMAT)
+    try:
+        assert checker.cached("json_schema", json.dumps(big, separators=(",", ":"))) is UNCHECKED
+        guide = _checked(schema_guide(big, "guided_json", checker), checker)
+        assert checker.cached("json_schema", guide.guide) is None and len(guide.guide) > 64 * 1024
+        with pytest.raises(InvalidRequestError) as first:
+            _checked(schema_guide(bad, "guided_json", checker), checker)
+        with pytest.raises(InvalidRequestError) as again:  # refused from the cache, before any check is left
+            schema_guide(bad, "guided_json", checker)
+        assert again.value.message == first.value.message
+    finally:
+        checker.close()
 
 
 def test_a_bad_schema_sent_again_is_refused_again_naming_each_field():
@@ -88,7 +112,7 @@ def test_a_bad_schema_sent_again_is_refused_again_naming_each_field():
     first = _error(schema_guide, schema, RESPONSE_FORMAT)
     tool = ToolSpec("f", schema, param="tools[0].function", parameters_param="tools[0].function.parameters")
     with pytest.raises(InvalidRequestError) as again:
-        check_tools([tool])
+        _checked(check_tools(ToolOptions((tool,)), default_guide_checker()))
     assert first.param == RESPONSE_FORMAT
     assert again.value.param == "tools[0].function.parameters"
     assert again.value.message == first.message and "strin" in first.message
@@ -114,7 +138,7 @@ def _agent(
     model = ServedModel("m", FakeEngine(), None, None, 16, 100, tool_parser="hermes",  # type: ignore[arg-type]
                         compact_json_guides=compact_json)  # fmt: skip
     request = ConversationRequest(Conversation(()), GenerationOptions(), tools, constraint)
-    return plan_agent(request, model, EngineCapabilities("fake", guided_decoding=guided))
+    return asyncio.run(plan_agent(request, model, EngineCapabilities("fake", guided_decoding=guided)))
 
 
 JSON_ASKED = OutputConstraint("json_object", field="response_format")
@@ -149,7 +173,7 @@ def test_allowed_tools_restrict_the_forced_call_but_every_tool_stays_in_the_prom
 
 def test_duplicate_tool_names_are_a_400_naming_the_second():
     specs = [ToolSpec("f", {}, param=f"tools[{i}]", parameters_param=f"tools[{i}].input_schema") for i in range(2)]
-    assert _error(check_tools, specs).param == "tools[1].name"
+    assert _error(check_tools, ToolOptions(tuple(specs)), default_guide_checker()).param == "tools[1].name"
 
 
 def _forced_schema(tool_choice: ToolChoice, parallel: bool = True) -> dict:
@@ -191,6 +215,7 @@ def test_forced_call_schema_keeps_a_tools_own_refs_working():
     good = [{"name": "walk", "arguments": {"head": {"value": 1, "next": {"value": 2, "next": None}}}}]
     assert validator.is_valid(good)
     assert not validator.is_valid([{"name": "walk", "arguments": {"head": {"value": "x", "next": None}}}])
+    _checked(guide)
     if xgrammar() is not None:
         assert _accepts(guide, json.dumps(good))
         assert not _accepts(guide, json.dumps([{"name": "walk", "arguments": {"head": {"value": 1}}}]))

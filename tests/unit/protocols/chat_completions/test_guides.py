@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
-from gateway.core.guides import JSON_OBJECT, Guide, constraint_guide, xgrammar
+from gateway.core.guide_checker import default_guide_checker
+from gateway.core.guide_worker import xgrammar
+from gateway.core.guides import JSON_OBJECT, Guide, constraint_guide
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from gateway.protocols.chat_completions.guides import (
     legacy_constraint,
@@ -27,9 +30,15 @@ def _error(call, *args, **kwargs) -> InvalidRequestError:
 
 
 def _guide(read, *args: Any) -> Guide | None:
-    """The guide the core makes of what a field asks for (None: no constraint)."""
+    """The guide the core makes of what a field asks for (None: no constraint), once the checks it leaves for the
+    GuideChecker (meta-schema, regex, xgrammar) have run, as plan_agent runs them."""
     constraint = read(*args)
-    return constraint_guide(constraint) if constraint is not None else None
+    if constraint is None:
+        return None
+    guide = constraint_guide(constraint)
+    if guide.check is not None:
+        asyncio.run(default_guide_checker().run([guide.check]))
+    return guide
 
 
 def response_format_guide(response_format: Any) -> Guide | None:

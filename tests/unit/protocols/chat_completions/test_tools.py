@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from gateway.core.guide_checker import default_guide_checker
 from gateway.core.prompt import template_message
-from gateway.core.request import ToolCall, ToolChoice, ToolSpec, Turn
+from gateway.core.request import ToolCall, ToolChoice, ToolOptions, ToolSpec, Turn
 from gateway.core.tools import check_tool_history, check_tools
 from gateway.errors import InvalidRequestError
 from gateway.protocols.chat_completions.decode import decode_chat
@@ -32,9 +34,10 @@ def _param(call, *args) -> str | None:
 
 
 def read_tools(tools: Any) -> tuple[ToolSpec, ...]:
-    """What a request's tools go through: read here, checked by the core."""
+    """What a request's tools go through: read here, bounded and checked by the core (as plan_agent does)."""
     specs = parse_tools(tools)
-    check_tools(specs)
+    checker = default_guide_checker()
+    asyncio.run(checker.run(check_tools(ToolOptions(specs), checker)))
     return specs
 
 
@@ -166,17 +169,24 @@ def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
         CALL,
         {"id": "c2", "function": {"name": "now", "arguments": ""}},
         {"function": {"name": "x", "arguments": {"a": 1}}},
+        {"id": "c4", "function": {"name": "big", "arguments": '{"n": 123456789012345678901234567890}'}},
     ]
     parsed = parse_tool_calls(calls, 3)
     assert parsed == (
         ToolCall("call_1", "get_weather", {"city": "Paris"}),
         ToolCall("c2", "now", {}),
         ToolCall(None, "x", {"a": 1}),
+        ToolCall("c4", "big", {"n": 123456789012345678901234567890}),
     )
     assert template_message(Turn("assistant", tool_calls=parsed))["tool_calls"] == [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
         {"id": "c2", "type": "function", "function": {"name": "now", "arguments": {}}},
         {"id": None, "type": "function", "function": {"name": "x", "arguments": {"a": 1}}},
+        {
+            "id": "c4",
+            "type": "function",
+            "function": {"name": "big", "arguments": {"n": 123456789012345678901234567890}},
+        },
     ]
 
 
