@@ -17,11 +17,11 @@ from typing import Any
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.core.served_model import ModelRegistry, ServedModel
+from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.errors import GatewayError
-from gateway.openai.served_model import ModelRegistry, ServedModel
-from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 
 
 class InstantEngine:

@@ -11,8 +11,8 @@ import argparse
 import time
 from collections.abc import Callable
 
-from gateway.openai.events import TextEvent
-from gateway.openai.parsers import StreamParser, chain, make_reasoning_parser, make_tool_parser
+from gateway.core.events import TextEvent
+from gateway.core.parsers import StreamParser, chain, make_reasoning_parser, make_tool_parser
 
 _PROSE = (
     "The forecast for Paris shows light rain in the morning, clearing by noon; temperatures stay near 14 degrees "

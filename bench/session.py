@@ -25,7 +25,7 @@ from bench.runner import RunContext, execute
 from bench.spec import GATEWAY_MODES, Frontend, LoadPoint, Sweep
 from bench.stack import TritonStack
 from bench.tritonfe import FrontendSkipped
-from gateway.openai.tokens import load_tokenizer as gateway_tokenizer
+from gateway.core.tokens import load_tokenizer as gateway_tokenizer
 
 logger = logging.getLogger("bench")
 WARMUP = LoadPoint(concurrency=4, prompt_tokens=100, output_tokens=16, stream=True, requests=8, label="warmup")

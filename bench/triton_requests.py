@@ -1,8 +1,9 @@
 """Requests of the direct client, built by the gateway's own request code so that the floor cannot drift from it.
 
 A chat request of the load generator's shape (one user message, `max_tokens`, `stream`, default sampling) goes
-through the gateway's sampling defaults (`sampling_params`) and the upstream codec the gateway picks for the model
-(`codec_for(...).open`), exactly as a gateway worker builds it: the same tensors, parameters and requested outputs.
+through the gateway's sampling defaults (`sampling_of(...).for_engine()`) and the upstream codec the gateway picks
+for the model (`codec_for(...).open`), exactly as a gateway worker builds it: the same tensors, parameters and
+requested outputs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from bench.prompts import Prompt
 from gateway.engine.base import GenerationRequest
 from gateway.engine.codecs import UpstreamCodec, codec_for
-from gateway.openai.chat import sampling_params
-from gateway.openai.protocol import ChatCompletionRequest
+from gateway.protocols.chat_completions.request import ChatCompletionRequest
+from gateway.protocols.openai_shared import sampling_of
 
 
 def model_config(grpc_url: str, model: str) -> model_config_pb2.ModelConfig:
@@ -47,7 +48,7 @@ def build_request(codec: UpstreamCodec, prompt: Prompt, max_tokens: int, stream:
         prompt=prompt.rendered,
         max_tokens=max_tokens,
         stream=stream,
-        sampling=sampling_params(body),
+        sampling=sampling_of(body).for_engine(),
     )
     message, _decoder = codec.open(request)
     return message

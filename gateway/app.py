@@ -19,12 +19,17 @@ from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainSt
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
-from gateway.api.errors import install_error_handlers
+from gateway.api.errors import ErrorShapes, install_error_handlers
 from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
 from gateway.config import Settings
+from gateway.core.guide_checker import GuideChecker
+from gateway.core.model_parsers import resolve_parsers, special_markers
+from gateway.core.schema_bounds import GuideLimits
+from gateway.core.served_model import ModelRegistry, ServedModel
+from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.engine.base import LoraAdapter
 from gateway.engine.lora import AdapterEngine, LoraWeights
 from gateway.engine.pool import PoolConfig, UpstreamPool
@@ -33,11 +38,6 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
-from gateway.openai.guide_checker import GuideChecker
-from gateway.openai.model_parsers import resolve_parsers, special_markers
-from gateway.openai.schema_bounds import GuideLimits
-from gateway.openai.served_model import ModelRegistry, ServedModel
-from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 
@@ -94,6 +94,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry
     app.state.drain = drain
+    app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):

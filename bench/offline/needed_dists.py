@@ -62,9 +62,9 @@ def main() -> int:
             print(f"  {line}", file=sys.stderr)
         print("install the bench extra into this Python: pip install -e '.[bench]'", file=sys.stderr)
         return 2
+    from gateway.core.tokens import load_tokenizer
     from gateway.devstack import default_cache_root
     from gateway.devstack.dev_model import ensure_dev_model
-    from gateway.openai.tokens import load_tokenizer
 
     tokenizer = load_tokenizer(ensure_dev_model(default_cache_root()))
     tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)

@@ -127,7 +127,7 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
             return
         if self.drain.draining:
-            await send_error(send, ShuttingDownError("The server is shutting down; send the request elsewhere."))
+            await send_error(scope, send, ShuttingDownError("The server is shutting down; send the request elsewhere."))
             return
         if self.limiter is None:
             await self.app(scope, receive, send)
@@ -136,7 +136,7 @@ class AdmissionMiddleware:
         try:
             admitted = await self._admit(self.limiter, receive, held)
         except OverloadedError as exc:
-            await send_error(send, exc, {"Retry-After": RETRY_AFTER_S})
+            await send_error(scope, send, exc, {"Retry-After": RETRY_AFTER_S})
             return
         if not admitted:
             return  # the client left while waiting in line: nobody to answer (the telemetry records a 499)

@@ -53,6 +53,6 @@ class ApiKeyMiddleware:
                 if header is not None
                 else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
             )
-            await send_error(send, error, {"WWW-Authenticate": "Bearer"})
+            await send_error(scope, send, error, {"WWW-Authenticate": "Bearer"})
             return
         await self.app(scope, receive, send)

@@ -6,14 +6,16 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.json_body_route import JsonBodyRoute
-from gateway.api.pipeline import serve_generation
-from gateway.openai.chat import chat_generation
-from gateway.openai.protocol import ChatCompletionRequest
+from gateway.api.pipeline import GenerationRoute, serve_generation
+from gateway.api.sse import OPENAI_STREAM
+from gateway.protocols.chat_completions.decode import chat_generation
+from gateway.protocols.chat_completions.request import ChatCompletionRequest
 
 router = APIRouter(tags=["OpenAI"], route_class=JsonBodyRoute)
+CHAT_COMPLETIONS = GenerationRoute(chat_generation, OPENAI_STREAM)
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     """Create a chat completion (streamed as server-sent events when `stream` is true)."""
-    return await serve_generation(request, body, "chatcmpl", chat_generation)
+    return await serve_generation(request, body, CHAT_COMPLETIONS)

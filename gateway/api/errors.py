@@ -1,10 +1,16 @@
-"""Every failure becomes an OpenAI error body `{"error": {"message", "type", "param", "code"}}`, here only."""
+"""Every failure becomes an error response in the shape of the route's protocol, here only.
+
+OpenAI's body `{"error": {"message", "type", "param", "code"}}` is the shape of every route unless a protocol's
+routes declare their own (`ErrorShapes`, kept on `app.state.error_shapes`, by path prefix, so that middleware
+answering before routing uses it too).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -12,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from gateway.errors import GatewayError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from gateway.telemetry import current_request
@@ -30,9 +37,45 @@ def error_json(error: GatewayError) -> bytes:
         return json.dumps(error.to_body()).encode()
 
 
-def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
-    """The JSON response for a gateway error."""
-    return Response(error_json(error), status_code=error.status, media_type="application/json", headers=headers)
+def own_status(error: GatewayError) -> int:
+    """The error's own HTTP status."""
+    return error.status
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorShape:
+    """How a protocol's routes answer with an error: its status code and JSON body."""
+
+    status: Callable[[GatewayError], int]
+    body: Callable[[GatewayError], bytes]
+
+
+OPENAI_ERRORS = ErrorShape(status=own_status, body=error_json)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorShapes:
+    """The error shape of each protocol's routes by path prefix; OpenAI's for every other path."""
+
+    by_prefix: tuple[tuple[str, ErrorShape], ...] = ()
+    default: ErrorShape = OPENAI_ERRORS
+
+    def for_path(self, path: str) -> ErrorShape:
+        """The shape for a request path."""
+        return next((shape for prefix, shape in self.by_prefix if path.startswith(prefix)), self.default)
+
+
+def error_shape_of(scope: Scope) -> ErrorShape:
+    """The error shape of the request's route (OpenAI's outside an app that declares shapes)."""
+    shapes = getattr(getattr(scope.get("app"), "state", None), "error_shapes", None)
+    return shapes.for_path(scope["path"]) if isinstance(shapes, ErrorShapes) else OPENAI_ERRORS
+
+
+def error_response(
+    error: GatewayError, headers: dict[str, str] | None = None, shape: ErrorShape = OPENAI_ERRORS
+) -> Response:
+    """The JSON response for a gateway error, in `shape`."""
+    return Response(shape.body(error), status_code=shape.status(error), media_type="application/json", headers=headers)
 
 
 def note_error(error: Exception) -> None:
@@ -96,16 +139,16 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map every exception an endpoint can raise to an OpenAI error response."""
+    """Map every exception an endpoint can raise to an error response in its route's shape."""
 
     @app.exception_handler(GatewayError)
-    async def _gateway_error(_: Request, exc: GatewayError) -> Response:
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
         note_error(exc)
-        return error_response(exc)
+        return error_response(exc, shape=error_shape_of(request.scope))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
-        return error_response(validation_error(exc))
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(validation_error(exc), shape=error_shape_of(request.scope))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -120,10 +163,11 @@ def install_error_handlers(app: FastAPI) -> None:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code
             error.type = _HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
-        return error_response(error, headers=getattr(exc, "headers", None))
+        return error_response(error, getattr(exc, "headers", None), error_shape_of(request.scope))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         note_error(exc)
-        return error_response(GatewayError("The server had an error while processing your request."))
+        error = GatewayError("The server had an error while processing your request.")
+        return error_response(error, shape=error_shape_of(request.scope))

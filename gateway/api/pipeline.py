@@ -1,26 +1,55 @@
-"""The one request pipeline of the generation endpoints: model, ids, plan, then a stream or a body."""
+"""The one request pipeline of every generation endpoint: model, ids, plan, then a stream or a body.
+
+A protocol's route gives its planner (request body -> Generation: the core's running choices and the protocol's
+encoder, its ids made by the protocol) and its stream style; the error shape comes from the route's path
+(api/errors.py). Nothing else differs between protocols here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import orjson
 from fastapi import Request
 from starlette.responses import Response
 
 from gateway.api.disconnect import cancel_on_disconnect
-from gateway.api.sse import SSEResponse
+from gateway.api.errors import error_shape_of
+from gateway.api.sse import Framing, SSEResponse, StreamStyle
 from gateway.api.state import registry_of, request_id_of, settings_of, trace_headers_of_request, track_request
-from gateway.openai.generation import Generation, respond, stream_chunks
-from gateway.openai.protocol import SamplingFields
-from gateway.openai.served_model import ResponseMeta, ServedModel
-
-Body = TypeVar("Body", bound=SamplingFields)
-Planner = Callable[[Body, ServedModel, ResponseMeta, tuple[tuple[str, str], ...]], Awaitable[Generation]]
+from gateway.core.generation import Generation, respond, stream_chunks
+from gateway.core.served_model import ServedModel
 
 
-async def serve_generation(request: Request, body: Body, id_prefix: str, plan: Planner[Body]) -> Response:
+class GenerationBody(Protocol):
+    """What the pipeline reads from any protocol's validated body."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stream(self) -> bool | None: ...
+
+    @property
+    def user(self) -> str | None: ...
+
+
+Body = TypeVar("Body", bound=GenerationBody)
+# (body, model, request id, W3C trace headers) -> the planned generation
+Planner = Callable[[Body, ServedModel, str, tuple[tuple[str, str], ...]], Awaitable[Generation]]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRoute(Generic[Body]):
+    """What a protocol's generation route gives the pipeline."""
+
+    plan: Planner[Body]
+    stream_style: StreamStyle
+
+
+async def serve_generation(request: Request, body: Body, route: GenerationRoute[Body]) -> Response:
     """Plan the request's choices and answer: SSE when it streams, else the whole JSON body.
 
     Every failure is a GatewayError raised to the app's error handlers (before the response starts) or
@@ -28,11 +57,13 @@ async def serve_generation(request: Request, body: Body, id_prefix: str, plan: P
     """
     model = registry_of(request).get(body.model)
     tracked = track_request(model.name, bool(body.stream), body.user)
-    meta = ResponseMeta.new(id_prefix, model, request_id_of(request))
-    generation = await plan(body, model, meta, trace_headers_of_request())
+    generation = await route.plan(body, model, request_id_of(request), trace_headers_of_request())
     tracked.extend(generation.run.choices)
     if generation.stream:
         settings = settings_of(request)
-        return SSEResponse(stream_chunks(generation), settings.sse_keepalive_s, settings.client_write_timeout_s)
+        framing = Framing(route.stream_style, generation.encoder.failure, error_shape_of(request.scope))
+        return SSEResponse(
+            stream_chunks(generation), framing, settings.sse_keepalive_s, settings.client_write_timeout_s
+        )
     result = await cancel_on_disconnect(request, respond(generation))
     return Response(orjson.dumps(result), media_type="application/json")

@@ -81,17 +81,17 @@ class RequestBodyMiddleware:
             await self.app(scope, receive, send)
             return
         if length > self.max_bytes:
-            await send_error(send, too_large(self.max_bytes))
+            await send_error(scope, send, too_large(self.max_bytes))
             return
         try:
             async with asyncio.timeout(self.timeout_s):
                 body = await read_body(receive, self.max_bytes)
         except PayloadTooLargeError as exc:
-            await send_error(send, exc)
+            await send_error(scope, send, exc)
             return
         except TimeoutError:
             error = RequestTimeoutError(f"The request body was not received within {self.timeout_s:g} s.")
-            await send_error(send, error, CLOSE)
+            await send_error(scope, send, error, CLOSE)
             return
         if body is None:
             return  # the client left: nobody to answer (the telemetry saw the disconnect: a 499)

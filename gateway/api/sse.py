@@ -1,15 +1,21 @@
-"""Server-sent events: the only place that knows the framing (`data:` lines, `event: error`, `[DONE]`, comments).
+"""Server-sent events: the only place that knows the framing (`event:` and `data:` lines, `[DONE]`, comments).
 
-The chunks (JSON bytes, a list per write) come from the OpenAI layer and are written from the request's own
-task, while a watcher listens for the disconnect (Starlette's StreamingResponse does that only for ASGI < 2.4).
-A disconnect cancels the writing, which runs the `finally` blocks of the chunk generators: they close the
-engine streams and stop the upstream.
+Every protocol's stream goes through here. Its events (a list per write) come from the protocol's encoder: JSON
+bytes for a data-only stream (chat, completions), or (event name, JSON bytes) pairs for a stream of named events
+(Responses, Messages); a `StreamStyle` says which, whether `data: [DONE]` ends the stream, and whether the
+keep-alive is a comment line or a named event (Messages' `ping`). After a failure the encoder gives the events
+that report it (`Encoder.failure`).
+
+The events are written from the request's own task, while a watcher listens for the disconnect (Starlette's
+StreamingResponse does that only for ASGI < 2.4). A disconnect cancels the writing, which runs the `finally`
+blocks of the event generators: they close the engine streams and stop the upstream.
 
 Status and keep-alive: the response headers wait for the first chunk, so a refusal that arrives before any
-output (Triton rejecting a value, the upstream down) still gets its own status code and JSON body. The wait
-lasts at most `keepalive_s` (15 s by default): then the gateway commits to 200 and sends a comment line, and
-keeps sending one whenever the stream has been silent that long, so proxies with 60 s read timeouts do not
-cut long prompts under load. A failure after that point is an `event: error` followed by `[DONE]`.
+output (Triton rejecting a value, the upstream down) still gets its own status code and JSON body (in the route's
+error shape). The wait lasts at most `keepalive_s` (15 s by default): then the gateway commits to 200 and sends
+a keep-alive, and keeps sending one whenever the stream has been silent that long, so proxies with 60 s read
+timeouts do not cut long prompts under load. A failure after that point is reported by the encoder's events
+(chat: `event: error`, then `[DONE]`).
 
 A client that stops reading is not the upstream's fault: a write that does not complete within
 `write_timeout_s` ends the response (`ClientWriteTimeoutError`), which stops the upstream too.
@@ -19,13 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.disconnect import left_on_disconnect
-from gateway.api.errors import error_json, note_error
+from gateway.api.errors import ErrorShape, note_error
+from gateway.core.generation import NamedEvent
 from gateway.errors import ClientDisconnectedError, ClientWriteTimeoutError, GatewayError
 
 logger = logging.getLogger(__name__)
@@ -43,17 +52,56 @@ def frame(chunks: list[bytes]) -> bytes:
     return b"".join(b"data: " + chunk + b"\n\n" for chunk in chunks)
 
 
-def error_event(error: GatewayError) -> bytes:
-    """The event that reports an error after streaming started, and the `[DONE]` that follows it."""
-    return b"event: error\ndata: " + error_json(error) + b"\n\n" + DONE
+def frame_named(events: list[NamedEvent]) -> bytes:
+    """`event:` + `data:` events for (name, JSON) pairs, as one write."""
+    return b"".join(b"event: " + name + b"\ndata: " + data + b"\n\n" for name, data in events)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStyle:
+    """A protocol's stream: named events or data-only, `data: [DONE]` at the end, and its keep-alive (a named
+    event such as Messages' `ping`, or else a comment line)."""
+
+    named: bool = False
+    done: bool = False
+    ping: NamedEvent | None = None
+
+
+OPENAI_STREAM = StreamStyle(named=False, done=True)  # chat and completions
+
+
+class Framing:
+    """One response's framing: its protocol's style, how its encoder reports a failure, its route's error shape."""
+
+    __slots__ = ("_errors", "_failure", "done", "frame", "keepalive")
+
+    def __init__(
+        self, style: StreamStyle, failure: Callable[[GatewayError, bytes], list[NamedEvent]], errors: ErrorShape
+    ) -> None:
+        self.frame: Callable[[list[Any]], bytes] = frame_named if style.named else frame
+        self.done = DONE if style.done else b""
+        self.keepalive = frame_named([style.ping]) if style.ping is not None else KEEPALIVE
+        self._failure = failure
+        self._errors = errors
+
+    def failure(self, error: GatewayError) -> bytes:
+        """The events that report an error after streaming started, and the end of the stream."""
+        return frame_named(self._failure(error, self._errors.body(error))) + self.done
+
+    def refusal(self, error: GatewayError) -> tuple[int, bytes]:
+        """The status and body of an error before any byte was sent."""
+        return self._errors.status(error), self._errors.body(error)
 
 
 class _Writer:
     """Writes one response's messages; a lazily re-armed timer sends keep-alives and watches slow writes."""
 
-    def __init__(self, send: Send, raw_headers: list[tuple[bytes, bytes]], keepalive_s: float, write_s: float) -> None:
+    def __init__(
+        self, send: Send, raw_headers: list[tuple[bytes, bytes]], framing: Framing, keepalive_s: float, write_s: float
+    ) -> None:
         self._send = send
         self._headers = raw_headers
+        self._framing = framing
         self._keepalive_s = keepalive_s
         self._write_s = write_s
         self._loop = asyncio.get_running_loop()
@@ -82,11 +130,12 @@ class _Writer:
         if self._ping is not None:
             await self._ping
         if self.started:  # a keep-alive committed to 200 meanwhile
-            await self.write(error_event(error))
+            await self.write(self._framing.failure(error), more_body=False)
             return
         self.started = True
-        await self._send({"type": "http.response.start", "status": error.status, "headers": JSON_HEADERS})
-        await self._send({"type": "http.response.body", "body": error_json(error), "more_body": False})
+        status, body = self._framing.refusal(error)
+        await self._send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
     def close(self) -> None:
         """Stop the timer and any keep-alive in flight."""
@@ -122,7 +171,7 @@ class _Writer:
             if not self.started:
                 self.started = True
                 await self._send_timed({"type": "http.response.start", "status": 200, "headers": self._headers})
-            await self._send_timed({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+            await self._send_timed({"type": "http.response.body", "body": self._framing.keepalive, "more_body": True})
         except OSError:
             pass  # the client went away; the disconnect watcher ends the request
         finally:
@@ -132,15 +181,18 @@ class _Writer:
 class SSEResponse(StreamingResponse):
     """A text/event-stream response that stops producing as soon as the client disconnects or stops reading."""
 
-    def __init__(self, chunks: AsyncGenerator[list[bytes], None], keepalive_s: float, write_timeout_s: float) -> None:
+    def __init__(
+        self, chunks: AsyncGenerator[list[Any], None], framing: Framing, keepalive_s: float, write_timeout_s: float
+    ) -> None:
         # The body is written by __call__ below, not by StreamingResponse (which only provides the headers).
         super().__init__(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
         self._chunks = chunks
+        self._framing = framing
         self._keepalive_s = keepalive_s
         self._write_timeout_s = write_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        writer = _Writer(send, self.raw_headers, self._keepalive_s, self._write_timeout_s)
+        writer = _Writer(send, self.raw_headers, self._framing, self._keepalive_s, self._write_timeout_s)
         try:
             async with left_on_disconnect(receive):
                 await self._write_events(writer)
@@ -157,9 +209,10 @@ class SSEResponse(StreamingResponse):
             await self._chunks.aclose()
 
     async def _write_events(self, writer: _Writer) -> None:
+        frame_events = self._framing.frame
         try:
             async for chunks in self._chunks:
-                await writer.write(frame(chunks))
+                await writer.write(frame_events(chunks))
         except GatewayError as exc:
             logger.warning("stream failed: %s", exc.message)
             note_error(exc)
@@ -170,12 +223,11 @@ class SSEResponse(StreamingResponse):
             note_error(exc)
             await self._report(writer, GatewayError("The server had an error while processing your request."))
             return
-        await writer.write(DONE, more_body=False)
+        await writer.write(self._framing.done, more_body=False)
 
-    @staticmethod
-    async def _report(writer: _Writer, error: GatewayError) -> None:
+    async def _report(self, writer: _Writer, error: GatewayError) -> None:
         if writer.started:
-            await writer.write(error_event(error), more_body=False)
+            await writer.write(self._framing.failure(error), more_body=False)
         else:
             await writer.refuse(error)
 

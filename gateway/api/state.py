@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 
 from gateway.config import Settings
-from gateway.openai.served_model import ModelRegistry
+from gateway.core.served_model import ModelRegistry
 from gateway.telemetry import current_request
 
 

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from gateway.core.model_parsers import resolve_parsers, special_markers
+from gateway.core.tokens import load_tokenizer
 from gateway.deploy import repo_template
 from gateway.deploy.engine_config import EngineConfig, read_engine_config
 from gateway.deploy.tokenizer_info import FILE_NAME, write_tokenizer_info
 from gateway.devstack.repository import triton_repo_root
 from gateway.errors import ConfigurationError
-from gateway.openai.model_parsers import resolve_parsers, special_markers
-from gateway.openai.tokens import load_tokenizer
 
 MODELS = ("ensemble", "preprocessing", "postprocessing", "tensorrt_llm", "tensorrt_llm_bls")
 # Look optional (a `parameters` block) but the backend refuses to load without them.

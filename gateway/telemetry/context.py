@@ -25,7 +25,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     model: str = "unknown"
     stream: bool = False
-    streams: list[Any] = field(default_factory=list)  # the request's choices (openai.choices.Choice), once planned
+    streams: list[Any] = field(default_factory=list)  # the request's choices (core.choices.Choice), once planned
     error: Exception | None = None
     disconnected: bool = False
     span: Any = None  # the request's OpenTelemetry span, when tracing records

@@ -21,9 +21,9 @@ import httpx
 import openai
 import pytest
 
+from gateway.core.tokens import load_tokenizer
 from gateway.devstack import DevStackOptions, TritonServer, dev_triton, free_port
 from gateway.devstack.triton_server import TritonPorts
-from gateway.openai.tokens import load_tokenizer
 from tests.e2e.conftest import GatewayProcess, start_gateway, stop_gateway
 from tests.e2e.test_stream_integrity import running_requests
 

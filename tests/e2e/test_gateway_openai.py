@@ -10,7 +10,7 @@ import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from gateway.openai.tokens import load_tokenizer
+from gateway.core.tokens import load_tokenizer
 from tests.e2e.conftest import GatewayProcess
 
 pytestmark = pytest.mark.e2e

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 
 from gateway.app import create_app, guide_limits
 from gateway.config import Settings
+from gateway.core.guide_checker import GuideChecker
+from gateway.core.served_model import ModelRegistry, ServedModel
+from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
-from gateway.openai.guide_checker import GuideChecker
-from gateway.openai.served_model import ModelRegistry, ServedModel
-from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from tests.unit.fake_engine import FakeEngine
 
 

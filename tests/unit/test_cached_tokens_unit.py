@@ -6,10 +6,11 @@ import struct
 
 from tritonclient.grpc import service_pb2
 
+from gateway.core.usage import Usage, request_usage
 from gateway.engine.base import GenerationRequest
 from gateway.engine.codecs import TextCodec
 from gateway.engine.tensors import ModelInterface
-from gateway.openai.usage import Usage, request_usage
+from gateway.protocols.openai_shared import usage_json
 
 INPUTS = {"text_input": "BYTES", "max_tokens": "INT32", "stream": "BOOL", "return_perf_metrics": "BOOL"}
 OUTPUTS = {"text_output": "BYTES", "kv_cache_reused_blocks": "INT32"}
@@ -40,8 +41,8 @@ def test_models_without_perf_outputs_are_not_asked() -> None:
 
 
 def test_usage_shows_cached_tokens_once_per_prompt() -> None:
-    assert "prompt_tokens_details" not in Usage(10, 2).to_dict()
-    assert Usage(10, 2, 8).to_dict()["prompt_tokens_details"] == {"cached_tokens": 8}
+    assert "prompt_tokens_details" not in usage_json(Usage(10, 2))
+    assert usage_json(Usage(10, 2, 8))["prompt_tokens_details"] == {"cached_tokens": 8}
     two_choices_of_one_prompt = [(0, Usage(10, 2, 8)), (0, Usage(10, 3, 8)), (1, Usage(5, 1, 0))]
     assert request_usage(two_choices_of_one_prompt) == Usage(15, 6, 8)
     assert request_usage([(0, Usage(10, 2))]).cached_tokens is None

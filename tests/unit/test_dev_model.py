@@ -225,7 +225,7 @@ def test_chat_template_variants(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 def test_the_template_implies_the_hermes_parser_so_tools_work_with_auto() -> None:
-    from gateway.openai.parsers import detect_parsers
+    from gateway.core.parsers import detect_parsers
 
     assert detect_parsers(dev_model.CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")).tool == "hermes"
 

@@ -10,16 +10,28 @@ import pytest
 
 from gateway.app import guide_limits
 from gateway.config import Settings
+from gateway.core.guide_checker import GuideCheck, GuideChecker
+from gateway.core.guides import Guide, choice_guide, constraint_guide, grammar_guide, regex_guide, schema_guide
+from gateway.core.request import OutputConstraint, ToolOptions
+from gateway.core.schema_bounds import GuideLimits, compact_json, measure_schema
+from gateway.core.tools import check_tools
 from gateway.errors import InvalidRequestError
-from gateway.openai.guide_checker import GuideChecker
-from gateway.openai.guides import choice_guide, grammar_guide, legacy_guide, regex_guide, schema_guide
-from gateway.openai.schema_bounds import GuideLimits, compact_json, measure_schema
-from gateway.openai.tools import parse_tools, template_tool_calls
+from gateway.protocols.chat_completions.tools import parse_tool_calls, parse_tools
 from tests.hostile_schemas import distinct_tools, large_enum, nested, ref_chain, tool, wide_object
 
 LIMITS = GuideLimits(max_bytes=4096, max_depth=10, max_refs=5, max_enum_values=20, max_properties=8, max_tools=4,
                      max_tools_bytes=2048)  # fmt: skip
 CHECKER = GuideChecker(LIMITS)  # bounds only: nothing here reaches its workers
+
+
+def guided_json_text(text: str, checker: GuideChecker) -> Guide:
+    """vLLM's `guided_json` given as JSON text, as the core builds its guide."""
+    return constraint_guide(OutputConstraint("json_schema", text, "guided_json", "guided_json"), checker)
+
+
+def bounded_tools(tools: Any, checker: GuideChecker) -> list[GuideCheck]:
+    """Chat's `tools` read by the protocol, then bounded by the core (what plan_agent does before any check)."""
+    return check_tools(ToolOptions(parse_tools(tools)), checker)
 
 
 def refused(call: Any, *args: Any) -> InvalidRequestError:
@@ -62,10 +74,10 @@ def test_a_schema_within_every_bound_leaves_its_check_for_the_worker() -> None:
 
 
 def test_a_schema_given_as_text_is_bounded_before_it_is_parsed() -> None:
-    error = refused(legacy_guide, "guided_json", "[" * 100_000, CHECKER)
+    error = refused(guided_json_text, "[" * 100_000, CHECKER)
     assert error.param == "guided_json" and "--max-guide-bytes" in error.message
     deep = "[" * 3000 + "]" * 3000  # json.loads raises RecursionError on this
-    assert refused(legacy_guide, "guided_json", deep, GuideChecker(GuideLimits())).param == "guided_json"
+    assert refused(guided_json_text, deep, GuideChecker(GuideLimits())).param == "guided_json"
 
 
 @pytest.mark.parametrize(
@@ -103,11 +115,11 @@ def test_a_schema_number_beyond_64_bits_is_a_400() -> None:
 
 
 def test_too_many_tools_and_too_many_tool_bytes_are_refused_before_any_schema() -> None:
-    error = refused(parse_tools, distinct_tools(5), CHECKER)
+    error = refused(bounded_tools, distinct_tools(5), CHECKER)
     assert error.param == "tools" and "--max-tools" in error.message and "5 tools" in error.message
     big = [tool(f"t{i}", {"type": "object"}, description="d" * 800) for i in range(3)]
     assert json.dumps(big[:2]).__len__() < 2048 < len(json.dumps(big))
-    error = refused(parse_tools, big, CHECKER)
+    error = refused(bounded_tools, big, CHECKER)
     assert error.param == "tools[2]" and "--max-tools-bytes" in error.message
 
 
@@ -121,12 +133,12 @@ def test_too_many_tools_and_too_many_tool_bytes_are_refused_before_any_schema() 
     ],
 )  # fmt: skip
 def test_a_lone_surrogate_anywhere_in_a_tool_is_named(entry: dict[str, Any], param: str) -> None:
-    assert refused(parse_tools, [entry], CHECKER).param == param
+    assert refused(bounded_tools, [entry], CHECKER).param == param
 
 
 def test_each_tool_schema_is_bounded_and_named() -> None:
     tools = [tool("a", {"type": "object"}), tool("b", nested(10))]
-    error = refused(parse_tools, tools, CHECKER)
+    error = refused(bounded_tools, tools, CHECKER)
     assert error.param == "tools[1].function.parameters" and "--max-guide-depth" in error.message
 
 
@@ -135,7 +147,7 @@ def test_each_tool_schema_is_bounded_and_named() -> None:
 )
 def test_tool_call_arguments_with_escaped_surrogates_or_too_deep_are_a_400(arguments: str) -> None:
     calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}]
-    error = refused(template_tool_calls, calls, 3)
+    error = refused(parse_tool_calls, calls, 3)
     assert error.param == "messages[3].tool_calls[0].function.arguments"
 
 

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from gateway.core import guides, schema_bounds
+from gateway.core.guide_checker import CACHED_VERDICTS, UNCHECKED, GuideCheck, GuideChecker
+from gateway.core.schema_bounds import GuideLimits
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.engine.base import EngineCapabilities
 from gateway.errors import InvalidRequestError
-from gateway.openai import guides, schema_bounds
-from gateway.openai.guide_checker import CACHED_VERDICTS, UNCHECKED, GuideCheck, GuideChecker
-from gateway.openai.schema_bounds import GuideLimits
 from tests.hostile_schemas import chat_body, encode, json_schema_format, ref_chain
 from tests.unit.fake_engine import FakeEngine
 

@@ -23,7 +23,8 @@ from starlette.responses import Response, StreamingResponse
 
 from gateway.api.errors import install_error_handlers
 from gateway.api.json_body_route import JsonBodyRoute, is_json_media_type
-from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.protocols.chat_completions.request import ChatCompletionRequest
+from gateway.protocols.completions.request import CompletionRequest
 
 
 async def _chat(body: ChatCompletionRequest, request: Request) -> Response:

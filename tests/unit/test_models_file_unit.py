@@ -54,7 +54,7 @@ def test_a_good_file_builds_one_pool_per_model(good_file: Path) -> None:
     assert small.engine.config.block_size == 64 and small.engine.config.ejection.failures == 5
     assert (llama.default_max_tokens, llama.max_tokens_limit, small.max_prompt_tokens) == (64, 512, 100)
     assert small.chat_template.render([{"role": "user", "content": "hi"}]) == "hi\n"  # relative to the file
-    assert [c["id"] for c in registry.cards()] == ["llama", "small", "llama-latest"]
+    assert [name for name, _ in registry.names()] == ["llama", "small", "llama-latest"]
 
 
 async def test_v1_models_lists_every_name_and_misspelt_ones_are_404(good_file: Path) -> None:
@@ -144,7 +144,7 @@ def test_lora_adapters_are_model_ids_and_a_bad_folder_names_its_field(tmp_path: 
     entry = f"  - name: m\n    tokenizer: {ensure_dev_model()}\n    upstreams: ['a:1']\n    lora_adapters:\n"
     path.write_text(f"models:\n{entry}      - {{name: m-sql, task_id: 3, folder: sql}}\n")
     registry = build_registry(Settings(models_file=path))
-    assert [c["id"] for c in registry.cards()] == ["m", "m-sql"]
+    assert [name for name, _ in registry.names()] == ["m", "m-sql"]
     assert registry.get("m-sql").chat_template is registry.get("m").chat_template
     path.write_text(f"models:\n{entry}      - {{name: m-sql, task_id: 3, folder: nowhere}}\n")
     with pytest.raises(

@@ -16,13 +16,13 @@ import pytest
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from gateway.app import create_app
+from gateway.core.served_model import ModelRegistry, ServedModel
+from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.engine.codecs import TextCodec, TokenCodec
 from gateway.engine.special_tokens import marker_codec, postprocessing_model, skips_special_tokens
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.errors import UpstreamError
-from gateway.openai.served_model import ModelRegistry, ServedModel
-from gateway.openai.tokens import ChatTemplate, TokenCounter
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.test_detached_stream import FakeCall
 

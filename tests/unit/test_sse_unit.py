@@ -1,4 +1,5 @@
-"""api/sse.py at the ASGI level: keep-alive comments, refusals before the headers, a client that stops reading."""
+"""api/sse.py at the ASGI level: keep-alive comments, refusals before the headers, a client that stops reading, and
+the stream styles of the protocols (data-only with [DONE]; named events with a ping)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from gateway.api.sse import SSEResponse
-from gateway.errors import ClientWriteTimeoutError, UpstreamRejectedError
+from gateway.api.errors import OPENAI_ERRORS, ErrorShape
+from gateway.api.sse import OPENAI_STREAM, Framing, SSEResponse, StreamStyle
+from gateway.errors import ClientWriteTimeoutError, GatewayError, UpstreamRejectedError
 from gateway.telemetry import RequestContext, current_request, set_current_request
 
 
@@ -40,9 +42,17 @@ class Client:
         return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
 
 
-async def serve(chunks: AsyncIterator[list[bytes]], client: Client, keepalive_s: float = 0.1,
-                write_timeout_s: float = 5.0) -> None:  # fmt: skip
-    response = SSEResponse(chunks, keepalive_s, write_timeout_s)
+def error_event(error: GatewayError, body: bytes) -> list[tuple[bytes, bytes]]:
+    """Chat's and completions' report of a failure after the stream started."""
+    return [(b"error", body)]
+
+
+OPENAI = Framing(OPENAI_STREAM, error_event, OPENAI_ERRORS)
+
+
+async def serve(chunks: AsyncIterator[list[Any]], client: Client, keepalive_s: float = 0.1,
+                write_timeout_s: float = 5.0, framing: Framing = OPENAI) -> None:  # fmt: skip
+    response = SSEResponse(chunks, framing, keepalive_s, write_timeout_s)
     await asyncio.wait_for(response({"type": "http"}, client.receive, client.send), 5)
 
 
@@ -155,3 +165,50 @@ async def test_a_stream_with_no_chunks_still_starts_and_ends_with_done() -> None
     await serve(chunks(), client, keepalive_s=5.0)
     assert client.status == 200
     assert client.messages[-1] == {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
+
+
+# A protocol of named events (as Responses and Messages are): its own ping, its own failure events, its own errors.
+NAMED = StreamStyle(named=True, ping=(b"ping", b'{"type": "ping"}'))
+TEAPOT = ErrorShape(
+    status=lambda error: 418, body=lambda error: b'{"type":"error","message":"' + error.message.encode() + b'"}'
+)
+
+
+def named_failure(error: GatewayError, body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"error", body), (b"response.failed", b'{"seq":9}')]
+
+
+async def test_named_events_get_event_lines_a_ping_and_no_done() -> None:
+    async def chunks() -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        await asyncio.sleep(0.15)
+        yield [(b"message_start", b'{"a":1}'), (b"content_block_delta", b'{"b":2}')]
+
+    client = Client()
+    await serve(chunks(), client, framing=Framing(NAMED, named_failure, TEAPOT))
+    assert client.status == 200
+    assert client.body.startswith(b'event: ping\ndata: {"type": "ping"}\n\n')
+    assert client.body.endswith(b'event: message_start\ndata: {"a":1}\n\nevent: content_block_delta\ndata: {"b":2}\n\n')
+    assert b"[DONE]" not in client.body and b": keep-alive" not in client.body
+
+
+async def test_a_named_stream_reports_a_failure_with_the_encoders_events_in_the_routes_shape() -> None:
+    async def chunks() -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        yield [(b"message_start", b"{}")]
+        raise UpstreamRejectedError("bad value")
+
+    client = Client()
+    await serve(chunks(), client, keepalive_s=5.0, framing=Framing(NAMED, named_failure, TEAPOT))
+    assert client.body == (
+        b'event: message_start\ndata: {}\n\nevent: error\ndata: {"type":"error","message":"bad value"}\n\n'
+        b'event: response.failed\ndata: {"seq":9}\n\n'
+    )
+
+
+async def test_a_refusal_before_any_output_is_in_the_routes_error_shape() -> None:
+    async def chunks() -> AsyncIterator[list[tuple[bytes, bytes]]]:
+        raise UpstreamRejectedError("bad value")
+        yield []  # pragma: no cover
+
+    client = Client()
+    await serve(chunks(), client, keepalive_s=5.0, framing=Framing(NAMED, named_failure, TEAPOT))
+    assert (client.status, client.body) == (418, b'{"type":"error","message":"bad value"}')

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.stops import StopMatcher, trim_at_stop
 from gateway.engine.detokenize import REPLACEMENT, CumulativeTextDiff, IncrementalDetokenizer, ReplacementMerger
-from gateway.openai.stops import StopMatcher, trim_at_stop
 
 MULTI_BYTE_TEXT = "Ünïcödé café 日本語のテキスト 한국어 Привет مرحبا 👩‍👩‍👧 🇫🇷 🚀✨ naïve façade"
 

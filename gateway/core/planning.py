@@ -1,0 +1,158 @@
+"""From a decoded request to running choices: options checked, prompts rendered, choices planned over upstream calls.
+
+`n` choices of one prompt are one upstream call with `num_sequences` where the upstream can return several
+sequences (TensorRT-LLM's `num_return_sequences`), otherwise `n` calls with seeds `seed+i` and request ids
+`<id>-<i>`. What the upstream can do is checked here, once per request, against the engine's capabilities:
+anything asked for that it cannot do is a 400 naming the protocol's field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable, Sequence
+
+from gateway.core.agents import parser_chain, plan_agent, with_guide
+from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
+from gateway.core.processors import Processor, stop_chain
+from gateway.core.prompt import render_prompt
+from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
+from gateway.core.served_model import ServedModel
+from gateway.engine.base import EngineCapabilities, GenerationRequest
+from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
+
+SEED_SPACE = 1 << 63
+TraceHeaders = tuple[tuple[str, str], ...]
+
+
+async def plan_conversation(
+    request: ConversationRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = ()
+) -> ChoiceRun:
+    """Check what the model cannot do, render the prompt and plan the choices (the engine's request id is
+    `request_id`, suffixed per call when the choices take several)."""
+    capabilities = capabilities_of(model)
+    options = request.options
+    check_output_options(options.output, model, capabilities)
+    agent = await plan_agent(request, model, capabilities)
+    prompt = render_prompt(request.conversation, model.chat_template, agent.template_tools(), request.reasoning)
+    model.check_prompt_length(prompt, request.conversation.param)
+    engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)
+    base = with_guide(engine_request, agent)
+    plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
+    return ChoiceRun(model.engine, plans)
+
+
+def plan_texts(
+    prompts: Sequence[str],
+    options: GenerationOptions,
+    model: ServedModel,
+    request_id: str,
+    trace_headers: TraceHeaders = (),
+    param: str = "prompt",
+) -> ChoiceRun:
+    """Plan every raw prompt's choices: choice `p * n + i` is the i-th choice of prompt p (OpenAI's order);
+    request ids are `request_id`, suffixed by the prompt index when there are several prompts."""
+    capabilities = capabilities_of(model)
+    check_output_options(options.output, model, capabilities)
+    for prompt in prompts:
+        model.check_prompt_length(prompt, param)
+    n = options.output.n
+    plans = []
+    for index, prompt in enumerate(prompts):
+        call_id = request_id if len(prompts) == 1 else f"{request_id}-{index}"
+        base = _engine_request(call_id, prompt, options, model, trace_headers)
+        plans += plan_prompt(base, options.output, capabilities, model, prompt_index=index, first_choice=index * n)
+    return ChoiceRun(model.engine, plans)
+
+
+def _engine_request(
+    request_id: str,
+    prompt: str,
+    options: GenerationOptions,
+    model: ServedModel,
+    trace_headers: TraceHeaders,
+    keep_special_tokens: bool = False,
+) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=request_id,
+        prompt=prompt,
+        max_tokens=model.resolve_max_tokens(options.max_tokens, options.max_tokens_param),
+        stream=options.stream,
+        sampling=options.sampling.for_engine(),
+        stop=options.stop,
+        trace_headers=trace_headers,
+        keep_special_tokens=keep_special_tokens,
+    )
+
+
+def capabilities_of(model: ServedModel) -> EngineCapabilities:
+    """The engine's capabilities, or 503 while its model is not known yet."""
+    capabilities = model.engine.capabilities()
+    if capabilities is None:
+        raise UpstreamUnavailableError(f"the upstream model of '{model.name}' is not ready")
+    return capabilities
+
+
+def check_output_options(options: OutputOptions, model: ServedModel, capabilities: EngineCapabilities) -> None:
+    """400 naming the field for what the model or its upstream cannot return."""
+    if options.n > model.max_n:
+        raise InvalidRequestError(
+            f"n is too large: {options.n}. This gateway returns at most {model.max_n} choices per request (--max-n).",
+            param="n",
+            code="invalid_value",
+        )
+    if options.top_logprobs and not options.logprobs:
+        raise InvalidRequestError(
+            f"{options.top_logprobs_param} needs {options.logprobs_param} to be true", param=options.top_logprobs_param
+        )
+    if (options.logprobs or options.prompt_logprobs) and not capabilities.logprobs:
+        raise UnsupportedFeatureError(
+            f"model '{model.name}' cannot return log-probabilities: its Triton model does not declare "
+            "return_log_probs / output_log_probs",
+            param=options.logprobs_param,
+        )
+    if options.top_logprobs > 0 and not capabilities.top_logprobs:
+        raise UnsupportedFeatureError(
+            "TensorRT-LLM returns only the chosen token's log-probability; top_logprobs > 0 needs the generation "
+            "logits: call tensorrt_llm directly (--triton-model tensorrt_llm) on an engine built with "
+            "--gather_generation_logits, and start the gateway with --engine-logits",
+            param=options.top_logprobs_param,
+        )
+    if options.prompt_logprobs and not capabilities.prompt_logprobs:
+        raise UnsupportedFeatureError(
+            "echo with logprobs needs the prompt's logits: call tensorrt_llm directly (--triton-model "
+            "tensorrt_llm) on an engine built with --gather_context_logits, and start the gateway with "
+            "--engine-logits",
+            param=options.prompt_logprobs_param,
+        )
+
+
+def plan_prompt(
+    base: GenerationRequest,
+    options: OutputOptions,
+    capabilities: EngineCapabilities,
+    model: ServedModel,
+    prompt_index: int,
+    first_choice: int,
+    chain_for: Callable[[GenerationRequest], list[Processor]] = stop_chain,
+) -> list[UpstreamPlan]:
+    """The upstream calls for `options.n` choices of one prompt, numbered from `first_choice`."""
+    base = dataclasses.replace(
+        base,
+        logprobs=options.logprobs,
+        top_logprobs=options.top_logprobs,
+        prompt_logprobs=options.prompt_logprobs,
+    )
+    n = options.n
+    if n == 1 or capabilities.return_sequences:
+        request = dataclasses.replace(base, num_sequences=n) if n > 1 else base
+        choices = [Choice(first_choice + i, prompt_index, request, model.counter, chain_for(request)) for i in range(n)]
+        return [UpstreamPlan(request, choices)]
+    seed = base.sampling.seed if base.sampling.seed is not None else secrets.randbelow(SEED_SPACE)
+    plans = []
+    for i in range(n):
+        sampling = dataclasses.replace(base.sampling, seed=(seed + i) % (1 << 64))
+        request = dataclasses.replace(base, request_id=f"{base.request_id}-{i}", sampling=sampling)
+        plans.append(UpstreamPlan(request, [Choice(first_choice + i, prompt_index, request, model.counter,
+                                                    chain_for(request))]))  # fmt: skip
+    return plans

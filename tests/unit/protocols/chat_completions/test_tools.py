@@ -1,0 +1,212 @@
+"""Chat's tools and tool_choice read and checked, the tool-call history of messages, and assistant tool calls."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.core.guide_checker import default_guide_checker
+from gateway.core.prompt import template_message
+from gateway.core.request import ToolCall, ToolChoice, ToolOptions, ToolSpec, Turn
+from gateway.core.tools import check_tool_history, check_tools
+from gateway.errors import InvalidRequestError
+from gateway.protocols.chat_completions.decode import decode_chat
+from gateway.protocols.chat_completions.request import ChatCompletionRequest
+from gateway.protocols.chat_completions.tools import parse_tool_calls, parse_tool_choice, parse_tools
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "strict": True,
+    },
+}
+
+
+def _param(call, *args) -> str | None:
+    with pytest.raises(InvalidRequestError) as info:
+        call(*args)
+    return info.value.param
+
+
+def read_tools(tools: Any) -> tuple[ToolSpec, ...]:
+    """What a request's tools go through: read here, bounded and checked by the core (as plan_agent does)."""
+    specs = parse_tools(tools)
+    checker = default_guide_checker()
+    asyncio.run(checker.run(check_tools(ToolOptions(specs), checker)))
+    return specs
+
+
+def test_tools_are_parsed_into_specs_with_an_empty_schema_for_no_parameters():
+    now = {"type": "function", "function": {"name": "now"}}
+    specs = read_tools([WEATHER, now])
+    assert specs == (
+        ToolSpec(
+            "get_weather",
+            WEATHER["function"]["parameters"],
+            "Weather of a city",
+            True,
+            param="tools[0].function",
+            parameters_param="tools[0].function.parameters",
+            definition=WEATHER,
+        ),
+        ToolSpec(
+            "now",
+            {"type": "object", "properties": {}},
+            param="tools[1].function",
+            parameters_param="tools[1].function.parameters",
+            definition=now,
+        ),
+    )
+    assert parse_tools(None) == ()
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        ({"type": "function"}, "tools"),
+        ([{"type": "retrieval"}], "tools[0].type"),
+        ([WEATHER, {"type": "function"}], "tools[1].function"),
+        ([{"type": "function", "function": {"name": "has space"}}], "tools[0].function.name"),
+        ([{"type": "function", "function": {"name": "x" * 65}}], "tools[0].function.name"),
+        ([WEATHER, WEATHER], "tools[1].function.name"),
+        ([{"type": "function", "function": {"name": "a", "description": 3}}], "tools[0].function.description"),
+        ([{"type": "function", "function": {"name": "a", "strict": "no"}}], "tools[0].function.strict"),
+        ([{"type": "function", "function": {"name": "a", "parameters": "object"}}], "tools[0].function.parameters"),
+        (
+            [
+                WEATHER,
+                {"type": "function", "function": {"name": "b"}},
+                {
+                    "type": "function",
+                    "function": {"name": "c", "parameters": {"type": "object", "properties": {"x": {"type": 12}}}},
+                },
+            ],
+            "tools[2].function.parameters",
+        ),
+    ],
+)
+def test_a_bad_tool_is_a_400_naming_the_field(tools, param):
+    assert _param(read_tools, tools) == param
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "tools", "choice"),
+    [
+        (None, [], ToolChoice("none")),
+        (None, [WEATHER], ToolChoice("auto")),
+        ("none", [], ToolChoice("none")),
+        ("auto", [WEATHER], ToolChoice("auto")),
+        ("required", [WEATHER], ToolChoice("required")),
+        ({"type": "function", "function": {"name": "get_weather"}}, [WEATHER], ToolChoice("function", "get_weather")),
+    ],
+)
+def test_tool_choice_is_parsed_against_the_tools(tool_choice, tools, choice):
+    assert parse_tool_choice(tool_choice, read_tools(tools)) == choice
+    assert choice.forced == (choice.mode in ("required", "function"))
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "tools"),
+    [
+        ("required", []),
+        ("always", [WEATHER]),
+        ({"type": "function", "function": {"name": "missing"}}, [WEATHER]),
+        ({"type": "function"}, [WEATHER]),
+        ({"function": {"name": "get_weather"}}, [WEATHER]),
+        (["get_weather"], [WEATHER]),
+    ],
+)
+def test_a_bad_tool_choice_is_a_400_naming_tool_choice(tool_choice, tools):
+    assert _param(parse_tool_choice, tool_choice, read_tools(tools)) == "tool_choice"
+
+
+def _history(*messages: dict) -> None:
+    """The checks a request's messages go through: read here (a tool message needs its id), then the core's."""
+    check_tool_history(decode_chat(ChatCompletionRequest(model="m", messages=list(messages))).conversation)
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+def test_tool_messages_answering_earlier_calls_pass():
+    _history(
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "tool_calls": [CALL, {**CALL, "id": "call_2"}]},
+        {"role": "tool", "tool_call_id": "call_2", "content": "rain"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sun"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        (
+            ({"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "call_1", "content": "y"}),
+            "messages[1].tool_call_id",
+        ),
+        (
+            ({"role": "assistant", "tool_calls": [CALL]}, {"role": "tool", "tool_call_id": "call_9", "content": "y"}),
+            "messages[1].tool_call_id",
+        ),
+        (({"role": "assistant", "tool_calls": [CALL]}, {"role": "tool", "content": "y"}), "messages[1].tool_call_id"),
+        (
+            ({"role": "tool", "tool_call_id": "call_1", "content": "y"}, {"role": "assistant", "tool_calls": [CALL]}),
+            "messages[0].tool_call_id",
+        ),
+    ],
+)
+def test_a_tool_message_that_answers_no_earlier_call_is_a_400_naming_it(messages, param):
+    assert _param(_history, *messages) == param
+
+
+def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
+    calls = [
+        CALL,
+        {"id": "c2", "function": {"name": "now", "arguments": ""}},
+        {"function": {"name": "x", "arguments": {"a": 1}}},
+        {"id": "c4", "function": {"name": "big", "arguments": '{"n": 123456789012345678901234567890}'}},
+    ]
+    parsed = parse_tool_calls(calls, 3)
+    assert parsed == (
+        ToolCall("call_1", "get_weather", {"city": "Paris"}),
+        ToolCall("c2", "now", {}),
+        ToolCall(None, "x", {"a": 1}),
+        ToolCall("c4", "big", {"n": 123456789012345678901234567890}),
+    )
+    assert template_message(Turn("assistant", tool_calls=parsed))["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+        {"id": "c2", "type": "function", "function": {"name": "now", "arguments": {}}},
+        {"id": None, "type": "function", "function": {"name": "x", "arguments": {"a": 1}}},
+        {
+            "id": "c4",
+            "type": "function",
+            "function": {"name": "big", "arguments": {"n": 123456789012345678901234567890}},
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "param"),
+    [
+        (
+            {"id": "c", "function": {"name": "a", "arguments": "{not json"}},
+            "messages[2].tool_calls[1].function.arguments",
+        ),
+        ({"id": "c", "function": {"name": "a", "arguments": "[1, 2]"}}, "messages[2].tool_calls[1].function.arguments"),
+        ({"id": "c", "function": {"name": "a", "arguments": 7}}, "messages[2].tool_calls[1].function.arguments"),
+        ({"id": "c", "function": {"arguments": "{}"}}, "messages[2].tool_calls[1].function"),
+        ({"id": "c"}, "messages[2].tool_calls[1].function"),
+    ],
+)
+def test_tool_calls_with_bad_arguments_are_a_400_naming_the_field(call, param):
+    assert _param(parse_tool_calls, [CALL, call], 2) == param
+
+
+def test_auto_without_tools_is_taken_as_none() -> None:
+    """Clients and frameworks send `tool_choice: auto` as a default, with or without tools."""
+    assert parse_tool_choice("auto", []).mode == "none"
