@@ -24,6 +24,7 @@ from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
+from gateway.api.tenancy import TenancyMiddleware, tenants_from_settings
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
 from gateway.core.model_parsers import resolve_parsers, special_markers
@@ -68,6 +69,7 @@ def create_app(
     limit = connection_limit(settings.max_connections)
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
     checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
+    tenants = tenants_from_settings(settings, registry, metrics_registry.tenants)  # None without API keys
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -76,6 +78,8 @@ def create_app(
         for checker in checkers:
             await checker.warm_up()  # the worker's xgrammar import, before the first request
         coordinator.install()
+        if tenants is not None:
+            await tenants.start()
         # Start-up leaves a few hundred thousand long-lived objects (transformers imports torch): frozen, a
         # full collection no longer walks them, so it stops pausing every stream for 100+ ms.
         gc.collect()
@@ -84,6 +88,8 @@ def create_app(
             yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
+            if tenants is not None:
+                await tenants.close()
             for checker in checkers:
                 checker.close()
             for model in registry.all():
@@ -94,13 +100,15 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry
     app.state.drain = drain
+    app.state.tenants = tenants
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.
+    # CORS, API key, tenancy (settles and counts what the key's requests used), the body (read whole, within the
+    # size limit and the body timeout), admission, HEAD as GET.
     app.add_middleware(HeadAsGetMiddleware)
     limiter = None
     if settings.max_concurrent_requests is not None:
@@ -113,9 +121,9 @@ def create_app(
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-    keys = settings.api_key_list()
-    if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys, protect_observability=settings.protect_observability)
+    if tenants is not None:
+        app.add_middleware(TenancyMiddleware, tenants=tenants)
+        app.add_middleware(ApiKeyMiddleware, keys=tenants.keys, protect_observability=settings.protect_observability)
     origins = settings.cors_origin_list()
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])

@@ -1,42 +1,45 @@
-"""API keys: `Authorization: Bearer <key>`, compared in constant time against every configured key."""
+"""API keys: `Authorization: Bearer <key>`, looked up by its SHA-256 among the keys in force (tenants/keys.py).
+
+The key found goes into the ASGI scope (`api_key_of`) for model access, limits and accounting, and its tenant
+and priority into the request context (the access line, the engine's request priority).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterable
+import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.asgi_errors import send_error
 from gateway.errors import AuthenticationError
+from gateway.telemetry import current_request
+from gateway.tenants.keys import ApiKey, KeyRing
+from gateway.tenants.priority import ENGINE_PRIORITY, NORMAL
 
 OBSERVABILITY_PREFIXES = ("/health/", "/metrics")
+API_KEY_SCOPE = "gateway.api_key"
 
 
-def _digest(key: bytes) -> bytes:
-    # Comparing fixed-length digests keeps the comparison time independent of the keys' lengths.
-    return hashlib.sha256(key).digest()
+def api_key_of(scope: Scope) -> ApiKey | None:
+    """The key the request was authenticated with (None without authentication)."""
+    key: ApiKey | None = scope.get(API_KEY_SCOPE)
+    return key
 
 
 class ApiKeyMiddleware:
-    """401 unless the request carries one of the keys; health and metrics stay open unless protected."""
+    """401 unless the request carries a key in force; health and metrics stay open unless protected."""
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], protect_observability: bool) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing, protect_observability: bool) -> None:
         self.app = app
-        # A key is compared as the UTF-8 bytes a client sends for it (header bytes are never decoded), so a
-        # non-ASCII key matches too, although RFC 6750 tokens are ASCII and some clients cannot send others.
-        self._digests = [_digest(k.encode()) for k in keys if k]
+        self.keys = keys
         self.protect_observability = protect_observability
 
-    def _authorized(self, header: bytes | None) -> bool:
+    def _key(self, header: bytes | None) -> ApiKey | None:
         if header is None or header[:7].lower() != b"bearer ":
-            return False
-        given = _digest(header[7:].strip())
-        matched = False
-        for expected in self._digests:  # no early exit: every key is compared
-            matched |= hmac.compare_digest(given, expected)
-        return matched
+            return None
+        # A key is looked up as the UTF-8 bytes a client sends for it (header bytes are never decoded), so a
+        # non-ASCII key matches too, although RFC 6750 tokens are ASCII and some clients cannot send others.
+        return self.keys.find(header[7:].strip())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request."""
@@ -47,12 +50,20 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if not self._authorized(header):
-            error = AuthenticationError(
-                "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
-                if header is not None
-                else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-            )
-            await send_error(scope, send, error, {"WWW-Authenticate": "Bearer"})
+        key = self._key(header)
+        if key is None or key.expired(time.time()):
+            if header is None:
+                message = "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            elif key is None:
+                message = "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
+            else:
+                message = "This API key has expired."
+            await send_error(scope, send, AuthenticationError(message), {"WWW-Authenticate": "Bearer"})
             return
+        scope[API_KEY_SCOPE] = key
+        context = current_request()
+        if context is not None:
+            context.tenant = key.tenant
+            if key.priority != NORMAL:  # normal is the engine's default: nothing to send
+                context.priority = ENGINE_PRIORITY[key.priority]
         await self.app(scope, receive, send)

@@ -20,6 +20,7 @@ from gateway.core.request import ConversationRequest, GenerationOptions, OutputO
 from gateway.core.served_model import ServedModel
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
+from gateway.telemetry import current_request
 
 SEED_SPACE = 1 << 63
 TraceHeaders = tuple[tuple[str, str], ...]
@@ -82,7 +83,14 @@ def _engine_request(
         stop=options.stop,
         trace_headers=trace_headers,
         keep_special_tokens=keep_special_tokens,
+        priority=_key_priority(),
     )
+
+
+def _key_priority() -> float | None:
+    """The engine priority the request's API key gives it (the api layer puts it in the request context)."""
+    context = current_request()
+    return context.priority if context is not None else None
 
 
 def capabilities_of(model: ServedModel) -> EngineCapabilities:

@@ -44,7 +44,7 @@ class GenerationRequest:
     log-probabilities, `top_logprobs` for that many alternatives per position, `prompt_logprobs` for the
     prompt's (echo), `guide_type` / `guide` a guided-decoding constraint, `keep_special_tokens` text with the
     tokenizer's special tokens kept (parser markers such as Mistral's `[TOOL_CALLS]`); the engine's capabilities
-    say which of these it can honour.
+    say which of these it can honour. `priority` goes to models that declare a `priority` input, else nowhere.
     """
 
     request_id: str
@@ -62,6 +62,7 @@ class GenerationRequest:
     guide: str | None = None
     lora: LoraAdapter | None = None  # generate with this adapter of the model
     keep_special_tokens: bool = False  # the text keeps special tokens (markers the request's parsers read)
+    priority: float | None = None  # TensorRT-LLM's request priority, 0 to 1 (0.5 its default), from the API key
 
 
 @dataclass(slots=True)
