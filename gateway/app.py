@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, health, metrics, models
+from gateway.api import chat, completions, health, metrics, models, usage
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
@@ -104,7 +104,7 @@ def create_app(
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
-    for router in (chat.router, completions.router, models.router, health.router, metrics.router):
+    for router in (chat.router, completions.router, models.router, usage.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, tenancy (settles and counts what the key's requests used), the body (read whole, within the
@@ -118,6 +118,7 @@ def create_app(
             settings.queue_timeout_s,
             metrics_registry.waiting,
             metrics_registry.saturation,
+            settings.priority_aging_s,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
