@@ -1,9 +1,9 @@
 """Priority classes, and the admission queue's order: the highest class first, aged so the lowest never starves.
 
-A waiting request's standing is its class rank plus the time it has waited divided by the aging time: after
-waiting `aging_s` a request counts one class higher, so a `low` request waits at most
-(rank of `high` - rank of `low`) x `aging_s` behind any stream of `high` arrivals before it is next.
-Within a class the order is first come, first served.
+A waiting request's standing is its class rank plus the time it has waited divided by the aging time, so a
+request is never overtaken by one of a class k ranks higher that arrived more than k x `aging_s` after it: once
+the higher requests that arrived within that time have run, it is next, however many keep arriving. Within a
+class the order is first come, first served.
 """
 
 from __future__ import annotations
