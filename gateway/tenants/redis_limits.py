@@ -17,10 +17,10 @@ import time
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from gateway.errors import ConfigurationError
 from gateway.telemetry.tenant_metrics import TenantMetrics
@@ -45,7 +45,7 @@ def redis_keys(key_id: str, reservation: Reservation) -> list[str]:
 
 
 def _ms(seconds: float | int | None) -> int:
-    return 0 if seconds is None else int(seconds * 1000)
+    return 0 if seconds is None else round(seconds * 1000)
 
 
 class RedisLimits:

@@ -43,8 +43,8 @@ if tpm > 0 then
     for _, value in ipairs(redis.call('HMGET', KEYS[3], unpack(batch))) do freed = freed + (tonumber(value) or 0) end
     redis.call('HDEL', KEYS[3], unpack(batch))
   end
-  if #expired > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', since)
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', since) end
+  if freed > 0 then  -- (a Lua -0 would reach Redis as "-0", not an integer)
     used = redis.call('HINCRBY', KEYS[3], '=total', -freed)
   else
     used = tonumber(redis.call('HGET', KEYS[3], '=total') or '0')
