@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -309,3 +311,19 @@ def test_the_priority_goes_to_a_model_that_declares_it() -> None:
     assert struct.unpack("<f", inputs["priority"]) == (1.0,)
     message, _ = TextCodec(undeclared, mode="ensemble", cumulative=False).open(request)
     assert "priority" not in {tensor.name for tensor in message.inputs}
+
+
+async def test_sighup_reloads_the_keys_file(app: FastAPI, keys_file: Path) -> None:
+    tenants = app.state.tenants
+    tenants.watcher.poll_s = 3600  # only the signal can reload it within the test
+    await tenants.start()
+    try:
+        write_keys(keys_file, {"new": ("team-z", {"models": ["*"]})})
+        os.kill(os.getpid(), signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while tenants.keys.find(secret("new").encode()) is None:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the keys file"
+            await asyncio.sleep(0.02)
+        assert tenants.keys.find(secret("dev").encode()) is None
+    finally:
+        await tenants.close()
