@@ -57,8 +57,9 @@ class InstantEngine:
             )
 
 
-async def _request(app: Any, body: bytes) -> int:
-    """One streamed chat completion through the ASGI app; returns how many messages it sent."""
+async def _request(app: Any, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()) -> int:
+    """One streamed chat completion through the ASGI app (with these extra headers); returns how many messages it
+    sent."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -74,6 +75,7 @@ async def _request(app: Any, body: bytes) -> int:
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(body)),
+            *headers,
         ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),

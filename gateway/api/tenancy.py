@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import time
-import uuid
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -97,7 +97,7 @@ class Tenants:
             return Admitted(key, None), {}
         tokens = await reserved_tokens(run, model) if key.limits.counts_tokens else 0
         now = time.time()
-        reservation = Reservation(uuid.uuid4().hex, key.key_id, tokens, key.limits, Periods.at(now))
+        reservation = Reservation(secrets.token_hex(12), key.key_id, tokens, key.limits, Periods.at(now))
         verdict = await self.backend.admit(reservation, now)
         headers = rate_limit_headers(verdict)
         if verdict.refusal is not None:

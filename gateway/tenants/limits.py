@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import functools
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -77,14 +78,19 @@ class Periods:
     day_ends: float
     month_ends: float
 
-    @classmethod
-    def at(cls, now: float) -> Periods:
+    @staticmethod
+    def at(now: float) -> Periods:
         """The periods that contain `now` (Unix seconds)."""
-        day_start = int(now // DAY_S) * DAY_S
-        year, month = time.gmtime(now)[:2]
-        next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
-        month_ends = calendar.timegm((next_year, next_month, 1, 0, 0, 0, 0, 0, 0))
-        return cls(time.strftime("%Y%m%d", time.gmtime(now)), f"{year:04d}{month:02d}", day_start + DAY_S, month_ends)
+        return _periods_of_day(int(now // DAY_S))
+
+
+@functools.lru_cache(maxsize=4)
+def _periods_of_day(day: int) -> Periods:
+    start = day * DAY_S
+    year, month, date = time.gmtime(start)[:3]
+    next_year, next_month = (year + 1, 1) if month == 12 else (year, month + 1)
+    month_ends = calendar.timegm((next_year, next_month, 1, 0, 0, 0, 0, 0, 0))
+    return Periods(f"{year:04d}{month:02d}{date:02d}", f"{year:04d}{month:02d}", start + DAY_S, month_ends)
 
 
 @dataclass(frozen=True, slots=True)
