@@ -156,6 +156,18 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--guide-check-workers", int, "worker processes that check guides (default 1)"),
     ):
         guides.add_argument(flag, type=kind, help=text)
+    store = parser.add_argument_group("stored responses and conversations (see README)")
+    for flag, kind, text in (
+        ("--store-url", str, "postgresql://user:password@host/db for replicas (default: SQLite in --state-dir)"),
+        ("--state-dir", str, "folder of the SQLite store (default ~/.local/state/trtllm-gateway)"),
+        ("--response-retention-days", float, "stored responses are deleted after this (default 30)"),
+        ("--conversation-retention-days", float, "conversations go this long after their last change (default never)"),
+        ("--max-stored-response-bytes", int, "one stored response with its input (default 16 MiB)"),
+        ("--max-conversation-items", int, "items one conversation may hold (default 10000)"),
+        ("--max-conversation-bytes", int, "bytes one conversation may hold (default 64 MiB)"),
+        ("--background-lease-s", float, "a background response whose replica went silent this long fails (10)"),
+    ):
+        store.add_argument(flag, type=kind, help=text)
     group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")

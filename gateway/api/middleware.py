@@ -17,7 +17,25 @@ REQUEST_ID_HEADER = b"x-request-id"
 SESSION_ID_HEADER = "x-session-id"
 MAX_SESSION_ID_CHARS = 256
 KNOWN_ENDPOINTS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health/live", "/health/ready", "/version", "/metrics"}
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/conversations",
+        "/v1/models",
+        "/health/live",
+        "/health/ready",
+        "/version",
+        "/metrics",
+    }
+)
+
+
+# Paths with ids, by their fixed parts: (prefix, number of segments after it, label)
+TEMPLATED_ENDPOINTS = (
+    ("/v1/models/", 1, "/v1/models/{id}"),
+    ("/v1/conversations/", 1, "/v1/conversations/{id}"),
+    ("/v1/conversations/", 2, "/v1/conversations/{id}/items"),
+    ("/v1/conversations/", 3, "/v1/conversations/{id}/items/{item_id}"),
 )
 
 
@@ -25,7 +43,10 @@ def endpoint_label(path: str) -> str:
     """A bounded label for a request path."""
     if path in KNOWN_ENDPOINTS:
         return path
-    return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
+    for prefix, segments, label in TEMPLATED_ENDPOINTS:
+        if path.startswith(prefix) and path.count("/", len(prefix)) == segments - 1:
+            return label
+    return "other"
 
 
 def final_status(context: RequestContext, sent: int, body_done: bool, failed: bool) -> int:

@@ -1,0 +1,1 @@
+"""The OpenAI Responses protocol (POST /v1/responses and its stored objects) and the Conversations API."""
