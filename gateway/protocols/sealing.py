@@ -32,8 +32,15 @@ TAG_BYTES = 16
 _KEY_INFO = b"trtllm-gateway sealed state v1"
 
 
-def generated_key() -> str:
-    """A fresh random secret (for a deployment that set none: valid until the process ends)."""
+def deployment_secret(configured: str | None) -> str:
+    """The configured secret; without one, a random one made now, and a warning: blobs sealed with it die with
+    the process, and replicas cannot open each other's."""
+    if configured is not None:
+        return configured
+    logger.warning(
+        "no --state-key (GATEWAY_STATE_KEY): encrypted reasoning is sealed with a key generated at start-up, which "
+        "only this gateway can open until it restarts; give every replica the same key"
+    )
     return secrets.token_urlsafe(32)
 
 
@@ -45,18 +52,6 @@ class Sealer:
             raise ValueError("the state key must not be empty")
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(secret.encode())
         self._aead = AESGCM(key)
-
-    @classmethod
-    def for_deployment(cls, secret: str | None) -> Sealer:
-        """The deployment's sealer; without a configured secret, one made now (and a warning: blobs then die with
-        the process, and replicas cannot read each other's)."""
-        if secret is None:
-            logger.warning(
-                "no --state-key (GATEWAY_STATE_KEY): encrypted reasoning uses a key generated at start-up, which "
-                "this process alone can read and which a restart loses; set one shared key on every replica"
-            )
-            secret = generated_key()
-        return cls(secret)
 
     def seal(self, text: str, purpose: bytes) -> str:
         """`text` as a blob only this deployment can open, for `purpose`."""

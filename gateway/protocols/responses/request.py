@@ -54,7 +54,6 @@ class StreamOptions(OpenAIModel):
 class InputFields(OpenAIModel):
     """What a response and an input-token count share: the conversation, its tools and how it is rendered."""
 
-    model: StrictStr
     input: FreeJson = None
     instructions: StrictStr | None = None
     tools: FreeJson = None
@@ -68,12 +67,15 @@ class InputFields(OpenAIModel):
 
 
 class InputTokensRequest(InputFields):
-    """Body of POST /v1/responses/input_tokens."""
+    """Body of POST /v1/responses/input_tokens (the model may be left out when the gateway serves one)."""
+
+    model: StrictStr | None = None
 
 
 class ResponsesRequest(InputFields):
     """Body of POST /v1/responses."""
 
+    model: StrictStr
     max_output_tokens: Annotated[Int, Field(ge=1)] | None = None
     max_tool_calls: Annotated[Int, Field(ge=1)] | None = None  # counts built-in tool calls: there are none here
     temperature: Annotated[Float, Field(ge=0, le=2)] | None = None
