@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, conversations, health, metrics, models
+from gateway.api import chat, completions, conversations, health, metrics, models, responses
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
@@ -39,6 +39,7 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
+from gateway.protocols.sealing import Sealer, deployment_secret
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 
@@ -102,8 +103,10 @@ def create_app(
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
+    app.state.sealer = Sealer(deployment_secret(settings.state_key))
     app.state.store = None  # opened by the lifespan
-    for router in (chat.router, completions.router, conversations.router, models.router, health.router, metrics.router):
+    routers = (chat.router, completions.router, responses.router, conversations.router, models.router)
+    for router in (*routers, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.

@@ -138,6 +138,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
         ("--api-key-file", str, "file with one API key per line"),
         ("--cors-origins", str, "comma-separated allowed CORS origins (default: CORS off)"),
+        ("--state-key", str, "secret that seals encrypted reasoning; the same on every replica [GATEWAY_STATE_KEY]"),
     ):
         limits.add_argument(flag, type=kind, help=text)
     limits.add_argument(
@@ -194,6 +195,7 @@ def _serve(settings, banner: str | None = None) -> int:
     import uvicorn
 
     from gateway.config import export_to_environment
+    from gateway.protocols.sealing import deployment_secret
 
     configure_logging(settings.log_level, settings.log_format)
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -219,6 +221,8 @@ def _serve(settings, banner: str | None = None) -> int:
         # metrics into a shared folder that /metrics sums (prometheus-client multiprocess mode).
         metrics_dir = tempfile.mkdtemp(prefix="trtllm-gateway-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        if settings.state_key is None:  # one key for every worker, or none could open another's blobs
+            settings = settings.model_copy(update={"state_key": deployment_secret(None)})
         export_to_environment(settings)
         if banner:
             print(banner, flush=True)

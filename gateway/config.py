@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     api_key_file: Path | None = Field(None, description="file with one API key per line")
     protect_observability: bool = Field(False, description="require the API key on /health/* and /metrics too")
     cors_origins: str | None = Field(None, description="comma-separated allowed CORS origins; none = CORS off")
+    state_key: str | None = Field(
+        None,
+        min_length=16,
+        description="secret sealing state handed to clients (encrypted reasoning); every replica needs the same",
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint (needs the tracing extra)")

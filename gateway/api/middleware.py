@@ -21,6 +21,8 @@ KNOWN_ENDPOINTS = frozenset(
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/conversations",
+        "/v1/responses",
+        "/v1/responses/input_tokens",
         "/v1/models",
         "/health/live",
         "/health/ready",
@@ -30,12 +32,17 @@ KNOWN_ENDPOINTS = frozenset(
 )
 
 
-# Paths with ids, by their fixed parts: (prefix, number of segments after it, label)
-TEMPLATED_ENDPOINTS = (
-    ("/v1/models/", 1, "/v1/models/{id}"),
-    ("/v1/conversations/", 1, "/v1/conversations/{id}"),
-    ("/v1/conversations/", 2, "/v1/conversations/{id}/items"),
-    ("/v1/conversations/", 3, "/v1/conversations/{id}/items/{item_id}"),
+# Paths with ids: /v1/<collection>/{id}[/<sub-resource>[/{item_id}]]
+TEMPLATED_ENDPOINTS = frozenset(
+    {
+        "/v1/models/{id}",
+        "/v1/responses/{id}",
+        "/v1/responses/{id}/cancel",
+        "/v1/responses/{id}/input_items",
+        "/v1/conversations/{id}",
+        "/v1/conversations/{id}/items",
+        "/v1/conversations/{id}/items/{item_id}",
+    }
 )
 
 
@@ -43,10 +50,11 @@ def endpoint_label(path: str) -> str:
     """A bounded label for a request path."""
     if path in KNOWN_ENDPOINTS:
         return path
-    for prefix, segments, label in TEMPLATED_ENDPOINTS:
-        if path.startswith(prefix) and path.count("/", len(prefix)) == segments - 1:
-            return label
-    return "other"
+    parts = path.split("/")  # ["", "v1", collection, id, sub-resource, item id]
+    if len(parts) < 4 or len(parts) > 6 or parts[1] != "v1":
+        return "other"
+    label = "/".join(["", "v1", parts[2], "{id}", *parts[4:5], *(["{item_id}"] if len(parts) == 6 else [])])
+    return label if label in TEMPLATED_ENDPOINTS else "other"
 
 
 def final_status(context: RequestContext, sent: int, body_done: bool, failed: bool) -> int:

@@ -1,1 +1,2 @@
-"""The OpenAI Responses protocol (POST /v1/responses and its stored objects) and the Conversations API."""
+"""OpenAI Responses: POST /v1/responses, its stored objects (GET, DELETE, cancel, input_items), and the
+Conversations API."""
