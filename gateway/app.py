@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, conversations, health, metrics, models, responses
+from gateway.api import chat, completions, conversations, health, metrics, models, responses, stored_responses
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
+from gateway.api.background import BackgroundRunner
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import ErrorShapes, install_error_handlers
@@ -75,6 +76,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         app.state.store = await store_service.start()
+        app.state.background = BackgroundRunner(app.state.store, settings.background_lease_s)
+        app.state.background.start()
         for model in registry.all():
             await model.engine.start()
         for checker in checkers:
@@ -88,11 +91,12 @@ def create_app(
             yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
+            await app.state.background.drain(settings.drain_timeout_s)  # SIGTERM: as long as streams get
             for checker in checkers:
                 checker.close()
             for model in registry.all():
                 await model.engine.close()
-            app.state.store = None
+            app.state.store = app.state.background = None
             await store_service.stop()
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
@@ -104,9 +108,9 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
     app.state.sealer = Sealer(deployment_secret(settings.state_key))
-    app.state.store = None  # opened by the lifespan
-    routers = (chat.router, completions.router, responses.router, conversations.router, models.router)
-    for router in (*routers, health.router, metrics.router):
+    app.state.store = app.state.background = None  # opened by the lifespan
+    routers = (chat.router, completions.router, responses.router, stored_responses.router, conversations.router)
+    for router in (*routers, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.

@@ -26,7 +26,7 @@ from gateway.protocols.responses.conversations import (
     metadata_json,
     stored_items,
 )
-from gateway.protocols.responses.stored_items import new_id
+from gateway.protocols.responses.output import new_id
 from gateway.state import ConversationRecord, ItemRecord
 
 router = APIRouter(tags=["Conversations"])

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.json_body_route import JsonBodyRoute
-from gateway.api.pipeline import GenerationRoute, serve_generation
+from gateway.api.response_state import turn_state
+from gateway.api.responses_stateful import create_response as create_stateful_response
 from gateway.api.sse import StreamStyle
-from gateway.api.state import registry_of, route_by_session
+from gateway.api.state import registry_of
 from gateway.core.served_model import ServedModel
 from gateway.errors import InvalidRequestError
-from gateway.protocols.responses.decode import count_input_tokens, responses_generation
+from gateway.protocols.responses.decode import count_input_tokens
 from gateway.protocols.responses.request import InputTokensRequest, ResponsesRequest
 from gateway.protocols.sealing import Sealer
 
@@ -31,15 +30,14 @@ def sealer_of(request: Request) -> Sealer:
 @router.post("/v1/responses", response_model=None)
 async def create_response(body: ResponsesRequest, request: Request) -> Response:
     """Create a model response (streamed as server-sent events when `stream` is true)."""
-    route_by_session(body.prompt_cache_key)
-    route = GenerationRoute(functools.partial(responses_generation, sealer=sealer_of(request)), RESPONSES_STREAM)
-    return await serve_generation(request, body, route)
+    return await create_stateful_response(request, body, sealer_of(request), RESPONSES_STREAM)
 
 
 @router.post("/v1/responses/input_tokens", response_model=None)
 async def get_input_token_counts(body: InputTokensRequest, request: Request) -> Response:
     """Count the tokens of the prompt a response with this input, tools and instructions would render."""
-    counted = await count_input_tokens(body, _model(request, body.model), sealer_of(request))
+    state = await turn_state(request, body)
+    counted = await count_input_tokens(body, _model(request, body.model), sealer_of(request), state.history)
     return Response(orjson.dumps(counted), media_type="application/json")
 
 

@@ -22,6 +22,7 @@ _INSERT = Sql(
 )
 _RENEW_THREAD = Sql("UPDATE responses SET expires_at = $2 WHERE thread_id = $1 AND expires_at IS NOT NULL")
 _GET = Sql(f"SELECT {_COLUMNS} FROM responses WHERE id = $1 AND owner = $2")
+_LOAD = Sql(f"SELECT {_COLUMNS} FROM responses WHERE id = $1")
 _UPDATE_RUNNING = Sql(
     f"UPDATE responses SET status = $2, body = $3 WHERE id = $1 AND status IN {tuple(RUNNING_STATUSES)!r}"
 )
@@ -113,6 +114,11 @@ class ResponseStore:
     async def get(self, response_id: str, owner: str) -> ResponseRecord | None:
         """The response, if it exists and belongs to `owner`."""
         row = await fetch_one(self._database, _GET, response_id, owner)
+        return _record(row) if row is not None else None
+
+    async def load(self, response_id: str) -> ResponseRecord | None:
+        """The response whoever owns it (the gateway's own bookkeeping: runs, takeovers; never a client's read)."""
+        row = await fetch_one(self._database, _LOAD, response_id)
         return _record(row) if row is not None else None
 
     async def update_running(

@@ -33,24 +33,34 @@ from gateway.protocols.responses.request import (
     check_unsupported,
 )
 from gateway.protocols.responses.response import response_head
+from gateway.protocols.responses.stored import NO_HISTORY, History
 from gateway.protocols.sealing import Sealer
 
 
 async def responses_generation(
-    body: ResponsesRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders = (), *, sealer: Sealer
+    body: ResponsesRequest,
+    model: ServedModel,
+    request_id: str,
+    trace_headers: TraceHeaders = (),
+    *,
+    sealer: Sealer,
+    history: History = NO_HISTORY,
 ) -> Generation:
-    """Refuse what cannot be honoured, then plan the response and its encoder. The response id (`resp_...`) is
-    also the engine's request id; the request's own id stays in the access line."""
+    """Refuse what cannot be honoured, then plan the response (after the stored `history`: what
+    `previous_response_id` or `conversation` brings in) and its encoder. The response id (`resp_...`) is also the
+    engine's request id; the request's own id stays in the access line."""
     check_unsupported(body)
     check_stateful(body)
-    request, includes = decode_response(body, sealer)
+    request, includes = decode_response(body, sealer, history)
     response_id = new_id("resp")
     run = await plan_conversation(request, model, response_id, trace_headers)
     head = response_head(body, response_id, model.name, request.tools.specs)
     return Generation(run, ResponsesEncoder(head, model.counter, includes, sealer), bool(body.stream))
 
 
-def decode_response(body: ResponsesRequest, sealer: Sealer) -> tuple[ConversationRequest, Includes]:
+def decode_response(
+    body: ResponsesRequest, sealer: Sealer, history: History = NO_HISTORY
+) -> tuple[ConversationRequest, Includes]:
     """The request in the core's terms, and what `include` adds to the output."""
     asked = parse_include(body.include)
     top_logprobs = body.top_logprobs or 0
@@ -69,7 +79,7 @@ def decode_response(body: ResponsesRequest, sealer: Sealer) -> tuple[Conversatio
         stream=bool(body.stream),
         output=output,
     )
-    return input_request(body, sealer, options, output_constraint(body.text)), includes
+    return input_request(body, sealer, options, output_constraint(body.text), history), includes
 
 
 def input_request(
@@ -77,19 +87,23 @@ def input_request(
     sealer: Sealer,
     options: GenerationOptions | None = None,
     constraint: OutputConstraint | None = None,
+    history: History = NO_HISTORY,
 ) -> ConversationRequest:
     """The conversation, its tools and reasoning options (what an input-token count renders too)."""
     specs = parse_tools(body.tools)
     choice = parse_tool_choice(body.tool_choice, specs)
     tools = ToolOptions(specs, choice, parallel=body.parallel_tool_calls is not False)
-    conversation = conversation_of(body.input, body.instructions, sealer, truncate=body.truncation == "auto")
+    truncate = body.truncation == "auto"
+    conversation = conversation_of(body.input, body.instructions, sealer, truncate, history.items, history.field)
     return ConversationRequest(
         conversation, options or GenerationOptions(), tools, constraint, reasoning_options(body.reasoning)
     )
 
 
-async def count_input_tokens(body: InputTokensRequest, model: ServedModel, sealer: Sealer) -> dict[str, object]:
+async def count_input_tokens(
+    body: InputTokensRequest, model: ServedModel, sealer: Sealer, history: History = NO_HISTORY
+) -> dict[str, object]:
     """The `response.input_tokens` object: the tokens of the prompt the request would render."""
     check_stateful(body)
-    tokens = await count_prompt_tokens(input_request(body, sealer), model)
+    tokens = await count_prompt_tokens(input_request(body, sealer, history=history), model)
     return {"object": "response.input_tokens", "input_tokens": tokens}

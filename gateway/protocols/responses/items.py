@@ -16,6 +16,7 @@ tools the gateway does not have are a 400 naming their field.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.core.request import Conversation, Role, ToolCall, Turn
@@ -29,9 +30,18 @@ _UNSUPPORTED_PARTS = frozenset({"input_image", "input_file", "input_audio"})
 _ROLES: dict[str, Role] = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 
 
-def conversation_of(input_value: Any, instructions: str | None, sealer: Sealer, truncate: bool = False) -> Conversation:
-    """The turns of `instructions` and `input`; 400 naming the field of the first item that cannot be used."""
+def conversation_of(
+    input_value: Any,
+    instructions: str | None,
+    sealer: Sealer,
+    truncate: bool = False,
+    history: Sequence[Any] = (),
+    history_field: str = "previous_response_id",
+) -> Conversation:
+    """The turns of `instructions`, the stored `history` (what `previous_response_id` or `conversation` brings in,
+    its items named `history_field[i]`) and `input`; 400 naming the field of the first item that cannot be used."""
     turns = [Turn("system", instructions, param="instructions")] if instructions else []
+    turns += _item_turns(list(history), sealer, history_field)
     if input_value is None:
         raise InvalidRequestError(
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
@@ -45,11 +55,11 @@ def conversation_of(input_value: Any, instructions: str | None, sealer: Sealer, 
     return Conversation(tuple(turns), param="input", truncate=truncate)
 
 
-def _item_turns(items: list[Any], sealer: Sealer) -> list[Turn]:
+def _item_turns(items: list[Any], sealer: Sealer, field: str = "input") -> list[Turn]:
     turns: list[Turn] = []
     assistant: Turn | None = None  # the model turn being gathered from consecutive assistant-side items
     for index, item in enumerate(items):
-        where = f"input[{index}]"
+        where = f"{field}[{index}]"
         if not isinstance(item, dict):
             raise InvalidRequestError("Each input item must be an object", param=where)
         kind = item.get("type", "message" if "role" in item else None)
@@ -177,7 +187,7 @@ def missing(param: str) -> InvalidRequestError:
 def _refuse_item(kind: Any, where: str) -> None:
     if kind == "item_reference":
         raise InvalidRequestError(
-            "Item references need stored responses, which this gateway does not keep yet: send the item itself",
+            "Item references are not supported: send the item itself (or continue with previous_response_id)",
             param=where,
             code="unsupported_parameter",
         )

@@ -3,7 +3,7 @@
 Scalars are typed here; `input`, `tools`, `tool_choice` and `text.format` are read where they are used (items.py,
 options.py), so that each problem names its exact place (`input[3].call_id`, `tools[1].type`). Unknown fields are
 ignored, as for chat; known fields the gateway cannot honour are refused with a 400 naming them, and the fields
-that need the response store are refused until it exists (`check_stateful`).
+that need the store are checked for what cannot go together (`check_stateful`).
 """
 
 from __future__ import annotations
@@ -123,15 +123,14 @@ def check_unsupported(body: ResponsesRequest) -> None:
 
 
 def check_stateful(body: InputFields) -> None:
-    """400 for the fields that need the response store, which this gateway does not have yet."""
-    fields: dict[str, Any] = {"previous_response_id": body.previous_response_id, "conversation": body.conversation}
-    if isinstance(body, ResponsesRequest):
-        fields["background"] = body.background or None
-    for name, value in fields.items():
-        if value is not None:
-            raise InvalidRequestError(
-                f"'{name}' needs stored responses, which this gateway does not keep yet: send the whole "
-                "conversation in 'input' instead",
-                param=name,
-                code="unsupported_parameter",
-            )
+    """400 for stateful fields that cannot go together: background runs need the store, and a conversation is
+    continued either by `previous_response_id` or by `conversation`."""
+    if isinstance(body, ResponsesRequest) and body.background and body.store is False:
+        raise InvalidRequestError(
+            "'background' responses are stored (clients fetch them later): remove 'store: false'", param="background"
+        )
+    if body.previous_response_id is not None and body.conversation is not None:
+        raise InvalidRequestError(
+            "'previous_response_id' and 'conversation' cannot both be set: a response continues one or the other",
+            param="conversation",
+        )

@@ -24,7 +24,8 @@ def response_head(body: ResponsesRequest, response_id: str, model: str, tools: t
         "object": "response",
         "created_at": int(time.time()),
         "status": "in_progress",
-        "background": False,
+        "background": bool(body.background),
+        "conversation": {"id": body.conversation} if isinstance(body.conversation, str) else body.conversation,
         "completed_at": None,
         "error": None,
         "incomplete_details": None,
@@ -34,7 +35,7 @@ def response_head(body: ResponsesRequest, response_id: str, model: str, tools: t
         "model": model,
         "output": [],
         "parallel_tool_calls": body.parallel_tool_calls is not False,
-        "previous_response_id": None,
+        "previous_response_id": body.previous_response_id,
         "prompt_cache_key": body.prompt_cache_key,
         "reasoning": {
             "effort": reasoning.effort if reasoning else None,

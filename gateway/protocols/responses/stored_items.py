@@ -7,10 +7,10 @@ messages without `id` or `status`); the stored form is the full one a client rea
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from gateway.errors import InvalidRequestError
+from gateway.protocols.responses.output import new_id
 
 ID_PREFIXES = {
     "message": "msg",
@@ -19,11 +19,6 @@ ID_PREFIXES = {
     "reasoning": "rs",
 }
 ROLES = frozenset({"user", "system", "developer", "assistant"})
-
-
-def new_id(prefix: str) -> str:
-    """A fresh id of the given kind (`resp`, `msg`, `conv`, ...): the prefix and 48 random hex digits."""
-    return f"{prefix}_{secrets.token_hex(24)}"
 
 
 def stored_item(item: Any, where: str, keep_id: bool = False) -> dict[str, Any]:
