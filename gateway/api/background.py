@@ -101,11 +101,8 @@ class BackgroundRunner:
         encoder = run.generation.encoder
         assert isinstance(encoder, ResponsesEncoder)
         try:
-            first = True
+            await self.store.responses.update_running(run.id, "in_progress", orjson.dumps(encoder.snapshot()))
             async for batch in stream_chunks(run.generation):
-                if first:
-                    first = False
-                    await self.store.responses.update_running(run.id, "in_progress", orjson.dumps(encoder.snapshot()))
                 run.add(batch)
             closing = [event for event in run.pending if event.name.encode() in TERMINAL_EVENTS]
             final = orjson.loads(closing[-1].data)["response"] if closing else encoder.snapshot()

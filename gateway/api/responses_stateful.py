@@ -79,7 +79,9 @@ async def _start_background(
     """Store the queued response and start its run; answer with it (or, streamed, with its events as they are
     stored)."""
     model = registry_of(request).get(body.model)
-    generation = await plan(body, model, request_id_of(request), trace_headers_of_request())
+    # Its events are stored as they come, whether the client streams them or not: the upstream call streams.
+    streamed = body.model_copy(update={"stream": True})
+    generation = await plan(streamed, model, request_id_of(request), trace_headers_of_request())
     assert isinstance(generation.encoder, ResponsesEncoder) and state.store is not None
     response = queued(generation.encoder.snapshot())
     record = response_record(state, body, response, input_items)
