@@ -190,3 +190,44 @@ async def test_a_run_whose_replica_stopped_is_marked_failed_by_another(store: St
     events = await store.responses.events_after("resp_lost", -1)
     assert [e.name for e in events] == ["response.failed"]
     assert await other.take_over_expired() == 0
+
+
+async def test_every_turn_of_a_conversation_routes_by_its_stable_id(
+    client: httpx.AsyncClient, store: Store, fake_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.telemetry import current_request
+
+    sessions: list[str | None] = []
+    generate = fake_engine.generate
+
+    def recording(request):  # type: ignore[no-untyped-def]
+        context = current_request()
+        sessions.append(context.session if context is not None else None)
+        return generate(request)
+
+    monkeypatch.setattr(fake_engine, "generate", recording)
+    first = await create(client, input="one")
+    second = await create(client, input="two", previous_response_id=first["id"])
+    await create(client, input="three", previous_response_id=second["id"])
+    conversation = (await client.post("/v1/conversations", json={}, headers=A)).json()
+    await create(client, input="four", conversation=conversation["id"])
+    await create(client, input="five", prompt_cache_key="my-key")
+    assert sessions == [None, first["id"], first["id"], conversation["id"], "my-key"]
+
+
+async def test_at_shutdown_background_runs_get_the_drain_time_then_fail(
+    client: httpx.AsyncClient, store: Store, fake_engine: FakeEngine, app: FastAPI
+) -> None:
+    fake_engine.delay_s = 0.1
+    quick = await create(client, input="hi", background=True)
+    await app.state.background.drain(5.0)
+    done = await store.responses.load(quick["id"])
+    assert done is not None and done.status == "completed"
+    fake_engine.pieces = ["x"] * 1000
+    slow = await create(client, input="hi", background=True)
+    await asyncio.sleep(0.3)
+    await app.state.background.drain(0.2)
+    ended = await store.responses.load(slow["id"])
+    assert ended is not None and ended.status == "failed"
+    assert orjson.loads(ended.body)["error"]["message"].startswith("The server shut down")
+    assert slow["id"] in fake_engine.closed_early
