@@ -8,6 +8,7 @@ numbers as `?1`, `?2` (`Sql.sqlite`, translated once per statement). Values are 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -35,6 +36,10 @@ class Connection(Protocol):
 
     async def execute(self, sql: Sql, *args: Value) -> int:
         """Run a statement; the number of rows it changed."""
+        ...
+
+    async def execute_many(self, sql: Sql, rows: Sequence[Sequence[Value]]) -> None:
+        """Run a statement once per row of arguments (one round trip)."""
         ...
 
     async def fetch(self, sql: Sql, *args: Value) -> list[Row]:

@@ -20,13 +20,12 @@ TYPES: dict[Dialect, dict[str, str]] = {
 }
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: responses, their background events and leases, conversations and their items
+    # 1: responses and their threads, background events and leases, conversations and their items
     (
         """CREATE TABLE responses (
             id TEXT PRIMARY KEY,
             owner TEXT NOT NULL,
             created_at {float} NOT NULL,
-            expires_at {float},
             status TEXT NOT NULL,
             background INTEGER NOT NULL,
             previous_id TEXT,
@@ -34,8 +33,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             thread_id TEXT NOT NULL,
             input {blob} NOT NULL,
             body {blob} NOT NULL)""",
-        "CREATE INDEX responses_expiry ON responses (expires_at)",
         "CREATE INDEX responses_thread ON responses (thread_id)",
+        # A thread (a previous_response_id chain, or a conversation's responses) expires as one: every turn
+        # renews one row here instead of every response of the conversation.
+        """CREATE TABLE threads (
+            id TEXT PRIMARY KEY,
+            expires_at {float})""",
+        "CREATE INDEX threads_expiry ON threads (expires_at)",
         """CREATE TABLE response_events (
             response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
             sequence BIGINT NOT NULL,

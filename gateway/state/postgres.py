@@ -7,7 +7,7 @@ advisory lock, so replicas that start at the same moment apply them one after th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,6 +28,9 @@ class _PostgresConnection:
         status: str = await self._connection.execute(sql.text, *args)
         tail = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1", "DELETE 0"
         return int(tail) if tail.isdigit() else 0
+
+    async def execute_many(self, sql: Sql, rows: Sequence[Sequence[Value]]) -> None:
+        await self._connection.executemany(sql.text, rows)
 
     async def fetch(self, sql: Sql, *args: Value) -> list[Row]:
         return [tuple(record) for record in await self._connection.fetch(sql.text, *args)]

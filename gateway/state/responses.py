@@ -2,8 +2,8 @@
 streamed events of background responses.
 
 Every read names the owner: another owner's response is as absent as one that never existed. A response's
-thread (its conversation, or the first response of its previous_response_id chain) shares one expiry, renewed
-by every new turn, so a conversation in use never loses its beginning to the retention purge.
+thread (its conversation, or the first response of its previous_response_id chain) has one expiry (its row in
+`threads`), renewed by every new turn, so a conversation in use never loses its beginning to the retention purge.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ from gateway.errors import PayloadTooLargeError
 from gateway.state.database import Connection, Database, Row, Sql, Value, execute_one, fetch_all, fetch_one
 from gateway.state.records import RUNNING_STATUSES, EventRecord, ResponseRecord, StoreLimits
 
-_COLUMNS = "id, owner, created_at, status, body, input, previous_id, conversation_id, thread_id, background, expires_at"
+_STORED = "id, owner, created_at, status, body, input, previous_id, conversation_id, thread_id, background"
+_COLUMNS = ", ".join(f"r.{column.strip()}" for column in _STORED.split(",")) + ", t.expires_at"
+_FROM = "responses r LEFT JOIN threads t ON t.id = r.thread_id"
 _INSERT = Sql(
-    f"INSERT INTO responses ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body, input = excluded.input, "
-    "expires_at = excluded.expires_at"
+    f"INSERT INTO responses ({_STORED}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (id) DO UPDATE SET status = excluded.status, body = excluded.body, input = excluded.input"
 )
-_RENEW_THREAD = Sql("UPDATE responses SET expires_at = $2 WHERE thread_id = $1 AND expires_at IS NOT NULL")
-_GET = Sql(f"SELECT {_COLUMNS} FROM responses WHERE id = $1 AND owner = $2")
-_LOAD = Sql(f"SELECT {_COLUMNS} FROM responses WHERE id = $1")
+_RENEW_THREAD = Sql(
+    "INSERT INTO threads (id, expires_at) VALUES ($1, $2) "
+    "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
+)
+_GET = Sql(f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.id = $1 AND r.owner = $2")
+_LOAD = Sql(f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.id = $1")
 _UPDATE_RUNNING = Sql(
     f"UPDATE responses SET status = $2, body = $3 WHERE id = $1 AND status IN {tuple(RUNNING_STATUSES)!r}"
 )
@@ -33,8 +37,8 @@ _CHAIN = Sql(
         UNION ALL
         SELECT r.id, r.previous_id, chain.depth + 1 FROM responses r JOIN chain ON r.id = chain.previous_id
         WHERE r.owner = $2 AND chain.depth < $3)
-    SELECT {", ".join("r." + c.strip() for c in _COLUMNS.split(","))}
-    FROM chain JOIN responses r ON r.id = chain.id ORDER BY chain.depth"""
+    SELECT {_COLUMNS}
+    FROM chain JOIN responses r ON r.id = chain.id LEFT JOIN threads t ON t.id = r.thread_id ORDER BY chain.depth"""
 )
 _DELETE = Sql("DELETE FROM responses WHERE id = $1 AND owner = $2")
 _INSERT_EVENT = Sql(
@@ -78,7 +82,6 @@ def _values(record: ResponseRecord) -> tuple[Value, ...]:
         record.conversation_id,
         record.thread_id or record.id,
         int(record.background),
-        record.expires_at,
     )
 
 
@@ -108,8 +111,7 @@ class ResponseStore:
 
     async def _put(self, connection: Connection, record: ResponseRecord) -> None:
         await connection.execute(_INSERT, *_values(record))
-        if record.expires_at is not None and (record.previous_id or record.conversation_id):
-            await connection.execute(_RENEW_THREAD, record.thread_id, record.expires_at)
+        await connection.execute(_RENEW_THREAD, record.thread_id or record.id, record.expires_at)
 
     async def get(self, response_id: str, owner: str) -> ResponseRecord | None:
         """The response, if it exists and belongs to `owner`."""
@@ -154,13 +156,14 @@ class ResponseStore:
         if not events:
             return
         async with self._database.transaction() as connection:
-            for event in events:
-                await self.add_event(connection, response_id, event)
+            await self.add_event_rows(connection, response_id, events)
 
     @staticmethod
-    async def add_event(connection: Connection, response_id: str, event: EventRecord) -> None:
-        """Keep one event inside the caller's transaction."""
-        await connection.execute(_INSERT_EVENT, response_id, event.sequence, event.name, event.data)
+    async def add_event_rows(connection: Connection, response_id: str, events: Sequence[EventRecord]) -> None:
+        """Keep events inside the caller's transaction (one statement for the batch)."""
+        rows = [(response_id, event.sequence, event.name, event.data) for event in events]
+        if rows:
+            await connection.execute_many(_INSERT_EVENT, rows)
 
     async def events_after(self, response_id: str, sequence: int, limit: int = 1000) -> list[EventRecord]:
         """The stored events after `sequence`, in order (the owner was checked by the caller)."""

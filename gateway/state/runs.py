@@ -58,8 +58,7 @@ class BackgroundRuns:
         """End a run: its last events, its final object (unless it had ended already), the lease released;
         whether the object was written."""
         async with self._database.transaction() as connection:
-            for event in events:
-                await self._responses.add_event(connection, response_id, event)
+            await self._responses.add_event_rows(connection, response_id, events)
             written = await self._responses.update_running(response_id, status, body, connection)
             await connection.execute(_END, response_id)
         return written

@@ -10,7 +10,7 @@ never has to upgrade its lock halfway (which SQLite answers with SQLITE_BUSY at 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -36,6 +36,9 @@ class _SqliteConnection:
     async def execute(self, sql: Sql, *args: Value) -> int:
         cursor = await self._connection.execute(sql.sqlite, args)
         return cursor.rowcount
+
+    async def execute_many(self, sql: Sql, rows: Sequence[Sequence[Value]]) -> None:
+        await self._connection.executemany(sql.sqlite, rows)
 
     async def fetch(self, sql: Sql, *args: Value) -> list[Row]:
         return [tuple(row) for row in await self._connection.execute_fetchall(sql.sqlite, args)]

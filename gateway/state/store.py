@@ -26,7 +26,8 @@ from gateway.state.runs import BackgroundRuns
 logger = logging.getLogger(__name__)
 
 SQLITE_FILE = "store.sqlite3"
-_PURGE_RESPONSES = Sql("DELETE FROM responses WHERE expires_at < $1")
+_PURGE_RESPONSES = Sql("DELETE FROM responses WHERE thread_id IN (SELECT id FROM threads WHERE expires_at < $1)")
+_PURGE_THREADS = Sql("DELETE FROM threads WHERE expires_at < $1")
 _PURGE_CONVERSATIONS = Sql("DELETE FROM conversations WHERE expires_at < $1")
 
 
@@ -97,6 +98,7 @@ class Store:
         """Delete what outlived its retention (with its items and events); how many responses and
         conversations went."""
         responses = await execute_one(self.database, _PURGE_RESPONSES, now)
+        await execute_one(self.database, _PURGE_THREADS, now)
         conversations = await execute_one(self.database, _PURGE_CONVERSATIONS, now)
         return responses + conversations
 
