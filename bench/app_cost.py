@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
@@ -146,7 +148,7 @@ async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> di
         max_prompt_tokens=None,
         tool_parser="llama3_json" if tools else None,
     )
-    app = create_app(ModelRegistry([model]), Settings())
+    app = create_app(ModelRegistry([model]), Settings(state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-"))))
     prompt = " ".join(f"word{i}" for i in range(60))
 
     def body(max_tokens: int) -> bytes:
