@@ -179,6 +179,7 @@ def _served_model(
             engine_logits=entry.engine_logits,
             keep_special_tokens=bool(lost) and direct,
             kv_block_size=block_size,
+            max_outstanding=settings.max_upstream_requests or None,
         )
         return TritonEngine(engine_config, tokenizer)
 
