@@ -119,7 +119,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--queue-timeout-s", float, "longest wait for a slot (default 10)"),
         ("--max-body-bytes", int, "larger request bodies get a 413 (default 8 MiB)"),
         ("--max-prompt-tokens", int, "longer prompts get a 400"),
-        ("--max-upstream-requests", int, "requests open at each Triton at once; the rest wait (default 256, 0: none)"),
+        ("--max-upstream-requests", int, "requests open at each Triton at once; the rest wait (default 128, 0: none)"),
         ("--connect-timeout-s", float, "Triton health and discovery RPCs (default 5)"),
         ("--first-token-timeout-s", float, "time to first token (default 300)"),
         ("--idle-timeout-s", float, "longest gap between tokens (default 120)"),

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     max_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts get a 400")
     max_upstream_requests: int = Field(
-        256, ge=0, description="requests open at each upstream Triton at once (per worker); the rest wait (0: none)"
+        128, ge=0, description="requests open at each upstream Triton at once (per worker); the rest wait (0: none)"
     )
     # Timeouts (None: no limit)
     connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for health and model discovery")

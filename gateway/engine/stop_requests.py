@@ -5,7 +5,9 @@ cancels the executor requests it has under that Triton request id and forgets th
 still in preprocessing, in the ensemble scheduler or in Triton's queue in front of `tensorrt_llm` runs to its
 end once it gets there (docs/architecture.md, "Ending a generation"). The abandoned call's end is the proof
 that the generation stopped: while the call is still open after its stop was answered, the stop is sent again,
-after 0.25 s, then 0.5, 1 and every 2 s, until the call ends (or is cancelled at its deadline).
+every 0.25 s for the first 2 s (a request that was still queued in front of the engine is caught within a
+quarter of a second of reaching it), then at doubling intervals up to every 2 s, until the call ends (or is
+cancelled at its deadline).
 
 At most `concurrency` stop requests are in flight at once, in the order they were asked for, all on the
 engine's one channel: a storm of hang-ups does not become a storm of stop requests.
@@ -18,7 +20,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-FIRST_RETRY_S = 0.25
+RETRY_S = 0.25
+FAST_RETRIES = 8  # every RETRY_S for the first 2 s; then doubling intervals
 MAX_RETRY_S = 2.0
 CONCURRENCY = 64
 
@@ -32,12 +35,13 @@ class OpenCall(Protocol):
 
 
 class _Pending:
-    __slots__ = ("call", "delay", "request_id")
+    __slots__ = ("call", "delay", "request_id", "retries")
 
     def __init__(self, request_id: str, call: OpenCall) -> None:
         self.request_id = request_id
         self.call = call
-        self.delay = FIRST_RETRY_S
+        self.delay = RETRY_S
+        self.retries = 0
 
 
 class StopRequests:
@@ -92,6 +96,8 @@ class StopRequests:
     def _again(self, pending: _Pending) -> None:
         if pending.call.ended or self._closed:
             return
-        pending.delay = min(pending.delay * 2, MAX_RETRY_S)
+        pending.retries += 1
+        if pending.retries >= FAST_RETRIES:
+            pending.delay = min(pending.delay * 2, MAX_RETRY_S)
         self._queue.append(pending)
         self._start_senders()

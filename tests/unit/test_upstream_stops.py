@@ -8,7 +8,7 @@ import pytest
 
 from gateway.engine.base import GenerationRequest
 from gateway.engine.detached_stream import DetachedStream
-from gateway.engine.stop_requests import FIRST_RETRY_S, StopRequests
+from gateway.engine.stop_requests import RETRY_S, StopRequests
 from gateway.engine.tensors import ModelInterface
 from gateway.engine.triton import TritonEngine
 from gateway.engine.upstream_slots import UpstreamSlots
@@ -95,10 +95,10 @@ async def test_a_stop_is_sent_again_while_the_call_stays_open_and_no_more_once_i
     stops.stop("r1", call)
     await asyncio.sleep(0.01)
     assert sent == ["r1"]
-    await asyncio.sleep(FIRST_RETRY_S + 0.05)
+    await asyncio.sleep(RETRY_S + 0.05)
     assert sent == ["r1", "r1"]  # the request reached the engine after the first stop
     call.ended = True
-    await asyncio.sleep(FIRST_RETRY_S * 2 + 0.1)
+    await asyncio.sleep(RETRY_S * 2 + 0.1)
     assert sent == ["r1", "r1"] and stops.sent == 2
 
 
@@ -177,11 +177,11 @@ async def test_an_abandoned_ensemble_call_is_stopped_until_it_ends_and_never_can
     call.responses.put_nowait(response("a"))
     assert (await anext(deltas)).text == "a"
     await deltas.aclose()  # the client left
-    await asyncio.sleep(FIRST_RETRY_S + 0.05)
+    await asyncio.sleep(RETRY_S + 0.05)
     assert stops == ["req-1", "req-1"]  # still open after the first stop: sent again
     call.responses.put_nowait(response("", final=True))
     call.responses.put_nowait(None)
-    await asyncio.sleep(FIRST_RETRY_S * 2 + 0.1)
+    await asyncio.sleep(RETRY_S * 2 + 0.1)
     assert stops == ["req-1", "req-1"] and not call.cancelled and engine._slots.in_use == 0
 
 
