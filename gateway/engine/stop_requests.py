@@ -11,6 +11,10 @@ cancelled at its deadline).
 
 At most `concurrency` stop requests are in flight at once, in the order they were asked for, all on the
 engine's one channel: a storm of hang-ups does not become a storm of stop requests.
+
+The target is `tensorrt_llm`. A called model that declares a `stop` input (this project's `tensorrt_llm_bls`)
+gets the first stop too: it then skips what is left of the request, so one still in preprocessing never
+reaches the engine and what the engine already sent is not decoded any more.
 """
 
 from __future__ import annotations
@@ -18,12 +22,52 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
+
+from tritonclient.grpc import model_config_pb2
+
+from gateway.engine.tensors import ModelInterface, RequestBuilder
 
 RETRY_S = 0.25
 FAST_RETRIES = 8  # every RETRY_S for the first 2 s; then doubling intervals
 MAX_RETRY_S = 2.0
 CONCURRENCY = 64
+
+
+@dataclass(frozen=True)
+class StopTarget:
+    """A model that takes `stop=true` requests, and the inputs Triton insists on (sent empty)."""
+
+    interface: ModelInterface
+    required: tuple[str, ...]
+
+    @classmethod
+    def of(cls, config: model_config_pb2.ModelConfig) -> StopTarget | None:
+        """The model as a stop target; None when it declares no `stop` input."""
+        interface = ModelInterface.from_config(config)
+        if "stop" not in interface.inputs:
+            return None
+        return cls(interface, tuple(i.name for i in config.input if not i.optional and i.name != "stop"))
+
+    def message(self, request_id: str) -> bytes:
+        """The serialized stop request for this request id."""
+        inputs = self.interface.inputs
+        builder = RequestBuilder(self.interface, request_id)
+        for name in self.required:
+            if inputs[name] == "BYTES":
+                builder.strings(name, [""])
+            elif name == "input_ids":
+                builder.int32_array(name, [0])
+            else:
+                builder.scalar(name, 0)
+        if "input_ids" in inputs and "input_ids" not in self.required:
+            builder.int32_array("input_ids", [0])  # as NVIDIA's BLS sends its stop requests
+        builder.scalar("stop", True)
+        if "streaming" in inputs:
+            builder.scalar("streaming", False)
+        builder.request_outputs([name for name in ("output_ids", "sequence_length") if name in self.interface.outputs])
+        return builder.message.SerializeToString()
 
 
 class OpenCall(Protocol):
@@ -45,11 +89,11 @@ class _Pending:
 
 
 class StopRequests:
-    """Sends `send(request_id)` for each abandoned call until the call has ended."""
+    """Sends `send(request_id, first)` for each abandoned call until the call has ended."""
 
     def __init__(
         self,
-        send: Callable[[str], Awaitable[None]],
+        send: Callable[[str, bool], Awaitable[None]],
         background: set[asyncio.Task[None]],
         concurrency: int = CONCURRENCY,
     ) -> None:
@@ -87,7 +131,7 @@ class StopRequests:
                 if pending.call.ended:
                     continue
                 self.sent += 1
-                await self._send(pending.request_id)
+                await self._send(pending.request_id, pending.retries == 0)
                 if not pending.call.ended:
                     loop.call_later(pending.delay, self._again, pending)
         finally:

@@ -28,8 +28,8 @@ from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, Generatio
 from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import ResponseDecoder, UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
-from gateway.engine.stop_requests import StopRequests
-from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
+from gateway.engine.stop_requests import StopRequests, StopTarget
+from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
 from gateway.engine.upstream_slots import UpstreamSlots
 from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutError, UpstreamUnavailableError
@@ -84,7 +84,7 @@ class TritonEngine:
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
         self._codec: UpstreamCodec | None = None
-        self._stop_interface: ModelInterface | None = None
+        self._stop_targets: tuple[StopTarget, ...] = ()  # the engine model's first
         self._server_version: str | None = None
         self._ready = False
         self._failed_polls = 0
@@ -196,12 +196,12 @@ class TritonEngine:
             self.config.keep_special_tokens,
             self.config.kv_block_size,
         )
-        self._stop_interface = None
-        if self._codec.stops_engine_on_cancel or engine_config is None:
-            return
-        stop_interface = ModelInterface.from_config(engine_config)
-        if "stop" in stop_interface.inputs:
-            self._stop_interface = stop_interface
+        # tensorrt_llm stops the engine; our BLS also takes stops (it skips what is left of the request).
+        self._stop_targets = ()
+        if not self._codec.stops_engine_on_cancel:
+            engine = StopTarget.of(engine_config) if engine_config is not None else None
+            called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
+            self._stop_targets = tuple(target for target in (engine, called) if target is not None)
 
     # ---- generation ------------------------------------------------------------------------------------------
 
@@ -298,7 +298,7 @@ class TritonEngine:
         """The consumer left before the final response: end the generation upstream."""
         if codec.stops_engine_on_cancel:
             batches.abandon(grace_s=0.0)  # direct: the engine sees the cancel within a step
-        elif self._stop_interface is None:
+        elif not self._stop_targets:
             batches.abandon(grace_s=self.config.rpc_timeout_s)  # no engine model to stop: only a cancel is left
         else:
             # Never cancelled while the stops work: cancelling many ensemble streams crashes Triton 24.10.
@@ -317,20 +317,18 @@ class TritonEngine:
             guard.abort(error)
         return len(guards)
 
-    async def _send_stop(self, request_id: str) -> None:
-        """Send `stop=true` for this request id to the engine model and wait for its answer."""
-        interface = self._stop_interface
-        if interface is None or self._stream_infer is None:
+    async def _send_stop(self, request_id: str, first: bool) -> None:
+        """Send `stop=true` for this request id (to every target the first time, else to the engine model)."""
+        targets = self._stop_targets if first else self._stop_targets[:1]
+        if len(targets) > 1:
+            await asyncio.gather(*(self._stop_at(target, request_id) for target in targets))
+        elif targets:
+            await self._stop_at(targets[0], request_id)
+
+    async def _stop_at(self, target: StopTarget, request_id: str) -> None:
+        if self._stream_infer is None:
             return
-        builder = RequestBuilder(interface, request_id)
-        builder.int32_array("input_ids", [0])
-        builder.scalar("input_lengths", 0)
-        builder.scalar("request_output_len", 0)
-        builder.scalar("stop", True)
-        if "streaming" in interface.inputs:
-            builder.scalar("streaming", False)
-        builder.request_outputs(["output_ids", "sequence_length"])
-        call = self._stream_infer(builder.message.SerializeToString(), timeout=self.config.rpc_timeout_s)
+        call = self._stream_infer(target.message(request_id), timeout=self.config.rpc_timeout_s)
         try:
             async for response in call:
                 if response.error_message:

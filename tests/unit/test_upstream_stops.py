@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tritonclient.grpc import service_pb2
 
 from gateway.engine.base import GenerationRequest
 from gateway.engine.detached_stream import DetachedStream
-from gateway.engine.stop_requests import RETRY_S, StopRequests
+from gateway.engine.stop_requests import RETRY_S, StopRequests, StopTarget
 from gateway.engine.tensors import ModelInterface
 from gateway.engine.triton import TritonEngine
 from gateway.engine.upstream_slots import UpstreamSlots
@@ -88,7 +89,7 @@ class OpenCall:
 async def test_a_stop_is_sent_again_while_the_call_stays_open_and_no_more_once_it_ended() -> None:
     sent: list[str] = []
 
-    async def send(request_id: str) -> None:
+    async def send(request_id: str, first: bool) -> None:
         sent.append(request_id)
 
     stops, call = StopRequests(send, set()), OpenCall()
@@ -106,7 +107,7 @@ async def test_no_more_than_the_concurrency_is_in_flight_and_all_are_sent_in_ord
     in_flight, most, sent = 0, 0, []
     release = asyncio.Event()
 
-    async def send(request_id: str) -> None:
+    async def send(request_id: str, first: bool) -> None:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
@@ -131,7 +132,7 @@ async def test_no_more_than_the_concurrency_is_in_flight_and_all_are_sent_in_ord
 async def test_a_call_that_ended_before_its_turn_gets_no_stop() -> None:
     sent: list[str] = []
 
-    async def send(request_id: str) -> None:
+    async def send(request_id: str, first: bool) -> None:
         sent.append(request_id)
 
     stops, call = StopRequests(send, set()), OpenCall()
@@ -148,11 +149,14 @@ def request(request_id: str) -> GenerationRequest:
     return GenerationRequest(request_id=request_id, prompt="hi", max_tokens=5, stream=True)
 
 
-STOP_INTERFACE = ModelInterface(
-    name="tensorrt_llm",
-    inputs={"input_ids": "INT32", "input_lengths": "INT32", "request_output_len": "INT32", "stop": "BOOL"},
-    outputs={"output_ids": "INT32", "sequence_length": "INT32"},
-    decoupled=True,
+STOP_TARGET = StopTarget(
+    ModelInterface(
+        name="tensorrt_llm",
+        inputs={"input_ids": "INT32", "input_lengths": "INT32", "request_output_len": "INT32", "stop": "BOOL"},
+        outputs={"output_ids": "INT32", "sequence_length": "INT32"},
+        decoupled=True,
+    ),
+    required=("input_lengths", "request_output_len"),
 )
 
 
@@ -161,9 +165,9 @@ def stoppable_engine(calls: list[FakeCall], stops: list[str], limit: int | None 
     engine = engine_over(calls[0])
     engine._slots = UpstreamSlots(limit)
     engine._stream_infer = lambda message, **_: calls.pop(0)  # type: ignore[assignment]
-    engine._stop_interface = STOP_INTERFACE
+    engine._stop_targets = (STOP_TARGET,)
 
-    async def send_stop(request_id: str) -> None:
+    async def send_stop(request_id: str, first: bool) -> None:
         stops.append(request_id)
 
     engine._stops = StopRequests(send_stop, engine._background)
@@ -217,3 +221,45 @@ async def test_detached_stream_reports_its_end_once() -> None:
     call.responses.put_nowait(None)
     await asyncio.sleep(0.01)
     assert stream.ended and ends == [1]
+
+
+# ---- StopTarget ------------------------------------------------------------------------------------------
+
+
+def test_stop_targets_of_the_production_templates() -> None:
+    """tensorrt_llm and our BLS take stop requests with their required inputs present; the ensemble does not."""
+    from tests.unit.test_triton_repo_configs import TRTLLM, load
+
+    assert StopTarget.of(load(TRTLLM / "ensemble" / "config.pbtxt")) is None
+    for model, required in [
+        ("tensorrt_llm", {"input_lengths", "request_output_len"}),
+        ("tensorrt_llm_bls", {"text_input", "max_tokens"}),
+    ]:
+        target = StopTarget.of(load(TRTLLM / model / "config.pbtxt"))
+        assert target is not None and set(target.required) == required
+        message = service_pb2.ModelInferRequest.FromString(target.message("req-9"))
+        assert message.model_name == model and message.id == "req-9"
+        sent = {tensor.name: raw for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)}
+        assert required <= set(sent) and sent["stop"] == b"\x01"
+        assert message.parameters["triton_enable_empty_final_response"].bool_param
+
+
+async def test_a_called_model_that_takes_stops_gets_the_first_one_and_the_engine_model_every_one() -> None:
+    engine = engine_over(FakeCall())
+    bls = StopTarget(
+        ModelInterface("tensorrt_llm_bls", {"text_input": "BYTES", "max_tokens": "INT32", "stop": "BOOL"}, {}, True),
+        required=("text_input", "max_tokens"),
+    )
+    engine._stop_targets = (STOP_TARGET, bls)
+    sent: list[str] = []
+
+    def answer(message: bytes, **_: object) -> FakeCall:
+        sent.append(service_pb2.ModelInferRequest.FromString(message).model_name)
+        call = FakeCall()
+        call.responses.put_nowait(response("", final=True))
+        return call
+
+    engine._stream_infer = answer  # type: ignore[assignment]
+    await engine._send_stop("req-1", True)
+    await engine._send_stop("req-1", False)
+    assert sorted(sent[:2]) == ["tensorrt_llm", "tensorrt_llm_bls"] and sent[2:] == ["tensorrt_llm"]
