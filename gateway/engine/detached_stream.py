@@ -64,7 +64,8 @@ class DetachedStream:
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while READ_AHEAD are unread
         self._abandoned = False
         self._deadline: asyncio.TimerHandle | None = None
-        self.ended = False
+        self.ended = False  # the call is over
+        self.broken = False  # ...without the upstream ending it (cancelled, deadline, transport error)
         self._background = background
         task = self._loop.create_task(self._pump())
         background.add(task)
@@ -93,6 +94,7 @@ class DetachedStream:
                     if watcher is not None:
                         watcher.resume()
         except (Exception, asyncio.CancelledError) as exc:  # an RPC error or a cancel: the consumer gets it
+            self.broken = True
             self._put(_Failure(exc))
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # this reader itself is cancelled (loop shutdown)

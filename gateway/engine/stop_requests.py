@@ -7,7 +7,8 @@ end once it gets there (docs/architecture.md, "Ending a generation"). The abando
 that the generation stopped: while the call is still open after its stop was answered, the stop is sent again,
 every 0.25 s for the first 2 s (a request that was still queued in front of the engine is caught within a
 quarter of a second of reaching it), then at doubling intervals up to every 2 s, until the call ends (or is
-cancelled at its deadline).
+cancelled at its deadline). The first stop is sent whatever became of the call. A call that the gateway
+cancelled (a timeout, shutdown) can no longer tell when the generation ends: it gets the first 2 s of stops.
 
 At most `concurrency` stop requests are in flight at once, in the order they were asked for, all on the
 engine's one channel: a storm of hang-ups does not become a storm of stop requests.
@@ -75,7 +76,11 @@ class OpenCall(Protocol):
 
     @property
     def ended(self) -> bool:
-        """Whether the call is over (the upstream sent its final response, failed, or was cancelled)."""
+        """Whether the call is over."""
+
+    @property
+    def broken(self) -> bool:
+        """Whether it ended without the upstream ending it (cancelled here, deadline, transport error)."""
 
 
 class _Pending:
@@ -128,17 +133,23 @@ class StopRequests:
         try:
             while self._queue:
                 pending = self._queue.popleft()
-                if pending.call.ended:
+                if pending.retries and not self._still_wanted(pending):
                     continue
                 self.sent += 1
                 await self._send(pending.request_id, pending.retries == 0)
-                if not pending.call.ended:
+                if self._still_wanted(pending):
                     loop.call_later(pending.delay, self._again, pending)
         finally:
             self._senders -= 1
 
+    @staticmethod
+    def _still_wanted(pending: _Pending) -> bool:
+        """Another stop may still be needed: the call is open, or was cut here within the first 2 s."""
+        call = pending.call
+        return not call.ended or (call.broken and pending.retries < FAST_RETRIES)
+
     def _again(self, pending: _Pending) -> None:
-        if pending.call.ended or self._closed:
+        if self._closed or not self._still_wanted(pending):
             return
         pending.retries += 1
         if pending.retries >= FAST_RETRIES:

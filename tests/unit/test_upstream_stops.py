@@ -9,7 +9,7 @@ from tritonclient.grpc import service_pb2
 
 from gateway.engine.base import GenerationRequest
 from gateway.engine.detached_stream import DetachedStream
-from gateway.engine.stop_requests import RETRY_S, StopRequests, StopTarget
+from gateway.engine.stop_requests import FAST_RETRIES, RETRY_S, StopRequests, StopTarget
 from gateway.engine.tensors import ModelInterface
 from gateway.engine.triton import TritonEngine
 from gateway.engine.upstream_slots import UpstreamSlots
@@ -84,6 +84,7 @@ async def test_a_request_whose_client_already_left_is_cancelled_before_it_takes_
 class OpenCall:
     def __init__(self) -> None:
         self.ended = False
+        self.broken = False
 
 
 async def test_a_stop_is_sent_again_while_the_call_stays_open_and_no_more_once_it_ended() -> None:
@@ -109,10 +110,10 @@ async def test_no_more_than_the_concurrency_is_in_flight_and_all_are_sent_in_ord
 
     async def send(request_id: str, first: bool) -> None:
         nonlocal in_flight, most
+        sent.append(request_id)
         in_flight += 1
         most = max(most, in_flight)
         await release.wait()
-        sent.append(request_id)
         in_flight -= 1
 
     background: set[asyncio.Task[None]] = set()
@@ -123,23 +124,26 @@ async def test_no_more_than_the_concurrency_is_in_flight_and_all_are_sent_in_ord
     await asyncio.sleep(0.01)
     assert in_flight == 4 and len(background) == 4
     for call in calls:
-        call.ended = True  # ended meanwhile: nothing more to send after those in flight
+        call.ended = True  # ended meanwhile: each still gets its one stop, and no second
     release.set()
-    await asyncio.sleep(0.01)
-    assert most == 4 and sent == ["r0", "r1", "r2", "r3"] and not background
+    await asyncio.sleep(RETRY_S + 0.1)
+    assert most == 4 and sent == [f"r{index}" for index in range(20)] and not background
 
 
-async def test_a_call_that_ended_before_its_turn_gets_no_stop() -> None:
+async def test_a_call_that_ended_gets_one_stop_and_a_cancelled_one_the_first_two_seconds_of_them() -> None:
+    """The consumer left before the final response: the engine is told once whatever became of the call; a call
+    cancelled here (a timeout) can no longer show when its generation ends."""
     sent: list[str] = []
 
     async def send(request_id: str, first: bool) -> None:
         sent.append(request_id)
 
-    stops, call = StopRequests(send, set()), OpenCall()
-    call.ended = True
-    stops.stop("r1", call)
-    await asyncio.sleep(0.01)
-    assert sent == []
+    stops, ended, cancelled = StopRequests(send, set()), OpenCall(), OpenCall()
+    ended.ended = cancelled.ended = cancelled.broken = True
+    stops.stop("ended", ended)
+    stops.stop("cancelled", cancelled)
+    await asyncio.sleep(FAST_RETRIES * RETRY_S + 0.6)
+    assert sent.count("ended") == 1 and sent.count("cancelled") == FAST_RETRIES
 
 
 # ---- TritonEngine ----------------------------------------------------------------------------------------
