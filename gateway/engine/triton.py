@@ -318,12 +318,15 @@ class TritonEngine:
         return len(guards)
 
     async def _send_stop(self, request_id: str, first: bool) -> None:
-        """Send `stop=true` for this request id (to every target the first time, else to the engine model)."""
-        targets = self._stop_targets if first else self._stop_targets[:1]
-        if len(targets) > 1:
-            await asyncio.gather(*(self._stop_at(target, request_id) for target in targets))
-        elif targets:
-            await self._stop_at(targets[0], request_id)
+        """Send `stop=true` for this request id to the engine model (the first time also to the called model)."""
+        if not self._stop_targets:
+            return
+        if first and len(self._stop_targets) > 1:
+            # Not awaited: a busy BLS answers late, and the engine's stops must not wait behind it.
+            task = asyncio.get_running_loop().create_task(self._stop_at(self._stop_targets[1], request_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        await self._stop_at(self._stop_targets[0], request_id)
 
     async def _stop_at(self, target: StopTarget, request_id: str) -> None:
         if self._stream_infer is None:
