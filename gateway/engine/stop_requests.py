@@ -116,13 +116,12 @@ class StopRequests:
         self._start_senders()
 
     def close(self) -> None:
-        """Send nothing more (the channel is closing)."""
+        """Repeat nothing more (the channel is closing); the stops already asked for still go out."""
         self._closed = True
-        self._queue.clear()
 
     def _start_senders(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._queue and self._senders < self._concurrency and not self._closed:
+        while self._queue and self._senders < self._concurrency:
             self._senders += 1
             task = loop.create_task(self._send_queued())
             self._background.add(task)
