@@ -214,18 +214,7 @@ class TritonEngine:
             raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
         config = self.config
         await self._take_slot()
-        try:
-            message, decoder = codec.open(request)
-            trace = dict(request.trace_headers)
-            span = start_span(f"triton {config.model}", trace, {"triton.request_id": message.id})
-            metadata = tuple(trace_headers_of(span, trace).items())
-            call = self._stream_infer(
-                message.SerializeToString(), metadata=metadata or None, timeout=config.request_timeout_s
-            )
-        except BaseException:
-            self._slots.release()
-            raise
-        del message  # only the bytes stay alive while the stream is open
+        call, decoder, span = self._open_call(codec, request)
         guard = CallGuard(call, config.first_token_timeout_s, config.idle_timeout_s)
         self._active.add(guard)
         finished = False
@@ -282,6 +271,22 @@ class TritonEngine:
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()
+
+    def _open_call(self, codec: UpstreamCodec, request: GenerationRequest) -> tuple[Any, ResponseDecoder, Any]:
+        """Start the gRPC call (the slot is given back if that fails): the call, its decoder, its trace span."""
+        assert self._stream_infer is not None
+        try:
+            message, decoder = codec.open(request)
+            trace = dict(request.trace_headers)
+            span = start_span(f"triton {self.config.model}", trace, {"triton.request_id": message.id})
+            metadata = tuple(trace_headers_of(span, trace).items())
+            # Only the serialized bytes stay alive while the stream is open.
+            payload = message.SerializeToString()
+            call = self._stream_infer(payload, metadata=metadata or None, timeout=self.config.request_timeout_s)
+        except BaseException:
+            self._slots.release()
+            raise
+        return call, decoder, span
 
     async def _take_slot(self) -> None:
         """Wait for one of the upstream's `max_outstanding` slots (within the time-to-first-token limit)."""
