@@ -108,7 +108,6 @@ class StopRequests:
         self._queue: deque[_Pending] = deque()
         self._senders = 0
         self._closed = False
-        self.sent = 0  # stop requests sent so far (tests and logs)
 
     def stop(self, request_id: str, call: OpenCall) -> None:
         """Stop the generation behind `call` (request id `request_id`), again and again until the call ends."""
@@ -134,7 +133,6 @@ class StopRequests:
                 pending = self._queue.popleft()
                 if pending.retries and not self._still_wanted(pending):
                     continue
-                self.sent += 1
                 await self._send(pending.request_id, pending.retries == 0)
                 if self._still_wanted(pending):
                     loop.call_later(pending.delay, self._again, pending)

@@ -310,11 +310,6 @@ class TritonEngine:
             batches.abandon(grace_s=ABANDONED_CALL_DEADLINE_S)
             self._stops.stop(request_id, batches)
 
-    @property
-    def stop_requests_sent(self) -> int:
-        """Stop requests sent to the engine model so far."""
-        return self._stops.sent
-
     def abort_all(self, error: GatewayError) -> int:
         """End every running generation with `error` (their upstream work is stopped); returns how many."""
         guards = list(self._active)
