@@ -3,6 +3,7 @@
 The real app (middleware, routes, chat template, SSE) is called as an ASGI callable by a scripted engine that
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
+`--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ async def _request(app: Any, body: bytes) -> int:
         "raw_path": b"/v1/chat/completions",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"bench"), (b"content-type", b"application/json")],
+        # As clients send it: with a Content-Length (the gateway reads announced bodies whole first).
+        "headers": [
+            (b"host", b"bench"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+        ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),
         "state": {},
@@ -93,7 +99,41 @@ async def _request(app: Any, body: bytes) -> int:
     return sent
 
 
-async def measure(tokens: int, requests: int, rounds: int) -> dict[str, float]:
+def agent_tools(count: int) -> list[dict[str, Any]]:
+    """`count` distinct tools shaped like a coding agent's (a few typed, described arguments each)."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{index}",
+                "description": f"Tool {index}: runs an operation on the workspace and returns its output.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "path": {"type": "string", "description": "Absolute path of the file to work on"},
+                        "command": {"type": "string", "description": f"The command to run (tool {index})"},
+                        "timeout": {"type": "number", "description": "Timeout in milliseconds", "maximum": 600000},
+                        "mode": {"type": "string", "enum": ["read", "write", "append"]},
+                        "edits": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"old": {"type": "string"}, "new": {"type": "string"}},
+                                "required": ["old", "new"],
+                                "additionalProperties": False,
+                            },
+                        },
+                    },
+                    "required": ["path"],
+                    "additionalProperties": False,
+                },
+            },
+        }
+        for index in range(count)
+    ]
+
+
+async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> dict[str, float]:
     """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
     tokenizer = load_tokenizer(ensure_dev_model())
     model = ServedModel(
@@ -104,13 +144,17 @@ async def measure(tokens: int, requests: int, rounds: int) -> dict[str, float]:
         default_max_tokens=16,
         max_tokens_limit=max(tokens, 16),
         max_prompt_tokens=None,
+        tool_parser="llama3_json" if tools else None,
     )
     app = create_app(ModelRegistry([model]), Settings())
     prompt = " ".join(f"word{i}" for i in range(60))
 
     def body(max_tokens: int) -> bytes:
         messages = [{"role": "user", "content": prompt}]
-        return json.dumps({"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True})
+        extra = {"tools": agent_tools(tools)} if tools else {}
+        return json.dumps(
+            {"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True, **extra}
+        )
 
     async with app.router.lifespan_context(app):
         long_body, short_body = body(tokens).encode(), body(1).encode()
@@ -133,10 +177,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=4000, help="tokens of the long stream (per-token cost)")
     parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
     parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
+    parser.add_argument("--tools", type=int, default=0, help="agent-sized tools sent with every request")
     args = parser.parse_args()
     import uvloop
 
-    result = uvloop.run(measure(args.tokens, args.requests, args.rounds))
+    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools))
     print(
         f"app CPU per streamed token: {result['per_token_us']:.2f} µs; "
         f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"

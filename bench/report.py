@@ -467,10 +467,16 @@ def write(out: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.report RESULTS_DIR`: rewrite runs.csv, summary.md and plot.png from runs.jsonl."""
+    """`python -m bench.report RESULTS_DIR`: rewrite runs.csv, summary.md and plot.png from runs.jsonl;
+    `--stale` and `--commit-of RESULTS_DIR` compare bench/README.md's targets table with git (bench.targets_table)."""
     import sys
 
-    out = Path((argv if argv is not None else sys.argv[1:])[0])
+    args = argv if argv is not None else sys.argv[1:]
+    if args and args[0] in ("--stale", "--commit-of"):
+        from bench import targets_table
+
+        return targets_table.main(args)
+    out = Path(args[0])
     meta = json.loads((out / "meta.json").read_text())
     rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.strip()]
     write(out, meta, rows)

@@ -17,11 +17,13 @@ from gateway import __version__
 from gateway.api import chat, completions, health, metrics, models
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
-from gateway.api.body_limit import BodySizeLimitMiddleware
+from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import install_error_handlers
+from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
+from gateway.api.request_body import RequestBodyMiddleware
 from gateway.config import Settings
 from gateway.engine.base import LoraAdapter
 from gateway.engine.lora import AdapterEngine, LoraWeights
@@ -31,7 +33,9 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
-from gateway.openai.parsers import REASONING_PARSERS, TOOL_PARSERS, detect_parsers, markers_lost_to
+from gateway.openai.guide_checker import GuideChecker
+from gateway.openai.model_parsers import resolve_parsers, special_markers
+from gateway.openai.schema_bounds import GuideLimits
 from gateway.openai.served_model import ModelRegistry, ServedModel
 from gateway.openai.tokens import ChatTemplate, TokenCounter, load_tokenizer
 from gateway.telemetry import GatewayMetrics, configure_logging
@@ -60,33 +64,43 @@ def create_app(
         drain, settings.drain_timeout_s, lambda error: sum(m.engine.abort_all(error) for m in registry.all())
     )
 
+    metrics_registry = gateway_metrics or GatewayMetrics()
+    limit = connection_limit(settings.max_connections)
+    guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
+    checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         for model in registry.all():
             await model.engine.start()
+        for checker in checkers:
+            await checker.warm_up()  # the worker's xgrammar import, before the first request
         coordinator.install()
         # Start-up leaves a few hundred thousand long-lived objects (transformers imports torch): frozen, a
         # full collection no longer walks them, so it stops pausing every stream for 100+ ms.
         gc.collect()
         gc.freeze()
         try:
-            yield
+            yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
+            for checker in checkers:
+                checker.close()
             for model in registry.all():
                 await model.engine.close()
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
     app.state.registry = registry
     app.state.settings = settings
-    app.state.metrics = metrics_registry = gateway_metrics or GatewayMetrics()
+    app.state.metrics = metrics_registry
     app.state.drain = drain
     install_error_handlers(app)
     install_openapi(app)
     for router in (chat.router, completions.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, body size, admission.
+    # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.
+    app.add_middleware(HeadAsGetMiddleware)
     limiter = None
     if settings.max_concurrent_requests is not None:
         limiter = AdmissionLimiter(
@@ -97,7 +111,7 @@ def create_app(
             metrics_registry.saturation,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     keys = settings.api_key_list()
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys, protect_observability=settings.protect_observability)
@@ -122,8 +136,9 @@ def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) ->
     models_file = models_of(settings)
     models = []
     aliases: dict[str, str] = {}
+    checker = GuideChecker(guide_limits(settings), settings.guide_check_workers)
     for index, entry in enumerate(models_file.models):
-        model = _served_model(settings, models_file, entry, index, metrics)
+        model = _served_model(settings, models_file, entry, index, metrics, checker)
         models += [model, *_adapter_models(model, entry, index)]
         aliases.update(dict.fromkeys(entry.aliases, entry.name))
     return ModelRegistry(models, aliases)
@@ -143,8 +158,27 @@ def _adapter_models(base: ServedModel, entry: ModelEntry, index: int) -> list[Se
     return adapters
 
 
+def guide_limits(settings: Settings) -> GuideLimits:
+    """The bounds on guides and tools the settings ask for."""
+    return GuideLimits(
+        max_bytes=settings.max_guide_bytes,
+        max_depth=settings.max_guide_depth,
+        max_refs=settings.max_guide_refs,
+        max_enum_values=settings.max_guide_enum_values,
+        max_properties=settings.max_guide_properties,
+        max_tools=settings.max_tools,
+        max_tools_bytes=settings.max_tools_bytes,
+        check_timeout_s=settings.guide_check_timeout_s,
+    )
+
+
 def _served_model(
-    settings: Settings, models_file: ModelsFile, entry: ModelEntry, index: int, metrics: GatewayMetrics | None
+    settings: Settings,
+    models_file: ModelsFile,
+    entry: ModelEntry,
+    index: int,
+    metrics: GatewayMetrics | None,
+    checker: GuideChecker,
 ) -> ServedModel:
     where = f"models[{index}] ('{entry.name}')" if settings.models_file else ""
     try:
@@ -153,17 +187,9 @@ def _served_model(
     except (ConfigurationError, OSError) as exc:
         field = "chat_template" if isinstance(exc, OSError) else "tokenizer"
         raise ConfigurationError(f"{where}, field '{field}': {exc}" if where else str(exc)) from exc
-    tool_parser, reasoning_parser = resolve_parsers(entry, template.source, where)
-    lost = markers_lost_to(special_token_texts(tokenizer), tool_parser, reasoning_parser)
-    direct = entry.triton_model == "tensorrt_llm"
-    if lost and not direct:
-        logger.warning(
-            "the parsers' markers %s are special tokens of the tokenizer of %s: NVIDIA's postprocessing drops them "
-            "with skip_special_tokens=true; set skip_special_tokens to false in postprocessing's config.pbtxt, or "
-            "call tensorrt_llm directly (triton_model tensorrt_llm), where the gateway keeps them",
-            lost,
-            entry.name,
-        )
+    tool_parser, reasoning_parser = resolve_parsers(
+        entry.tool_call_parser, entry.reasoning_parser, template.source, where
+    )
     block_size = entry.routing.block_size or settings.kv_block_size
 
     def triton_engine(address: str) -> TritonEngine:
@@ -172,12 +198,12 @@ def _served_model(
             model=entry.triton_model,
             engine_model=entry.engine_model,
             health_interval_s=models_file.health.interval_s,
+            health_timeout_s=models_file.health.timeout_s,
             rpc_timeout_s=settings.connect_timeout_s,
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
-            keep_special_tokens=bool(lost) and direct,
             kv_block_size=block_size,
             max_outstanding=settings.max_upstream_requests or None,
         )
@@ -208,37 +234,10 @@ def _served_model(
         max_n=entry.max_n,
         tool_parser=tool_parser,
         reasoning_parser=reasoning_parser,
+        compact_json_guides=entry.guided_json_whitespace == "compact",
+        special_markers=special_markers(tokenizer, tool_parser, reasoning_parser),
+        guide_checker=checker,
     )
-
-
-def special_token_texts(tokenizer: object) -> set[str]:
-    """Every token a `skip_special_tokens` decode drops: the named special tokens and the added tokens marked
-    special (Mistral's control tokens such as `[TOOL_CALLS]` are only the latter)."""
-    texts = set(getattr(tokenizer, "all_special_tokens", ()) or ())
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    texts.update(str(token.content) for token in added.values() if getattr(token, "special", False))
-    return texts
-
-
-def resolve_parsers(entry: ModelEntry, template_source: str, where: str) -> tuple[str | None, str | None]:
-    """The tool-call and reasoning parser names: given, `none`, or `auto` (what the chat template implies).
-    `where` names the models-file entry (empty: the single-model flags)."""
-    detected = detect_parsers(template_source)
-    chosen = []
-    for value, found, known, field in (
-        (entry.tool_call_parser, detected.tool, TOOL_PARSERS, "tool_call_parser"),
-        (entry.reasoning_parser, detected.reasoning, REASONING_PARSERS, "reasoning_parser"),
-    ):
-        flag = f"{where}, field '{field}':" if where else "--" + field.replace("_", "-")
-        if value == "auto":
-            chosen.append(found)
-        elif value == "none":
-            chosen.append(None)
-        elif value in known:
-            chosen.append(value)
-        else:
-            raise ConfigurationError(f"{flag} {value!r}: use one of {sorted(known)}, auto or none")
-    return chosen[0], chosen[1]
 
 
 def app_from_settings(settings: Settings) -> FastAPI:

@@ -99,6 +99,12 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--reasoning-parser", help="deepseek_r1, qwen3; auto (default: from the chat template) or none")
     group.add_argument(
+        "--guided-json-whitespace",
+        choices=["compact", "any"],
+        help="JSON guides (response_format, forced tool calls): compact (default; no whitespace between JSON "
+        "tokens, sent as an EBNF guide) or any (the engine's own JSON grammar)",
+    )
+    group.add_argument(
         "--engine-logits",
         action="store_true",
         default=None,
@@ -120,7 +126,10 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--max-body-bytes", int, "larger request bodies get a 413 (default 8 MiB)"),
         ("--max-prompt-tokens", int, "longer prompts get a 400"),
         ("--max-upstream-requests", int, "requests open at each Triton at once; the rest wait (default 128, 0: none)"),
-        ("--connect-timeout-s", float, "Triton health and discovery RPCs (default 5)"),
+        ("--max-connections", int, "open connections per process (default: the ulimit -n less 128)"),
+        ("--header-timeout-s", float, "a request's headers must arrive within this time (default 10)"),
+        ("--body-timeout-s", float, "a request's whole body must arrive within this time (default 60)"),
+        ("--connect-timeout-s", float, "Triton discovery RPCs and stop requests (default 5)"),
         ("--first-token-timeout-s", float, "time to first token (default 300)"),
         ("--idle-timeout-s", float, "longest gap between tokens (default 120)"),
         ("--request-timeout-s", float, "whole generation (default none)"),
@@ -135,6 +144,19 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument(
         "--protect-observability", action="store_true", default=None, help="API key also on /health/* and /metrics"
     )
+    guides = parser.add_argument_group("guides and tools: bounds, then checks in worker processes (see README)")
+    for flag, kind, text in (
+        ("--max-guide-bytes", int, "one guide's text: a JSON schema, regex, grammar or choices (default 128 KiB)"),
+        ("--max-guide-depth", int, "nesting levels of a JSON schema (default 64)"),
+        ("--max-guide-refs", int, "$refs in one JSON schema (default 512)"),
+        ("--max-guide-enum-values", int, "enum values, choices and anyOf/oneOf branches of a guide (default 2048)"),
+        ("--max-guide-properties", int, "properties of one object in a JSON schema (default 128)"),
+        ("--max-tools", int, "tools in one request (default 256)"),
+        ("--max-tools-bytes", int, "all tool definitions of a request, as JSON (default 1 MiB)"),
+        ("--guide-check-timeout-s", float, "meta-schema and xgrammar checks of one request (default 10)"),
+        ("--guide-check-workers", int, "worker processes that check guides (default 1)"),
+    ):
+        guides.add_argument(flag, type=kind, help=text)
     group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")
@@ -168,7 +190,8 @@ def _serve(settings, banner: str | None = None) -> int:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # uvicorn's httptools protocol with a header timeout and a connection limit (api/connections.py)
+        "http": "gateway.api.connections:GuardedHttpToolsProtocol",
         "log_level": settings.log_level,
         "log_config": None,
         "access_log": False,  # the gateway writes its own access line, with tokens and timings

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_n: int = Field(8, ge=1, le=128, description="largest n (choices per request) a request may ask for")
     tool_call_parser: str = Field("auto", description="tool-call parser: a name, auto (from the chat template), none")
     reasoning_parser: str = Field("auto", description="reasoning parser: a name, auto (from the chat template), none")
+    guided_json_whitespace: Literal["compact", "any"] = Field(
+        "compact", description="JSON guides: compact (no free whitespace, as EBNF) or any (the engine's default)"
+    )
     engine_logits: bool = Field(
         False, description="the engine gathers generation/context logits (top_logprobs, echo logprobs; direct mode)"
     )
@@ -52,8 +55,23 @@ class Settings(BaseSettings):
     max_upstream_requests: int = Field(
         128, ge=0, description="requests open at each upstream Triton at once (per worker); the rest wait (0: none)"
     )
+    max_connections: int | None = Field(
+        None, ge=1, description="open HTTP connections per process (default: the file-descriptor limit minus 128)"
+    )
+    # Guides and tools: bounds checked on the event loop, then the checks a worker process runs in a time limit
+    max_guide_bytes: int = Field(128 * 1024, ge=1024, description="one guide's text (schema, regex, grammar, choices)")
+    max_guide_depth: int = Field(64, ge=2, le=200, description="nesting levels of a JSON schema")
+    max_guide_refs: int = Field(512, ge=0, description="$refs in one JSON schema")
+    max_guide_enum_values: int = Field(2048, ge=1, description="enum values, choices and anyOf/oneOf branches")
+    max_guide_properties: int = Field(128, ge=1, description="properties of one object in a JSON schema")
+    max_tools: int = Field(256, ge=1, description="tools in one request")
+    max_tools_bytes: int = Field(1024 * 1024, ge=1024, description="all tool definitions of a request, as JSON")
+    guide_check_timeout_s: float = Field(10.0, gt=0, description="meta-schema and xgrammar checks of a request")
+    guide_check_workers: int = Field(1, ge=1, le=64, description="worker processes that check guides")
     # Timeouts (None: no limit)
-    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for health and model discovery")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this time")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this time")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Triton RPCs for model discovery and stop requests")
     first_token_timeout_s: float | None = Field(300.0, gt=0, description="time to first token")
     idle_timeout_s: float | None = Field(120.0, gt=0, description="longest gap between two tokens")
     request_timeout_s: float | None = Field(None, gt=0, description="whole generation")

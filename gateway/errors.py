@@ -5,6 +5,7 @@
     │   └── UnsupportedFeatureError   400 invalid_request_error (a known field we cannot honour yet)
     ├── AuthenticationError           401 invalid_request_error  (code invalid_api_key, as OpenAI)
     ├── NotFoundError                 404 not_found_error        (unknown model or route)
+    ├── RequestTimeoutError           408 invalid_request_error  (headers or body not received in time)
     ├── PayloadTooLargeError          413 invalid_request_error
     ├── ClientDisconnectedError       499 client_closed_request  (nobody reads the body; for logs and metrics)
     │   └── ClientWriteTimeoutError   499 client_timeout         (the client stopped reading the stream)
@@ -67,6 +68,14 @@ class NotFoundError(GatewayError):
 
     status = 404
     type = "not_found_error"
+
+
+class RequestTimeoutError(GatewayError):
+    """The client did not send its request (headers or body) in time."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class PayloadTooLargeError(GatewayError):

@@ -7,7 +7,7 @@ The single-model flags (`--tokenizer`, `--triton-url`, ...) are a shorthand for 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -37,6 +37,7 @@ class HealthEntry(_Strict):
     """Passive ejection and DNS re-resolution of every pool."""
 
     interval_s: Annotated[float, Field(gt=0)] = 2.0
+    timeout_s: Annotated[float, Field(gt=0)] = 1.0
     eject_after_failures: Annotated[int, Field(ge=1)] = 3
     eject_base_s: Annotated[float, Field(gt=0)] = 2.0
     eject_max_s: Annotated[float, Field(gt=0)] = 60.0
@@ -68,6 +69,7 @@ class ModelEntry(_Strict):
     engine_logits: bool = False  # built with --gather_generation_logits / --gather_context_logits (direct mode)
     tool_call_parser: Name = "auto"  # a parser name, auto (from the chat template) or none
     reasoning_parser: Name = "auto"
+    guided_json_whitespace: Literal["compact", "any"] = "compact"  # JSON guides as compact EBNF, or the engine's
     routing: RoutingEntry = RoutingEntry()
     lora_adapters: list[LoraEntry] = []
 
@@ -149,6 +151,7 @@ class ModelsFile(_Strict):
                 engine_logits=settings.engine_logits,
                 tool_call_parser=settings.tool_call_parser,
                 reasoning_parser=settings.reasoning_parser,
+                guided_json_whitespace=settings.guided_json_whitespace,
             )
         except ValidationError as exc:
             raise ConfigurationError(describe(exc, None, flags=True)) from exc

@@ -35,7 +35,6 @@ MODULES = [
     "pydantic_settings",
     "dotenv",  # pydantic-settings imports it at load time; missing on the offline run of 2026-11-23 (16 CPUs, one H100)
     "prometheus_client",
-    "sse_starlette",
     "bench.run",
     "bench.loadgen",
     "bench.profile",
@@ -43,10 +42,26 @@ MODULES = [
 SKIP = {"trtllm-gateway", "pip", "setuptools", "matplotlib", "litellm", "torch"}
 
 
+def unimportable(modules: list[str]) -> list[str]:
+    """Import each module; `module: why` for each one that fails."""
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # any failure means the carry cannot be listed: say which module and why
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+    return failed
+
+
 def main() -> int:
-    """Import, then print the distributions behind what got loaded."""
-    for name in MODULES:
-        importlib.import_module(name)
+    """Import, then print the distributions behind what got loaded (exit 2 naming what could not be imported)."""
+    failed = unimportable(MODULES)
+    if failed:
+        print("needed_dists: cannot import what the benchmark's processes import:", file=sys.stderr)
+        for line in failed:
+            print(f"  {line}", file=sys.stderr)
+        print("install the bench extra into this Python: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
     from gateway.devstack import default_cache_root
     from gateway.devstack.dev_model import ensure_dev_model
     from gateway.openai.tokens import load_tokenizer

@@ -7,19 +7,23 @@
 #                                     gateway, the load generator and Triton's Python models import, numpy 1.26 included
 #   bench/offline/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so that machine needs no torch
 # run.sh puts the site first (a venv's site-packages): the Triton stub then imports numpy 1.26, not the machine's 2.x.
-# Everything together must stay under the 64 MiB that such a run can bring along; the script fails if it does not.
+# The carry and the repository's working tree travel together and must stay under the 64 MiB that such a run can
+# bring along (bench/offline/travel_size.py); the script says what is left, and fails saying why when over.
 set -euo pipefail
+trap 'echo "prepare_carry.sh: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=$(command -v python3)
 OUT=bench/offline/carry
-LIMIT_BYTES=$((64 * 1024 * 1024))
 PLATFORMS=(--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 # Not carried: hub downloads (never done), CLIs, torch's own dependencies (imported here only because torch is
-# installed), image processing, optional codecs (zstandard too), sse-starlette (only bench.sse_cost), the OpenTelemetry SDK and exporters (FastAPI needs only the API),
-# uvicorn's reload/websocket extras. Each of these is imported only inside a try/except or by something not run.
+# installed), image processing, optional codecs (zstandard too), sse-starlette (only bench.sse_cost), the
+# OpenTelemetry SDK and exporters (FastAPI needs only the API), uvicorn's reload/websocket extras, transformers'
+# optional hub kernels and sentencepiece (the dev tokenizer is a fast one). Each of these is imported only inside a
+# try/except or by something not run.
 SKIP_RE='^(hf[-_]xet|pygments|rich|markdown-it-py|mdurl|typer|shellingham|sympy|mpmath|pillow|brotli|'
 SKIP_RE+='opentelemetry-(sdk|proto|exporter[-_a-z]*|semantic-conventions)|googleapis-common-protos|email-validator|'
-SKIP_RE+='python-multipart|watchfiles|websockets|'
+SKIP_RE+='python-multipart|watchfiles|websockets|kernels|sentencepiece|'
 SKIP_RE+='networkx|fsspec|zstandard|sse-starlette)=='
 
 rm -rf "$OUT"
@@ -46,9 +50,15 @@ find "$T" -name __pycache__ -prune -exec rm -rf {} +
 tar -C "$T" -cJf "$OUT/triton.tar.xz" .
 
 echo "== 2/3 site: cp312 wheels of what the processes import"
-PYTHONPATH=. "$PY" bench/offline/needed_dists.py 2>/dev/null | grep -Eiv "$SKIP_RE" > "$WORK/requirements.txt"
+# needed_dists.py imports what the benchmark's processes import; it names what it cannot import (exit 2).
+if ! PYTHONPATH=. "$PY" bench/offline/needed_dists.py > "$WORK/needed.txt" 2> "$WORK/needed.err"; then
+  echo "prepare_carry.sh: bench/offline/needed_dists.py could not list the distributions to carry ($PY):" >&2
+  tail -n 20 "$WORK/needed.err" >&2
+  exit 1
+fi
+grep -Eiv "$SKIP_RE" "$WORK/needed.txt" > "$WORK/requirements.txt"
 sed -i -E 's/^numpy==.*/numpy==1.26.4/' "$WORK/requirements.txt"
-cat "$WORK/requirements.txt" | tr '\n' ' '
+tr '\n' ' ' <"$WORK/requirements.txt"
 echo
 "$PY" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
   "${PLATFORMS[@]}" -r "$WORK/requirements.txt" -d "$WORK/wheels"
@@ -56,6 +66,13 @@ echo
   --abi cp312 "${PLATFORMS[@]}" --target "$WORK/site" "$WORK"/wheels/*.whl
 find "$WORK/site" -name __pycache__ -prune -exec rm -rf {} +
 rm -rf "$WORK/site/bin"
+# Debug info of extension modules (ml_dtypes, uvloop and rapidjson ship theirs: ~6.5 MB of xz). Libraries that
+# auditwheel vendored (*.libs/) are left as they are: patchelf rewrote them, and strip can break such files.
+if command -v strip >/dev/null; then
+  find "$WORK/site" -name '*.so' -not -path '*.libs/*' -exec strip --strip-debug {} +
+else
+  echo "note: no strip here (binutils): the extension modules keep their debug info"
+fi
 cp "$WORK/requirements.txt" "$WORK/site/CARRIED_REQUIREMENTS.txt"
 tar -C "$WORK/site" -cJf "$OUT/site.tar.xz" .
 
@@ -66,10 +83,6 @@ print(ensure_dev_model(default_cache_root()))')
 tar -C "$(dirname "$MODEL")" -cJf "$OUT/cache.tar.xz" "$(basename "$MODEL")"
 
 ls -l "$OUT"
-TOTAL=$(du -cb "$OUT"/*.tar.xz | tail -1 | cut -f1)
-echo "total $((TOTAL / 1024 / 1024)) MiB of $((LIMIT_BYTES / 1024 / 1024)) MiB"
-if [ "$TOTAL" -ge "$LIMIT_BYTES" ]; then
-  echo "over the carry limit: add distributions the offline machine already has to SKIP_RE" >&2
-  exit 1
-fi
+# What travels is the carry and the working tree together (tracked and untracked-not-ignored files).
+PYTHONPATH=. "$PY" bench/offline/travel_size.py "$OUT"
 echo "carry: bench/offline/carry   (run: bash bench/offline/run.sh)"

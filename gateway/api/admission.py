@@ -2,7 +2,9 @@
 
 Beyond `max_active` running requests, up to `max_waiting` wait (first come, first served) for at most
 `wait_timeout` seconds; anything else gets a 429 with Retry-After at once. A slot is held until the response
-has been sent completely, streamed bodies included, which is why this is ASGI middleware.
+has been sent completely, streamed bodies included, which is why this is ASGI middleware. It is taken only once
+the request's body is complete (api/request_body.py runs first), so slow senders hold none, and a client that
+leaves while waiting in line gives up its place.
 
 The saturation gauge is (running + queued) / max_active: 1 means every slot is busy, above 1 requests queue,
 1 + max_waiting / max_active means the next one gets a 429. Autoscalers scale on it (README, Observability).
@@ -15,9 +17,10 @@ import contextlib
 from collections import deque
 
 from prometheus_client import Gauge
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.asgi_errors import send_error
+from gateway.api.request_body import replaying_messages
 from gateway.errors import OverloadedError, ShuttingDownError
 
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
@@ -52,11 +55,17 @@ class AdmissionLimiter:
         if self._saturation_gauge is not None:
             self._saturation_gauge.set(self.saturation())
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in line if allowed; OverloadedError otherwise."""
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one, without waiting."""
         if self.active < self.max_active and not self._waiters:
             self.active += 1
             self._publish()
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line if allowed; OverloadedError otherwise."""
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.max_waiting:
             raise OverloadedError(f"The server is at capacity ({self.max_active} requests running); try again.")
@@ -123,12 +132,44 @@ class AdmissionMiddleware:
         if self.limiter is None:
             await self.app(scope, receive, send)
             return
+        held: list[Message] = []
         try:
-            await self.limiter.acquire()
+            admitted = await self._admit(self.limiter, receive, held)
         except OverloadedError as exc:
             await send_error(send, exc, {"Retry-After": RETRY_AFTER_S})
             return
+        if not admitted:
+            return  # the client left while waiting in line: nobody to answer (the telemetry records a 499)
+        if held:  # what the watch read while waiting (the buffered body) goes to the app first
+            receive = replaying_messages(held, receive)
+            del held
         try:
             await self.app(scope, receive, send)
         finally:
             self.limiter.release()
+
+    @staticmethod
+    async def _admit(limiter: AdmissionLimiter, receive: Receive, held: list[Message]) -> bool:
+        """Take a slot; False (and no slot) if the client disconnects while waiting in line for one, so that a
+        client gone from the queue neither keeps its place nor starts an upstream call once a slot frees up."""
+        if limiter.try_acquire():
+            return True
+        waiting = asyncio.ensure_future(limiter.acquire())
+        leaving = asyncio.ensure_future(_until_disconnected(receive, held))
+        try:
+            await asyncio.wait((waiting, leaving), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leaving.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.wait((waiting,))  # leaves the line now; passes on a slot handed over just now
+        if waiting.done() and not waiting.cancelled():
+            waiting.result()  # OverloadedError: the queue was full, or no slot freed up in time
+            return True
+        return False
+
+
+async def _until_disconnected(receive: Receive, held: list[Message]) -> None:
+    """Read the server's messages until the disconnect, keeping the others for the app."""
+    while (message := await receive())["type"] != "http.disconnect":
+        held.append(message)

@@ -14,9 +14,9 @@ from gateway.errors import AuthenticationError
 OBSERVABILITY_PREFIXES = ("/health/", "/metrics")
 
 
-def _digest(key: str) -> bytes:
+def _digest(key: bytes) -> bytes:
     # Comparing fixed-length digests keeps the comparison time independent of the keys' lengths.
-    return hashlib.sha256(key.encode()).digest()
+    return hashlib.sha256(key).digest()
 
 
 class ApiKeyMiddleware:
@@ -24,13 +24,15 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, keys: Iterable[str], protect_observability: bool) -> None:
         self.app = app
-        self._digests = [_digest(k) for k in keys if k]
+        # A key is compared as the UTF-8 bytes a client sends for it (header bytes are never decoded), so a
+        # non-ASCII key matches too, although RFC 6750 tokens are ASCII and some clients cannot send others.
+        self._digests = [_digest(k.encode()) for k in keys if k]
         self.protect_observability = protect_observability
 
     def _authorized(self, header: bytes | None) -> bool:
         if header is None or header[:7].lower() != b"bearer ":
             return False
-        given = _digest(header[7:].strip().decode("latin-1"))
+        given = _digest(header[7:].strip())
         matched = False
         for expected in self._digests:  # no early exit: every key is compared
             matched |= hmac.compare_digest(given, expected)

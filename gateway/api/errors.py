@@ -18,6 +18,7 @@ from gateway.telemetry import current_request
 
 logger = logging.getLogger(__name__)
 
+INVALID_JSON_MESSAGE = "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload."
 _HTTP_ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
 
 
@@ -81,10 +82,7 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
         return InvalidRequestError("invalid request body")
     first = _most_specific(errors)
     if first.get("type") == "json_invalid":
-        return InvalidRequestError(
-            "We could not parse the JSON body of your request. The OpenAI API expects a JSON payload.",
-            code="invalid_json",
-        )
+        return InvalidRequestError(INVALID_JSON_MESSAGE, code="invalid_json")
     location = tuple(first.get("loc", ()))
     if location == ("body",):
         return InvalidRequestError("the request body must be a JSON object", code="invalid_json")
@@ -115,6 +113,9 @@ def install_error_handlers(app: FastAPI) -> None:
             error: GatewayError = NotFoundError(f"Unknown request URL: {request.method} {request.url.path}.")
         elif exc.status_code == 413:
             error = PayloadTooLargeError(str(exc.detail))
+        elif exc.status_code == 400 and isinstance(exc.__cause__, UnicodeError):
+            # FastAPI's answer to a JSON body that is not valid text: the same error as invalid JSON.
+            error = InvalidRequestError(INVALID_JSON_MESSAGE + " The body is not valid UTF-8.", code="invalid_json")
         else:
             error = GatewayError(str(exc.detail))
             error.status = exc.status_code

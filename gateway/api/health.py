@@ -33,10 +33,9 @@ async def ready(request: Request) -> Response | dict[str, object]:
 
 @router.get("/version")
 async def version(request: Request) -> dict[str, object]:
-    """Gateway version and the upstream behind each model."""
+    """Gateway version and what serves each model; no upstream addresses (it is open without API keys)."""
     models = {
         m.name: {
-            "upstream": info.upstream,
             "triton_model": info.model,
             "mode": info.mode,
             "triton_version": info.server_version,

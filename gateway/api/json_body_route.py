@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from functools import cached_property
 from typing import get_type_hints
 
@@ -9,7 +10,10 @@ from fastapi import HTTPException, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
+
+from gateway.api.request_body import replaying
+from gateway.errors import InvalidRequestError
 
 
 def is_json_media_type(content_type: str | None) -> bool:
@@ -21,14 +25,26 @@ def is_json_media_type(content_type: str | None) -> bool:
     return main_type == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` that hands out an already read request body first."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
+def require_utf8(raw: bytes) -> None:
+    """JSON bodies are UTF-8 without a byte order mark (RFC 8259 §8.1); anything else is a 400 `invalid_json`.
 
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return replay
+    FastAPI's parser (json.loads) also reads UTF-16 and UTF-32 and skips a BOM, so a proxy that inspects the body
+    as UTF-8 would see something other than what the gateway reads. A UTF-8 BOM is refused too: senders must not
+    add one (§8.1), and a UTF-8 JSON inspector that fails on it would pass the body on unread.
+    """
+    problem = None
+    if raw.startswith(codecs.BOM_UTF8):
+        problem = "starts with a byte order mark"
+    else:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = f"is not UTF-8 (byte {exc.start})"
+    if problem is not None:
+        raise InvalidRequestError(
+            f"The request body {problem}: send JSON as UTF-8, without a byte order mark (RFC 8259, section 8.1).",
+            code="invalid_json",
+        )
 
 
 class JsonBodyRoute(APIRoute):
@@ -39,7 +55,8 @@ class JsonBodyRoute(APIRoute):
     that a held stream keeps. Here the route calls the endpoint and its response itself; exceptions reach the
     app's exception handlers as they would from FastAPI's wrapper. A body that fails here, or is not sent as JSON,
     goes to FastAPI's own handler (given the body again), so every error a client sees is FastAPI's, word for
-    word; the OpenAPI document still comes from the endpoint's signature.
+    word (except for JSON that is not UTF-8: see `require_utf8`); the OpenAPI document still comes from the
+    endpoint's signature.
     """
 
     @cached_property
@@ -60,6 +77,7 @@ class JsonBodyRoute(APIRoute):
         try:
             body = self._body_model.model_validate_json(raw)
         except ValidationError:
+            require_utf8(raw)  # only here: pydantic refused anything else already
             await super().handle(scope, replaying(raw, receive), send)
             return
         response = await self.endpoint(body, request)

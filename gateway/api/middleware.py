@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.errors import ClientDisconnectedError
 from gateway.telemetry import GatewayMetrics, RequestContext, new_request_id, set_current_request
 from gateway.telemetry.recording import record_request
 from gateway.telemetry.tracing import incoming_trace_headers, start_span, trace_headers_of
@@ -25,6 +26,19 @@ def endpoint_label(path: str) -> str:
     if path in KNOWN_ENDPOINTS:
         return path
     return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
+
+
+def final_status(context: RequestContext, sent: int, body_done: bool, failed: bool) -> int:
+    """The status a request is recorded with: nginx's 499 for every client hang-up, before or after the first
+    byte, streamed or not (a stream cut after its 200 went out, a stream abandoned before its first token, which
+    never sent a status at all); 500 for an exception that escaped the app."""
+    if isinstance(context.error, ClientDisconnectedError) or sent == 499:
+        context.disconnected = True  # includes a client that stopped reading (ClientWriteTimeoutError)
+    elif not body_done and not failed and sent < 400:
+        context.disconnected = True  # the app ended a successful response early: its client went away
+    if context.disconnected:
+        return 499
+    return 500 if failed else sent
 
 
 class RequestTelemetryMiddleware:
@@ -72,13 +86,15 @@ class RequestTelemetryMiddleware:
 
         in_flight = self.metrics.in_flight.labels(context.endpoint)
         in_flight.inc()
+        failed = False
         try:
             await self.app(scope, receive_watching, send_with_id)
+        except BaseException:
+            failed = True
+            raise
         finally:
             in_flight.dec()
-            # A successful response whose body never ended, or nginx's 499: the client left.
-            if status == 499 or (not body_done and status < 400):
-                context.disconnected = True
+            status = final_status(context, status, body_done, failed)
             record_request(self.metrics, context, scope["method"], status)
             if context.span is not None:
                 context.span.set_attribute("http.status_code", status)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import orjson
@@ -17,7 +17,7 @@ from gateway.openai.protocol import SamplingFields
 from gateway.openai.served_model import ResponseMeta, ServedModel
 
 Body = TypeVar("Body", bound=SamplingFields)
-Planner = Callable[[Body, ServedModel, ResponseMeta, tuple[tuple[str, str], ...]], Generation]
+Planner = Callable[[Body, ServedModel, ResponseMeta, tuple[tuple[str, str], ...]], Awaitable[Generation]]
 
 
 async def serve_generation(request: Request, body: Body, id_prefix: str, plan: Planner[Body]) -> Response:
@@ -29,7 +29,7 @@ async def serve_generation(request: Request, body: Body, id_prefix: str, plan: P
     model = registry_of(request).get(body.model)
     tracked = track_request(model.name, bool(body.stream), body.user)
     meta = ResponseMeta.new(id_prefix, model, request_id_of(request))
-    generation = plan(body, model, meta, trace_headers_of_request())
+    generation = await plan(body, model, meta, trace_headers_of_request())
     tracked.extend(generation.run.choices)
     if generation.stream:
         settings = settings_of(request)

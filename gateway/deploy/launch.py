@@ -45,12 +45,14 @@ def summary(filled: FilledRepository) -> str:
         False: "xgrammar (tokenizer info written; install the guided extra to check it)",
     }[filled.tokenizer_info_checked]
     logits = "gathered (top-k logprobs possible)" if engine.gather_generation_logits else "not gathered"
+    markers = ", ".join(filled.special_markers)
+    special = f"kept ({markers}: the parsers' markers)" if markers else "dropped (skip_special_tokens)"
     run = "\n".join(f"  {line}" for line in launch_lines(filled))
     return (
         f"filled {filled.path} for TensorRT-LLM {engine.version} {engine.architecture} ({engine.dtype})\n"
         f"  max batch {engine.max_batch_size}, beam width {engine.max_beam_width}, "
         f"tp {engine.tensor_parallel} x pp {engine.pipeline_parallel} = {engine.world_size} GPU(s), "
-        f"generation logits {logits}, guided decoding {guided}\n"
+        f"generation logits {logits}, guided decoding {guided}, special tokens in the text {special}\n"
         f"mount in the Triton container: {filled.path} -> {paths.repository}, "
         f"{filled.options.engine_dir} -> {paths.engine}, {filled.options.tokenizer_dir} -> {paths.tokenizer}\n"
         f"serve it with (the script is NVIDIA's: mount a TensorRT-LLM checkout of the same version at "

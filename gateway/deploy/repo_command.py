@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serving.add_argument("--no-kv-cache-reuse", action="store_true", help="disable KV-cache block reuse")
     serving.add_argument("--no-guided-decoding", action="store_true", help="no xgrammar (response_format unenforced)")
     serving.add_argument("--add-special-tokens", action="store_true", help="preprocessing adds BOS (off: templates do)")
+    for flag in ("--tool-call-parser", "--reasoning-parser"):
+        serving.add_argument(
+            flag,
+            default="auto",
+            help="as the gateway's flag (default auto: from the chat template); postprocessing keeps special tokens "
+            "when this parser's markers are special tokens (Mistral's [TOOL_CALLS])",
+        )
     serving.add_argument(
         "--fill",
         nargs=2,
@@ -68,6 +75,8 @@ def fill_options(args: argparse.Namespace) -> FillOptions:
         enable_kv_cache_reuse=not args.no_kv_cache_reuse,
         guided_decoding=not args.no_guided_decoding,
         add_special_tokens=args.add_special_tokens,
+        tool_call_parser=args.tool_call_parser,
+        reasoning_parser=args.reasoning_parser,
         force=args.force,
         fills=fills,
     )

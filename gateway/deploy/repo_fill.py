@@ -1,8 +1,10 @@
 """`trtllm-gateway repo`: fill `triton_repo/trtllm` for a TensorRT-LLM engine, ready for tritonserver.
 
 The values come from the engine's config.json (batch size, beam width, logits type, world size) and from what the
-gateway needs (decoupled streaming, `exclude_input_in_output`, accumulated BLS text). Paths are written as the
-Triton container sees them (`ContainerPaths`), since that is where the backend opens them.
+gateway needs (decoupled streaming, `exclude_input_in_output`, accumulated BLS text, and special tokens kept by
+postprocessing when the tool-call or reasoning parser reads markers that are special tokens, such as Mistral's
+`[TOOL_CALLS]`). Paths are written as the Triton container sees them (`ContainerPaths`), since that is where the
+backend opens them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from gateway.deploy.engine_config import EngineConfig, read_engine_config
 from gateway.deploy.tokenizer_info import FILE_NAME, write_tokenizer_info
 from gateway.devstack.repository import triton_repo_root
 from gateway.errors import ConfigurationError
+from gateway.openai.model_parsers import resolve_parsers, special_markers
+from gateway.openai.tokens import load_tokenizer
 
 MODELS = ("ensemble", "preprocessing", "postprocessing", "tensorrt_llm", "tensorrt_llm_bls")
 # Look optional (a `parameters` block) but the backend refuses to load without them.
@@ -50,6 +54,8 @@ class FillOptions:
     enable_kv_cache_reuse: bool = True
     guided_decoding: bool = True
     add_special_tokens: bool = False
+    tool_call_parser: str = "auto"  # the parsers the gateway will use (as its flags): their markers must survive
+    reasoning_parser: str = "auto"
     force: bool = False
     fills: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # model -> NVIDIA-style key:value
 
@@ -62,6 +68,7 @@ class FilledRepository:
     engine: EngineConfig
     options: FillOptions
     tokenizer_info_checked: bool | None  # None: guided decoding off
+    special_markers: list[str] = field(default_factory=list)  # kept by postprocessing (skip_special_tokens false)
 
 
 def flag(value: bool) -> str:
@@ -69,8 +76,18 @@ def flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def placeholder_values(engine: EngineConfig, options: FillOptions) -> dict[str, dict[str, str]]:
-    """model -> placeholder values, before the user's --fill lines."""
+def parser_special_markers(options: FillOptions) -> list[str]:
+    """The markers of the parsers the gateway will use with this tokenizer that are special tokens of it."""
+    tokenizer = load_tokenizer(options.tokenizer_dir)
+    template = str(getattr(tokenizer, "chat_template", "") or "")
+    tool_parser, reasoning_parser = resolve_parsers(options.tool_call_parser, options.reasoning_parser, template)
+    return sorted(special_markers(tokenizer, tool_parser, reasoning_parser))
+
+
+def placeholder_values(
+    engine: EngineConfig, options: FillOptions, keep_special_tokens: bool = False
+) -> dict[str, dict[str, str]]:
+    """model -> placeholder values, before the user's --fill lines (`keep_special_tokens`: in postprocessing)."""
     batch = options.max_batch_size or engine.max_batch_size
     if batch > engine.max_batch_size:
         raise ConfigurationError(
@@ -107,7 +124,8 @@ def placeholder_values(engine: EngineConfig, options: FillOptions) -> dict[str, 
         | {"add_special_tokens": flag(options.add_special_tokens)}
         | {"preprocessing_instance_count": "1"},
         # One instance keeps a stream's chunks in order (tensorrtllm_backend #614).
-        "postprocessing": shared | {"skip_special_tokens": "true", "postprocessing_instance_count": "1"},
+        "postprocessing": shared
+        | {"skip_special_tokens": flag(not keep_special_tokens), "postprocessing_instance_count": "1"},
         "tensorrt_llm": shared | engine_values,
         "tensorrt_llm_bls": shared
         | {
@@ -144,7 +162,8 @@ def fill_repository(options: FillOptions) -> FilledRepository:
         if not options.force:
             raise ConfigurationError(f"--output {output} is not empty (--force replaces it)")
         shutil.rmtree(output)
-    values = placeholder_values(engine, options)
+    markers = parser_special_markers(options)
+    values = placeholder_values(engine, options, keep_special_tokens=bool(markers))
     rendered: dict[str, str] = {}
     for model in MODELS:
         text = (triton_repo_root() / "trtllm" / model / "config.pbtxt").read_text()
@@ -158,4 +177,4 @@ def fill_repository(options: FillOptions) -> FilledRepository:
     checked = None
     if options.guided_decoding:
         checked = write_tokenizer_info(options.tokenizer_dir, output / "tensorrt_llm" / FILE_NAME, engine.vocab_size)
-    return FilledRepository(output, engine, options, checked)
+    return FilledRepository(output, engine, options, checked, markers)

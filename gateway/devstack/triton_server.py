@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
 PYTHON_BACKEND_THREADS = 512
+ORPHAN_GUARD = Path(__file__).with_name("orphan_guard.py")
 
 
 class TritonStartError(ConfigurationError):
@@ -60,6 +61,8 @@ class TritonServer:
     shm_prefix: str
     models: list[str] = field(default_factory=list)
     model_dir: Path | None = None  # the dev model behind a dev stack
+    guard: subprocess.Popen[bytes] | None = None  # orphan_guard.py: ends the server if its starter dies
+    guard_pipe: int | None = None  # the write end of the guard's stdin; closing it releases the guard
 
     @property
     def grpc_url(self) -> str:
@@ -93,6 +96,20 @@ class TritonServer:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         _remove_shm_regions(self.shm_prefix)
+        self._release_guard()
+
+    def _release_guard(self) -> None:
+        """Let the orphan guard go (it finds nothing left to end) and reap it."""
+        if self.guard_pipe is not None:
+            os.close(self.guard_pipe)
+            self.guard_pipe = None
+        if self.guard is not None:
+            try:
+                self.guard.wait(5)
+            except subprocess.TimeoutExpired:
+                self.guard.kill()
+                self.guard.wait()
+            self.guard = None
 
 
 def pytriton_server_dir() -> Path:
@@ -235,6 +252,24 @@ def _wait_until_ready(server: TritonServer, timeout: float) -> None:
     )
 
 
+def _start_orphan_guard(group: int, shm_prefix: str) -> tuple[subprocess.Popen[bytes], int]:
+    """orphan_guard.py watching this process for tritonserver's group; the write end of its stdin pipe."""
+    read_end, write_end = os.pipe()  # not inheritable: only this process holds the write end
+    try:
+        guard = subprocess.Popen(
+            [sys.executable, str(ORPHAN_GUARD), str(group), shm_prefix],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return guard, write_end
+
+
 def start_triton(
     model_repository: Path,
     *,
@@ -245,7 +280,8 @@ def start_triton(
     ready_timeout: float = 120.0,
     models: list[str] | None = None,
 ) -> TritonServer:
-    """Start tritonserver on `model_repository` and wait until each of `models` is READY."""
+    """Start tritonserver on `model_repository` and wait until each of `models` is READY. Neither it nor its
+    Python backend stubs outlive this process (orphan_guard.py), however it ends."""
     server_dir = pytriton_server_dir()
     backends = prepare_backends(cache_root)
     ports = ports or TritonPorts(grpc=free_port(), http=free_port(), metrics=free_port())
@@ -289,6 +325,7 @@ def start_triton(
         models=models if models is not None else model_names(model_repository),
     )
     try:
+        server.guard, server.guard_pipe = _start_orphan_guard(process.pid, shm_prefix)
         _wait_until_ready(server, ready_timeout)
     except BaseException:
         server.stop(timeout=5)

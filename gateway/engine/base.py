@@ -42,8 +42,9 @@ class GenerationRequest:
     `num_sequences` > 1 asks the upstream for that many sequences in one call (TensorRT-LLM's
     `num_return_sequences`); their deltas carry `sequence_index`. `logprobs` asks for the chosen tokens'
     log-probabilities, `top_logprobs` for that many alternatives per position, `prompt_logprobs` for the
-    prompt's (echo), `guide_type` / `guide` a guided-decoding constraint; the engine's capabilities say which of
-    these it can honour.
+    prompt's (echo), `guide_type` / `guide` a guided-decoding constraint, `keep_special_tokens` text with the
+    tokenizer's special tokens kept (parser markers such as Mistral's `[TOOL_CALLS]`); the engine's capabilities
+    say which of these it can honour.
     """
 
     request_id: str
@@ -60,6 +61,7 @@ class GenerationRequest:
     guide_type: str | None = None  # guided decoding: json, json_schema, regex, ebnf_grammar
     guide: str | None = None
     lora: LoraAdapter | None = None  # generate with this adapter of the model
+    keep_special_tokens: bool = False  # the text keeps special tokens (markers the request's parsers read)
 
 
 @dataclass(slots=True)
@@ -92,6 +94,7 @@ class EngineCapabilities:
     prompt_logprobs: bool = False  # context logits, for the prompt's log-probabilities
     exact_stream: bool = True  # streamed text is exact (not so for the ensemble's per-token decoding)
     guided_decoding: bool = False  # guides are enforced: declared inputs and an xgrammar backend configured
+    special_tokens: bool = False  # requests may ask for text with special tokens kept (keep_special_tokens)
 
 
 @dataclass(slots=True)

@@ -50,6 +50,11 @@ class CallGuard:
         self._last = self._loop.time()
         self._started = True
 
+    @property
+    def last_response_at(self) -> float:
+        """Loop time of the last response (or of the reader's resuming after a slow client); -inf before any."""
+        return self._last if self._started else float("-inf")
+
     def pause(self) -> None:
         """The consumer is behind: the reader waits, so the upstream's silence is not its own."""
         self._paused = True

@@ -87,9 +87,10 @@ def add_sequence_inputs(builder: RequestBuilder, request: GenerationRequest, out
 
 
 def declared_capabilities(
-    interface: ModelInterface, mode: UpstreamMode, exact_stream: bool, guided_backend: bool
+    interface: ModelInterface, mode: UpstreamMode, exact_stream: bool, guided_backend: bool, special_tokens: bool
 ) -> EngineCapabilities:
-    """Sequences, logprobs and guides as far as the declared tensors (and the engine's guided backend) allow."""
+    """Sequences, logprobs and guides as far as the declared tensors (and the engine's guided backend) allow;
+    `special_tokens`: whether the text can keep the tokenizer's special tokens."""
     return EngineCapabilities(
         mode=mode,
         # NVIDIA's BLS declares num_return_sequences but ignores it: BLS choices are separate requests.
@@ -99,6 +100,7 @@ def declared_capabilities(
         logprobs="return_log_probs" in interface.inputs and "output_log_probs" in interface.outputs,
         exact_stream=exact_stream,
         guided_decoding=guided_backend and "guided_decoding_guide_type" in interface.inputs,
+        special_tokens=special_tokens,
     )
 
 
@@ -209,10 +211,13 @@ class TextCodec:
     stops_engine_on_cancel: bool = False  # neither the ensemble nor BLS passes a cancel on to the engine
     guided_backend: bool = False  # the engine model has guided decoding configured (see guided_backend_of)
     kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
+    keeps_special_tokens: bool = False  # the postprocessing decodes with skip_special_tokens false
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; streamed text is exact only when cumulative (BLS)."""
-        return declared_capabilities(self.interface, self.mode, self.cumulative, self.guided_backend)
+        return declared_capabilities(
+            self.interface, self.mode, self.cumulative, self.guided_backend, self.keeps_special_tokens
+        )
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TextDecoder]:
         """text_input, max_tokens, stream, sampling, the count outputs when declared; the text policy."""
@@ -356,7 +361,6 @@ class TokenCodec:
     tokenizer: Any
     engine_logits: bool = False  # the engine was built to gather generation/context logits
     guided_backend: bool = False
-    keep_special_tokens: bool = False  # detokenize with special tokens (parser markers that are special tokens)
     kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
     mode: UpstreamMode = "direct"
     stops_engine_on_cancel: bool = True  # the engine sees a cancelled direct call within a step
@@ -367,7 +371,7 @@ class TokenCodec:
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; top logprobs and prompt logprobs from the engine's logits."""
-        declared = declared_capabilities(self.interface, self.mode, True, self.guided_backend)
+        declared = declared_capabilities(self.interface, self.mode, True, self.guided_backend, True)
         inputs, outputs = self.interface.inputs, self.interface.outputs
         return EngineCapabilities(
             mode=declared.mode,
@@ -377,6 +381,7 @@ class TokenCodec:
             prompt_logprobs=self.engine_logits and "return_context_logits" in inputs and "context_logits" in outputs,
             exact_stream=True,
             guided_decoding=declared.guided_decoding,
+            special_tokens=True,  # each request is detokenized as it asks (keep_special_tokens)
         )
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TokenDecoder]:
@@ -414,21 +419,23 @@ class TokenCodec:
         wants_logprobs = request.logprobs or request.prompt_logprobs
         texts = self.texts if wants_logprobs else None
         decoder = TokenDecoder(
-            self.tokenizer, ids, texts, request.top_logprobs, self.keep_special_tokens, self.kv_block_size
+            self.tokenizer, ids, texts, request.top_logprobs, request.keep_special_tokens, self.kv_block_size
         )
         return builder.message, decoder
 
 
+def config_parameter(config: model_config_pb2.ModelConfig, key: str) -> str:
+    """A string parameter of a model config; "" when unset, empty or an unfilled `${...}` placeholder."""
+    text = config.parameters[key].string_value.strip() if key in config.parameters else ""
+    return "" if text.startswith("${") else text
+
+
 def guided_backend_of(engine_config: model_config_pb2.ModelConfig) -> bool:
     """Whether the engine model enforces guides: TensorRT-LLM silently ignores them unless both
-    `guided_decoding_backend` is `xgrammar` and `xgrammar_tokenizer_info_path` is filled (empty and unfilled
-    `${...}` values count as unset)."""
-
-    def value(key: str) -> str:
-        text = engine_config.parameters[key].string_value.strip() if key in engine_config.parameters else ""
-        return "" if text.startswith("${") else text
-
-    return value("guided_decoding_backend").lower() == "xgrammar" and bool(value("xgrammar_tokenizer_info_path"))
+    `guided_decoding_backend` is `xgrammar` and `xgrammar_tokenizer_info_path` is filled."""
+    return config_parameter(engine_config, "guided_decoding_backend").lower() == "xgrammar" and bool(
+        config_parameter(engine_config, "xgrammar_tokenizer_info_path")
+    )
 
 
 def codec_for(
@@ -436,18 +443,19 @@ def codec_for(
     tokenizer: Any | None,
     engine_logits: bool = False,
     guided_backend: bool = False,
-    keep_special_tokens: bool = False,
     kv_block_size: int = 64,
+    keeps_special_tokens: bool = False,
 ) -> UpstreamCodec:
     """Pick the upstream mode from a model's declared config (`guided_backend`: from the engine model's;
-    `kv_block_size`: tokens per KV-cache block)."""
+    `kv_block_size`: tokens per KV-cache block; `keeps_special_tokens`: the text model's postprocessing keeps
+    them)."""
     interface = ModelInterface.from_config(config)
     if not interface.decoupled:
         raise ConfigurationError(f"model '{config.name}' must be deployed decoupled (decoupled_mode:true)")
     if {"input_ids", "input_lengths", "request_output_len"} <= interface.inputs.keys():
         if tokenizer is None:
             raise ConfigurationError(f"calling '{config.name}' directly needs the model's tokenizer (--tokenizer)")
-        return TokenCodec(interface, tokenizer, engine_logits, guided_backend, keep_special_tokens, kv_block_size)
+        return TokenCodec(interface, tokenizer, engine_logits, guided_backend, kv_block_size)
     missing = ({"text_input", "max_tokens"} - interface.inputs.keys()) | ({"text_output"} - interface.outputs.keys())
     if missing:
         raise ConfigurationError(
@@ -455,17 +463,19 @@ def codec_for(
         )
     if config.platform == "ensemble":
         return TextCodec(
-            interface, mode="ensemble", cumulative=False, guided_backend=guided_backend, kv_block_size=kv_block_size
+            interface,
+            mode="ensemble",
+            cumulative=False,
+            guided_backend=guided_backend,
+            kv_block_size=kv_block_size,
+            keeps_special_tokens=keeps_special_tokens,
         )
-    accumulate = (
-        config.parameters["accumulate_tokens"].string_value.strip().lower()
-        if "accumulate_tokens" in config.parameters
-        else ""
-    )
+    accumulate = config_parameter(config, "accumulate_tokens").lower()
     return TextCodec(
         interface,
         mode="bls",
         cumulative=accumulate in ("true", "1", "yes"),
         guided_backend=guided_backend,
         kv_block_size=kv_block_size,
+        keeps_special_tokens=keeps_special_tokens,
     )

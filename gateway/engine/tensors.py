@@ -28,6 +28,18 @@ WIRE_TYPES = {
 }
 _STRUCT_CODES = {"BOOL": "?", "INT32": "i", "UINT32": "I", "INT64": "q", "UINT64": "Q", "FP32": "f"}
 
+# FP32's range: a smaller non-zero value would become 0 or a subnormal (which GPU kernels flush to 0), a larger
+# one infinity; either changes what the engine does (a repetition_penalty of 1e-320 arrives as 0 and is refused).
+FP32_SMALLEST_NORMAL = 2.0**-126
+FP32_MAX = (2 - 2.0**-23) * 2.0**127
+
+
+def fp32_exact_enough(value: float) -> bool:
+    """Whether `value` keeps its meaning as a 32-bit float: 0, or finite, normal and within range."""
+    magnitude = abs(value)
+    return magnitude == 0 or FP32_SMALLEST_NORMAL <= magnitude <= FP32_MAX
+
+
 # OpenAI-side field -> the input names it may have, newest first (TRITON_INTERFACE.md §1.1, §3.1).
 INPUT_ALIASES: dict[str, tuple[str, ...]] = {
     "temperature": ("temperature",),
@@ -101,15 +113,24 @@ class RequestBuilder:
         self.message = service_pb2.ModelInferRequest(model_name=interface.name, id=request_id)
         self.message.parameters[EMPTY_FINAL_PARAMETER].bool_param = True
 
-    def scalar(self, name: str, value: float | int | bool) -> None:
-        """Add a [1, 1] tensor of the declared type."""
+    def scalar(self, name: str, value: float | int | bool, param: str | None = None) -> None:
+        """Add a [1, 1] tensor of the declared type; a value it cannot hold is a 400 naming `param`."""
         datatype = self.interface.inputs[name]
         if datatype == "UINT64":
             value = int(value) % (1 << 64)  # OpenAI seeds are signed 64-bit; Triton's are unsigned
+        elif datatype == "FP32" and not fp32_exact_enough(value):
+            raise InvalidRequestError(
+                f"{value!r} cannot travel as the 32-bit float of the model's input '{name}': use 0, or a finite "
+                f"value from {FP32_SMALLEST_NORMAL:.3g} to {FP32_MAX:.3g} in magnitude",
+                param=param,
+                code="invalid_value",
+            )
         try:
             packed = struct.pack("<" + _STRUCT_CODES[datatype], value)
-        except struct.error as exc:
-            raise InvalidRequestError(f"{value} is out of range for the model's {datatype} input '{name}'") from exc
+        except (struct.error, OverflowError) as exc:
+            raise InvalidRequestError(
+                f"{value} is out of range for the model's {datatype} input '{name}'", param=param
+            ) from exc
         self._add(name, datatype, [1, 1], packed)
 
     def strings(self, name: str, values: Sequence[str]) -> None:
@@ -174,7 +195,7 @@ def add_sampling_inputs(builder: RequestBuilder, request: GenerationRequest) -> 
                 f"'{field}' is not supported by the upstream model '{interface.name}' (no matching input)",
                 param=field,
             )
-        builder.scalar(name, value)
+        builder.scalar(name, value, param=field)
     if sampling.ignore_eos:
         if "end_id" not in interface.inputs:
             raise UnsupportedFeatureError(

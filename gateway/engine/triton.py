@@ -9,25 +9,28 @@ Start-up never fails because Triton is down: a background task watches readiness
 At most `max_outstanding` calls are open at once (upstream_slots); the others wait in the gateway.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
 does not stop (TRITON_INTERFACE.md §6), gets `stop=true` requests with the same request id to `tensorrt_llm`
-until it has ended by itself (detached_stream, stop_requests).
+until it has ended by itself (detached_stream, stop_requests). A request that needs special tokens in its text,
+from an ensemble or BLS whose postprocessing drops them, calls `tensorrt_llm` directly (see special_tokens).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import ResponseDecoder, UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
+from gateway.engine.special_tokens import marker_codec, postprocessing_model, skips_special_tokens
 from gateway.engine.stop_requests import StopRequests, StopTarget
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
@@ -64,12 +67,12 @@ class TritonEngineConfig:
     model: str = "ensemble"
     engine_model: str = "tensorrt_llm"
     health_interval_s: float = 2.0
+    health_timeout_s: float = 1.0  # deadline of each readiness probe
     rpc_timeout_s: float = 5.0
     first_token_timeout_s: float | None = None
     idle_timeout_s: float | None = None
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
-    keep_special_tokens: bool = False  # direct mode: detokenize with special tokens (parser markers)
     kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
     max_outstanding: int | None = None  # calls open at once at this upstream (None: no limit)
 
@@ -84,6 +87,7 @@ class TritonEngine:
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
         self._codec: UpstreamCodec | None = None
+        self._marker_codec: UpstreamCodec | None = None  # direct calls for text with special tokens kept
         self._stop_targets: tuple[StopTarget, ...] = ()  # the engine model's first
         self._server_version: str | None = None
         self._ready = False
@@ -134,16 +138,25 @@ class TritonEngine:
 
     def capabilities(self) -> EngineCapabilities | None:
         """What the upstream model can do (None until its config has been read)."""
-        return self._codec.capabilities() if self._codec else None
+        if self._codec is None:
+            return None
+        capabilities = self._codec.capabilities()
+        if self._marker_codec is not None:
+            capabilities = dataclasses.replace(capabilities, special_tokens=True)
+        return capabilities
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.config.health_interval_s)
+            if self._failed_polls != 1:  # one probe went unanswered: confirm at once, so a hung server leaves soon
+                await asyncio.sleep(self.config.health_interval_s)
             await self._refresh()
 
     async def _refresh(self) -> None:
         assert self._stub is not None
-        timeout = self.config.rpc_timeout_s
+        # Triton answers readiness from its gRPC threads, in milliseconds even while every model instance is busy;
+        # a server that has not answered within this short deadline, and sent no generation a response meanwhile,
+        # is hung (SIGSTOPped, swapping, wedged). One that streams tokens is alive, however slow its answer.
+        timeout = self.config.health_timeout_s
         try:
             server_ready = await self._stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout)
             model_ready = await self._stub.ModelReady(
@@ -154,8 +167,10 @@ class TritonEngine:
                 await self._discover()
             self._failed_polls = 0
         except grpc.aio.AioRpcError as exc:
-            self._failed_polls += 1
-            # Unreachable is final at once; a slow answer (a busy server) must happen twice in a row.
+            busy = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and self._streamed_within(timeout)
+            self._failed_polls = 0 if busy else self._failed_polls + 1
+            # Unreachable is final at once; no answer in time must happen twice in a row (the second probe follows
+            # at once): a hung server leaves the routing candidates within interval + 2 x timeout (2-4 s).
             ready = self._ready and exc.code() != grpc.StatusCode.UNAVAILABLE and self._failed_polls < 2
             if not ready and self._ready:
                 logger.warning("Triton at %s is not reachable: %s", self.config.url, exc.code().name)
@@ -165,6 +180,11 @@ class TritonEngine:
         if ready and not self._ready:
             logger.info("upstream model %s at %s is ready", self.config.model, self.config.url)
         self._ready = ready
+
+    def _streamed_within(self, seconds: float) -> bool:
+        """Whether one of this upstream's generations got a response in the last `seconds`."""
+        since = asyncio.get_running_loop().time() - seconds
+        return any(guard.last_response_at >= since for guard in self._active)
 
     async def _discover(self) -> None:
         """Read the model's declared interface (and the engine model's, for stop requests)."""
@@ -188,14 +208,18 @@ class TritonEngine:
                     self.config.engine_model,
                 )
         guided = engine_config is not None and guided_backend_of(engine_config)
-        self._codec = codec_for(
-            config.config,
-            self._tokenizer,
-            self.config.engine_logits,
-            guided,
-            self.config.keep_special_tokens,
-            self.config.kv_block_size,
-        )
+        options: dict[str, Any] = {
+            "engine_logits": self.config.engine_logits,
+            "guided_backend": guided,
+            "kv_block_size": self.config.kv_block_size,
+        }
+        keeps_special = False
+        if config.config.name != self.config.engine_model:
+            keeps_special = await self._postprocessing_keeps_special_tokens(config.config)
+        self._codec = codec_for(config.config, self._tokenizer, keeps_special_tokens=keeps_special, **options)
+        self._marker_codec = None
+        if self._codec.mode != "direct" and not keeps_special:
+            self._marker_codec = self._direct_codec_for_markers(engine_config, options)
         # tensorrt_llm stops the engine; our BLS also takes stops (it skips what is left of the request).
         self._stop_targets = ()
         if not self._codec.stops_engine_on_cancel:
@@ -203,11 +227,42 @@ class TritonEngine:
             called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
             self._stop_targets = tuple(target for target in (engine, called) if target is not None)
 
+    async def _postprocessing_keeps_special_tokens(self, config: model_config_pb2.ModelConfig) -> bool:
+        """Whether the text of the upstream model keeps special tokens (its postprocessing says so)."""
+        assert self._stub is not None
+        name = postprocessing_model(config)
+        try:
+            reply = await self._stub.ModelConfig(
+                service_pb2.ModelConfigRequest(name=name), timeout=self.config.rpc_timeout_s
+            )
+        except grpc.aio.AioRpcError:
+            return False  # a postprocessing we cannot read is taken to drop them, as NVIDIA's does by default
+        return not skips_special_tokens(reply.config)
+
+    def _direct_codec_for_markers(
+        self, engine_config: model_config_pb2.ModelConfig | None, options: dict[str, Any]
+    ) -> UpstreamCodec | None:
+        """The direct codec that requests needing special tokens use, when the engine model can be called."""
+        if engine_config is None:
+            return None  # already warned: no engine model
+        codec, why_not = marker_codec(engine_config, self._tokenizer, **options)
+        if codec is None:
+            logger.warning(
+                "the text of '%s' drops special tokens (skip_special_tokens) and '%s' cannot be called directly "
+                "(%s): requests whose parsers need special tokens are refused",
+                self.config.model,
+                self.config.engine_model,
+                why_not,
+            )
+        return codec
+
     # ---- generation ------------------------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas for one request; leaving early stops the upstream generation."""
         codec = self._codec
+        if request.keep_special_tokens and self._marker_codec is not None:
+            codec = self._marker_codec
         # Readiness polling only feeds /health/ready: once the model is known, a request is tried (a Triton
         # that is down fails it at once with UNAVAILABLE), so a slow health poll under load rejects nothing.
         if codec is None or self._stream_infer is None:

@@ -1,7 +1,14 @@
-"""Translate gRPC and Triton errors into the gateway's exceptions (one place, never passed through raw)."""
+"""Translate gRPC and Triton errors into the gateway's exceptions (one place, never passed through raw).
+
+What reaches the client is the cause only: Triton's error text can be a C++ stack trace (TensorRT-LLM's
+assertions name their source files and lines, each frame an address), a Python backend's traceback or its
+`At:` section, or a gRPC status naming internal addresses. The first useful line is kept, without source
+paths, line numbers, addresses or hex pointers; the whole text is logged here, for the operator.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 
 import grpc
@@ -13,6 +20,9 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 
+logger = logging.getLogger(__name__)
+
+MAX_CAUSE_CHARS = 300
 # Triton prefixes messages with "[request id: ...]" and sometimes names internal steps; keep the cause only.
 _REQUEST_ID_PREFIX = re.compile(r"^\s*\[request id: [^\]]*\]\s*")
 # An exception's repr or a traceback in the message means the server side broke, whatever the wording.
@@ -28,15 +38,48 @@ _CLIENT_FAULT_WORDS = (
     "too long",
     "is empty",
 )
+# Where a stack trace starts: a C++ frame ("1       0x7f..."), the Python backend's "At:" section.
+_TRACE_START = re.compile(r"\n\s*(?:\d+\s+0x[0-9a-fA-F]+|At:\s*\n)")
+_PYTHON_TRACEBACK = "Traceback (most recent call last):"
+_NOISE = [
+    re.compile(r"\[TensorRT-LLM\]\[[A-Z]+\]\s*"),  # TensorRT-LLM's log tags
+    re.compile(r"\b\w+(?:::\w+)+:\s*"),  # C++ exception classes (tensorrt_llm::common::TllmException: )
+    re.compile(r"\(?(?<![\w.])(?:/[\w.@+~-]+)+(?:[:(]\d+\)?)*\)?"),  # absolute paths, with ":line" or "(line)"
+    re.compile(r"\b[\w-]+\.(?:cpp|cc|cu|h|hpp|py)(?:[:(]\d+\)?)+"),  # relative source files with a line
+    re.compile(r"\b(?:ipv4|ipv6|unix|dns):\S+"),  # gRPC's peer addresses
+    re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"),  # IPv4 addresses, with a port
+    re.compile(r"\b0x[0-9a-fA-F]{4,}\b"),  # pointers
+]
+
+
+def client_safe_cause(message: str) -> str:
+    """The cause of an upstream error as a client may see it (see the module doc)."""
+    text = _REQUEST_ID_PREFIX.sub("", message)
+    if _PYTHON_TRACEBACK in text:
+        before, _, trace = text.partition(_PYTHON_TRACEBACK)
+        # The exception itself is the traceback's last unindented line.
+        last = [line for line in trace.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+        text = (before.strip() + " " + (last[-1] if last else "")).strip()
+    text = _TRACE_START.split(text, maxsplit=1)[0]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    for pattern in _NOISE:
+        line = pattern.sub("", line)
+    line = re.sub(r"\s+", " ", line.replace("()", "")).strip(" :,;")
+    if len(line) > MAX_CAUSE_CHARS:
+        line = line[: MAX_CAUSE_CHARS - 1] + "…"
+    return line or "no details"
 
 
 def translate_stream_error(message: str) -> UpstreamError:
     """An error carried in a ModelStreamInfer response."""
-    cause = _REQUEST_ID_PREFIX.sub("", message).strip()
-    lowered = cause.lower()
+    raw = _REQUEST_ID_PREFIX.sub("", message).strip()
+    cause = client_safe_cause(raw)
+    if cause != raw:
+        logger.warning("Triton error, in full: %s", raw)
+    lowered = raw.lower()
     if "not found" in lowered or "unavailable" in lowered or "not ready" in lowered:
         return UpstreamUnavailableError(f"the upstream model is not available: {cause}")
-    if not _SERVER_FAULT.search(cause) and any(word in lowered for word in _CLIENT_FAULT_WORDS):
+    if not _SERVER_FAULT.search(raw) and any(word in lowered for word in _CLIENT_FAULT_WORDS):
         return UpstreamRejectedError(f"Triton rejected the request: {cause}")
     return UpstreamError(f"Triton failed the request: {cause}")
 

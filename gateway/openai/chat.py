@@ -75,7 +75,7 @@ def render_messages(body: ChatCompletionRequest, model: ServedModel, tools: list
     return model.chat_template.render(messages, tools)
 
 
-def chat_generation(
+async def chat_generation(
     body: ChatCompletionRequest,
     model: ServedModel,
     meta: ResponseMeta,
@@ -86,7 +86,7 @@ def chat_generation(
     capabilities = capabilities_of(model)
     options = OutputOptions(n=body.n or 1, logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0)
     check_output_options(options, model, capabilities)
-    agent = plan_agent(body, model, capabilities)
+    agent = await plan_agent(body, model, capabilities)
     requested = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     prompt = render_messages(body, model, agent.template_tools(body))
     model.check_prompt_length(prompt, "messages")
@@ -98,6 +98,7 @@ def chat_generation(
         sampling=sampling_params(body),
         stop=stop_strings(body),
         trace_headers=trace_headers,
+        keep_special_tokens=agent.keep_special_tokens,
     )
     base = with_guide(base, agent)
     plans = plan_prompt(base, options, capabilities, model, 0, 0, parser_chain(agent, model))

@@ -17,7 +17,7 @@ from gateway.openai.protocol import CompletionRequest, unsupported_fields
 from gateway.openai.served_model import ResponseMeta, ServedModel
 
 
-def completion_generation(
+async def completion_generation(
     body: CompletionRequest, model: ServedModel, meta: ResponseMeta, trace_headers: tuple[tuple[str, str], ...] = ()
 ) -> Generation:
     """Plan every prompt's choices: choice `p * n + i` is the i-th choice of prompt p (OpenAI's order); request

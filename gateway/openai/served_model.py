@@ -12,6 +12,7 @@ import orjson
 
 from gateway.engine.base import Engine
 from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.openai.guide_checker import GuideChecker, default_guide_checker
 from gateway.openai.tokens import ChatTemplate, TokenCounter
 
 
@@ -29,6 +30,9 @@ class ServedModel:
     max_n: int = 8
     tool_parser: str | None = None  # parsers/ registry names (--tool-call-parser, --reasoning-parser)
     reasoning_parser: str | None = None
+    compact_json_guides: bool = True  # JSON guides without free whitespace (--guided-json-whitespace compact)
+    special_markers: frozenset[str] = frozenset()  # the parsers' markers that are special tokens of the tokenizer
+    guide_checker: GuideChecker = field(default_factory=default_guide_checker)  # guide limits and checks
     created: int = field(default_factory=lambda: int(time.time()))
 
     @cached_property

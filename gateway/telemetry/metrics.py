@@ -87,6 +87,17 @@ class GatewayMetrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.connections_open = Gauge(
+            "gateway_connections_open", "Open HTTP client connections.", registry=registry, **live
+        )
+        self.connections_dropped = Counter(
+            "gateway_connections_dropped",
+            "HTTP connections the gateway closed on its own: refused at the connection limit, idle ones closed to "
+            "make room (idle_evicted), headers not complete in time (header_timeout), a body still being sent "
+            "long after its response (unread_body).",
+            ["reason"],
+            registry=registry,
+        )
         self.client_disconnects = Counter(
             "gateway_client_disconnects",
             "Requests whose client left before the response ended.",

@@ -3,10 +3,13 @@
 Without an OTLP endpoint (or without the SDK) nothing is recorded, but an incoming `traceparent`/`tracestate` is
 still passed on to Triton unchanged, so Triton's own OpenTelemetry traces join the caller's trace. With one, the
 gateway records a span per request and a child span per upstream call, and Triton gets the child's context.
+Headers that are not W3C trace context are dropped, as the W3C spec asks: gRPC metadata must be printable ASCII,
+and anything else made the upstream call fail (a 500, counted against a healthy replica).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +21,8 @@ except ImportError:  # the API is optional: tracing is then limited to forwardin
     propagate = trace = None  # type: ignore[assignment]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACESTATE = re.compile(r"[\x20-\x7e]{0,512}")  # W3C's 512 characters a vendor must pass on; printable ASCII
 TRACER_NAME = "trtllm-gateway"
 
 
@@ -39,8 +44,15 @@ def configure_tracing(endpoint: str | None, service_name: str = "trtllm-gateway"
 
 
 def incoming_trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The W3C trace-context headers of a request."""
-    return {name: headers[name] for name in TRACE_HEADERS if name in headers}
+    """The W3C trace-context headers of a request; none unless `traceparent` is well-formed, and `tracestate`
+    only when it is printable ASCII of at most 512 characters."""
+    parent = headers.get("traceparent")
+    if parent is None or not _TRACEPARENT.fullmatch(parent):
+        return {}
+    state = headers.get("tracestate")
+    if state is None or not _TRACESTATE.fullmatch(state):
+        return {"traceparent": parent}
+    return {"traceparent": parent, "tracestate": state}
 
 
 def start_span(name: str, parent_headers: Mapping[str, str], attributes: Mapping[str, Any] | None = None) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -225,23 +226,64 @@ def test_bad_guides_are_400s_naming_the_field(gateway: GatewayProcess) -> None:
 MISTRAL_CALL = '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "abcDEF123"}]'
 
 
-def test_special_token_markers_are_kept_in_direct_mode_and_flagged_in_ensemble_mode(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+@pytest.fixture(scope="module")
+def mistral_scripted() -> Iterator[TritonServer]:
     with dev_triton(DevStackOptions(engine="scripted", family="mistral", synthetic_itl_ms=1.0)) as server:
-        direct = start_gateway(server, tmp_path_factory.mktemp("mistral-direct"), "--triton-model", "tensorrt_llm")
-        ensemble = start_gateway(server, tmp_path_factory.mktemp("mistral-ensemble"))
-        try:
-            reply = sdk(direct).chat.completions.create(model=direct.model, messages=scripted(MISTRAL_CALL),
-                                                        tools=[WEATHER], max_tokens=100)  # fmt: skip
-            [call] = reply.choices[0].message.tool_calls or []
-            assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
-            assert reply.choices[0].finish_reason == "tool_calls"
-            assert "[TOOL_CALLS]" in ensemble.log() and "skip_special_tokens" in ensemble.log()
-            assert "skip_special_tokens" not in direct.log()
-        finally:
-            stop_gateway(direct)
-            stop_gateway(ensemble)
+        yield server
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("stream", [False, True])
+def test_mistral_tool_calls_work_in_every_mode_though_postprocessing_drops_special_tokens(
+    mistral_scripted: TritonServer, tmp_path: Path, mode: str, stream: bool
+) -> None:
+    """The dev repository's postprocessing has skip_special_tokens=true, as NVIDIA's default: in ensemble and BLS
+    mode a request with tools goes to tensorrt_llm directly and the gateway keeps [TOOL_CALLS]."""
+    gateway = start_gateway(mistral_scripted, tmp_path, "--triton-model", mode)
+    try:
+        client = sdk(gateway)
+        request = {"model": gateway.model, "messages": scripted(MISTRAL_CALL), "tools": [WEATHER], "max_tokens": 100}
+        if stream:
+            name, arguments, finish, content = "", "", None, ""
+            for chunk in client.chat.completions.create(**request, stream=True):
+                for choice in chunk.choices:
+                    finish, content = choice.finish_reason or finish, content + (choice.delta.content or "")
+                    for part in choice.delta.tool_calls or []:
+                        name += (part.function and part.function.name) or ""
+                        arguments += (part.function and part.function.arguments) or ""
+        else:
+            choice = client.chat.completions.create(**request).choices[0]
+            finish, content = choice.finish_reason, choice.message.content
+            [call] = choice.message.tool_calls or []
+            name, arguments = call.function.name, call.function.arguments
+        assert finish == "tool_calls" and not content
+        assert name == "get_weather" and json.loads(arguments) == {"city": "Paris"}
+        # Without tools, special tokens are dropped as ever (in every mode): nothing asks for them.
+        plain = client.chat.completions.create(model=gateway.model, messages=scripted(MISTRAL_CALL), max_tokens=100)
+        text = plain.choices[0].message.content or ""
+        assert "[TOOL_CALLS]" not in text and '"get_weather"' in text
+    finally:
+        stop_gateway(gateway)
+
+
+def test_without_an_engine_model_to_call_mistral_tools_are_a_400_that_says_what_to_change(
+    mistral_scripted: TritonServer, tmp_path: Path
+) -> None:
+    models = tmp_path / "models.yaml"
+    models.write_text(json.dumps({"models": [{"name": "trtllm-dev", "tokenizer": str(mistral_scripted.model_dir),
+                      "upstreams": [mistral_scripted.grpc_url], "engine_model": "missing"}]}))  # fmt: skip
+    gateway = start_gateway(None, tmp_path, models_file=models)
+    try:
+        with pytest.raises(openai.BadRequestError) as refused:
+            sdk(gateway).chat.completions.create(model=gateway.model, messages=scripted(MISTRAL_CALL),
+                                                 tools=[WEATHER])  # fmt: skip
+        assert refused.value.body["param"] == "tools"
+        assert "[TOOL_CALLS]" in refused.value.body["message"]
+        assert "skip_special_tokens" in refused.value.body["message"]
+        plain = sdk(gateway).chat.completions.create(model=gateway.model, messages=scripted("Hello."))
+        assert plain.choices[0].message.content == "Hello."
+    finally:
+        stop_gateway(gateway)
 
 
 # --- OpenAI's published schemas ----------------------------------------------------------------------------------

@@ -11,7 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.devstack import DevStackOptions, TritonStartError, dev_triton, render_model_repository, start_triton
+from gateway.devstack import (
+    DevStackOptions,
+    TritonStartError,
+    dev_triton,
+    free_port,
+    render_model_repository,
+    start_triton,
+)
 from gateway.devstack.dev_stack import default_cache_root
 from gateway.errors import ConfigurationError
 
@@ -82,3 +89,37 @@ def test_triton_command_prints_urls_and_serves(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(30) == 0
+
+
+@pytest.mark.parametrize("engine", ["hf", "synthetic"])
+def test_a_dev_command_killed_hard_leaves_no_triton_stub_or_shared_memory(tmp_path: Path, engine: str) -> None:
+    """SIGKILL of a real `trtllm-gateway dev`: its tritonserver and the Python backend stubs go too."""
+    psutil = pytest.importorskip("psutil")
+    port = free_port()
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "dev", "--port", str(port), "--engine", engine],
+            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "curl " not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        tree = psutil.Process(process.pid).children(recursive=True)
+        servers = [p for p in tree if p.name() == "tritonserver"]
+        stubs = [p for p in tree if "triton_python_backend_stub" in " ".join(p.cmdline())]
+        assert len(servers) == 1 and len(stubs) >= 4, [p.cmdline()[:2] for p in tree]  # one stub per Python model
+        prefix = next(a.split("=", 1)[1] for a in servers[0].cmdline() if "shm-region-prefix-name=" in a)
+        prefix = prefix.removeprefix("python,shm-region-prefix-name=")
+        assert list(Path("/dev/shm").glob(f"{prefix}*"))
+    finally:
+        process.kill()
+        process.wait(10)
+    _, alive = psutil.wait_procs([*servers, *stubs], timeout=20)
+    assert not alive, [p.cmdline()[:2] for p in alive]
+    deadline = time.monotonic() + 5  # the guard removes the regions once the processes are gone
+    while list(Path("/dev/shm").glob(f"{prefix}*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not list(Path("/dev/shm").glob(f"{prefix}*"))

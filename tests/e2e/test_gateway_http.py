@@ -70,6 +70,23 @@ def test_health_and_version(gateway: GatewayProcess) -> None:
     assert "/v1/chat/completions" in httpx.get(f"{gateway.url}/openapi.json").json()["paths"]
 
 
+def test_head_on_the_get_routes_answers_like_get(gateway: GatewayProcess) -> None:
+    for path in ("/metrics", "/health/live", "/health/ready", "/v1/models", f"/v1/models/{gateway.model}", "/version"):
+        head = httpx.head(f"{gateway.url}{path}", timeout=10)
+        assert head.status_code == 200 and head.content == b"", path
+        assert int(head.headers["content-length"]) > 0
+        # curl, as a monitoring probe would call it: the status line, and no body left on the connection.
+        probe = subprocess.run(["curl", "-sSI", "--max-time", "10", f"{gateway.url}{path}"], capture_output=True,
+                               text=True, check=True)  # fmt: skip
+        assert probe.stdout.startswith("HTTP/1.1 200"), probe.stdout
+
+
+def test_a_body_that_is_not_utf8_is_invalid_json(gateway: GatewayProcess) -> None:
+    body = b'{"model": "trtllm-dev", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
+    response = httpx.post(f"{gateway.v1}/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+
+
 def test_triton_unreachable_gives_503(hf_triton: TritonServer, tmp_path: Path) -> None:
     dead_url = f"127.0.0.1:{free_port()}"
     gateway = start_gateway(hf_triton, tmp_path, triton_url=dead_url, wait_for="/health/live")

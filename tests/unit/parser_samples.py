@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.openai.events import OutputEvent, ReasoningEvent, TextEvent, ToolCallEvent
 
-Call = tuple[str, dict[str, Any]]
+Call = tuple[str, dict[str, Any] | str]  # a call cut short keeps its arguments' text
 Sample = tuple[str, str, list[Call]]  # model output, content, calls
 
 CB, CE = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -147,11 +147,12 @@ SAMPLES: dict[str, list[Sample]] = {
             [("a", {}), ("b", {"y": "]"})],
         ),
         ('{"name": "a", "arguments": {}}', "", [("a", {})]),
-        (
-            '[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "argu',
-            ', {"name": "b", "argu',
-            [("a", {"x": 1})],
-        ),
+        # Cut by max_tokens: a call whose name was written is a call, its arguments as far as they got.
+        ('[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "argu', "", [("a", {"x": 1}), ("b", "")]),
+        ('[{"name": "a", "arguments": {"x": 1, "y": "tw', "", [("a", '{"x": 1, "y": "tw')]),
+        ('[{"name": "a", "arguments": {"x": 1}},', "", [("a", {"x": 1})]),
+        ('[{"name": "a", "arguments": {"x": 1}}, {"na', ', {"na', [("a", {"x": 1})]),
+        ('[{"name": "a", "arguments": {"x": 1}}, 5]', ", 5]", [("a", {"x": 1})]),
         ("not json", "not json", []),
     ],
 }
@@ -197,9 +198,13 @@ def merge(events: Sequence[OutputEvent]) -> tuple[str, str, list[Call]]:
         else:
             assert event.call_index == len(names) - 1 and event.id is None and event.name is None, event
             arguments[-1] += event.arguments
-    calls = []
+    calls: list[Call] = []
     for name, text in zip(names, arguments, strict=True):
-        value = json.loads(text)  # exactly one JSON value
+        try:
+            value = json.loads(text)  # exactly one JSON value
+        except ValueError:
+            calls.append((name, text))  # a forced call cut short: its arguments as far as they got
+            continue
         assert isinstance(value, dict)
         calls.append((name, value))
     return content, reasoning, calls

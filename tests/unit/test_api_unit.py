@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from gateway.devstack.dev_model import DEV_MODEL_NAME
+from gateway.engine.base import EngineCapabilities
 from gateway.errors import UpstreamRejectedError, UpstreamUnavailableError
 from tests.unit.fake_engine import FakeEngine
 
@@ -190,6 +191,13 @@ async def test_malformed_json_is_400_not_422(client: httpx.AsyncClient) -> None:
     assert assert_error(response, 400)["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("body", [b'{"model": "\xff\xfe"}', b'{"\xc3\x28": 1}', b'{"prompt": "\xc0\xaf"}'])
+async def test_a_body_that_is_not_utf8_is_invalid_json_too(client: httpx.AsyncClient, body: bytes) -> None:
+    response = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    error = assert_error(response, 400)
+    assert error["code"] == "invalid_json" and "UTF-8" in error["message"]
+
+
 async def test_missing_model_field(client: httpx.AsyncClient) -> None:
     assert_error(await client.post(CHAT, json={"messages": [{"role": "user", "content": "x"}]}), 400, "model")
 
@@ -235,6 +243,30 @@ async def test_health_ready_follows_engine(client: httpx.AsyncClient, fake_engin
 
 
 @pytest.mark.parametrize(
+    "path", ["/metrics", "/health/live", "/health/ready", "/v1/models", f"/v1/models/{DEV_MODEL_NAME}", "/version"]
+)
+async def test_head_answers_like_get_without_a_body(client: httpx.AsyncClient, path: str) -> None:
+    get = await client.get(path)
+    head = await client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+    assert int(head.headers["content-length"]) > 0
+    if path != "/metrics":  # the metrics grow with every request
+        assert int(head.headers["content-length"]) == len(get.content)
+    assert head.headers["x-request-id"]
+
+
+async def test_head_keeps_the_status_of_what_get_would_answer(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    assert (await client.head("/v1/models/nope")).status_code == 404
+    fake_engine.ready = False
+    assert (await client.head("/health/ready")).status_code == 503
+    not_allowed = await client.head(CHAT)  # a POST route: 405, as for GET
+    assert not_allowed.status_code == 405 and not_allowed.content == b""
+
+
+@pytest.mark.parametrize(
     ("fields", "expected"),
     [
         ({}, {"top_p": 1.0, "top_k": None, "temperature": None}),
@@ -250,3 +282,31 @@ async def test_openai_sampling_defaults_reach_the_engine_explicitly(
     await client.post(CHAT, json=chat_body(**fields))
     sampling = fake_engine.requests[0].sampling
     assert {name: getattr(sampling, name) for name in expected} == expected
+
+
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_forced_call_cut_by_max_tokens_is_a_tool_call_with_finish_reason_length(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, stream: bool
+) -> None:
+    fake_engine.capable = EngineCapabilities("fake", guided_decoding=True)
+    fake_engine.pieces = ['[{"name":"get_weather",', '"arguments":{', '"city":"Pa', 'ris"}}]']
+    body = chat_body(tools=[WEATHER_TOOL], tool_choice="required", max_tokens=3, stream=stream)
+    response = await client.post(CHAT, json=body)
+    assert response.status_code == 200, response.text
+    if stream:
+        chunks = [c["choices"][0] for c in sse_json(response.text) if c["choices"]]
+        finish = chunks[-1]["finish_reason"]
+        parts = [part for c in chunks for part in c["delta"].get("tool_calls") or []]
+        arguments = "".join(part["function"]["arguments"] for part in parts)
+        calls = [{"name": parts[0]["function"]["name"], "arguments": arguments}]
+        content = "".join(c["delta"].get("content") or "" for c in chunks)
+    else:
+        choice = response.json()["choices"][0]
+        finish, content = choice["finish_reason"], choice["message"]["content"]
+        calls = [call["function"] for call in choice["message"]["tool_calls"]]
+    assert finish == "length" and not content
+    assert calls == [{"name": "get_weather", "arguments": '{"city":"Pa'}]

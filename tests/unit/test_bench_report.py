@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench.report import add_ratios, summarise_repeats, targets
 
@@ -80,3 +85,77 @@ def test_non_streamed_points_are_judged_per_request_against_their_own_limit() ->
     lines = targets(rows)
     assert next(line for line in lines if line.startswith("| non-streamed per request")).endswith("| yes |")
     assert next(line for line in lines if line.startswith("| streamed front-end CPU per token")).endswith("| n/a |")
+
+
+def commit(root: Path, files: dict[str, str], message: str) -> str:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    subprocess.run(["git", "-C", str(root), *identity, "commit", "-qm", message], check=True)
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def targets_readme(rows: list[tuple[str, str]], status: str = "not met") -> str:
+    lines = [
+        "intro", "<!-- targets table: one row per target -->",
+        "| # | target | latest run | status | commit | run |", "|---|---|---|---|---|---|",
+        *(f"| {number} | target {number} | 1.5× | {status} | {named} | [r](x) |" for number, named in rows),
+        "<!-- end of targets table -->", "after",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def test_stale_lists_the_rows_measured_before_the_last_change_under_gateway(tmp_path: Path) -> None:
+    from bench import targets_table
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    first = commit(tmp_path, {"gateway/app.py": "v1\n"}, "gateway v1")
+    docs = commit(tmp_path, {"README.md": "docs\n"}, "docs only")
+    second = commit(tmp_path, {"gateway/app.py": "v2\n"}, "gateway v2")
+    bench_only = commit(tmp_path, {"bench/run.py": "x\n"}, "bench only")
+    readme = tmp_path / "bench" / "README.md"
+    readme.write_text(
+        targets_readme(
+            [("1", first), ("2", docs), ("3", second), ("4", f"{bench_only} (issue 32)"), ("5", "–"), ("6", "abcdef0")]
+        )
+    )
+    lines, stale = targets_table.stale_report(tmp_path, readme)
+    assert lines[0].startswith(f"last change under gateway/: {second} ")
+    assert stale == 4
+    assert f"stale  1  target 1: measured on {first}; 1 commits have changed gateway/ since" in lines
+    assert f"stale  2  target 2: measured on {docs}; 1 commits have changed gateway/ since" in lines
+    assert "stale  5  target 5: names no commit" in lines
+    assert "stale  6  target 6: abcdef0 is not a commit of this repository" in lines
+    assert not any(line.startswith(("stale  3 ", "stale  4 ")) for line in lines)
+    readme.write_text(targets_readme([("7", "–")], status="**not measured yet**"))
+    lines, stale = targets_table.stale_report(tmp_path, readme)
+    assert stale == 0 and lines[-1] == "not measured yet: 7"  # a target with no run yet is listed, not stale
+
+
+def test_a_table_without_its_commit_column_is_refused() -> None:
+    from bench import targets_table
+
+    text = "<!-- targets table -->\n| # | target | run |\n|---|---|---|\n| 1 | t | r |\n<!-- end of targets table -->"
+    with pytest.raises(ValueError, match="no `status`, `commit` column"):
+        targets_table.target_rows(text)
+
+
+def test_commit_of_finds_the_commit_whose_gateway_sources_a_run_measured(tmp_path: Path) -> None:
+    from bench import targets_table
+    from bench.run import source_digest
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    first = commit(tmp_path, {"gateway/app.py": "v1\n", "gateway/api/sse.py": "s\n", "gateway/x.txt": "-"}, "v1")
+    measured = source_digest(tmp_path / "gateway")  # what bench.run writes into meta.json
+    commit(tmp_path, {"gateway/app.py": "v2\n"}, "v2")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "meta.json").write_text(json.dumps({"gateway_source_sha256": measured}))
+    found = targets_table.commit_of(tmp_path, results)
+    assert found is not None and found.startswith(first)
+    (results / "meta.json").write_text(json.dumps({"gateway_source_sha256": "0" * 16}))
+    assert targets_table.commit_of(tmp_path, results) is None

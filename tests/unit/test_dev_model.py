@@ -193,11 +193,13 @@ def test_chat_template_renders_all_roles_and_tools(tokenizer: PreTrainedTokenize
     )
     assert prompt.startswith(BOS_TOKEN + _header("system") + "Answer briefly.")
     assert prompt.count(BOS_TOKEN) == 1
-    assert json.dumps(WEATHER_TOOL) in prompt
+    assert "<tools>\n" + json.dumps(WEATHER_TOOL) + "\n</tools>" in prompt
     assert _header("user") + "Weather in Paris?" + EOT_TOKEN in prompt
-    call = json.loads(prompt.split(_header("assistant"))[1].removesuffix(EOT_TOKEN).split(EOT_TOKEN)[0])
-    assert call == {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_7"}
-    assert _header("tool") + "tool_call_id: call_7\n" + '{"temperature": 21}' + EOT_TOKEN in prompt
+    block = prompt.split(_header("assistant"))[1].split(EOT_TOKEN)[0]
+    assert block.startswith("<tool_call>\n") and block.endswith("\n</tool_call>")  # hermes-style, as Qwen writes it
+    call = json.loads(block.removeprefix("<tool_call>\n").removesuffix("\n</tool_call>"))
+    assert call == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    assert _header("tool") + '<tool_response>\n{"temperature": 21}\n</tool_response>' + EOT_TOKEN in prompt
     assert _header("assistant") + "It is 21 °C in Paris ☀️." + EOT_TOKEN in prompt
     assert prompt.endswith(_header("user") + "Thanks!" + EOT_TOKEN + ASSISTANT_HEADER)
     # Every turn is closed: one <|eot_id|> per header except the open generation prompt.
@@ -214,12 +216,18 @@ def test_chat_template_variants(tokenizer: PreTrainedTokenizerBase) -> None:
     ]
     prompt = tokenizer.apply_chat_template(messages, tools=[WEATHER_TOOL], tokenize=False)
     assert prompt.startswith(BOS_TOKEN + _header("system"))
-    assert '{"name": "get_weather", "arguments": {"city": "Hà Nội"}}' + EOT_TOKEN in prompt
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Hà Nội"}}\n</tool_call>' + EOT_TOKEN in prompt
     # No system message and no tools: no system block at all.
     bare = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
     assert bare == BOS_TOKEN + _header("user") + "Hi" + EOT_TOKEN
     with pytest.raises(Exception, match="Unsupported role"):
         tokenizer.apply_chat_template([{"role": "narrator", "content": "Once"}], tokenize=False)
+
+
+def test_the_template_implies_the_hermes_parser_so_tools_work_with_auto() -> None:
+    from gateway.openai.parsers import detect_parsers
+
+    assert detect_parsers(dev_model.CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")).tool == "hermes"
 
 
 def test_tokenized_chat_has_a_single_bos(tokenizer: PreTrainedTokenizerBase) -> None:

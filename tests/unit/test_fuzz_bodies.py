@@ -7,7 +7,9 @@ strategies get a well-formed 200. Bounded for CI by MAX_EXAMPLES; `--fuzz-long` 
 more examples.
 
 Besides the HTTP answer, everything the gateway hands the engine must be encodable as UTF-8 (Triton's BYTES
-tensors are): the scripted engine records it, `check_engine_inputs` checks it.
+tensors are): the scripted engine records it, `check_engine_inputs` checks it. Hostile guides and tools
+(tests/hostile_schemas.py: deep nesting, `$ref` chains, huge enums, lone surrogates) go to an engine that
+enforces guides, and the event loop must never stall while one is answered.
 
 Gateway bugs found here are kept as regression tests at the end. A newly found bug is pinned there as a strict
 xfail until it is fixed.
@@ -19,6 +21,7 @@ import asyncio
 import json
 import os
 import string
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,8 @@ from hypothesis import strategies as st
 
 from gateway.config import Settings
 from gateway.devstack.dev_model import DEV_MODEL_NAME
+from gateway.engine.base import EngineCapabilities
+from tests.hostile_schemas import encode, hostile_requests
 from tests.unit.fake_engine import FakeEngine
 
 FUZZ_LONG = os.environ.get("GATEWAY_FUZZ_LONG") == "1"
@@ -63,7 +68,8 @@ FIELDS = {
     CHAT: [
         *COMMON_FIELDS, "messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice", "functions",
         "function_call", "response_format", "audio", "modalities", "prediction", "reasoning_effort",
-        "web_search_options",
+        "web_search_options", "structured_outputs", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+        "parallel_tool_calls",
     ],
     COMPLETIONS: [*COMMON_FIELDS, "prompt", "echo", "suffix"],
 }  # fmt: skip
@@ -464,9 +470,9 @@ def check_invariants(response: httpx.Response) -> None:
 
 
 def check_engine_inputs(engine: FakeEngine) -> None:
-    """What the gateway handed the engine can travel as UTF-8 (the Triton engine encodes prompt and stops)."""
+    """What the gateway handed the engine can travel as UTF-8 (the Triton engine encodes prompt, stops, guide)."""
     for request in engine.requests:
-        for text in (request.prompt, *request.stop):
+        for text in (request.prompt, *request.stop, request.guide or ""):
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError as exc:
@@ -540,6 +546,35 @@ async def test_valid_bodies_get_a_well_formed_200(
     body = data.draw(valid_bodies(path), label="body")
     check_well_formed(path, body, await post(client, path, RawRequest(dump(body))))
     check_engine_inputs(fake_engine)
+
+
+STALL_S = 0.2  # the longest the event loop may go without running another task
+
+
+async def longest_stall_while(work: asyncio.Future[httpx.Response]) -> float:
+    """The longest the event loop went without running a 5 ms ticker while `work` ran."""
+    longest, last = 0.0, time.monotonic()
+    while not work.done():
+        await asyncio.sleep(0.005)
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+    return longest
+
+
+@FUZZ
+@given(data=st.data())
+async def test_hostile_guides_never_5xx_nor_stall_the_loop(
+    client: httpx.AsyncClient, fake_engine: FakeEngine, data: st.DataObject
+) -> None:
+    fake_engine.capable = EngineCapabilities("fake", return_sequences=True, logprobs=True, guided_decoding=True)
+    body = data.draw(hostile_requests(DEV_MODEL_NAME), label="body")
+    sent = asyncio.ensure_future(post(client, CHAT, RawRequest(encode(body))))
+    stall = await longest_stall_while(sent)
+    response = await sent
+    event(f"status {response.status_code}")
+    check_invariants(response)
+    check_engine_inputs(fake_engine)
+    assert stall < STALL_S, f"the event loop stalled {stall:.3f} s"
 
 
 HUGE_PLACES = ["prompt", "content", "stop", "model", "user", "unknown-value", "unknown-key", "name", "tool_calls"]

@@ -1,8 +1,14 @@
-"""Guides: response_format, structured_outputs, guided_* and forced tool calls as TensorRT-LLM guides."""
+"""Guides: response_format, structured_outputs, guided_* and forced tool calls as TensorRT-LLM guides.
+
+Planning a guide checks only its bounds; `_error` and `_checked` also run what it leaves for the GuideChecker
+(meta-schema, regex, xgrammar), as `plan_agent` does.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import jsonschema
 import pytest
@@ -10,18 +16,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
+from gateway.openai import guides
+from gateway.openai.guide_checker import UNCHECKED, GuideChecker, default_guide_checker
+from gateway.openai.guide_worker import xgrammar
 from gateway.openai.guides import (
     JSON_OBJECT,
     Guide,
+    GuidePlan,
     choice_guide,
     legacy_guide,
     plan_guide,
     response_format_guide,
     structured_outputs_guide,
     tool_choice_guide,
-    xgrammar,
 )
 from gateway.openai.parsers import make_tool_parser
+from gateway.openai.schema_bounds import GuideLimits
 from gateway.openai.tools import ToolChoice, parse_tool_choice, parse_tools
 from tests.unit.parser_samples import counter_ids, feed_all, merge
 
@@ -35,9 +45,21 @@ TOOLS = parse_tools(
 )
 
 
+def _checked(result: Any, checker: GuideChecker | None = None) -> Any:
+    """`result` (a Guide, a GuidePlan or ToolSpecs) once the checks it leaves have run."""
+    if isinstance(result, Guide):
+        checks = [result.check] if result.check is not None else []
+    elif isinstance(result, GuidePlan):
+        checks = list(result.checks)
+    else:
+        checks = [tool.check for tool in result or () if tool.check is not None]
+    asyncio.run((checker or default_guide_checker()).run(checks))
+    return result
+
+
 def _error(call, *args, **kwargs) -> InvalidRequestError:
     with pytest.raises(InvalidRequestError) as info:
-        call(*args, **kwargs)
+        _checked(call(*args, **kwargs))
     return info.value
 
 
@@ -92,35 +114,38 @@ def test_bad_response_format_is_a_400_naming_the_field(response_format, param):
     assert _error(response_format_guide, response_format).param == param
 
 
-def test_a_schema_sent_again_is_not_checked_again(monkeypatch):
-    checked = []
-    real = jsonschema.validators.validator_for
+def test_a_schema_sent_again_is_neither_measured_nor_checked_again(monkeypatch):
+    measured, ran = [], []
+    real_measure, real_run = guides.schema_size_problem, GuideChecker._run_one
+    monkeypatch.setattr(guides, "schema_size_problem", lambda *args: measured.append(1) or real_measure(*args))
 
-    def counting(schema, *args, **kwargs):
-        checked.append(schema)
-        return real(schema, *args, **kwargs)
+    async def counting_run(self, check, deadline):
+        ran.append(check)
+        return await real_run(self, check, deadline)
 
-    monkeypatch.setattr(jsonschema.validators, "validator_for", counting)
+    monkeypatch.setattr(GuideChecker, "_run_one", counting_run)
     schema = {"type": "object", "properties": {"only_in_this_test": {"type": "integer"}}}
-    calls_after = []
     for _ in range(3):
-        guide = response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+        guide = _checked(response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}))
         assert guide == Guide("json_schema", json.dumps(schema, separators=(",", ":")))
-        calls_after.append(len(checked))
-    assert checked[0] == schema
-    assert calls_after[0] == calls_after[1] == calls_after[2]
+    assert len(measured) == len(ran) == 1 and ran[0].param == "response_format.json_schema.schema"
 
 
-def test_a_schema_too_big_for_the_cache_is_checked_but_not_kept():
-    from gateway.openai import guides
-
+def test_a_large_schema_is_checked_once_and_its_verdict_kept_by_digest():
+    checker = GuideChecker(GuideLimits(max_properties=5000))
     big = {"type": "object", "properties": {f"p{i:05d}": {"type": "string"} for i in range(3000)}}
-    assert len(json.dumps(big)) > guides.CACHED_SCHEMA_CHARS
-    before = guides._cached_schema_problem.cache_info().currsize
-    response_format_guide({"type": "json_schema", "json_schema": {"name": "x", "schema": big}})
-    assert guides._cached_schema_problem.cache_info().currsize == before
     bad = big | {"required": "p00001"}
-    assert _error(response_format_guide, {"type": "json_schema", "json_schema": {"name": "x", "schema": bad}})
+    try:
+        assert checker.cached("json_schema", json.dumps(big, separators=(",", ":"))) is UNCHECKED
+        guide = _checked(guides.schema_guide(big, "guided_json", checker), checker)
+        assert checker.cached("json_schema", guide.guide) is None and len(guide.guide) > 64 * 1024
+        with pytest.raises(InvalidRequestError) as first:
+            _checked(guides.schema_guide(bad, "guided_json", checker), checker)
+        with pytest.raises(InvalidRequestError) as again:  # refused from the cache, before any check is left
+            guides.schema_guide(bad, "guided_json", checker)
+        assert again.value.message == first.value.message
+    finally:
+        checker.close()
 
 
 def test_a_bad_schema_sent_again_is_refused_again_naming_each_field():
@@ -279,6 +304,7 @@ def test_forced_call_schema_keeps_a_tools_own_refs_working():
     good = [{"name": "walk", "arguments": {"head": {"value": 1, "next": {"value": 2, "next": None}}}}]
     assert validator.is_valid(good)
     assert not validator.is_valid([{"name": "walk", "arguments": {"head": {"value": "x", "next": None}}}])
+    _checked(guide)
     if xgrammar() is not None:
         assert _accepts(guide, json.dumps(good))
         assert not _accepts(guide, json.dumps([{"name": "walk", "arguments": {"head": {"value": 1}}}]))

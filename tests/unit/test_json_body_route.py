@@ -105,7 +105,27 @@ CONTENT_TYPES = [
 @pytest.mark.parametrize("body", [json.dumps(b).encode() for b in CHAT_BODIES] + RAW_BODIES)
 async def test_chat_answers_match_fastapis(app: FastAPI, body: bytes, content_type: str | None) -> None:
     plain, fast = await _both(app, "chat", body, content_type)
-    assert fast == plain
+    if is_json_media_type(content_type) and not utf8_without_bom(body):
+        # FastAPI reads UTF-16, UTF-32 and a BOM: the gateway refuses what a UTF-8 proxy would read otherwise.
+        assert fast[0] == 400 and json.loads(fast[1])["error"]["code"] == "invalid_json", fast
+        assert b"RFC 8259" in fast[1]
+    else:
+        assert fast == plain
+
+
+def utf8_without_bom(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not body.startswith(b"\xef\xbb\xbf")
+
+
+async def test_fastapi_alone_would_take_a_utf16_body(app: FastAPI) -> None:
+    """What require_utf8 is for: the plain route accepts UTF-16 JSON, and a BOM."""
+    for body in (RAW_BODIES[-1], RAW_BODIES[-2]):
+        plain, _ = await _both(app, "chat", body, "application/json")
+        assert plain[0] == 200
 
 
 COMPLETION_BODIES: list[Any] = [

@@ -82,6 +82,19 @@ def test_forced_calls_stream_call_by_call():
     assert parser.finish() == []
 
 
+def test_a_forced_call_cut_short_is_a_call_only_when_its_name_was_written_in_full_and_offered():
+    cut = '[{"name": "get_weather", "arguments": {"city": "Pa'
+    parser = make_tool_parser("forced", tool_names={"get_weather"}, new_id=counter_ids())
+    assert parser.feed(cut) == []
+    assert parser.finish() == [
+        ToolCallEvent(call_index=0, id="call_0", name="get_weather", arguments=""),
+        ToolCallEvent(call_index=0, id=None, name=None, arguments='{"city": "Pa'),
+    ]
+    assert parser.has_tool_calls
+    for text in ['[{"name": "rm_rf", "arguments": {"x"', '[{"name": "get_wea', "[", ""]:
+        assert merge(feed_all(make_tool_parser("forced", tool_names={"get_weather"}), [text])) == (text, "", [])
+
+
 def test_content_comes_before_the_call_it_precedes():
     events = feed_all(make_tool_parser("mistral"), ['Sure.[TOOL_CALLS]a[ARGS]{"x": 1} Done.'])
     assert [type(e).__name__ for e in events] == ["TextEvent", "ToolCallEvent", "ToolCallEvent", "TextEvent"]

@@ -12,7 +12,8 @@ from tritonclient.grpc import model_config_pb2
 from gateway.cli import main
 from gateway.deploy import repo_template
 from gateway.deploy.engine_config import read_engine_config
-from gateway.deploy.repo_fill import MODELS, FillOptions, fill_repository
+from gateway.deploy.launch import summary
+from gateway.deploy.repo_fill import MODELS, FilledRepository, FillOptions, fill_repository
 from gateway.deploy.tokenizer_info import FILE_NAME, xgrammar_available
 from gateway.devstack.dev_model import ensure_dev_model
 from gateway.errors import ConfigurationError
@@ -153,6 +154,26 @@ def test_guided_decoding_off_removes_both_parameters(engine_dir: Path, tokenizer
     values = parameters(parse((filled.path / "tensorrt_llm" / "config.pbtxt").read_text()))
     assert "guided_decoding_backend" not in values and "xgrammar_tokenizer_info_path" not in values
     assert not (filled.path / "tensorrt_llm" / FILE_NAME).exists()
+
+
+def test_postprocessing_keeps_special_tokens_when_the_parsers_markers_are_special_tokens(
+    engine_dir: Path, tokenizer_dir: Path, tmp_path: Path
+) -> None:
+    from gateway.devstack.families import ensure_family_model
+
+    def skip_special_tokens(filled: FilledRepository) -> str:
+        return parameters(parse((filled.path / "postprocessing" / "config.pbtxt").read_text()))["skip_special_tokens"]
+
+    mistral = ensure_family_model("mistral")  # its template implies the mistral parser; [TOOL_CALLS] is special
+    filled = fill_repository(FillOptions(engine_dir, mistral, tmp_path / "mistral", guided_decoding=False))
+    assert filled.special_markers == ["[TOOL_CALLS]"] and skip_special_tokens(filled) == "false"
+    assert "special tokens in the text kept ([TOOL_CALLS]" in summary(filled)
+    no_tools = FillOptions(engine_dir, mistral, tmp_path / "none", guided_decoding=False, tool_call_parser="none")
+    assert skip_special_tokens(fill_repository(no_tools)) == "true"
+    dev = fill_repository(FillOptions(engine_dir, tokenizer_dir, tmp_path / "dev"))  # hermes: plain-text markers
+    assert dev.special_markers == [] and skip_special_tokens(dev) == "true"
+    with pytest.raises(ConfigurationError, match="--tool-call-parser 'nope'"):
+        fill_repository(FillOptions(engine_dir, mistral, tmp_path / "bad", tool_call_parser="nope"))
 
 
 @pytest.mark.parametrize(

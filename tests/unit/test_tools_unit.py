@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.errors import InvalidRequestError
+from gateway.openai.guide_checker import default_guide_checker
 from gateway.openai.protocol import ChatMessage
 from gateway.openai.tools import (
     ToolChoice,
@@ -27,8 +30,11 @@ WEATHER = {
 
 
 def _param(call, *args) -> str | None:
+    """The param of the 400 `call` raises, or that the checks of the tools it returns raise (as plan_agent runs)."""
     with pytest.raises(InvalidRequestError) as info:
-        call(*args)
+        result = call(*args)
+        if isinstance(result, list):
+            asyncio.run(default_guide_checker().run([tool.check for tool in result if tool.check is not None]))
     return info.value.param
 
 
@@ -146,11 +152,17 @@ def test_tool_calls_get_their_arguments_as_a_dict_for_the_template():
         CALL,
         {"id": "c2", "function": {"name": "now", "arguments": ""}},
         {"function": {"name": "x", "arguments": {"a": 1}}},
+        {"id": "c4", "function": {"name": "big", "arguments": '{"n": 123456789012345678901234567890}'}},
     ]
     assert template_tool_calls(calls, 3) == [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
         {"id": "c2", "type": "function", "function": {"name": "now", "arguments": {}}},
         {"id": None, "type": "function", "function": {"name": "x", "arguments": {"a": 1}}},
+        {
+            "id": "c4",
+            "type": "function",
+            "function": {"name": "big", "arguments": {"n": 123456789012345678901234567890}},
+        },
     ]
 
 

@@ -25,6 +25,21 @@ async def test_traceparent_is_forwarded_unchanged_without_tracing(
     assert dict(fake_engine.requests[0].trace_headers) == {"traceparent": TRACEPARENT, "tracestate": "k=v"}
 
 
+@pytest.mark.parametrize(
+    ("headers", "forwarded"),
+    [
+        ({"traceparent": "\xe9t\xe9", "tracestate": "k=v"}, {}),  # not W3C: nothing, tracestate neither
+        ({"traceparent": TRACEPARENT.upper()}, {}),
+        ({"traceparent": TRACEPARENT + "\x01"}, {}),
+        ({"traceparent": TRACEPARENT, "tracestate": "k=\xe9"}, {"traceparent": TRACEPARENT}),
+        ({"traceparent": TRACEPARENT, "tracestate": "k=" + "v" * 600}, {"traceparent": TRACEPARENT}),
+    ],
+)
+def test_only_w3c_trace_context_is_forwarded(headers: dict[str, str], forwarded: dict[str, str]) -> None:
+    """gRPC metadata must be printable ASCII: anything else failed the upstream call (a 500)."""
+    assert tracing.incoming_trace_headers(headers) == forwarded
+
+
 async def test_no_trace_headers_when_the_client_sends_none(client: httpx.AsyncClient, fake_engine: FakeEngine) -> None:
     await client.post("/v1/chat/completions", json=BODY)
     assert fake_engine.requests[0].trace_headers == ()

@@ -51,3 +51,49 @@ def test_unseeded_sampling_gets_a_fresh_seed_and_greedy_gets_none() -> None:
     assert len(first) == 1 and first != second
     assert seeds(SamplingParams(top_k=1)) == []
     assert seeds(SamplingParams(top_p=1.0, seed=42)) == [(42).to_bytes(8, "little")]
+
+
+TLLM_ASSERTION = (
+    "[request id: 7] Encountered an error in forward function: [TensorRT-LLM][ERROR] "
+    "tensorrt_llm::common::TllmException: [TensorRT-LLM][ERROR] Assertion failed: d == a + length "
+    "(/app/tensorrt_llm/cpp/tensorrt_llm/plugins/gptAttentionCommon/gptAttentionCommon.cpp:326)\n"
+    "1       0x7f32dd086fbf /opt/tritonserver/backends/tensorrtllm/libnvinfer_plugin_tensorrt_llm.so.9(+0x37fbf) "
+    "[0x7f32dd086fbf]\n2       0x7f32dd0e6c8a tensorrt_llm::plugins::GPTAttentionPluginCommon::"
+    "GPTAttentionPluginCommon(void const*, unsigned long) + 762"
+)
+PYTHON_BACKEND = (
+    "Failed to process the request(s) for model 'preprocessing_0_0', message: ValueError: bad stop words\n\n"
+    "At:\n  /models/preprocessing/1/model.py(245): execute\n"
+)
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "/models/tensorrt_llm_bls/1/lib/decode.py", line 12, in run\n'
+    '    raise RuntimeError("engine down")\nRuntimeError: engine down'
+)
+GRPC_PEER = "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.1.2.3:8001: Failed to connect"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (TLLM_ASSERTION, "Encountered an error in forward function: Assertion failed: d == a + length"),
+        (PYTHON_BACKEND, "Failed to process the request(s) for model 'preprocessing_0_0', message: ValueError: bad "
+                         "stop words"),
+        (TRACEBACK, "RuntimeError: engine down"),
+        (GRPC_PEER, "failed to connect to all addresses; last error: UNKNOWN: Failed to connect"),
+        ("input/output mismatch at 10.0.0.5:8001 in request.cpp:123", "input/output mismatch at in"),
+    ],
+)  # fmt: skip
+def test_clients_see_the_cause_without_paths_traces_or_addresses(
+    message: str, shown: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    error = translate_stream_error(message)
+    assert error.message.endswith(": " + shown)
+    for leak in ("/app/", "/models/", ".cpp", ".py", "0x7f", "10.1.2.3", "10.0.0.5", "Traceback", "\n"):
+        assert leak not in error.message
+    assert message.removeprefix("[request id: 7] ") in caplog.text  # the whole text is in the gateway's log
+
+
+def test_a_plain_message_is_shown_unchanged_and_not_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    error = translate_stream_error("in ensemble 'ensemble', temperature must be >= 0, got -1")
+    assert error.message == "Triton rejected the request: in ensemble 'ensemble', temperature must be >= 0, got -1"
+    assert caplog.text == ""

@@ -40,6 +40,11 @@ class Chain:
         """Whether any stage emitted a tool call."""
         return any(getattr(stage, "has_tool_calls", False) for stage in self._stages)
 
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The markup every stage reads."""
+        return tuple(marker for stage in self._stages for marker in getattr(stage, "markers", ()))
+
     def feed(self, text: str) -> list[OutputEvent]:
         """Take the next piece of generated text through all stages."""
         events = self._stages[0].feed(text)

@@ -5,11 +5,13 @@ Under the guide of `guides.tool_choice_guide` the model writes only JSON, a list
     [{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]
 
 Each call is emitted as soon as its object closes. A lone call object (not in a list) is accepted too. Output
-that does not complete the list (cut off by `max_tokens`) leaves its unparsed rest as content.
+that ends inside a call whose name was written (cut off by `max_tokens`) gives that call with its arguments as far
+as they got, as OpenAI returns a cut call (`finish_reason` `length`); other incomplete output is content.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.openai.events import OutputEvent
@@ -18,6 +20,9 @@ from gateway.openai.parsers.scan import NestingScanner
 
 _SPACE = " \t\r\n"
 _BETWEEN_ITEMS = _SPACE + ","
+# The start of a call object as the guide has it write: its name first, then the arguments key.
+_NAME = re.compile(r'\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")')
+_ARGUMENTS_KEY = re.compile(r'\s*,\s*"arguments"\s*:\s*')
 
 
 class ForcedCallsParser(ToolParser):
@@ -45,11 +50,24 @@ class ForcedCallsParser(ToolParser):
 
     def finish(self) -> list[OutputEvent]:
         """The end of the generation: what is not a call is content."""
-        if self._state in ("open", "items"):
+        if self._state in ("open", "items") and not self._cut_call():
             self._fail("the forced call output is incomplete")
         elif self._state == "done" and self._buf[self._pos :].strip():
             self._fail("text after the forced calls")
         return self._take()
+
+    def _cut_call(self) -> bool:
+        """Emit the call the output ended in, if its name is complete: arguments as far as they got (maybe "")."""
+        rest = self._buf[self._pos :] if self._state == "items" else ""
+        head = _NAME.match(rest)
+        if head is None:
+            return not rest.strip(" \t\r\n,") and self.has_tool_calls  # cut between calls: nothing is lost
+        name, ok = loads(head.group(1))
+        if not ok or self._check(name, None) is not None:
+            return False
+        key = _ARGUMENTS_KEY.match(rest, head.end())
+        self._emit(name, rest[key.end() :] if key else "")
+        return True
 
     def _fail(self, reason: str) -> None:
         self._reject(self._buf[self._unsaid :], reason)

@@ -13,6 +13,8 @@ Leading whitespace before `<think>`, and right after `</think>`, is dropped; the
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from gateway.openai.events import OutputEvent, ReasoningEvent, TextEvent
 from gateway.openai.parsers.base import partial_tail
 
@@ -30,6 +32,7 @@ class ThinkReasoningParser:
     """Splits the answer at `</think>`; `start_in_reasoning` says whether it begins inside the reasoning."""
 
     __slots__ = ("_buf", "_state", "_strip", "name", "start_in_reasoning")
+    markers: ClassVar[tuple[str, ...]] = (OPEN, CLOSE)  # the markup it reads: it must survive detokenization
 
     def __init__(self, name: str, *, start_in_reasoning: bool) -> None:
         self.name = name

@@ -12,7 +12,7 @@ from gateway.openai.parsers.hermes import HermesToolParser
 from gateway.openai.parsers.llama3 import Llama3JsonToolParser
 from gateway.openai.parsers.mistral import MistralToolParser
 from gateway.openai.parsers.pythonic import PythonicToolParser
-from gateway.openai.parsers.reasoning import CLOSE, OPEN, ThinkReasoningParser
+from gateway.openai.parsers.reasoning import ThinkReasoningParser
 
 TOOL_PARSERS: dict[str, type[ToolParser]] = {
     cls.name: cls
@@ -27,7 +27,7 @@ TOOL_PARSERS: dict[str, type[ToolParser]] = {
 }
 # name -> whether the answer starts inside the reasoning when the prompt does not say
 REASONING_PARSERS: dict[str, bool] = {"deepseek_r1": True, "qwen3": False}
-REASONING_MARKERS = (OPEN, CLOSE)
+REASONING_MARKERS = ThinkReasoningParser.markers
 
 
 def markers_lost_to(
