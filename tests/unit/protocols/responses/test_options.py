@@ -48,6 +48,9 @@ def test_tools_that_cannot_be_served_are_400s_naming_them(tools: Any, param: str
     assert isinstance(refused.value, UnsupportedFeatureError) == unsupported
 
 
+ALLOWED_X = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "x"}]}
+
+
 def test_tool_choice_modes_named_functions_and_allowed_subsets() -> None:
     specs = parse_tools([WEATHER, {"type": "function", "name": "now"}])
     assert parse_tool_choice(None, specs) == ToolChoice("auto")
@@ -63,7 +66,7 @@ def test_tool_choice_modes_named_functions_and_allowed_subsets() -> None:
     [
         ({"type": "function", "name": "nope"}, "tool_choice.name"),
         ({"type": "file_search"}, "tool_choice.type"),
-        ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "x"}]}, "tool_choice.tools[0]"),
+        (ALLOWED_X, "tool_choice.tools[0]"),
         ({"type": "allowed_tools", "mode": "sometimes", "tools": []}, "tool_choice.mode"),
         ("maybe", "tool_choice"),
     ],

@@ -185,8 +185,8 @@ async def test_a_codex_style_tool_loop_replays_turn_after_turn(served: tuple[htt
     for turn in range(3):
         body = await create(client, input=history, tools=[WEATHER], store=False, instructions="You are Codex.")
         [call] = [item for item in body["output"] if item["type"] == "function_call"]
-        history += [{key: call[key] for key in ("type", "name", "arguments", "call_id")},
-                    {"type": "function_call_output", "call_id": call["call_id"], "output": f"sunny {turn}"}]  # fmt: skip
+        output = {"type": "function_call_output", "call_id": call["call_id"], "output": f"sunny {turn}"}
+        history += [{key: call[key] for key in ("type", "name", "arguments", "call_id")}, output]
         prompt = engine.requests[-1].prompt
         assert prompt.count("<tool_response>") == turn and prompt.startswith("<|im_start|>system\nYou are Codex.")
     assert "sunny 2" not in engine.requests[-1].prompt
@@ -202,7 +202,7 @@ async def test_logprobs_when_included(served: tuple[httpx.AsyncClient, FakeEngin
     assert part["logprobs"][0] == {"token": "Hello", "logprob": -0.5, "bytes": list(b"Hello"), "top_logprobs": []}
     stream = await events(client, include=["message.output_text.logprobs"])
     deltas = [e for e in stream if e["type"] == "response.output_text.delta"]
-    assert [d["logprobs"] for d in deltas][0] == [{"token": "Hello", "logprob": -0.5, "top_logprobs": []}]
+    assert deltas[0]["logprobs"] == [{"token": "Hello", "logprob": -0.5, "top_logprobs": []}]
     assert engine.requests[-1].logprobs
 
 
@@ -237,7 +237,7 @@ async def test_a_failure_after_the_start_closes_the_item_then_reports(
         ({"stream": True, "stream_options": {"include_obfuscation": True}}, "stream_options.include_obfuscation"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"input": [{"type": "function_call_output", "call_id": "call_x", "output": "{}"}]}, "input[0].call_id"),
-        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type"),
+        ({"input": [{"role": "user", "content": [{"type": "input_file"}]}]}, "input[0].content[0].type"),
         ({"text": {"format": {"type": "json_schema", "name": "A", "schema": {"type": "object"}}}}, "text.format"),
         ({"tool_choice": "required", "tools": [WEATHER]}, "tool_choice"),
         ({"include": ["everything"]}, "include[0]"),
