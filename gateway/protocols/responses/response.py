@@ -2,7 +2,8 @@
 
 The head is built once per request (`response_head`); every snapshot of the response (`response.created`, the
 final object, what a store keeps) is the head with its status, output, usage and error filled in, keys in the
-order the API writes them.
+order the API writes them. `usage` (until the end) and `user` (when not given) are left out rather than null:
+OpenAI's published schema types them without null, and strict clients generated from it refuse a null.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from gateway.protocols.responses.request import ResponsesRequest
 def response_head(body: ResponsesRequest, response_id: str, model: str, tools: tuple[ToolSpec, ...]) -> dict[str, Any]:
     """Every field of the `response` object, those that do not change as it runs set from the request."""
     reasoning = body.reasoning
-    return {
+    head = {
         "id": response_id,
         "object": "response",
         "created_at": int(time.time()),
@@ -51,10 +52,12 @@ def response_head(body: ResponsesRequest, response_id: str, model: str, tools: t
         "top_logprobs": body.top_logprobs or 0,
         "top_p": body.top_p if body.top_p is not None else 1.0,
         "truncation": body.truncation or "disabled",
-        "usage": None,
-        "user": body.user,
         "metadata": body.metadata or {},
     }
+    # The schema has no null for these two (api.openai.com writes null): left out until they have a value.
+    if body.user is not None:
+        head["user"] = body.user
+    return head
 
 
 def text_echo(body: ResponsesRequest) -> dict[str, Any]:
