@@ -37,7 +37,9 @@ async def checker() -> AsyncIterator[GuideChecker]:
 
 
 @pytest.fixture
-async def served(tokenizer: Any, checker: GuideChecker) -> AsyncIterator[tuple[httpx.AsyncClient, FakeEngine]]:
+async def served(
+    tokenizer: Any, checker: GuideChecker, session_store: tuple[Any, Any]
+) -> AsyncIterator[tuple[httpx.AsyncClient, FakeEngine]]:
     """The app with one model whose template renders reasoning, with hermes tool and qwen3 reasoning parsers."""
     engine = FakeEngine()
     model = ServedModel(
@@ -45,6 +47,7 @@ async def served(tokenizer: Any, checker: GuideChecker) -> AsyncIterator[tuple[h
         tool_parser="hermes", reasoning_parser="qwen3", guide_checker=checker,
     )  # fmt: skip
     app = create_app(ModelRegistry([model]), Settings(state_key="unit-test-state-key-0123456789"))
+    app.state.store, app.state.background = session_store  # what the lifespan would open
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
         yield client, engine
 
@@ -230,9 +233,6 @@ async def test_a_failure_after_the_start_closes_the_item_then_reports(
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"previous_response_id": "resp_1"}, "previous_response_id"),
-        ({"conversation": "conv_1"}, "conversation"),
-        ({"background": True}, "background"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"stream": True, "stream_options": {"include_obfuscation": True}}, "stream_options.include_obfuscation"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
