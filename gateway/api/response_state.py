@@ -71,7 +71,11 @@ async def turn_state(request: Request, body: InputFields) -> TurnState:
 async def _load_chain(state: TurnState, store: Store, previous_id: str) -> None:
     chain = await store.responses.chain(previous_id, state.owner)
     if not chain or chain[-1].id != previous_id:
-        raise NotFoundError(f"Previous response with id '{previous_id}' not found.", param="previous_response_id")
+        raise InvalidRequestError(  # OpenAI's answer: a 400 with this code
+            f"Previous response with id '{previous_id}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
     if chain[-1].status not in TERMINAL_STATUSES:
         raise InvalidRequestError(
             f"Previous response with id '{previous_id}' is still {chain[-1].status}: wait until it ends.",

@@ -92,10 +92,11 @@ def test_stored_responses_with_the_openai_sdk(gateway: GatewayProcess) -> None:
     assert sdk.responses.retrieve(third.id).output_text == third.output_text
     with pytest.raises(openai.NotFoundError):
         client(gateway, KEY_B).responses.retrieve(third.id)
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.BadRequestError) as not_theirs:
         client(gateway, KEY_B).responses.create(
             model=gateway.model, input="x", previous_response_id=third.id, max_output_tokens=4
         )
+    assert not_theirs.value.body["code"] == "previous_response_not_found"
     sdk.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve(first.id)

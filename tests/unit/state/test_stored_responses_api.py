@@ -99,7 +99,11 @@ async def test_another_keys_response_is_a_404_everywhere(client: httpx.AsyncClie
     refused = await client.post(
         "/v1/responses", json={"model": DEV_MODEL_NAME, "input": "x", "previous_response_id": mine["id"]}, headers=B
     )
-    assert refused.status_code == 404 and refused.json()["error"]["param"] == "previous_response_id"
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "previous_response_not_found"
+    unknown = await client.post(
+        "/v1/responses", json={"model": DEV_MODEL_NAME, "input": "x", "previous_response_id": "resp_nope"}, headers=B
+    )
+    assert refused.json()["error"]["message"].replace(mine["id"], "resp_nope") == unknown.json()["error"]["message"]
     assert (await client.get(f"/v1/responses/{mine['id']}", headers=A)).status_code == 200
 
 
@@ -108,7 +112,7 @@ async def test_another_keys_response_is_a_404_everywhere(client: httpx.AsyncClie
     [
         ({"background": True, "store": False}, 400, "background"),
         ({"previous_response_id": "resp_x", "conversation": "conv_x"}, 400, "conversation"),
-        ({"previous_response_id": "resp_nope"}, 404, "previous_response_id"),
+        ({"previous_response_id": "resp_nope"}, 400, "previous_response_id"),
         ({"conversation": "conv_nope"}, 404, "conversation"),
         ({"conversation": {"name": "x"}}, 400, "conversation"),
     ],
