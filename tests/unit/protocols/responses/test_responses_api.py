@@ -19,6 +19,7 @@ from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.errors import UpstreamUnavailableError
+from gateway.telemetry import current_request
 from tests.unit.fake_engine import FakeEngine
 
 QWEN = Path(gateway.devstack.__file__).parent / "templates" / "qwen.jinja"
@@ -325,3 +326,32 @@ async def test_codex_exec_third_turn_as_recorded(served: tuple[httpx.AsyncClient
     assert engine.requests[-1].request_id.startswith("resp_")
     names = [block.split("\n")[0] for block in response.text.split("\n\n") if block]
     assert names[-1] == "event: response.completed"
+
+
+async def test_prompt_cache_key_routes_as_a_session_unless_the_header_names_one(
+    served: tuple[httpx.AsyncClient, FakeEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, engine = served
+    sessions: list[str | None] = []
+    generate = engine.generate
+
+    def recording(request: Any) -> Any:
+        context = current_request()
+        sessions.append(context.session if context is not None else "no context")
+        return generate(request)
+
+    monkeypatch.setattr(engine, "generate", recording)
+    await create(client, prompt_cache_key="conversation-7")
+    await create(client)
+    await client.post("/v1/responses", json={"model": DEV_MODEL_NAME, "input": "Hi", "prompt_cache_key": "k"},
+                      headers={"x-session-id": "from-header"})  # fmt: skip
+    assert sessions == ["conversation-7", None, "from-header"]
+
+
+async def test_tool_choice_is_echoed_as_checked(served: tuple[httpx.AsyncClient, FakeEngine]) -> None:
+    client, _ = served
+    allowed = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_weather", "x": 1}]}
+    body = await create(client, tools=[WEATHER], tool_choice=allowed, parallel_tool_calls=False)
+    assert body["tool_choice"] == {"type": "allowed_tools", "mode": "auto",
+                                   "tools": [{"type": "function", "name": "get_weather"}]}  # fmt: skip
+    assert body["parallel_tool_calls"] is False
