@@ -208,6 +208,7 @@ def _served_model(
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
             kv_block_size=block_size,
+            max_outstanding=settings.max_upstream_requests or None,
         )
         return TritonEngine(engine_config, tokenizer)
 
