@@ -9,7 +9,8 @@ another kind than the open item's closes it and opens the next. A failure after 
 `sequence_number` counted from 0.
 
 Every event is JSON bytes and every response a plain dict, so a store can keep them and replay them as they were;
-`snapshot()` is the response as it stands at any moment (what a store saves for a client that left).
+`snapshot()` is the response as it stands at any moment (what a store saves for a client that left), `outcome` the
+finished or failed one.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ResponsesEncoder:
         self._statuses: dict[str, str] = {}  # item id -> the status it closed with
         self._finish: FinishEvent | None = None
         self._started = False
+        self.outcome: dict[str, Any] | None = None  # the finished (or failed) response, once there is one
 
     # --- streamed ---------------------------------------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class ResponsesEncoder:
         self._close(out, "incomplete")
         fields = {"code": error.code or error.type, "message": error.message, "param": error.param}
         out.append(self._event("error", fields))
-        failed = self.snapshot() | {"status": "failed", "error": error_object(error)}
+        failed = self.outcome = self.snapshot() | {"status": "failed", "error": error_object(error)}
         out.append(self._event("response.failed", {"response": failed}))
         return out
 
@@ -149,7 +151,8 @@ class ResponsesEncoder:
             fields |= {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
         else:
             fields |= {"status": "completed", "completed_at": int(time.time())}
-        return self.snapshot() | fields
+        self.outcome = self.snapshot() | fields
+        return self.outcome
 
     def snapshot(self) -> dict[str, Any]:
         """The response as it stands: the head with every item so far (closed ones as they closed)."""

@@ -19,6 +19,7 @@ from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.errors import UpstreamUnavailableError
+from gateway.telemetry import current_request
 from tests.unit.fake_engine import FakeEngine
 
 QWEN = Path(gateway.devstack.__file__).parent / "templates" / "qwen.jinja"
@@ -43,7 +44,7 @@ async def served(
     """The app with one model whose template renders reasoning, with hermes tool and qwen3 reasoning parsers."""
     engine = FakeEngine()
     model = ServedModel(
-        DEV_MODEL_NAME, engine, ChatTemplate(tokenizer, QWEN), TokenCounter(tokenizer), 16, 1000, 700,
+        DEV_MODEL_NAME, engine, ChatTemplate(tokenizer, QWEN), TokenCounter(tokenizer), 16, 1000, 4000,
         tool_parser="hermes", reasoning_parser="qwen3", guide_checker=checker,
     )  # fmt: skip
     app = create_app(ModelRegistry([model]), Settings(state_key="unit-test-state-key-0123456789"))
@@ -261,7 +262,8 @@ async def test_what_cannot_be_honoured_is_a_400_naming_the_field(
 async def test_truncation_auto_drops_the_oldest_items_and_disabled_refuses(
     served: tuple[httpx.AsyncClient, FakeEngine],
 ) -> None:
-    client, engine = served  # the model's prompt limit is 700 tokens
+    client, engine = served
+    served_model(client).max_prompt_tokens = 700
     filler = " ".join(f"word{i}" for i in range(100))
     items = [{"role": "user", "content": f"first {filler}"}, {"role": "assistant", "content": f"second {filler}"},
              {"role": "user", "content": "LAST"}]  # fmt: skip
@@ -276,9 +278,14 @@ async def test_truncation_auto_drops_the_oldest_items_and_disabled_refuses(
     assert counted.json()["input_tokens"] == TokenCounter(engine_tokenizer(client)).count(prompt)
 
 
-def engine_tokenizer(client: httpx.AsyncClient) -> Any:
+def served_model(client: httpx.AsyncClient) -> ServedModel:
     app = client._transport.app  # type: ignore[attr-defined]
-    return app.state.registry.all()[0].counter._tokenizer
+    model: ServedModel = app.state.registry.all()[0]
+    return model
+
+
+def engine_tokenizer(client: httpx.AsyncClient) -> Any:
+    return served_model(client).counter._tokenizer
 
 
 async def test_input_tokens_counts_the_rendered_prompt(served: tuple[httpx.AsyncClient, FakeEngine]) -> None:
@@ -292,3 +299,59 @@ async def test_input_tokens_counts_the_rendered_prompt(served: tuple[httpx.Async
     orphan = {"input": [{"type": "function_call_output", "call_id": "nope", "output": "x"}]}
     refused = await client.post("/v1/responses/input_tokens", json=orphan)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "input[0].call_id"
+
+
+CODEX_TURN3 = Path(__file__).parent / "codex_exec_turn3.json"
+
+
+async def test_codex_exec_third_turn_as_recorded(served: tuple[httpx.AsyncClient, FakeEngine]) -> None:
+    """The request Codex CLI 0.171 sent on its third turn (recorded through a proxy; its own instructions left out):
+    developer messages, items without status, reasoning with content and a sealed blob, exec_command calls and
+    their outputs, store false. The blobs are sealed again with this app's key (they were another gateway's)."""
+    client, engine = served
+    app = client._transport.app  # type: ignore[attr-defined]
+    recorded = json.loads(CODEX_TURN3.read_text())
+    for item in recorded["input"]:
+        if item["type"] == "reasoning":
+            item["encrypted_content"] = app.state.sealer.seal(
+                "sealed " + item["content"][0]["text"], b"responses.reasoning"
+            )
+    engine.pieces = ["The checks passed: 42."]
+    response = await client.post("/v1/responses", json=recorded)
+    assert response.status_code == 200, response.text
+    prompt = engine.requests[-1].prompt
+    # two model turns (reasoning and a call each) and their results, then the generation prompt
+    assert prompt.count("<|im_start|>assistant") == 3 and prompt.count("<tool_response>") == 2
+    assert "sealed \nStep one." in prompt and "sealed \nStep two." in prompt  # the blob, not the plain content
+    assert engine.requests[-1].request_id.startswith("resp_")
+    names = [block.split("\n")[0] for block in response.text.split("\n\n") if block]
+    assert names[-1] == "event: response.completed"
+
+
+async def test_prompt_cache_key_routes_as_a_session_unless_the_header_names_one(
+    served: tuple[httpx.AsyncClient, FakeEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, engine = served
+    sessions: list[str | None] = []
+    generate = engine.generate
+
+    def recording(request: Any) -> Any:
+        context = current_request()
+        sessions.append(context.session if context is not None else "no context")
+        return generate(request)
+
+    monkeypatch.setattr(engine, "generate", recording)
+    await create(client, prompt_cache_key="conversation-7")
+    await create(client)
+    await client.post("/v1/responses", json={"model": DEV_MODEL_NAME, "input": "Hi", "prompt_cache_key": "k"},
+                      headers={"x-session-id": "from-header"})  # fmt: skip
+    assert sessions == ["conversation-7", None, "from-header"]
+
+
+async def test_tool_choice_is_echoed_as_checked(served: tuple[httpx.AsyncClient, FakeEngine]) -> None:
+    client, _ = served
+    allowed = {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_weather", "x": 1}]}
+    body = await create(client, tools=[WEATHER], tool_choice=allowed, parallel_tool_calls=False)
+    assert body["tool_choice"] == {"type": "allowed_tools", "mode": "auto",
+                                   "tools": [{"type": "function", "name": "get_weather"}]}  # fmt: skip
+    assert body["parallel_tool_calls"] is False
