@@ -105,12 +105,12 @@ async def in_process(requests: int, rounds: int) -> dict[str, dict[str, float]]:
         for app in apps.values():  # the lifespan starts the backends; then a warm-up
             await lifespans.enter_async_context(app.router.lifespan_context(app))
             for _ in range(50):
-                await _request(app, body, headers)
+                await _request(app, body, headers=headers)
         for _ in range(rounds):
             for config, app in apps.items():
                 redis_before, cpu_before, wall_before = cpu_s(redis_process), time.process_time(), time.perf_counter()
                 for _ in range(requests):
-                    await _request(app, body, headers)
+                    await _request(app, body, headers=headers)
                 await asyncio.sleep(0)  # the last settlement
                 sample = samples[config]
                 sample["cpu_us"].append((time.process_time() - cpu_before) / requests * 1e6)

@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, health, metrics, models, usage
+from gateway.api import chat, completions, conversations, health, metrics, models, responses, stored_responses, usage
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
+from gateway.api.background import BackgroundRunner
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import ErrorShapes, install_error_handlers
@@ -24,6 +25,7 @@ from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
+from gateway.api.store_access import StoreService, store_config
 from gateway.api.tenancy import TenancyMiddleware, tenants_from_settings
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
@@ -39,6 +41,7 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
+from gateway.protocols.sealing import Sealer, deployment_secret
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 
@@ -70,9 +73,13 @@ def create_app(
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
     checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
     tenants = tenants_from_settings(settings, registry, metrics_registry.tenants)  # None without API keys
+    store_service = StoreService(store_config(settings))
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        app.state.store = await store_service.start()
+        app.state.background = BackgroundRunner(app.state.store, settings.background_lease_s)
+        app.state.background.start()
         for model in registry.all():
             await model.engine.start()
         for checker in checkers:
@@ -88,12 +95,15 @@ def create_app(
             yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
+            await app.state.background.drain(settings.drain_timeout_s)  # SIGTERM: as long as streams get
             if tenants is not None:
                 await tenants.close()
             for checker in checkers:
                 checker.close()
             for model in registry.all():
                 await model.engine.close()
+            app.state.store = app.state.background = None
+            await store_service.stop()
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
     app.state.registry = registry
@@ -104,7 +114,10 @@ def create_app(
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
-    for router in (chat.router, completions.router, models.router, usage.router, health.router, metrics.router):
+    app.state.sealer = Sealer(deployment_secret(settings.state_key))
+    app.state.store = app.state.background = None  # opened by the lifespan
+    routers = (chat.router, completions.router, responses.router, stored_responses.router, conversations.router)
+    for router in (*routers, models.router, usage.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, tenancy (settles and counts what the key's requests used), the body (read whole, within the
@@ -215,6 +228,7 @@ def _served_model(
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
             kv_block_size=block_size,
+            max_outstanding=settings.max_upstream_requests or None,
         )
         return TritonEngine(engine_config, tokenizer)
 

@@ -1,7 +1,8 @@
 """API keys: `Authorization: Bearer <key>`, looked up by its SHA-256 among the keys in force (tenants/keys.py).
 
-The key found goes into the ASGI scope (`api_key_of`) for model access, limits and accounting, and its tenant
-and priority into the request context (the access line, the engine's request priority).
+The key found goes into the ASGI scope (`api_key_of`) for model access, limits and accounting, its owner into
+the scope's state for the store (store_access.py), and its tenant and priority into the request context (the
+access line, the engine's request priority).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.asgi_errors import send_error
+from gateway.api.store_access import set_owner
 from gateway.errors import AuthenticationError
 from gateway.telemetry import current_request
 from gateway.tenants.keys import ApiKey, KeyRing
@@ -61,6 +63,7 @@ class ApiKeyMiddleware:
             await send_error(scope, send, AuthenticationError(message), {"WWW-Authenticate": "Bearer"})
             return
         scope[API_KEY_SCOPE] = key
+        set_owner(scope, key.owner)  # what it stores is its tenant's (or, for `--api-keys`, this key's)
         context = current_request()
         if context is not None:
             context.tenant = key.tenant

@@ -27,6 +27,16 @@ def default_key_id(digest: bytes) -> str:
     return "key_" + digest.hex()[:12]
 
 
+def key_owner(digest: bytes) -> str:
+    """The store owner of an `--api-keys` key (its digest, never the key)."""
+    return "key:" + digest.hex()
+
+
+def tenant_owner(tenant: str) -> str:
+    """The store owner of a keys-file tenant."""
+    return "tenant:" + tenant
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """What one key may do."""
@@ -38,6 +48,9 @@ class ApiKey:
     priority: int = NORMAL  # rank of its priority class (tenants/priority.py)
     admin: bool = False  # may read usage
     expires_at: float | None = None  # Unix seconds
+    # Who owns what its requests store (responses, conversations): the tenant for keys-file keys, so a tenant's
+    # keys share their objects; the key's own digest for `--api-keys` keys (each key sees only its own).
+    owner: str = ""
 
     def may_use(self, model: str) -> bool:
         """Whether the key may use the model of this canonical name."""
@@ -54,7 +67,7 @@ def legacy_keys(keys: Iterable[str]) -> dict[bytes, ApiKey]:
     for key in keys:
         if key:
             digest = key_digest(key.encode())
-            found[digest] = ApiKey(default_key_id(digest), DEFAULT_TENANT)
+            found[digest] = ApiKey(default_key_id(digest), DEFAULT_TENANT, owner=key_owner(digest))
     return found
 
 

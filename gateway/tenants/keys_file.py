@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.errors import ConfigurationError
 from gateway.models_file import Name, describe
-from gateway.tenants.keys import ApiKey, default_key_id
+from gateway.tenants.keys import ApiKey, default_key_id, tenant_owner
 from gateway.tenants.limits import Limits
 from gateway.tenants.priority import PRIORITY_CLASSES, priority_rank
 
@@ -136,4 +136,5 @@ def api_key(entry: KeyEntry, names: Mapping[str, str]) -> ApiKey:
         priority=priority_rank(entry.priority),
         admin=entry.role == "admin",
         expires_at=expires.timestamp() if expires is not None else None,
+        owner=tenant_owner(entry.tenant),
     )
