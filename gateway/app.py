@@ -27,6 +27,7 @@ from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
 from gateway.api.store_access import StoreService, store_config
 from gateway.api.tenancy import TenancyMiddleware, tenants_from_settings
+from gateway.api.usage_ledger import StoreLedger
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
 from gateway.core.model_parsers import resolve_parsers, special_markers
@@ -72,7 +73,6 @@ def create_app(
     limit = connection_limit(settings.max_connections)
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
     checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
-    tenants = tenants_from_settings(settings, registry, metrics_registry.tenants)  # None without API keys
     store_service = StoreService(store_config(settings))
 
     @asynccontextmanager
@@ -85,8 +85,8 @@ def create_app(
         for checker in checkers:
             await checker.warm_up()  # the worker's xgrammar import, before the first request
         coordinator.install()
-        if tenants is not None:
-            await tenants.start()
+        if app.state.tenants is not None:
+            await app.state.tenants.start()
         # Start-up leaves a few hundred thousand long-lived objects (transformers imports torch): frozen, a
         # full collection no longer walks them, so it stops pausing every stream for 100+ ms.
         gc.collect()
@@ -96,8 +96,8 @@ def create_app(
         finally:
             coordinator.cancel()
             await app.state.background.drain(settings.drain_timeout_s)  # SIGTERM: as long as streams get
-            if tenants is not None:
-                await tenants.close()
+            if app.state.tenants is not None:
+                await app.state.tenants.close()  # before the store closes: the last usage flush
             for checker in checkers:
                 checker.close()
             for model in registry.all():
@@ -110,7 +110,8 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry
     app.state.drain = drain
-    app.state.tenants = tenants
+    tenants = tenants_from_settings(settings, registry, metrics_registry.tenants, StoreLedger(app.state))
+    app.state.tenants = tenants  # None without API keys
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)

@@ -3,7 +3,8 @@
 A generation request is admitted against its key's limits after it is planned (its prompt tokens are known) and
 before any upstream work starts: one backend call reserves everything at once, or the request gets OpenAI's 429.
 When the response has ended, however it ended, `TenancyMiddleware` settles the reservation with what the
-choices really used (in a task: the client waits for nothing) and counts the usage for the tenant.
+choices really used (in a task: the client waits for nothing) and counts the usage for the tenant; a background
+response, which outlives its request, is finished by its run instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -34,7 +36,7 @@ from gateway.tenants.keys_watcher import KeysWatcher
 from gateway.tenants.limits import LimitsBackend, Periods, Reservation
 from gateway.tenants.local_limits import LocalLimits
 from gateway.tenants.redis_limits import RedisLimits
-from gateway.tenants.usage import MemoryLedger, UsageKey, UsageRecorder, day_of
+from gateway.tenants.usage import UsageKey, UsageLedger, UsageRecorder, day_of
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +137,11 @@ async def reserved_tokens(run: ChoiceRun, model: ServedModel) -> int:
     return counted + sum(choice.request.max_tokens for choice in run.choices)
 
 
-def tenants_from_settings(settings: Settings, registry: ModelRegistry, metrics: TenantMetrics) -> Tenants | None:
-    """The tenants of the settings' keys (the keys file and `--api-keys`); None when no key is configured."""
+def tenants_from_settings(
+    settings: Settings, registry: ModelRegistry, metrics: TenantMetrics, ledger: UsageLedger
+) -> Tenants | None:
+    """The tenants of the settings' keys (the keys file and `--api-keys`), their usage kept in `ledger`; None when
+    no key is configured."""
     legacy = legacy_keys(settings.api_key_list())
     if settings.keys_file is None and not legacy:
         return None
@@ -149,7 +154,7 @@ def tenants_from_settings(settings: Settings, registry: ModelRegistry, metrics: 
     backend: LimitsBackend = LocalLimits()
     if settings.limits_url is not None:
         backend = RedisLimits(settings.limits_url, settings.limits_on_error, metrics)
-    return Tenants(ring, backend, UsageRecorder(MemoryLedger()), metrics, watcher)
+    return Tenants(ring, backend, UsageRecorder(ledger), metrics, watcher)
 
 
 def tenants_of(request: Request) -> Tenants | None:
@@ -168,7 +173,8 @@ def served_model(request: Request, name: str) -> ServedModel:
 
 
 async def admit_generation(request: Request, run: ChoiceRun, model: ServedModel) -> dict[str, str]:
-    """Admit a planned generation against its key's limits; its rate-limit headers (or a 429 is raised)."""
+    """Admit a planned generation against its key's limits; its rate-limit headers (or a 429 is raised). The
+    TenancyMiddleware finishes it when the response ends."""
     tenants = tenants_of(request)
     key = api_key_of(request.scope)
     if tenants is None or key is None:
@@ -176,6 +182,19 @@ async def admit_generation(request: Request, run: ChoiceRun, model: ServedModel)
     admitted, headers = await tenants.admit(key, run, model)
     request.scope[TENANCY_SCOPE] = admitted
     return headers
+
+
+async def admit_background(
+    request: Request, run: ChoiceRun, model: ServedModel
+) -> tuple[dict[str, str], Callable[[], None] | None]:
+    """Admit a generation that outlives its request (a background response): its rate-limit headers (or a 429),
+    and what to call once it has ended, however it ended (settles and counts it)."""
+    tenants = tenants_of(request)
+    key = api_key_of(request.scope)
+    if tenants is None or key is None:
+        return {}, None
+    admitted, headers = await tenants.admit(key, run, model)
+    return headers, lambda: tenants.finish(admitted, spent_usage(run.choices), model.name)
 
 
 class TenancyMiddleware:

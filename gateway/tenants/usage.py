@@ -1,8 +1,8 @@
 """Usage accounting per tenant, key, model and UTC day: counted in this process, written to a ledger in batches.
 
 A request adds to an in-memory row (no I/O); every `flush_s` the rows go to the ledger in one write, so the
-ledger sees one write per interval, never one per request or token. `MemoryLedger` keeps them in this process;
-the gateway's store (SQLite, or Postgres shared by replicas) is the ledger for deployments that keep usage.
+ledger sees one write per interval, never one per request or token. The ledger is the gateway's store (SQLite, or
+PostgreSQL shared by replicas; api/usage_ledger.py): every process adds its own counts to the same rows.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,22 +58,6 @@ class UsageLedger(Protocol):
     async def read(self, start_day: int, end_day: int) -> list[tuple[UsageKey, UsageCounts]]:
         """The rows of the days from `start_day` up to, not including, `end_day` (Unix seconds)."""
         ...
-
-
-class MemoryLedger:
-    """A UsageLedger in this process's memory (lost at exit; one process's share with several)."""
-
-    def __init__(self) -> None:
-        self._rows: UsageRows = {}
-
-    async def add(self, rows: UsageRows) -> None:
-        """Add the counts."""
-        for key, counts in rows.items():
-            self._rows.setdefault(key, UsageCounts()).add(counts)
-
-    async def read(self, start_day: int, end_day: int) -> list[tuple[UsageKey, UsageCounts]]:
-        """The rows of those days."""
-        return [(key, counts) for key, counts in self._rows.items() if start_day <= key.day < end_day]
 
 
 def day_of(now: float) -> int:
@@ -129,11 +112,3 @@ class UsageRecorder:
         while True:
             await asyncio.sleep(self.flush_s)
             await self.flush()
-
-
-def merged(rows: Iterable[tuple[UsageKey, UsageCounts]]) -> UsageRows:
-    """Rows with the same key added together."""
-    total: UsageRows = {}
-    for key, counts in rows:
-        total.setdefault(key, UsageCounts()).add(counts)
-    return total

@@ -26,6 +26,7 @@ from gateway.engine.base import GenerationRequest
 from gateway.engine.codecs import TextCodec
 from gateway.engine.tensors import ModelInterface
 from gateway.errors import UpstreamUnavailableError
+from gateway.state import StoreConfig, open_store
 from tests.unit.fake_engine import FakeEngine
 
 OTHER = "other-model"
@@ -85,9 +86,14 @@ def app(fake_engine: FakeEngine, tokenizer: Any, settings: Settings) -> Iterator
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
-        yield http
+async def client(app: FastAPI, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app, with a store of its own (its usage rows this test's alone)."""
+    app.state.store = await open_store(StoreConfig(url=f"sqlite://{tmp_path / 'store.sqlite3'}"))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            yield http
+    finally:
+        await app.state.store.close()
 
 
 def chat(model: str = DEV_MODEL_NAME, **fields: Any) -> dict[str, Any]:
