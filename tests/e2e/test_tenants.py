@@ -1,9 +1,11 @@
-"""Tenants across replicas: three gateway processes behind a real nginx share one real Redis for the keys' limits.
+"""Tenants across replicas: three gateway processes behind a real nginx share one real Redis for the keys' limits
+and one real PostgreSQL as their store.
 
 A key limited to 60 requests a minute gets exactly 60 of a burst of 200 spread over the three; 50 concurrent
 streams stay within a tokens-per-minute limit and a token budget; the keys file changes under load without a
 failed request; Redis killed under load and restarted gives the configured policy and no 5xx; each key sees and
-uses only its models.
+uses only its models; stored responses are their tenant's on every replica, and the usage API adds up every
+replica's counts.
 """
 
 from __future__ import annotations
@@ -30,8 +32,15 @@ from gateway.devstack import DevStackOptions, TritonServer, dev_triton, free_por
 from tests.e2e.conftest import GatewayProcess, start_gateway, stop_gateway
 from tests.e2e.redis_server import RedisServer, needs_redis, redis_server
 from tests.e2e.test_rolling_restart import NGINX, nginx_config
+from tests.postgres_server import available as postgres_available
+from tests.postgres_server import postgres_server
 
-pytestmark = [pytest.mark.e2e, needs_redis, pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx needed")]
+pytestmark = [
+    pytest.mark.e2e,
+    needs_redis,
+    pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx needed"),
+    pytest.mark.skipif(not postgres_available(), reason="PostgreSQL needed (Debian package postgresql)"),
+]
 
 MODELS = ("dev-a", "dev-b")
 KEYS: dict[str, dict[str, Any]] = {
@@ -41,6 +50,7 @@ KEYS: dict[str, dict[str, Any]] = {
     "load": {"tenant": "load", "models": ["*"], "limits": {"requests_per_minute": 100000}},
     "reload": {"tenant": "reload", "models": ["*"], "limits": {"requests_per_minute": 20}},
     "only-a": {"tenant": "team-a", "models": ["dev-a-alias"]},
+    "also-a": {"tenant": "team-a", "models": ["dev-a"]},
     "every": {"tenant": "team-b", "models": ["*"], "role": "admin"},
 }
 PROMPT = [{"role": "user", "content": "Hi"}]
@@ -108,8 +118,8 @@ def fleet(synthetic_triton: TritonServer, tmp_path_factory: pytest.TempPathFacto
     )  # fmt: skip
     keys_file = folder / "keys.yaml"
     write_keys(keys_file, KEYS)
-    with redis_server(folder) as shared:
-        common = ["--keys-file", str(keys_file), "--limits-url", shared.url]
+    with redis_server(folder) as shared, postgres_server() as store_url:
+        common = ["--keys-file", str(keys_file), "--limits-url", shared.url, "--store-url", store_url]
         ports = [free_port() for _ in range(3)]
         gateways = [
             start_gateway(None, folder, *common, "--limits-on-error", "closed", models_file=models_file, port=port)
@@ -274,6 +284,37 @@ def test_each_key_sees_and_uses_only_its_models(fleet: Fleet) -> None:
         "dev-c", "dev-b")}}  # fmt: skip
     with pytest.raises(openai.NotFoundError):
         only_a.models.retrieve("dev-b")
+
+
+def test_stored_responses_and_usage_are_the_tenants_on_every_replica(fleet: Fleet) -> None:
+    also_a, only_a, every = (
+        openai.OpenAI(base_url=f"{fleet.url}/v1", api_key=secret(name), max_retries=0)
+        for name in ("also-a", "only-a", "every")
+    )
+    with pytest.raises(openai.NotFoundError):
+        also_a.responses.create(model="dev-b", input="Hi", max_output_tokens=2)
+    created = [also_a.responses.create(model="dev-a", input="Hi", max_output_tokens=3) for _ in range(4)]
+    chats = [also_a.chat.completions.create(model="dev-a", messages=PROMPT, max_tokens=2) for _ in range(2)]  # type: ignore[arg-type]
+    for response in created:  # nginx spreads the reads over the replicas: team-a's keys see them, team-b's not
+        assert only_a.responses.retrieve(response.id).id == response.id
+        with pytest.raises(openai.NotFoundError):
+            every.responses.retrieve(response.id)
+    today = int(time.time() // 86400) * 86400
+    url = f"{fleet.url}/v1/organization/usage/completions?start_time={today}&group_by=api_key_id&group_by=model"
+    deadline = time.monotonic() + 30  # each replica adds its counts to the store every 10 s
+    while True:
+        page = httpx.get(url, headers=auth("every"), timeout=30).json()
+        rows = {(r["api_key_id"], r["model"]): r for r in page["data"][0]["results"]}
+        row = rows.get((key_id("also-a"), "dev-a"))
+        if (row is not None and row["num_model_requests"] >= 6) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert row is not None and row["num_model_requests"] == 6, row
+    answered = [r.usage.output_tokens for r in created if r.usage] + [
+        c.usage.completion_tokens for c in chats if c.usage
+    ]
+    assert len(answered) == 6 and row["output_tokens"] == sum(answered)
+    assert secret("also-a") not in str(page)
 
 
 @dataclass
