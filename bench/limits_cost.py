@@ -81,11 +81,12 @@ def cpu_s(process: psutil.Process) -> float:
 
 
 def settings_for(config: str, folder: Path, redis_url: str) -> Settings:
-    """The gateway's settings for one configuration."""
+    """The gateway's settings for one configuration (its store in `folder`, not the user's)."""
+    state_dir = folder / f"state-{config}"
     if config == "off":
-        return Settings()
+        return Settings(state_dir=state_dir)
     keys = write_keys(folder, limited=config != "key")
-    return Settings(keys_file=keys, limits_url=redis_url if config == "redis" else None)
+    return Settings(keys_file=keys, limits_url=redis_url if config == "redis" else None, state_dir=state_dir)
 
 
 async def in_process(requests: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -141,7 +142,7 @@ def start_gateway(grpc_url: str, extra: list[str], folder: Path) -> tuple[subpro
     port = free_port()
     command = [sys.executable, "-m", "gateway", "--log-level", "warning", "serve", "--triton-url", grpc_url,
                "--tokenizer", str(ensure_dev_model()), "--served-model-name", DEV_MODEL_NAME, "--port", str(port),
-               *extra]  # fmt: skip
+               "--state-dir", str(folder / f"state-{port}"), *extra]  # fmt: skip
     log = (folder / f"gateway-{port}.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
