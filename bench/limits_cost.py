@@ -144,7 +144,7 @@ def start_gateway(grpc_url: str, extra: list[str], folder: Path) -> tuple[subpro
                "--tokenizer", str(ensure_dev_model()), "--served-model-name", DEV_MODEL_NAME, "--port", str(port),
                "--state-dir", str(folder / f"state-{port}"), *extra]  # fmt: skip
     log = (folder / f"gateway-{port}.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/health/ready", 120, process)
     return process, url

@@ -12,12 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.datastructures import State
 
 from gateway.api.background import BackgroundRunner
+from gateway.api.usage_ledger import StoreLedger
 from gateway.config import Settings
 from gateway.core.served_model import unknown_model
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.state import StoreConfig, open_store
+from gateway.tenants.usage import UsageCounts, UsageKey, UsageRecorder, day_of
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.tenants.test_tenancy_api import CHAT, KEYS, OTHER, auth, chat, settled, two_models_app, write_keys
 
@@ -146,3 +149,19 @@ async def test_usage_is_kept_in_the_store_and_adds_up_across_replicas(replicas: 
     assert (await usage(one))[("dev-key", DEV_MODEL_NAME)]["num_model_requests"] == 1
     assert (await usage(two))[("dev-key", DEV_MODEL_NAME)]["num_model_requests"] == 3
     assert (await usage(one))[("dev-key", DEV_MODEL_NAME)]["num_model_requests"] == 3
+
+
+async def test_counts_wait_in_memory_while_the_store_is_away(store_url: str) -> None:
+    app_state = State()
+    recorder = UsageRecorder(StoreLedger(app_state))
+    key = UsageKey(day_of(time.time()), "team-a", "dev-key", DEV_MODEL_NAME)
+    recorder.record(key, prompt=10, cached=4, completion=3)
+    await recorder.flush()  # no store yet (the app is starting): kept, logged, no error
+    recorder.record(key, prompt=5, cached=0, completion=2)
+    app_state.store = await open_store(StoreConfig(url=store_url))
+    try:
+        await recorder.close()  # the last flush writes both
+        [(read_key, counts)] = await recorder.ledger.read(key.day, key.day + 86400)
+        assert read_key == key and counts == UsageCounts(2, 15, 4, 5)
+    finally:
+        await app_state.store.close()
