@@ -83,18 +83,23 @@ async def _start_background(
     # Its events are stored as they come, whether the client streams them or not: the upstream call streams.
     streamed = body.model_copy(update={"stream": True})
     generation = await plan(streamed, model, request_id_of(request), trace_headers_of_request())
-    headers, finish_tenancy = await admit_background(request, generation.run, model)  # the key's limits
     assert isinstance(generation.encoder, ResponsesEncoder) and state.store is not None
     response = queued(generation.encoder.snapshot())
     record = response_record(state, body, response, input_items)
     state.store.responses.check_size(record, "input")
     runner = runner_of(request)
+    headers, finish_tenancy = await admit_background(request, generation.run, model)  # the key's limits
 
     async def on_end(final: dict[str, Any]) -> None:
         await append_to_conversation(state, input_items, final)
 
     put = state.store.runs.start(record, runner.replica, runner.lease_until())
-    await runner.submit(response, put, generation, on_end if state.conversation_id else None, finish_tenancy)
+    try:
+        await runner.submit(response, put, generation, on_end if state.conversation_id else None, finish_tenancy)
+    except BaseException:
+        if finish_tenancy is not None:  # the run never started: nothing else will return its reservation
+            finish_tenancy()
+        raise
     if not body.stream:
         return Response(orjson.dumps(response), media_type="application/json", headers=headers)
     settings = settings_of(request)

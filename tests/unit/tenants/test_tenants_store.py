@@ -20,6 +20,7 @@ from gateway.config import Settings
 from gateway.core.served_model import unknown_model
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from gateway.state import StoreConfig, open_store
+from gateway.state.runs import BackgroundRuns
 from gateway.tenants.usage import UsageCounts, UsageKey, UsageRecorder, day_of
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.tenants.test_tenancy_api import CHAT, KEYS, OTHER, auth, chat, settled, two_models_app, write_keys
@@ -165,3 +166,21 @@ async def test_counts_wait_in_memory_while_the_store_is_away(store_url: str) -> 
         assert read_key == key and counts == UsageCounts(2, 15, 4, 5)
     finally:
         await app_state.store.close()
+
+
+async def test_a_background_response_that_cannot_start_returns_its_reservation(
+    replicas: list[httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = replicas[0]
+
+    async def store_fails(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(BackgroundRuns, "start", store_fails)
+    with pytest.raises(OSError):  # in-process the app's error reaches the client (a 500 over HTTP)
+        await client.post(RESPONSES, json=respond(background=True), headers=auth("one"))
+    monkeypatch.undo()
+    await settled()
+    # The key may run one request at a time: its slot came back.
+    started_again = await client.post(RESPONSES, json=respond(background=True), headers=auth("one"))
+    assert started_again.status_code == 200, started_again.text
