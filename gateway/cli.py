@@ -156,6 +156,17 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--guide-check-workers", int, "worker processes that check guides (default 1)"),
     ):
         guides.add_argument(flag, type=kind, help=text)
+    images = parser.add_argument_group("images in requests: limits and URL fetching (see README)")
+    for flag, kind, text in (
+        ("--max-images", int, "images in one request (default 16)"),
+        ("--image-max-bytes", int, "one image file, fetched or from a data: URL (default 20 MiB)"),
+        ("--image-max-pixels", int, "one image's width x height, checked before decoding (default 4096 x 4096)"),
+        ("--image-fetch-timeout-s", float, "fetching one image URL, redirects included (default 10)"),
+        ("--image-fetch-allow-networks", str, "comma-separated CIDRs of non-public networks URLs may point to"),
+        ("--image-cache-mb", int, "fetched images kept by URL for 5 minutes (default 64; 0: none)"),
+        ("--image-placeholder", str, "an image's place in the prompt (default: <|image|> if the tokenizer has it)"),
+    ):
+        images.add_argument(flag, type=kind, help=text)
     group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")

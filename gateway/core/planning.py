@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 
 from gateway.core.agents import parser_chain, plan_agent, with_guide
 from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
+from gateway.core.images import check_image_count
 from gateway.core.processors import Processor, stop_chain
-from gateway.core.prompt import render_prompt
+from gateway.core.prompt import check_image_placeholders, render_prompt
 from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
 from gateway.core.served_model import ServedModel
-from gateway.engine.base import EngineCapabilities, GenerationRequest
+from gateway.engine.base import EncodedImage, EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
 
 SEED_SPACE = 1 << 63
@@ -33,10 +34,20 @@ async def plan_conversation(
     capabilities = capabilities_of(model)
     options = request.options
     check_output_options(options.output, model, capabilities)
+    conversation = request.conversation
+    image_parts = conversation.images()
+    check_image_count(image_parts, model.images.limits.max_per_request, model.name, capabilities.max_images)
     agent = await plan_agent(request, model, capabilities)
-    prompt = render_prompt(request.conversation, model.chat_template, agent.template_tools(), request.reasoning)
-    model.check_prompt_length(prompt, request.conversation.param)
-    engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)
+    prompt = render_prompt(
+        conversation, model.chat_template, agent.template_tools(), request.reasoning, model.image_placeholder
+    )
+    if capabilities.max_images:
+        check_image_placeholders(prompt, model.image_placeholder, len(image_parts), conversation.param)
+    model.check_prompt_length(prompt, conversation.param)
+    images = await model.images.load(image_parts) if image_parts else ()
+    engine_request = _engine_request(
+        request_id, prompt, options, model, trace_headers, agent.keep_special_tokens, images
+    )
     base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
     return ChoiceRun(model.engine, plans)
@@ -72,6 +83,7 @@ def _engine_request(
     model: ServedModel,
     trace_headers: TraceHeaders,
     keep_special_tokens: bool = False,
+    images: tuple[EncodedImage, ...] = (),
 ) -> GenerationRequest:
     return GenerationRequest(
         request_id=request_id,
@@ -82,6 +94,7 @@ def _engine_request(
         stop=options.stop,
         trace_headers=trace_headers,
         keep_special_tokens=keep_special_tokens,
+        images=images,
     )
 
 
