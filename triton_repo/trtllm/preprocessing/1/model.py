@@ -3,7 +3,7 @@
 Same tensors and behaviour as TensorRT-LLM's preprocessing model:
 - QUERY (and DECODER_QUERY) is encoded with `add_special_tokens` from the model parameter;
 - images (`IMAGE_URL` data: URLs, or `IMAGE_BYTES` pixels) when `multimodal_model_path` names a vision engine:
-  see preprocessing_vision.py (each image's prompt-table ids in the place of its placeholder, pixel values for the encoder);
+  see preprocessing_vision.py (each image's prompt-table ids where its placeholder is, pixels for the encoder);
 - END_ID / PAD_ID default to the tokenizer's eos / pad token (pad falls back to eos);
 - STOP_WORDS_DICT / BAD_WORDS_DICT become the engine's [2, L] word-list format, each string encoded on its own
   without special tokens (so a stop string tokenized differently in context is not matched by the engine).
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from transformers import AutoTokenizer
 from preprocessing_vision import VisionPreprocessor, decode_image, images_from_pixels
+from transformers import AutoTokenizer
 
 UNSUPPORTED_INPUTS = ("IMAGES", "VIDEO_BYTES")
 TRUE_WORDS = {"true", "1", "t", "y", "yes"}

@@ -87,7 +87,9 @@ class VisionPreprocessor:
         """Read the family, the LLM's table geometry and the image processor (NVIDIA's parameters)."""
         family = read_json(Path(vision_engine) / "config.json")["builder_config"]["model_type"]
         if family not in TABLE_FAMILIES and family != "mllama":
-            raise ValueError(f"vision family {family!r} is not supported (llava, vila, blip2-opt, llava_onevision, mllama)")
+            raise ValueError(
+                f"vision family {family!r} is not supported (llava, vila, blip2-opt, llava_onevision, mllama)"
+            )
         llm = read_json(Path(engine_dir) / "config.json")
         build = llm.get("build_config", {})
         table_rows = int(build.get("max_prompt_embedding_table_size", 0))
@@ -107,7 +109,9 @@ class VisionPreprocessor:
             raise ValueError(f"{len(images)} images in one request; this model takes at most {self.max_images}")
         pieces = prompt.split(self.placeholder)
         if len(pieces) - 1 != len(images):
-            raise ValueError(f"the prompt has {len(pieces) - 1} '{self.placeholder}' placeholders for {len(images)} images")
+            raise ValueError(
+                f"the prompt has {len(pieces) - 1} '{self.placeholder}' placeholders for {len(images)} images"
+            )
         if self.family == "mllama":
             return self._cross_attention(prompt, images)
         if self.family == "llava_onevision":
