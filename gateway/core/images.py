@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import io
 import time
 import urllib.parse
@@ -188,7 +189,12 @@ def checked_image(data: bytes, part: ImagePart, limits: ImageLimits) -> EncodedI
         raise invalid_image(part, f"the image has more than the {limits.max_pixels} pixels taken") from None
     except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises for data it cannot read
         raise invalid_image(part, f"the data is not a readable image ({type(exc).__name__})") from None
-    return EncodedImage(data, media_type, width, height)
+    return encoded(data, media_type, width, height)
+
+
+def encoded(data: bytes, media_type: str, width: int, height: int) -> EncodedImage:
+    """The checked image, with its base64 text and digest computed here (in the worker thread)."""
+    return EncodedImage(data, media_type, width, height, base64.b64encode(data), hashlib.sha256(data).digest())
 
 
 def shrunk(image: Image, media_type: str) -> EncodedImage:
@@ -198,7 +204,7 @@ def shrunk(image: Image, media_type: str) -> EncodedImage:
     out = io.BytesIO()
     kind = "JPEG" if media_type == "image/jpeg" else "PNG"
     small.save(out, kind)
-    return EncodedImage(out.getvalue(), MEDIA_TYPES[kind], small.width, small.height)
+    return encoded(out.getvalue(), MEDIA_TYPES[kind], small.width, small.height)
 
 
 def invalid_image(part: ImagePart, message: str) -> InvalidRequestError:

@@ -37,12 +37,15 @@ class LoraAdapter:
 
 @dataclass(frozen=True, slots=True)
 class EncodedImage:
-    """An image to send with a prompt: the file's bytes as fetched and checked, its media type and size."""
+    """An image to send with a prompt: the file's bytes as fetched and checked, its media type and size; its
+    base64 text and SHA-256 digest when computed beforehand (off the event loop: large images take milliseconds)."""
 
     data: bytes
     media_type: str  # image/png, image/jpeg, ...
     width: int
     height: int
+    base64: bytes = b""
+    digest: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,15 @@
 The mode follows from the model's declared config (`codec_for`), so `--triton-model` alone picks it.
 
 Images go to the ensemble and BLS as NVIDIA's multimodal models take them: `image_url_input`, one `data:` URL per
-image, in prompt order (docs/multimodal.md); a model takes them when it declares that input (a BLS: and names its
-`multimodal_encoders` model), as many per request as the input's dims allow.
+image, in prompt order (docs/multimodal.md), with a `prompt_table_extra_id` naming the images (KV-cache reuse
+across requests then never mixes two images' rows); a model takes them when it declares that input (a BLS: and
+names its `multimodal_encoders` model), as many per request as the input's dims allow.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +139,19 @@ def image_capacity(config: model_config_pb2.ModelConfig) -> int:
 
 def image_data_urls(images: Sequence[EncodedImage]) -> list[bytes]:
     """Each image as a `data:<type>;base64,` URL (what NVIDIA's preprocessing reads from image_url_input)."""
-    return [b"data:%s;base64,%s" % (image.media_type.encode(), base64.b64encode(image.data)) for image in images]
+    return [
+        b"data:%s;base64,%s" % (image.media_type.encode(), image.base64 or base64.b64encode(image.data))
+        for image in images
+    ]
+
+
+def image_set_id(images: Sequence[EncodedImage]) -> int:
+    """A 63-bit id of the request's images, in order (>= 1): TensorRT-LLM's `prompt_table_extra_id`, so that KV
+    blocks computed over one image's prompt-table rows are reused only for the same image."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(image.digest or hashlib.sha256(image.data).digest())
+    return max(1, int.from_bytes(digest.digest()[:8], "little") >> 1)
 
 
 def float_values(raw: bytes, datatype: str) -> tuple[float, ...]:
@@ -268,6 +282,8 @@ class TextCodec:
                     f"the upstream model '{interface.name}' takes at most {self.max_images} image(s) per request"
                 )
             builder.byte_strings(IMAGE_INPUT, image_data_urls(request.images))
+            if "prompt_table_extra_id" in interface.inputs:
+                builder.scalar("prompt_table_extra_id", image_set_id(request.images))
         stream = upstream_streams(request, exact=self.cumulative)
         stream_input = interface.input_for("stream")
         if stream_input:

@@ -9,7 +9,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2
 
 from gateway.engine.base import EncodedImage, GenerationRequest
-from gateway.engine.codecs import MANY_IMAGES, codec_for, image_capacity
+from gateway.engine.codecs import MANY_IMAGES, codec_for, image_capacity, image_set_id
 from gateway.errors import UnsupportedFeatureError
 
 TEXT = model_config_pb2.TYPE_STRING
@@ -23,6 +23,7 @@ def config(platform: str, image_dims: list[int] | None, **parameters: str) -> mo
     made.input.add(name="max_tokens", data_type=INT, dims=[1])
     if image_dims is not None:
         made.input.add(name="image_url_input", data_type=TEXT, dims=image_dims, optional=True)
+        made.input.add(name="prompt_table_extra_id", data_type=model_config_pb2.TYPE_UINT64, dims=[1], optional=True)
     made.output.add(name="text_output", data_type=TEXT, dims=[-1])
     for key, value in parameters.items():
         made.parameters[key].string_value = value
@@ -69,3 +70,18 @@ def test_a_text_request_sends_no_image_tensor_and_an_image_request_to_a_text_mod
     image = EncodedImage(b"x", "image/png", 1, 1)
     with pytest.raises(UnsupportedFeatureError):
         codec_for(config("ensemble", None), None).open(GenerationRequest("r2", "<image>", 8, False, images=(image,)))
+
+
+def test_the_images_name_their_prompt_table_rows_for_kv_cache_reuse() -> None:
+    red, blue = EncodedImage(b"red", "image/png", 1, 1), EncodedImage(b"blue", "image/png", 1, 1)
+    assert image_set_id([red, blue]) == image_set_id([EncodedImage(b"red", "image/png", 9, 9), blue])
+    assert len({image_set_id([red, blue]), image_set_id([blue, red]), image_set_id([red])}) == 3
+    assert 1 <= image_set_id([red]) < 2**63
+    message, _ = codec_for(config("ensemble", [-1]), None).open(
+        GenerationRequest("r", "<image>", 8, False, images=(red,))
+    )
+    (tensor,) = [t for t in message.inputs if t.name == "prompt_table_extra_id"]
+    raw = message.raw_input_contents[list(message.inputs).index(tensor)]
+    assert struct.unpack("<Q", raw)[0] == image_set_id([red])
+    text, _ = codec_for(config("ensemble", [-1]), None).open(GenerationRequest("t", "hi", 8, False))
+    assert "prompt_table_extra_id" not in [t.name for t in text.inputs]
