@@ -124,10 +124,16 @@ def test_images_stream_and_count_as_prompt_tokens(gateway: GatewayProcess) -> No
     assert two_tokens - one_tokens == FEATURES_PER_IMAGE
 
 
-def test_the_bls_serves_text_only_requests_to_a_vision_model(bls_gateway: GatewayProcess) -> None:
+def test_text_only_requests_to_a_vision_model_go_through_the_bls(
+    gateway: GatewayProcess, bls_gateway: GatewayProcess
+) -> None:
     messages = [{"role": "user", "content": "<<script>>just text: <<images>><</script>>"}]
     reply = sdk(bls_gateway).chat.completions.create(model=bls_gateway.model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "just text: no images"
+    # The multimodal ensemble runs the encoder for every request, and NVIDIA's refuses one without an image.
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk(gateway).chat.completions.create(model=gateway.model, messages=messages, max_tokens=30)  # type: ignore[arg-type]
+    assert "needs an image in every request" in refused.value.body["message"]  # type: ignore[index]
 
 
 def test_a_model_that_takes_no_images_refuses_them_naming_the_part(
