@@ -67,17 +67,21 @@ def _turn(message: ChatMessage, index: int) -> Turn:
     where = f"messages[{index}]"
     if message.role == "tool" and message.tool_call_id is None:
         raise InvalidRequestError("A tool message needs 'tool_call_id'", param=f"{where}.tool_call_id")
-    content = message_content(message.content, index, message.role)
+    text = message.content or ""
+    content: tuple[str | ImagePart, ...] = ()
+    if not isinstance(text, str):  # a list of parts (a plain string, the common case, needs no more work)
+        content = message_content(text, index, message.role)
+        text = "".join(item for item in content if isinstance(item, str))
     return Turn(
         # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
         role="system" if message.role == "developer" else message.role,
-        text="".join(item for item in content if isinstance(item, str)),
+        text=text,
         param=where,
         name=message.name,
         tool_calls=parse_tool_calls(message.tool_calls, index) if message.tool_calls else (),
         call_id=message.tool_call_id,
         call_id_param=f"{where}.tool_call_id",
-        content=content if any(isinstance(item, ImagePart) for item in content) else (),
+        content=content if any(isinstance(item, ImagePart) for item in content) else (),  # only with images
     )
 
 
