@@ -4,6 +4,7 @@ The real app (middleware, routes, chat template, SSE) is called as an ASGI calla
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
 `--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
+`--protocol responses` streams POST /v1/responses (named events) instead of chat completions.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
@@ -57,16 +60,16 @@ class InstantEngine:
             )
 
 
-async def _request(app: Any, body: bytes) -> int:
-    """One streamed chat completion through the ASGI app; returns how many messages it sent."""
+async def _request(app: Any, body: bytes, path: str = "/v1/chat/completions") -> int:
+    """One streamed request through the ASGI app; returns how many messages it sent."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         # As clients send it: with a Content-Length (the gateway reads announced bodies whole first).
@@ -133,7 +136,12 @@ def agent_tools(count: int) -> list[dict[str, Any]]:
     ]
 
 
-async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> dict[str, float]:
+def responses_tools(count: int) -> list[dict[str, Any]]:
+    """The same tools in Responses' flat shape."""
+    return [{"type": "function", **tool["function"]} for tool in agent_tools(count)]
+
+
+async def measure(tokens: int, requests: int, rounds: int, tools: int = 0, protocol: str = "chat") -> dict[str, float]:
     """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
     tokenizer = load_tokenizer(ensure_dev_model())
     model = ServedModel(
@@ -146,27 +154,32 @@ async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> di
         max_prompt_tokens=None,
         tool_parser="llama3_json" if tools else None,
     )
-    app = create_app(ModelRegistry([model]), Settings())
+    app = create_app(ModelRegistry([model]), Settings(state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-"))))
     prompt = " ".join(f"word{i}" for i in range(60))
+
+    path = "/v1/responses" if protocol == "responses" else "/v1/chat/completions"
 
     def body(max_tokens: int) -> bytes:
         messages = [{"role": "user", "content": prompt}]
-        extra = {"tools": agent_tools(tools)} if tools else {}
-        return json.dumps(
-            {"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True, **extra}
-        )
+        if protocol == "responses":
+            extra: dict[str, Any] = {"tools": responses_tools(tools)} if tools else {}
+            fields = {"input": messages, "max_output_tokens": max_tokens}
+        else:
+            extra = {"tools": agent_tools(tools)} if tools else {}
+            fields = {"messages": messages, "max_tokens": max_tokens}
+        return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": True, **extra}).encode()
 
     async with app.router.lifespan_context(app):
-        long_body, short_body = body(tokens).encode(), body(1).encode()
-        await _request(app, long_body)
+        long_body, short_body = body(tokens), body(1)
+        await _request(app, long_body, path)
         per_token, per_request = [], []
         for _ in range(rounds):
             started = time.process_time()
-            await _request(app, long_body)
+            await _request(app, long_body, path)
             per_token.append((time.process_time() - started) / tokens)
             started = time.process_time()
             for _ in range(requests):
-                await _request(app, short_body)
+                await _request(app, short_body, path)
             per_request.append((time.process_time() - started) / requests)
     return {"per_token_us": min(per_token) * 1e6, "per_request_us": min(per_request) * 1e6}
 
@@ -178,10 +191,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
     parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
     parser.add_argument("--tools", type=int, default=0, help="agent-sized tools sent with every request")
+    parser.add_argument("--protocol", choices=["chat", "responses"], default="chat", help="the streamed endpoint")
     args = parser.parse_args()
     import uvloop
 
-    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools))
+    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools, args.protocol))
     print(
         f"app CPU per streamed token: {result['per_token_us']:.2f} µs; "
         f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"

@@ -16,9 +16,11 @@ from gateway.core.agents import parser_chain, plan_agent, with_guide
 from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
 from gateway.core.images import check_image_count
 from gateway.core.processors import Processor, stop_chain
-from gateway.core.prompt import check_image_placeholders, render_prompt
+from gateway.core.prompt import check_image_placeholders
 from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
 from gateway.core.served_model import ServedModel
+from gateway.core.tools import check_tool_history, check_tools, template_tools
+from gateway.core.truncation import fitted_conversation, fitted_prompt
 from gateway.engine.base import EncodedImage, EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
 
@@ -38,12 +40,11 @@ async def plan_conversation(
     image_parts = conversation.images()
     check_image_count(image_parts, model.images.limits.max_per_request, model.name, capabilities.max_images)
     agent = await plan_agent(request, model, capabilities)
-    prompt = render_prompt(
-        conversation, model.chat_template, agent.template_tools(), request.reasoning, model.image_placeholder
-    )
+    prompt, kept = fitted_conversation(conversation, model, agent.template_tools(), request.reasoning)
+    if kept is not conversation:  # truncated: the images of the dropped turns are not sent
+        image_parts = kept.images()
     if capabilities.max_images:
         check_image_placeholders(prompt, model.image_placeholder, len(image_parts), conversation.param)
-    model.check_prompt_length(prompt, conversation.param)
     images = await model.images.load(image_parts) if image_parts else ()
     engine_request = _engine_request(
         request_id, prompt, options, model, trace_headers, agent.keep_special_tokens, images
@@ -51,6 +52,19 @@ async def plan_conversation(
     base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
     return ChoiceRun(model.engine, plans)
+
+
+async def count_prompt_tokens(request: ConversationRequest, model: ServedModel) -> int:
+    """The tokens of the prompt `plan_conversation` would render for the request (its tools and history checked,
+    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs)."""
+    checker = model.guide_checker
+    checks = check_tools(request.tools, checker)
+    check_tool_history(request.conversation)
+    await checker.run(checks)
+    prompt = fitted_prompt(
+        request.conversation, model, template_tools(request.tools), request.reasoning, refuse_overlong=False
+    )
+    return model.counter.count(prompt)
 
 
 def plan_texts(
