@@ -154,6 +154,37 @@ def test_a_model_that_takes_no_images_refuses_them_naming_the_part(
     assert refused.value.body["code"] == "images_not_supported"  # type: ignore[index]
 
 
+def input_image(url: str, **extra: str) -> dict[str, object]:
+    return {"type": "input_image", "image_url": url, **extra}
+
+
+def test_responses_take_input_images_in_order_streamed_and_from_history(
+    gateway: GatewayProcess, allowed: ImageServer
+) -> None:
+    client = sdk(gateway)
+    content = [{"type": "input_text", "text": SAY_COLOURS}, input_image(data_url(png(RED))),
+               input_image(allowed.url("/blue.png"), detail="low")]  # fmt: skip
+    first = client.responses.create(model=gateway.model, input=[{"role": "user", "content": content}])  # type: ignore[list-item,misc]
+    assert first.output_text == "I see #ff0000 #0000ff."
+    with client.responses.stream(model=gateway.model, input=[{"role": "user", "content": content[:2]}]) as stream:  # type: ignore[list-item,misc]
+        streamed = stream.get_final_response()
+    assert streamed.output_text == "I see #ff0000."
+    assert first.usage is not None and streamed.usage is not None
+    assert first.usage.input_tokens - streamed.usage.input_tokens >= FEATURES_PER_IMAGE  # the second image's rows
+    # The stored response's input brings its images back for the next turn, in their place.
+    again = client.responses.create(
+        model=gateway.model, input="<<script>>again: <<images>><</script>>", previous_response_id=first.id
+    )
+    assert again.output_text == "again: #ff0000 #0000ff"
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(
+            model=gateway.model,
+            input=[{"role": "user", "content": [content[0], input_image("http://169.254.169.254/latest/")]}],  # type: ignore[list-item,misc]
+        )
+    body: dict[str, str] = refused.value.body  # type: ignore[assignment]
+    assert body["param"] == "input[0].content[1].image_url" and "non-public" in body["message"], body
+
+
 # --- fetching safely: every refusal a 400 naming the part, nothing fetched that must not be ----------------------
 
 
