@@ -22,6 +22,9 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--family", choices=["dev", "qwen", "deepseek", "mistral"], default="dev", help="dev model family"
     )
+    group.add_argument(
+        "--vision", action="store_true", help="a vision model: images in (scripted or synthetic engine, dev family)"
+    )
     group.add_argument("--triton-grpc-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-http-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-metrics-port", type=int, default=0, help="0 = a free port")
@@ -48,6 +51,7 @@ def _dev_options(args: argparse.Namespace):
         family=args.family,
         synthetic_ttft_ms=args.synthetic_ttft_ms,
         synthetic_itl_ms=args.synthetic_itl_ms,
+        vision=args.vision,
     )
 
 
