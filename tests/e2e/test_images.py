@@ -278,6 +278,11 @@ def test_langchain_sends_images_as_its_users_do(gateway: GatewayProcess, allowed
         ]
     )
     assert model.invoke([standard]).content == "I see #00ff00 #0000ff."
+    # The same messages over the Responses API (langchain-openai sends input_image parts).
+    responses = chat_openai(
+        model=gateway.model, base_url=gateway.v1, api_key="unused", max_retries=0, use_responses_api=True
+    )
+    assert responses.invoke([openai_style]).text == "I see #ff0000 #0000ff."
 
 
 def test_litellm_sends_images_as_its_users_do(gateway: GatewayProcess, allowed: ImageServer) -> None:
