@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, health, metrics, models
+from gateway.api import chat, completions, health, messages, metrics, models
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
@@ -94,10 +94,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry
     app.state.drain = drain
-    app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
+    # OpenAI's shape on every route but those of a protocol with its own.
+    app.state.error_shapes = ErrorShapes(((messages.MESSAGES_PATH_PREFIX, messages.MESSAGES_ERRORS),))
     install_error_handlers(app)
     install_openapi(app)
-    for router in (chat.router, completions.router, models.router, health.router, metrics.router):
+    for router in (chat.router, completions.router, messages.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.

@@ -137,6 +137,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--client-write-timeout-s", float, "longest a write waits for a client that stopped reading (default 60)"),
         ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
         ("--api-key-file", str, "file with one API key per line"),
+        ("--thinking-signature-key", str, "key signing Messages' thinking blocks [GATEWAY_THINKING_SIGNATURE_KEY]"),
         ("--cors-origins", str, "comma-separated allowed CORS origins (default: CORS off)"),
     ):
         limits.add_argument(flag, type=kind, help=text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,13 @@ class Settings(BaseSettings):
     api_keys: str | None = Field(None, description="comma-separated API keys; none = no authentication")
     api_key_file: Path | None = Field(None, description="file with one API key per line")
     protect_observability: bool = Field(False, description="require the API key on /health/* and /metrics too")
+    # Workers get the parent's value through GATEWAY_* (export_to_environment), so one gateway has one key.
+    thinking_signature_key: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(32),
+        min_length=16,
+        repr=False,
+        description="key that signs the thinking Messages returns (HMAC); default: random per start",
+    )
     cors_origins: str | None = Field(None, description="comma-separated allowed CORS origins; none = CORS off")
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"

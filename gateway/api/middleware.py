@@ -17,7 +17,17 @@ REQUEST_ID_HEADER = b"x-request-id"
 SESSION_ID_HEADER = "x-session-id"
 MAX_SESSION_ID_CHARS = 256
 KNOWN_ENDPOINTS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health/live", "/health/ready", "/version", "/metrics"}
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/models",
+        "/health/live",
+        "/health/ready",
+        "/version",
+        "/metrics",
+    }
 )
 
 

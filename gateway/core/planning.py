@@ -8,6 +8,7 @@ anything asked for that it cannot do is a 400 naming the protocol's field.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from gateway.core.processors import Processor, stop_chain
 from gateway.core.prompt import render_prompt
 from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
 from gateway.core.served_model import ServedModel
+from gateway.core.tools import check_tool_history, check_tools, template_tools
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
 
@@ -40,6 +42,18 @@ async def plan_conversation(
     base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
     return ChoiceRun(model.engine, plans)
+
+
+async def count_prompt_tokens(request: ConversationRequest, model: ServedModel) -> int:
+    """The tokens of the prompt a conversation renders to, with its tools and reasoning options (what a generation
+    of it would report as prompt tokens); its tools and tool history are checked as a generation's are."""
+    checker = model.guide_checker
+    await checker.run(check_tools(request.tools, checker))
+    check_tool_history(request.conversation)
+    tools = template_tools(request.tools)
+    prompt = render_prompt(request.conversation, model.chat_template, tools, request.reasoning)
+    # Long prompts (an agent's tens of thousands of tokens) take milliseconds: off the event loop.
+    return await asyncio.to_thread(model.counter.count, prompt)
 
 
 def plan_texts(
