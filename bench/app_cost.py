@@ -4,6 +4,7 @@ The real app (middleware, routes, chat template, SSE) is called as an ASGI calla
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
 `--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
+`--protocol messages` streams Anthropic Messages (/v1/messages, named events) instead of chat completions.
 """
 
 from __future__ import annotations
@@ -57,16 +58,20 @@ class InstantEngine:
             )
 
 
-async def _request(app: Any, body: bytes) -> int:
-    """One streamed chat completion through the ASGI app; returns how many messages it sent."""
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
+
+
+async def _request(app: Any, body: bytes, path: str = PATHS["chat"]) -> int:
+    """One streamed request (a chat completion by default) through the ASGI app; returns how many messages it
+    sent."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
         # As clients send it: with a Content-Length (the gateway reads announced bodies whole first).
@@ -133,7 +138,16 @@ def agent_tools(count: int) -> list[dict[str, Any]]:
     ]
 
 
-async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> dict[str, float]:
+def messages_tools(count: int) -> list[dict[str, Any]]:
+    """The same tools in Messages' shape."""
+    return [
+        {"name": tool["function"]["name"], "description": tool["function"]["description"],
+         "input_schema": tool["function"]["parameters"]}
+        for tool in agent_tools(count)
+    ]  # fmt: skip
+
+
+async def measure(tokens: int, requests: int, rounds: int, tools: int = 0, protocol: str = "chat") -> dict[str, float]:
     """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
     tokenizer = load_tokenizer(ensure_dev_model())
     model = ServedModel(
@@ -151,22 +165,24 @@ async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> di
 
     def body(max_tokens: int) -> bytes:
         messages = [{"role": "user", "content": prompt}]
-        extra = {"tools": agent_tools(tools)} if tools else {}
+        extra = {"tools": (messages_tools if protocol == "messages" else agent_tools)(tools)} if tools else {}
         return json.dumps(
             {"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True, **extra}
         )
 
+    path = PATHS[protocol]
+
     async with app.router.lifespan_context(app):
         long_body, short_body = body(tokens).encode(), body(1).encode()
-        await _request(app, long_body)
+        await _request(app, long_body, path)
         per_token, per_request = [], []
         for _ in range(rounds):
             started = time.process_time()
-            await _request(app, long_body)
+            await _request(app, long_body, path)
             per_token.append((time.process_time() - started) / tokens)
             started = time.process_time()
             for _ in range(requests):
-                await _request(app, short_body)
+                await _request(app, short_body, path)
             per_request.append((time.process_time() - started) / requests)
     return {"per_token_us": min(per_token) * 1e6, "per_request_us": min(per_request) * 1e6}
 
@@ -178,10 +194,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
     parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
     parser.add_argument("--tools", type=int, default=0, help="agent-sized tools sent with every request")
+    parser.add_argument("--protocol", choices=sorted(PATHS), default="chat", help="the streamed API (default chat)")
     args = parser.parse_args()
     import uvloop
 
-    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools))
+    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools, args.protocol))
     print(
         f"app CPU per streamed token: {result['per_token_us']:.2f} µs; "
         f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"

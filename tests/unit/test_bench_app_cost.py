@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import app_cost
 
 
-async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch) -> None:
+@pytest.mark.parametrize("protocol", ["chat", "messages"])
+async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch, protocol: str) -> None:
     sent: list[int] = []
     real_request = app_cost._request
 
-    async def counting(app, body: bytes) -> int:
-        count = await real_request(app, body)
+    async def counting(app, body: bytes, path: str) -> int:
+        assert path == app_cost.PATHS[protocol]
+        count = await real_request(app, body, path)
         sent.append(count)
         return count
 
     monkeypatch.setattr(app_cost, "_request", counting)
-    result = await app_cost.measure(tokens=20, requests=3, rounds=1)
+    result = await app_cost.measure(tokens=20, requests=3, rounds=1, protocol=protocol)
     assert result["per_token_us"] > 0 and result["per_request_us"] > 0
     # warm-up, the long stream, three short ones; each a start, one body per SSE write and the end
     assert len(sent) == 5

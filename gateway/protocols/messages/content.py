@@ -10,7 +10,8 @@
 - assistant blocks: `text`, `tool_use` (its `input` object as the call's arguments), `thinking` (its signature
   checked, its text given back to the template as the turn's reasoning) and `redacted_thinking` (accepted and
   not rendered: the gateway never issues one, so it holds nothing this model said);
-- `image`, `document` and server-tool blocks are refused with a 400 naming the block and its type.
+- `image`, `document` and server-tool blocks are refused with a 400 naming the block and its type, and so is a
+  final assistant message (a prefill to continue: the chat template would close it instead).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def conversation_of(body: ConversationFields, signer: ThinkingSigner) -> Convers
     turns = [Turn("system", text, param="system")] if text else []
     for index in range(leading, len(messages)):
         turns += message_turns(messages[index], index, signer)
+    last = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role != "system"), None)
+    if last is not None and messages[last].role == "assistant":
+        # The template would close that turn and open a new one: the answer would not continue it.
+        raise UnsupportedFeatureError(
+            "A final assistant message (prefill) is not supported: the conversation must end with a user turn",
+            param=f"messages[{last}]",
+        )
     return Conversation(tuple(turns), param="messages")
 
 

@@ -7,6 +7,7 @@ call returns in the history, so the template sees the id it would have seen thro
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 MESSAGE_PREFIX = "msg_"
@@ -16,7 +17,7 @@ _OPENAI_CALL_PREFIX = "call_"
 
 def new_message_id(request_id: str) -> str:
     """`msg_<request id>_<8 hex>` (the suffix keeps upstream ids unique when clients reuse an X-Request-Id)."""
-    return f"{MESSAGE_PREFIX}{request_id}_{uuid.uuid4().hex[:8]}"
+    return f"{MESSAGE_PREFIX}{request_id}_{secrets.token_hex(4)}"
 
 
 def tool_use_id(call_id: str | None) -> str:

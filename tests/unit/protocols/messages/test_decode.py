@@ -252,9 +252,24 @@ def test_an_assistant_turn_carries_its_calls_in_order() -> None:
         {"type": "tool_use", "id": "toolu_1", "name": "a", "input": {"x": 1}},
         {"type": "tool_use", "id": "toolu_2", "name": "b", "input": {}},
     ]
-    request = decode(messages=[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": content}])
-    assistant: Turn = request.conversation.turns[1]
+    results = [{"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": "ok"} for i in (1, 2)]
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": content},
+        {"role": "user", "content": results},
+    ]
+    assistant: Turn = decode(messages=messages).conversation.turns[1]
     assert [(call.id, call.name) for call in assistant.tool_calls] == [("1", "a"), ("2", "b")]
     not_an_object = {"type": "tool_use", "id": "t", "name": "a", "input": []}
-    bad = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [not_an_object]}]
+    bad = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [not_an_object]}, messages[2]]
     assert refused(messages=bad).param == "messages[1].content[0].input"
+
+
+def test_a_final_assistant_message_is_refused_rather_than_closed() -> None:
+    prefill = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "{"},
+        {"role": "system", "content": "x"},
+    ]
+    error = refused(messages=prefill)
+    assert isinstance(error, UnsupportedFeatureError) and error.param == "messages[1]"
