@@ -97,7 +97,7 @@ def create_app(
     # OpenAI's shape on every route but those of a protocol with its own.
     app.state.error_shapes = ErrorShapes(((messages.MESSAGES_PATH_PREFIX, messages.MESSAGES_ERRORS),))
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, (messages.MESSAGES_OPENAPI_ERRORS,))
     for router in (chat.router, completions.router, messages.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),

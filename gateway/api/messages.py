@@ -8,6 +8,7 @@ Streams are named events with `ping` as the keep-alive; errors on these paths ar
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -29,6 +30,19 @@ from gateway.protocols.messages.signatures import ThinkingSigner, thinking_signe
 
 MESSAGES_PATH_PREFIX = "/v1/messages"
 MESSAGES_ERRORS = ErrorShape(status=anthropic_status, body=anthropic_error_body)
+ANTHROPIC_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+MESSAGES_OPENAPI_ERRORS = (MESSAGES_PATH_PREFIX, ("AnthropicError", ANTHROPIC_ERROR_SCHEMA))
 MESSAGES_STREAM = StreamStyle(named=True, done=False, ping=PING)
 
 router = APIRouter(tags=["Anthropic"], route_class=JsonBodyRoute)

@@ -101,10 +101,11 @@ class MessagesEncoder:
                         self._start(out, _TEXT, _TEXT_BLOCK)
                     out.append((BLOCK_DELTA, self._delta_head + orjson.dumps(event.text) + b"}}"))
             elif isinstance(event, ReasoningEvent):
-                if self._open != _THINKING:
-                    self._start(out, _THINKING, _THINKING_BLOCK)
-                self._thinking.append(event.text)
-                out.append((BLOCK_DELTA, self._delta_head + orjson.dumps(event.text) + b"}}"))
+                if event.text:
+                    if self._open != _THINKING:
+                        self._start(out, _THINKING, _THINKING_BLOCK)
+                    self._thinking.append(event.text)
+                    out.append((BLOCK_DELTA, self._delta_head + orjson.dumps(event.text) + b"}}"))
             elif isinstance(event, ToolCallEvent):
                 self._tool_call(out, event)
             else:
@@ -119,8 +120,8 @@ class MessagesEncoder:
         """The body of a non-streamed message: thinking, text, then tool_use blocks."""
         out = collected[run.choices[0].index]
         content: list[dict[str, Any]] = []
-        if out.reasoning:
-            thinking = "".join(out.reasoning)
+        thinking = "".join(out.reasoning)
+        if thinking:
             content.append({"type": "thinking", "thinking": thinking, "signature": self._signer.sign(thinking)})
         text = "".join(out.text)
         if text:
