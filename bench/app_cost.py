@@ -4,7 +4,8 @@ The real app (middleware, routes, chat template, SSE) is called as an ASGI calla
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
 `--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
-`--protocol messages` streams Anthropic Messages (/v1/messages, named events) instead of chat completions.
+`--protocol messages` or `--protocol responses` streams Anthropic Messages (/v1/messages) or POST /v1/responses
+(named events) instead of chat completions.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
@@ -58,7 +61,7 @@ class InstantEngine:
             )
 
 
-PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages"}
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 
 
 async def _request(app: Any, body: bytes, path: str = PATHS["chat"]) -> int:
@@ -147,6 +150,11 @@ def messages_tools(count: int) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def responses_tools(count: int) -> list[dict[str, Any]]:
+    """The same tools in Responses' flat shape."""
+    return [{"type": "function", **tool["function"]} for tool in agent_tools(count)]
+
+
 async def measure(tokens: int, requests: int, rounds: int, tools: int = 0, protocol: str = "chat") -> dict[str, float]:
     """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
     tokenizer = load_tokenizer(ensure_dev_model())
@@ -160,20 +168,23 @@ async def measure(tokens: int, requests: int, rounds: int, tools: int = 0, proto
         max_prompt_tokens=None,
         tool_parser="llama3_json" if tools else None,
     )
-    app = create_app(ModelRegistry([model]), Settings())
+    app = create_app(ModelRegistry([model]), Settings(state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-"))))
     prompt = " ".join(f"word{i}" for i in range(60))
 
     def body(max_tokens: int) -> bytes:
         messages = [{"role": "user", "content": prompt}]
-        extra = {"tools": (messages_tools if protocol == "messages" else agent_tools)(tools)} if tools else {}
-        return json.dumps(
-            {"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True, **extra}
-        )
+        if protocol == "responses":
+            extra: dict[str, Any] = {"tools": responses_tools(tools)} if tools else {}
+            fields = {"input": messages, "max_output_tokens": max_tokens}
+        else:
+            extra = {"tools": (messages_tools if protocol == "messages" else agent_tools)(tools)} if tools else {}
+            fields = {"messages": messages, "max_tokens": max_tokens}
+        return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": True, **extra}).encode()
 
     path = PATHS[protocol]
 
     async with app.router.lifespan_context(app):
-        long_body, short_body = body(tokens).encode(), body(1).encode()
+        long_body, short_body = body(tokens), body(1)
         await _request(app, long_body, path)
         per_token, per_request = [], []
         for _ in range(rounds):

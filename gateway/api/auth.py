@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.asgi_errors import send_error
+from gateway.api.store_access import set_owner
 from gateway.errors import AuthenticationError
 
 OBSERVABILITY_PREFIXES = ("/health/", "/metrics")
@@ -30,17 +31,18 @@ class ApiKeyMiddleware:
         self._digests = [_digest(k.encode()) for k in keys if k]
         self.protect_observability = protect_observability
 
-    def _authorized(self, header: bytes | None, api_key: bytes | None) -> bool:
+    def _authorized(self, header: bytes | None, api_key: bytes | None) -> bytes | None:
+        """The key's digest when it is one of the keys."""
         if header is not None and header[:7].lower() == b"bearer ":
             given = _digest(header[7:].strip())
         elif api_key is not None:
             given = _digest(api_key.strip())
         else:
-            return False
+            return None
         matched = False
         for expected in self._digests:  # no early exit: every key is compared
             matched |= hmac.compare_digest(given, expected)
-        return matched
+        return given if matched else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request."""
@@ -57,7 +59,8 @@ class ApiKeyMiddleware:
                 header = value
             elif name == b"x-api-key" and api_key is None:
                 api_key = value
-        if not self._authorized(header, api_key):
+        digest = self._authorized(header, api_key)
+        if digest is None:
             error = AuthenticationError(
                 "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
                 if header is not None or api_key is not None
@@ -65,4 +68,5 @@ class ApiKeyMiddleware:
             )
             await send_error(scope, send, error, {"WWW-Authenticate": "Bearer"})
             return
+        set_owner(scope, "key:" + digest.hex())  # what it stores is this key's (its digest; never the key)
         await self.app(scope, receive, send)

@@ -18,7 +18,7 @@ from gateway.api.errors import ErrorShape
 from gateway.api.json_body_route import JsonBodyRoute
 from gateway.api.pipeline import GenerationRoute, serve_generation
 from gateway.api.sse import StreamStyle
-from gateway.api.state import registry_of, settings_of, track_request
+from gateway.api.state import registry_of, sealer_of, track_request
 from gateway.core.generation import Generation
 from gateway.core.planning import TraceHeaders
 from gateway.core.served_model import ServedModel
@@ -26,7 +26,8 @@ from gateway.protocols.messages.decode import count_message_tokens, messages_gen
 from gateway.protocols.messages.encode import PING
 from gateway.protocols.messages.errors import anthropic_error_body, anthropic_status
 from gateway.protocols.messages.request import CountTokensRequest, MessagesRequest
-from gateway.protocols.messages.signatures import ThinkingSigner, thinking_signer
+from gateway.protocols.messages.signatures import ThinkingSigner
+from gateway.protocols.sealing import Sealer
 
 MESSAGES_PATH_PREFIX = "/v1/messages"
 MESSAGES_ERRORS = ErrorShape(status=anthropic_status, body=anthropic_error_body)
@@ -49,9 +50,9 @@ router = APIRouter(tags=["Anthropic"], route_class=JsonBodyRoute)
 
 
 @lru_cache(maxsize=4)
-def messages_route(key: str) -> GenerationRoute[MessagesRequest]:
-    """The generation route of an app whose thinking is signed with `key` (one per app, built once)."""
-    signer = thinking_signer(key)
+def messages_route(sealer: Sealer) -> GenerationRoute[MessagesRequest]:
+    """The generation route of an app whose thinking is signed by `sealer` (one per app, built once)."""
+    signer = ThinkingSigner(sealer)
 
     async def plan(
         body: MessagesRequest, model: ServedModel, request_id: str, trace_headers: TraceHeaders
@@ -61,14 +62,10 @@ def messages_route(key: str) -> GenerationRoute[MessagesRequest]:
     return GenerationRoute(plan, MESSAGES_STREAM)
 
 
-def _signer(request: Request) -> ThinkingSigner:
-    return thinking_signer(settings_of(request).thinking_signature_key)
-
-
 @router.post("/v1/messages", response_model=None)
 async def create_message(body: MessagesRequest, request: Request) -> Response:
     """Create a message (streamed as server-sent events when `stream` is true)."""
-    return await serve_generation(request, body, messages_route(settings_of(request).thinking_signature_key))
+    return await serve_generation(request, body, messages_route(sealer_of(request)))
 
 
 @router.post("/v1/messages/count_tokens", response_model=None)
@@ -76,5 +73,5 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> Response:
     """The input tokens a message request would take: its prompt as rendered for the model."""
     model = registry_of(request).get(body.model)
     track_request(model.name, False)
-    tokens = await count_message_tokens(body, model, _signer(request))
+    tokens = await count_message_tokens(body, model, ThinkingSigner(sealer_of(request)))
     return Response(orjson.dumps({"input_tokens": tokens}), media_type="application/json")

@@ -7,8 +7,10 @@ from typing import Any
 
 from fastapi import Request
 
+from gateway.api.middleware import MAX_SESSION_ID_CHARS
 from gateway.config import Settings
 from gateway.core.served_model import ModelRegistry
+from gateway.protocols.sealing import Sealer
 from gateway.telemetry import current_request
 
 
@@ -22,6 +24,12 @@ def settings_of(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def sealer_of(request: Request) -> Sealer:
+    """The deployment's sealer (made once from --state-key)."""
+    sealer: Sealer = request.app.state.sealer
+    return sealer
 
 
 def request_id_of(_: Request) -> str:
@@ -40,6 +48,14 @@ def track_request(model: str, stream: bool, user: str | None = None) -> list[Any
     context.stream = stream
     context.user = user
     return context.streams
+
+
+def route_by_session(key: str | None) -> None:
+    """Keep this request on the upstream of its session `key` (Responses' `prompt_cache_key`), unless the client
+    named its session in the session header already."""
+    context = current_request()
+    if key and context is not None and context.session is None:
+        context.session = key[:MAX_SESSION_ID_CHARS]
 
 
 def trace_headers_of_request() -> tuple[tuple[str, str], ...]:

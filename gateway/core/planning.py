@@ -8,7 +8,6 @@ anything asked for that it cannot do is a 400 naming the protocol's field.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 from collections.abc import Callable, Sequence
@@ -16,10 +15,10 @@ from collections.abc import Callable, Sequence
 from gateway.core.agents import parser_chain, plan_agent, with_guide
 from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
 from gateway.core.processors import Processor, stop_chain
-from gateway.core.prompt import render_prompt
 from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
 from gateway.core.served_model import ServedModel
 from gateway.core.tools import check_tool_history, check_tools, template_tools
+from gateway.core.truncation import fitted_prompt
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
 
@@ -36,8 +35,7 @@ async def plan_conversation(
     options = request.options
     check_output_options(options.output, model, capabilities)
     agent = await plan_agent(request, model, capabilities)
-    prompt = render_prompt(request.conversation, model.chat_template, agent.template_tools(), request.reasoning)
-    model.check_prompt_length(prompt, request.conversation.param)
+    prompt = fitted_prompt(request.conversation, model, agent.template_tools(), request.reasoning)
     engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)
     base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
@@ -45,15 +43,16 @@ async def plan_conversation(
 
 
 async def count_prompt_tokens(request: ConversationRequest, model: ServedModel) -> int:
-    """The tokens of the prompt a conversation renders to, with its tools and reasoning options (what a generation
-    of it would report as prompt tokens); its tools and tool history are checked as a generation's are."""
+    """The tokens of the prompt `plan_conversation` would render for the request (its tools and history checked,
+    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs)."""
     checker = model.guide_checker
-    await checker.run(check_tools(request.tools, checker))
+    checks = check_tools(request.tools, checker)
     check_tool_history(request.conversation)
-    tools = template_tools(request.tools)
-    prompt = render_prompt(request.conversation, model.chat_template, tools, request.reasoning)
-    # Long prompts (an agent's tens of thousands of tokens) take milliseconds: off the event loop.
-    return await asyncio.to_thread(model.counter.count, prompt)
+    await checker.run(checks)
+    prompt = fitted_prompt(
+        request.conversation, model, template_tools(request.tools), request.reasoning, refuse_overlong=False
+    )
+    return model.counter.count(prompt)
 
 
 def plan_texts(

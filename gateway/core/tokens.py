@@ -24,17 +24,10 @@ class TokenCounter:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
-        # A fast tokenizer's Rust object encodes without transformers' per-call settings (which take a mutable
-        # borrow of it): the same ids, and safe to call from a thread while the event loop uses it too.
-        self._backend = getattr(tokenizer, "backend_tokenizer", None)
 
     def count(self, text: str) -> int:
-        """Number of tokens in `text` (thread-safe for fast tokenizers)."""
-        if not text:
-            return 0
-        if self._backend is not None:
-            return len(self._backend.encode(text, add_special_tokens=False).ids)
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        """Number of tokens in `text`."""
+        return len(self._tokenizer.encode(text, add_special_tokens=False)) if text else 0
 
 
 class ChatTemplate:

@@ -34,6 +34,7 @@ from gateway.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
+PYTHON_BACKEND_THREADS = 512
 ORPHAN_GUARD = Path(__file__).with_name("orphan_guard.py")
 
 
@@ -299,6 +300,10 @@ def start_triton(
         f"--metrics-port={ports.metrics}",
         "--disable-auto-complete-config",
         "--backend-config=python,shm-default-byte-size=4194304",
+        # A decoupled BLS call holds one of these threads until its first response (python_be.cc
+        # ExecuteBLSRequest), and responses are sent through them too: with the default 32, the 33rd BLS
+        # request waiting for its first token stalls the whole BLS model, stop requests included.
+        f"--backend-config=python,thread-pool-size={PYTHON_BACKEND_THREADS}",
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         "--exit-timeout-secs=5",
         f"--log-verbose={log_verbose}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 _END = object()
@@ -46,17 +47,37 @@ class ArrivalWatcher(Protocol):
 class DetachedStream:
     """An async iterator over batches of a call's responses, fed by a reader task that outlives the consumer."""
 
-    def __init__(self, call: Any, background: set[asyncio.Task[None]], watcher: ArrivalWatcher | None = None) -> None:
+    def __init__(
+        self,
+        call: Any,
+        background: set[asyncio.Task[None]],
+        watcher: ArrivalWatcher | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        """Start reading `call`; `on_end` is called once the call is over (ended, failed or cancelled)."""
         self._call = call
         self._watcher = watcher
+        self._on_end = on_end
         self._loop = asyncio.get_running_loop()
         self._items: deque[Any] = deque()
         self._arrived: asyncio.Future[None] | None = None  # the consumer waits on it while there is nothing
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while READ_AHEAD are unread
         self._abandoned = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self.ended = False  # the call is over
+        self.broken = False  # ...without the upstream ending it (cancelled, deadline, transport error)
+        self._background = background
         task = self._loop.create_task(self._pump())
         background.add(task)
-        task.add_done_callback(background.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        self.ended = True
+        if self._deadline is not None:
+            self._deadline.cancel()  # let go of the call now, not at its deadline
+        if self._on_end is not None:
+            self._on_end()
 
     async def _pump(self) -> None:
         try:
@@ -73,6 +94,7 @@ class DetachedStream:
                     if watcher is not None:
                         watcher.resume()
         except (Exception, asyncio.CancelledError) as exc:  # an RPC error or a cancel: the consumer gets it
+            self.broken = True
             self._put(_Failure(exc))
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # this reader itself is cancelled (loop shutdown)
@@ -118,5 +140,5 @@ class DetachedStream:
         self._make_room()
         if grace_s <= 0:
             self._call.cancel()
-        else:
-            self._loop.call_later(grace_s, self._call.cancel)
+        elif not self.ended:
+            self._deadline = self._loop.call_later(grace_s, self._call.cancel)

@@ -6,10 +6,11 @@ each a round trip through grpc's completion queue. The server sees the same HTTP
 
 Start-up never fails because Triton is down: a background task watches readiness (for /health/ready) and
 (re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
+At most `max_outstanding` calls are open at once (upstream_slots); the others wait in the gateway.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
-does not stop (TRITON_INTERFACE.md §6), gets a `stop=true` request with the same request id to `tensorrt_llm`
-and is left to end by itself (see detached_stream). A request that needs special tokens in its text, from an
-ensemble or BLS whose postprocessing drops them, calls `tensorrt_llm` directly (see special_tokens).
+does not stop (TRITON_INTERFACE.md §6), gets `stop=true` requests with the same request id to `tensorrt_llm`
+until it has ended by itself (detached_stream, stop_requests). A request that needs special tokens in its text,
+from an ensemble or BLS whose postprocessing drops them, calls `tensorrt_llm` directly (see special_tokens).
 """
 
 from __future__ import annotations
@@ -27,17 +28,22 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
-from gateway.engine.codecs import UpstreamCodec, codec_for, guided_backend_of
+from gateway.engine.codecs import ResponseDecoder, UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.special_tokens import marker_codec, postprocessing_model, skips_special_tokens
-from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER, ModelInterface, RequestBuilder
+from gateway.engine.stop_requests import StopRequests, StopTarget
+from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
+from gateway.engine.upstream_slots import UpstreamSlots
 from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.telemetry.tracing import start_span, trace_headers_of
 
 logger = logging.getLogger(__name__)
 
 STREAM_INFER_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
+# An abandoned ensemble/BLS call that stop requests have not ended by then is cancelled (a Triton that ignores
+# them must not hold the call and its slot for ever; cancelling earlier, and so many at once, risks a crash).
+ABANDONED_CALL_DEADLINE_S = 30.0
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),
@@ -68,6 +74,7 @@ class TritonEngineConfig:
     request_timeout_s: float | None = None
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
     kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
+    max_outstanding: int | None = None  # calls open at once at this upstream (None: no limit)
 
 
 class TritonEngine:
@@ -81,13 +88,15 @@ class TritonEngine:
         self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
         self._codec: UpstreamCodec | None = None
         self._marker_codec: UpstreamCodec | None = None  # direct calls for text with special tokens kept
-        self._stop_interface: ModelInterface | None = None
+        self._stop_targets: tuple[StopTarget, ...] = ()  # the engine model's first
         self._server_version: str | None = None
         self._ready = False
         self._failed_polls = 0
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._active: set[CallGuard] = set()
+        self._slots = UpstreamSlots(config.max_outstanding)
+        self._stops = StopRequests(self._send_stop, self._background)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
@@ -107,6 +116,7 @@ class TritonEngine:
 
     async def close(self) -> None:
         """Stop the watcher, let pending stop requests finish briefly, close the channel."""
+        self._stops.close()
         if self._watcher:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -210,12 +220,12 @@ class TritonEngine:
         self._marker_codec = None
         if self._codec.mode != "direct" and not keeps_special:
             self._marker_codec = self._direct_codec_for_markers(engine_config, options)
-        self._stop_interface = None
-        if self._codec.stops_engine_on_cancel or engine_config is None:
-            return
-        stop_interface = ModelInterface.from_config(engine_config)
-        if "stop" in stop_interface.inputs:
-            self._stop_interface = stop_interface
+        # tensorrt_llm stops the engine; a called model that declares a `stop` input gets the first stop too.
+        self._stop_targets = ()
+        if not self._codec.stops_engine_on_cancel:
+            engine = StopTarget.of(engine_config) if engine_config is not None else None
+            called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
+            self._stop_targets = tuple(target for target in (engine, called) if target is not None)
 
     async def _postprocessing_keeps_special_tokens(self, config: model_config_pb2.ModelConfig) -> bool:
         """Whether the text of the upstream model keeps special tokens (its postprocessing says so)."""
@@ -257,14 +267,9 @@ class TritonEngine:
         # that is down fails it at once with UNAVAILABLE), so a slow health poll under load rejects nothing.
         if codec is None or self._stream_infer is None:
             raise UpstreamUnavailableError(f"the upstream model '{self.config.model}' is not ready")
-        message, decoder = codec.open(request)
-        span = start_span(f"triton {self.config.model}", dict(request.trace_headers), {"triton.request_id": message.id})
-        metadata = tuple(trace_headers_of(span, dict(request.trace_headers)).items())
         config = self.config
-        call = self._stream_infer(
-            message.SerializeToString(), metadata=metadata or None, timeout=config.request_timeout_s
-        )
-        del message  # only the bytes stay alive while the stream is open
+        await self._take_slot()
+        call, decoder, span = self._open_call(codec, request)
         guard = CallGuard(call, config.first_token_timeout_s, config.idle_timeout_s)
         self._active.add(guard)
         finished = False
@@ -272,9 +277,10 @@ class TritonEngine:
         # "length"; without counts this stays 0 and the OpenAI layer refines it with the tokenizer).
         completion_tokens = [0] * request.num_sequences
         # Read by a task of its own: a consumer that leaves never cancels the call mid-read. A cancel does not
-        # stop an ensemble or BLS generation, and cancelled streams can crash Triton: those are ended with a
-        # stop request instead (see detached_stream); direct calls are cancelled at once.
-        batches = DetachedStream(call, self._background, guard)
+        # stop an ensemble or BLS generation, and cancelled streams can crash Triton: those are ended with stop
+        # requests instead (see detached_stream, stop_requests); direct calls are cancelled at once. The slot
+        # is given back when the call is over upstream.
+        batches = DetachedStream(call, self._background, guard, on_end=self._slots.release)
         try:
             async for batch in batches:
                 # Responses that queued up while the client was being written to go out as one delta per sequence.
@@ -295,12 +301,7 @@ class TritonEngine:
                     if final is not None and final.bool_param:
                         # The final flag ends every sequence at once (there is no per-sequence end marker).
                         finished = True
-                        for index, count in enumerate(completion_tokens):
-                            last = merged.pop(index, None) or Delta("", completion_tokens=0, sequence_index=index)
-                            last.text += decoder.flush(index)
-                            last.finish_reason = "length" if count >= request.max_tokens else "stop"
-                            merged[index] = last
-                        for last in merged.values():
+                        for last in _final_deltas(merged, decoder, completion_tokens, request.max_tokens):
                             yield last
                         return
                 for delta in merged.values():
@@ -321,14 +322,48 @@ class TritonEngine:
             guard.close()
             self._active.discard(guard)
             if not finished:
-                if codec.stops_engine_on_cancel:
-                    batches.abandon(grace_s=0.0)
-                else:
-                    batches.abandon(grace_s=config.rpc_timeout_s)
-                    self._stop_upstream(request.request_id)
+                self._stop_abandoned(batches, codec, request.request_id)
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()
+
+    def _open_call(self, codec: UpstreamCodec, request: GenerationRequest) -> tuple[Any, ResponseDecoder, Any]:
+        """Start the gRPC call (the slot is given back if that fails): the call, its decoder, its trace span."""
+        assert self._stream_infer is not None
+        try:
+            message, decoder = codec.open(request)
+            trace = dict(request.trace_headers)
+            span = start_span(f"triton {self.config.model}", trace, {"triton.request_id": message.id})
+            metadata = tuple(trace_headers_of(span, trace).items())
+            # Only the serialized bytes stay alive while the stream is open.
+            payload = message.SerializeToString()
+            call = self._stream_infer(payload, metadata=metadata or None, timeout=self.config.request_timeout_s)
+        except BaseException:
+            self._slots.release()
+            raise
+        return call, decoder, span
+
+    async def _take_slot(self) -> None:
+        """Wait for one of the upstream's `max_outstanding` slots (within the time-to-first-token limit)."""
+        limit = self.config.first_token_timeout_s
+        try:
+            await self._slots.acquire(limit)
+        except TimeoutError:
+            raise UpstreamTimeoutError(
+                f"the upstream did not take the request within {limit:g} s: "
+                f"{self._slots.in_use} requests are open there, its limit"
+            ) from None
+
+    def _stop_abandoned(self, batches: DetachedStream, codec: UpstreamCodec, request_id: str) -> None:
+        """The consumer left before the final response: end the generation upstream."""
+        if codec.stops_engine_on_cancel:
+            batches.abandon(grace_s=0.0)  # direct: the engine sees the cancel within a step
+        elif not self._stop_targets:
+            batches.abandon(grace_s=self.config.rpc_timeout_s)  # no engine model to stop: only a cancel is left
+        else:
+            # Never cancelled while the stops work: cancelling many ensemble streams crashes Triton 24.10.
+            batches.abandon(grace_s=ABANDONED_CALL_DEADLINE_S)
+            self._stops.stop(request_id, batches)
 
     def abort_all(self, error: GatewayError) -> int:
         """End every running generation with `error` (their upstream work is stopped); returns how many."""
@@ -337,25 +372,21 @@ class TritonEngine:
             guard.abort(error)
         return len(guards)
 
-    def _stop_upstream(self, request_id: str) -> None:
-        """Send `stop=true` for this request id to the engine model (in the background)."""
-        if self._stop_interface is None or self._stream_infer is None:
+    async def _send_stop(self, request_id: str, first: bool) -> None:
+        """Send `stop=true` for this request id to the engine model (the first time also to the called model)."""
+        if not self._stop_targets:
             return
-        task = asyncio.get_running_loop().create_task(self._send_stop(request_id, self._stop_interface))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        if first and len(self._stop_targets) > 1:
+            # Not awaited: a busy BLS answers late, and the engine's stops must not wait behind it.
+            task = asyncio.get_running_loop().create_task(self._stop_at(self._stop_targets[1], request_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        await self._stop_at(self._stop_targets[0], request_id)
 
-    async def _send_stop(self, request_id: str, interface: ModelInterface) -> None:
-        assert self._stream_infer is not None
-        builder = RequestBuilder(interface, request_id)
-        builder.int32_array("input_ids", [0])
-        builder.scalar("input_lengths", 0)
-        builder.scalar("request_output_len", 0)
-        builder.scalar("stop", True)
-        if "streaming" in interface.inputs:
-            builder.scalar("streaming", False)
-        builder.request_outputs(["output_ids", "sequence_length"])
-        call = self._stream_infer(builder.message.SerializeToString(), timeout=self.config.rpc_timeout_s)
+    async def _stop_at(self, target: StopTarget, request_id: str) -> None:
+        if self._stream_infer is None:
+            return
+        call = self._stream_infer(target.message(request_id), timeout=self.config.rpc_timeout_s)
         try:
             async for response in call:
                 if response.error_message:
@@ -367,3 +398,15 @@ class TritonEngine:
             logger.warning("stop request %s failed: %s", request_id, exc.code().name)
         finally:
             call.cancel()
+
+
+def _final_deltas(
+    merged: dict[int, Delta], decoder: ResponseDecoder, completion_tokens: list[int], max_tokens: int
+) -> list[Delta]:
+    """The last delta of every sequence: what arrived with the final response, the decoder's rest, the reason."""
+    for index, count in enumerate(completion_tokens):
+        last = merged.pop(index, None) or Delta("", completion_tokens=0, sequence_index=index)
+        last.text += decoder.flush(index)
+        last.finish_reason = "length" if count >= max_tokens else "stop"
+        merged[index] = last
+    return list(merged.values())

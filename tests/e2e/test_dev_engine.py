@@ -49,6 +49,7 @@ SAMPLING = {"runtime_top_k": 50, "temperature": 1.0}
 SYNTHETIC_TTFT_MS = 200.0
 SYNTHETIC_ITL_MS = 20.0
 RUNNING = re.compile(r"^dev_engine_running_requests\{[^}]*\} (\S+)$", re.MULTILINE)
+REQUEST_METRIC = re.compile(r'^nv_trt_llm_request_metrics\{[^}]*request_type="(\w+)"[^}]*\} (\S+)$', re.MULTILINE)
 
 
 @dataclass
@@ -144,6 +145,12 @@ class Engine:
         assert match, "dev_engine_running_requests missing from /metrics"
         return float(match.group(1))
 
+    async def request_metrics(self) -> dict[str, float]:
+        """The real backend's `nv_trt_llm_request_metrics` gauges by request_type."""
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(self.server.metrics_url)).text
+        return {kind: float(value) for kind, value in REQUEST_METRIC.findall(text)}
+
     async def wait_idle(self, within: float) -> float:
         """Seconds until the running gauge reads 0; fails after `within` seconds."""
         start = time.perf_counter()
@@ -186,6 +193,18 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         tmp_path_factory.mktemp("synthetic"),
         max_num_active=1024,
         synthetic_ttft_ms=SYNTHETIC_TTFT_MS,
+        synthetic_itl_ms=SYNTHETIC_ITL_MS,
+    )
+
+
+@pytest.fixture(scope="module")
+def slow_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """Two active slots and a 2 s time to first token: requests queue, and sit in their context phase."""
+    yield from _serve(
+        "synthetic",
+        tmp_path_factory.mktemp("slow-start"),
+        max_num_active=2,
+        synthetic_ttft_ms=2000,
         synthetic_itl_ms=SYNTHETIC_ITL_MS,
     )
 
@@ -438,3 +457,66 @@ async def test_generation_and_context_logits_are_the_models_raw_logits(hf: Engin
         assert token == int(np.argmax(logits))  # greedy: the chosen token is the top logit
         log_softmax = logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
         assert float(response["output_log_probs"][0, 0, 0]) == pytest.approx(log_softmax[token], abs=1e-4)
+
+
+async def test_a_stop_sent_before_its_request_arrives_does_nothing(synthetic: Engine) -> None:
+    """As TensorRT-LLM's backend: a stop for an id it has not seen is answered and forgotten."""
+    request_id = f"early-stop-{uuid.uuid4()}"
+    stop = await synthetic.generate([0], 1, request_id, stop=True)
+    assert stop.finals == [True] and not stop.error
+    reply = await synthetic.generate(PROMPT, 30, request_id, streaming=True, **SAMPLING)
+    assert len(reply.ids) == 30 and reply.finals[-1] and not reply.error
+
+
+async def _start(engine: Engine, request_id: str) -> asyncio.Task[Reply]:
+    """Start a long streaming request and give it time to reach the engine (each opens its own channel)."""
+    task = asyncio.create_task(engine.generate(PROMPT, 3000, request_id, streaming=True, **SAMPLING))
+    await asyncio.sleep(0.2)
+    return task
+
+
+async def test_request_metrics_count_active_and_context_as_the_backend_does(slow_start: Engine) -> None:
+    await slow_start.wait_idle(within=5)
+    ids = [f"metrics-{index}-{uuid.uuid4()}" for index in range(3)]
+    tasks = [await _start(slow_start, request_id) for request_id in ids]
+    await asyncio.sleep(0.5)
+    metrics = await slow_start.request_metrics()
+    # Two active (both still in their 2 s context phase), one in the engine's queue: only the running gauge
+    # counts the queued one, as the real backend exports no executor queue length.
+    assert metrics == {"active": 2, "max": 2, "scheduled": 2, "context": 2, "waiting": 0}
+    assert await slow_start.running() == 3
+    for request_id in ids:
+        await slow_start.generate([0], 1, request_id, stop=True)
+    replies = await asyncio.gather(*tasks)
+    assert all(reply.finals[-1] and not reply.ids for reply in replies)  # ended before any token
+    await slow_start.wait_idle(within=1.0)
+    assert (await slow_start.request_metrics())["active"] == 0
+
+
+async def test_cancelling_a_request_in_its_context_phase_ends_it_within_a_poll(slow_start: Engine) -> None:
+    await slow_start.wait_idle(within=5)
+    task = await _start(slow_start, f"cancel-early-{uuid.uuid4()}")
+    await asyncio.sleep(0.3)
+    assert (await slow_start.request_metrics())["context"] == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await slow_start.wait_idle(within=0.5) < 0.5  # not at its first token, 2 s after admission
+
+
+async def test_a_stopped_queued_request_keeps_its_place_until_a_slot_frees(slow_start: Engine) -> None:
+    """The executor ends a cancelled request only once it has been taken from its queue."""
+    await slow_start.wait_idle(within=5)
+    running = [f"running-{index}-{uuid.uuid4()}" for index in range(2)]
+    queued = f"queued-{uuid.uuid4()}"
+    tasks = [await _start(slow_start, request_id) for request_id in [*running, queued]]
+    await asyncio.sleep(0.3)
+    await slow_start.generate([0], 1, queued, stop=True)
+    await asyncio.sleep(0.3)
+    assert not tasks[2].done() and await slow_start.running() == 3
+    await slow_start.generate([0], 1, running[0], stop=True)
+    reply = await asyncio.wait_for(tasks[2], timeout=1.0)
+    assert reply.finals == [True] and not reply.ids and not reply.error
+    await slow_start.generate([0], 1, running[1], stop=True)
+    await asyncio.gather(*tasks[:2])
+    await slow_start.wait_idle(within=1.0)

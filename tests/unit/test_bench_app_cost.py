@@ -7,7 +7,7 @@ import pytest
 from bench import app_cost
 
 
-@pytest.mark.parametrize("protocol", ["chat", "messages"])
+@pytest.mark.parametrize("protocol", ["chat", "messages", "responses"])
 async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch, protocol: str) -> None:
     sent: list[int] = []
     real_request = app_cost._request

@@ -2,40 +2,29 @@
 
 Clients send earlier assistant turns back with their `thinking` blocks, and the template renders that text as the
 model's own reasoning: a client could otherwise put words in the model's mouth. The gateway signs each thinking
-text it returns with a per-deployment key (HMAC-SHA256; `--thinking-signature-key`, shared by workers and to be
-shared by replicas), and a thinking block whose signature does not match its text is a 400, as Anthropic's is.
+text it returns with the deployment's sealer (an HMAC under `--state-key`, which workers and replicas share), and
+a thinking block whose signature does not match its text is a 400, as Anthropic's is.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-from functools import lru_cache
+from gateway.protocols.sealing import Sealer
 
-_VERSION = "tg1."  # lets a later scheme tell its signatures apart
-_DOMAIN = b"trtllm-gateway messages thinking\x00"
+THINKING_PURPOSE = b"messages thinking"
 
 
 class ThinkingSigner:
-    """Signs and verifies thinking texts with one key."""
+    """Signs and verifies thinking texts with the deployment's sealer."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_sealer",)
 
-    def __init__(self, key: str) -> None:
-        self._key = hashlib.sha256(_DOMAIN + key.encode()).digest()
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
 
     def sign(self, thinking: str) -> str:
         """The signature of a thinking text."""
-        mac = hmac.new(self._key, thinking.encode(), hashlib.sha256).digest()
-        return _VERSION + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+        return self._sealer.sign(thinking, THINKING_PURPOSE)
 
     def verify(self, thinking: str, signature: str) -> bool:
-        """Whether `signature` is this key's signature of `thinking` (compared in constant time)."""
-        return hmac.compare_digest(self.sign(thinking).encode(), signature.encode("utf-8", "replace"))
-
-
-@lru_cache(maxsize=4)
-def thinking_signer(key: str) -> ThinkingSigner:
-    """The signer for a key (one per app; cached so that requests do not derive it again)."""
-    return ThinkingSigner(key)
+        """Whether `signature` is this deployment's signature of `thinking`."""
+        return self._sealer.verify(thinking, signature, THINKING_PURPOSE)

@@ -40,7 +40,7 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(api_keys=KEY, max_body_bytes=4096, thinking_signature_key="unit-test-key-0123456789")
+    return Settings(api_keys=KEY, max_body_bytes=4096, state_key="unit-test-key-0123456789")
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ async def test_the_keep_alive_is_a_ping_event(app: FastAPI, http: httpx.AsyncCli
 @pytest.fixture
 def limited_settings() -> Settings:
     limits = {"max_concurrent_requests": 1, "max_queued_requests": 0}
-    return Settings(api_keys=KEY, thinking_signature_key="unit-test-key-0123456789", **limits)
+    return Settings(api_keys=KEY, state_key="unit-test-key-0123456789", **limits)
 
 
 async def test_overload_and_draining_are_529_with_retry_after(

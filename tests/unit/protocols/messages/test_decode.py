@@ -11,8 +11,9 @@ from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from gateway.protocols.messages.decode import decode_messages
 from gateway.protocols.messages.request import MessagesRequest
 from gateway.protocols.messages.signatures import ThinkingSigner
+from gateway.protocols.sealing import Sealer
 
-SIGNER = ThinkingSigner("unit-test-signing-key")
+SIGNER = ThinkingSigner(Sealer("unit-test-signing-key"))
 WEATHER = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
 
 
@@ -150,7 +151,7 @@ def test_thinking_the_gateway_signed_goes_back_to_the_template_as_reasoning() ->
     "signature",
     [
         SIGNER.sign("Something else."),
-        ThinkingSigner("another-deployments-key").sign("Let me see."),
+        ThinkingSigner(Sealer("another-deployments-key")).sign("Let me see."),
         "",
         "EqQBCkgIARABGAIiQL2Ao",  # an Anthropic-style signature
     ],

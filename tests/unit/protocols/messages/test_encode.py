@@ -7,6 +7,7 @@ from gateway.core.usage import Usage
 from gateway.protocols.messages.encode import stop_reason, usage_json
 from gateway.protocols.messages.ids import call_id_of_tool_use, tool_use_id
 from gateway.protocols.messages.signatures import ThinkingSigner
+from gateway.protocols.sealing import Sealer
 
 USAGE = Usage(100, 5)
 
@@ -37,10 +38,10 @@ def test_tool_use_ids_give_the_template_back_the_models_call_ids() -> None:
 
 
 def test_signatures_are_per_key_and_per_text() -> None:
-    signer = ThinkingSigner("key-one-0123456789")
+    signer = ThinkingSigner(Sealer("key-one-0123456789"))
     signature = signer.sign("Let me think.")
     assert signer.verify("Let me think.", signature)
     assert not signer.verify("Let me think!", signature)
-    assert not ThinkingSigner("key-two-0123456789").verify("Let me think.", signature)
+    assert not ThinkingSigner(Sealer("key-two-0123456789")).verify("Let me think.", signature)
     assert not signer.verify("Let me think.", signature + "x")
     assert not signer.verify("Let me think.", "ünïcode")

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_core import EngineCore
 from dev_engine_guided import GuidedDecoding, GuideMatcher
 from dev_engine_job import GenerationJob, RequestError
+from dev_engine_metrics import EngineMetrics
 from dev_engine_sampling import make_generator, sample_token
 from transformers import AutoModelForCausalLM
 
@@ -73,9 +74,6 @@ class HFEngine(EngineCore):
                 self._generators[job] = make_generator(job.sampling.seed + job.sequence_index)
                 if job.grammar is not None:
                     self._matchers[job] = GuideMatcher(job.grammar)
-            for job in active + admitted:
-                if not job.done and job.reply.cancelled():
-                    self._finish(job)
             active = [job for job in active + admitted if not job.done]
             if active:
                 self._step(active)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,8 +36,8 @@ class Reply(Protocol):
     def send(self, response: Any, item_done: bool) -> None:
         """Send one response; `item_done` marks this batch item's last response."""
 
-    def cancelled(self) -> bool:
-        """Whether the client has cancelled the request (polled, so it may lag a little)."""
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once when the client cancels the request (it is polled, so it may lag a little)."""
 
 
 @dataclass(frozen=True)

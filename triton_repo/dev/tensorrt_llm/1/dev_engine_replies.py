@@ -7,10 +7,10 @@ thread, which keeps its responses in order.
 
 Client cancellation is polled like the real backend does (every request, every `cancellation_check_period_ms`):
 `is_cancelled()` is another IPC call, so a sender thread asks right after sending, and a watcher thread asks
-for the requests that sent nothing lately (queued, non-streaming, or between slow tokens). The scheduler only
-reads the resulting flag. Both threads go through one lock per request: once the FINAL response is sent,
-Triton frees the request's response factory, and an `is_cancelled()` racing with that send crashes the
-server (seen with 200 concurrent streams).
+for the requests that sent nothing lately (queued, non-streaming, or between slow tokens). A cancel found
+there is handed to the engine (`on_cancel`), which ends the request in its next pass. Both threads go
+through one lock per request: once the FINAL response is sent, Triton frees the request's response factory,
+and an `is_cancelled()` racing with that send crashes the server (seen with 200 concurrent streams).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import itertools
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
@@ -96,6 +97,7 @@ class DecoupledReply:
         self._ipc_lock = threading.Lock()
         self._checked_at = time.monotonic()
         self._cancelled = False
+        self._on_cancel: Callable[[], None] | None = None
         self._finished = False
 
     def expect(self, items: int) -> None:
@@ -125,6 +127,14 @@ class DecoupledReply:
                 pb_utils.Logger.log_verbose(f"dev engine: response not delivered: {exc}")
         self.poll_cancelled()
 
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once when a poll finds the request cancelled (at once if one did already)."""
+        with self._lock:
+            self._on_cancel = callback
+            cancelled = self._cancelled
+        if cancelled:
+            callback()
+
     def poll_cancelled(self) -> None:
         """Ask Triton whether the client cancelled, unless that was asked within the last period."""
         with self._ipc_lock:
@@ -133,13 +143,17 @@ class DecoupledReply:
                 return
             self._checked_at = now
             try:
-                self._cancelled = bool(self._sender.is_cancelled())
+                cancelled = bool(self._sender.is_cancelled())
             except Exception as exc:  # the request completed meanwhile
                 pb_utils.Logger.log_verbose(f"dev engine: cancellation check failed: {exc}")
-
-    def cancelled(self) -> bool:
-        """Whether the client cancelled, as of the last poll."""
-        return self._cancelled
+                return
+        if cancelled:
+            # Outside the IPC lock: the engine takes its own lock to end the request.
+            with self._lock:
+                self._cancelled = True
+                callback = self._on_cancel
+            if callback is not None:
+                callback()
 
 
 class CollectedReply:
@@ -158,6 +172,5 @@ class CollectedReply:
             self.response = response
             self.ready.set()
 
-    def cancelled(self) -> bool:
+    def on_cancel(self, callback: Callable[[], None]) -> None:
         """Non-decoupled requests are not cancelled by the dev engine."""
-        return False

@@ -26,8 +26,9 @@ import json
 import time
 from pathlib import Path
 
-from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_core import EngineCore
 from dev_engine_job import GenerationJob, RequestError
+from dev_engine_metrics import EngineMetrics
 
 SCRIPT_START = "<<script>>"
 SCRIPT_END = "<</script>>"
@@ -88,9 +89,6 @@ class ScriptedEngine(EngineCore):
             self._publish_metrics()
 
     def _step(self, job: GenerationJob) -> None:
-        if job.reply.cancelled():
-            self._finish(job)
-            return
         script = self._scripts.get(job)
         if not script:
             self._finish(job)  # the script is said: end as on end_id

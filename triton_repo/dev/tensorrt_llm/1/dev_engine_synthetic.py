@@ -22,9 +22,10 @@ import random
 import time
 from pathlib import Path
 
-from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_core import EngineCore
 from dev_engine_job import GenerationJob, RequestError
 from dev_engine_lora import LoraCache
+from dev_engine_metrics import EngineMetrics
 from dev_engine_prefix_cache import PrefillLane, PrefixCache
 
 # Multi-byte words: split into several byte-level tokens by a BPE trained on mostly-ASCII text.
@@ -174,9 +175,6 @@ class SyntheticEngine(EngineCore):
 
     def _emit(self, stream: _Stream, due: float) -> None:
         job = stream.job
-        if job.reply.cancelled():
-            self._finish(job)
-            return
 
         def sample() -> tuple[int, float]:
             token = stream.next_token(self._vocabulary)

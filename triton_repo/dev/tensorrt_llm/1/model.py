@@ -11,11 +11,14 @@ engine, including its less convenient habits, so that a gateway tested against i
   stop words end it and are returned; `min_tokens` holds both off; bad words are never completed;
 - no `runtime_top_k` and no `runtime_top_p` means greedy decoding whatever the temperature, and a request
   without `seed` uses seed 0: the same prompt gives the same text, as TensorRT-LLM does;
-- a request with `stop`=true ends all running requests with the same Triton request id (each sends a final
-  response) and is itself answered with an empty final response;
+- a request with `stop`=true ends all queued and running requests with the same Triton request id (each sends a
+  final response) and is itself answered with an empty final response; a stop for an id that has not arrived
+  yet does nothing, so a request that reaches the engine after its stop runs to its end (dev_engine_core);
 - a client cancel of a direct stream ends generation within one step (checked every 100 ms, like the real
-  backend's `cancellation_check_period_ms`); through an ensemble Triton does not pass the cancel on, so
-  generation continues there, exactly as in production;
+  backend's `cancellation_check_period_ms`), also before the first token; a queued request that is stopped or
+  cancelled is ended when it would have been admitted, as the executor does; through an ensemble Triton marks
+  only the steps it schedules after the cancel as cancelled, so a generation that has started continues, as in
+  production;
 - a batch of N items in one request gets each item's responses; only the very last one is FINAL, and
   `batch_index` tells them apart;
 - `num_return_sequences` N gives N sequences, each in its own responses tagged with `sequence_index`, and
@@ -31,8 +34,9 @@ engine, including its less convenient habits, so that a gateway tested against i
 Engines (parameter `engine`): `hf` runs a transformers model from `model_dir` with in-flight batching
 (enforcing guided decoding when `guided_decoding_backend` and `xgrammar_tokenizer_info_path` are filled);
 `synthetic` emits timed pseudo-random tokens (for load tests); `scripted` emits the text that the prompt's
-last `<<script>>...<</script>>` span gives (dev_engine_scripted). Metrics: `dev_engine_running_requests`
-(gauge: queued + generating) and `dev_engine_generated_tokens_total` on Triton's /metrics.
+last `<<script>>...<</script>>` span gives (dev_engine_scripted). Metrics (dev_engine_metrics): the real
+backend's `nv_trt_llm_request_metrics`, and `dev_engine_running_requests` (queued + generating) and
+`dev_engine_generated_tokens_total`.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ import traceback
 from typing import Any
 
 import triton_python_backend_utils as pb_utils
-from dev_engine_core import EngineCore, EngineMetrics
+from dev_engine_core import EngineCore
 from dev_engine_io import error_response, is_stop_request, read_jobs
 from dev_engine_job import RequestError
+from dev_engine_metrics import EngineMetrics
 from dev_engine_replies import FINAL, CollectedReply, DecoupledReply, SenderPool
 
 DEFAULT_MAX_NUM_ACTIVE = 64
@@ -70,9 +75,11 @@ class TritonPythonModel:
         kind = _parameter(parameters, "engine", "synthetic")
         model_dir = _parameter(parameters, "model_dir", "")
         max_num_active = int(_parameter(parameters, "max_num_active", str(DEFAULT_MAX_NUM_ACTIVE)))
-        metrics = EngineMetrics(
-            {"model": args["model_name"], "version": args["model_version"], "instance": args["model_instance_name"]}
-        )
+        backend_labels = {"model": args["model_name"], "version": args["model_version"]}
+        if sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) > 1:
+            # The real backend's labels would make the instances overwrite each other's values.
+            backend_labels["instance"] = args["model_instance_name"]
+        metrics = EngineMetrics({**backend_labels, "instance": args["model_instance_name"]}, backend_labels)
         self._engine: EngineCore
         if kind == "hf":
             from dev_engine_hf import HFEngine
