@@ -1,5 +1,5 @@
-"""Claude Code (`@anthropic-ai/claude-code` from npm, tests/e2e/claude_code) in print mode against the gateway on the
-real Triton: `ANTHROPIC_BASE_URL` at the gateway, an API key the gateway checks, and a model it serves.
+"""Claude Code (`@anthropic-ai/claude-code` from npm, pinned in tests/e2e/node) in print mode against the gateway on
+the real Triton: `ANTHROPIC_BASE_URL` at the gateway, an API key the gateway checks, and a model it serves.
 
 The scripted engine on the Qwen-vocabulary dev model says what the last `<<script>>` span of the prompt says. The
 first turn's script (in the user's prompt) thinks and calls Claude Code's own Read tool on a file; Claude Code runs
@@ -24,14 +24,14 @@ from tests.e2e.conftest import GatewayProcess, start_gateway, stop_gateway
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-e2e-claude-code"
-CLAUDE = Path(__file__).parent / "claude_code" / "node_modules" / ".bin" / "claude"
+CLAUDE = Path(__file__).parent / "node" / "node_modules" / ".bin" / "claude"
 ANSWER = "The notes say the build is green."
 
 
 @pytest.fixture(scope="module")
 def qwen_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     if not CLAUDE.exists():
-        pytest.skip("Claude Code is not installed: npm ci --prefix tests/e2e/claude_code (.ci/run does)")
+        pytest.skip("Claude Code is not installed: npm ci --prefix tests/e2e/node (as .ci/run does)")
     with dev_triton(DevStackOptions(engine="scripted", family="qwen", synthetic_itl_ms=1.0)) as server:
         process = start_gateway(server, tmp_path_factory.mktemp("claude-code"), "--api-keys", KEY)
         yield process
