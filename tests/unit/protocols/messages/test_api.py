@@ -185,6 +185,26 @@ async def test_a_tampered_thinking_block_is_refused(sdk: anthropic.AsyncAnthropi
     assert "messages[1].content[0].signature" in caught.value.message
 
 
+async def test_thinking_signed_by_one_replica_verifies_on_another_with_the_same_state_key(
+    http: httpx.AsyncClient, engine: FakeEngine, tokenizer: Any
+) -> None:
+    engine.pieces = THINKING_THEN_TEXT
+    first = (await http.post("/v1/messages", json=body(), headers={"x-api-key": KEY})).json()
+    replayed = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": "Go"},
+    ]
+    statuses = []
+    for state_key in ("unit-test-key-0123456789", "another-replicas-key-0123"):
+        model = ServedModel(DEV_MODEL_NAME, engine, ChatTemplate(tokenizer), TokenCounter(tokenizer), 16, 1000)
+        replica = create_app(ModelRegistry([model]), Settings(api_keys=KEY, state_key=state_key))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url="http://replica") as other:
+            answer = await other.post("/v1/messages", json=body(messages=replayed), headers={"x-api-key": KEY})
+            statuses.append(answer.status_code)
+    assert statuses == [200, 400]
+
+
 async def test_stop_reasons(sdk: anthropic.AsyncAnthropic, engine: FakeEngine) -> None:
     engine.pieces = ["Hello", " EN", "D and more"]
     stopped = await sdk.messages.create(**body(stop_sequences=["NOPE", "END"]))
