@@ -124,6 +124,20 @@ OPERATIONS = {
     "POST /v1/completions": True,
     "POST /v1/messages": True,
     "POST /v1/messages/count_tokens": True,
+    "POST /v1/responses": True,
+    "POST /v1/responses/input_tokens": True,
+    "GET /v1/responses/{response_id}": True,  # stream, starting_after
+    "DELETE /v1/responses/{response_id}": False,
+    "POST /v1/responses/{response_id}/cancel": False,
+    "GET /v1/responses/{response_id}/input_items": True,  # after, limit, order
+    "POST /v1/conversations": True,
+    "GET /v1/conversations/{conversation_id}": False,
+    "POST /v1/conversations/{conversation_id}": True,
+    "DELETE /v1/conversations/{conversation_id}": False,
+    "GET /v1/conversations/{conversation_id}/items": True,
+    "POST /v1/conversations/{conversation_id}/items": True,
+    "GET /v1/conversations/{conversation_id}/items/{item_id}": False,
+    "DELETE /v1/conversations/{conversation_id}/items/{item_id}": False,
     "GET /v1/models": False,
     "GET /v1/models/{model_id}": False,  # a string path parameter: nothing to violate
     "GET /health/live": False,
