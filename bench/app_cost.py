@@ -4,7 +4,8 @@ The real app (middleware, routes, chat template, SSE) is called as an ASGI calla
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
 `--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
-`--protocol responses` streams POST /v1/responses (named events) instead of chat completions.
+`--protocol messages` or `--protocol responses` streams Anthropic Messages (/v1/messages) or POST /v1/responses
+(named events) instead of chat completions.
 """
 
 from __future__ import annotations
@@ -60,8 +61,12 @@ class InstantEngine:
             )
 
 
-async def _request(app: Any, body: bytes, path: str = "/v1/chat/completions") -> int:
-    """One streamed request through the ASGI app; returns how many messages it sent."""
+PATHS = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
+
+
+async def _request(app: Any, body: bytes, path: str = PATHS["chat"]) -> int:
+    """One streamed request (a chat completion by default) through the ASGI app; returns how many messages it
+    sent."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -136,6 +141,15 @@ def agent_tools(count: int) -> list[dict[str, Any]]:
     ]
 
 
+def messages_tools(count: int) -> list[dict[str, Any]]:
+    """The same tools in Messages' shape."""
+    return [
+        {"name": tool["function"]["name"], "description": tool["function"]["description"],
+         "input_schema": tool["function"]["parameters"]}
+        for tool in agent_tools(count)
+    ]  # fmt: skip
+
+
 def responses_tools(count: int) -> list[dict[str, Any]]:
     """The same tools in Responses' flat shape."""
     return [{"type": "function", **tool["function"]} for tool in agent_tools(count)]
@@ -157,17 +171,17 @@ async def measure(tokens: int, requests: int, rounds: int, tools: int = 0, proto
     app = create_app(ModelRegistry([model]), Settings(state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-"))))
     prompt = " ".join(f"word{i}" for i in range(60))
 
-    path = "/v1/responses" if protocol == "responses" else "/v1/chat/completions"
-
     def body(max_tokens: int) -> bytes:
         messages = [{"role": "user", "content": prompt}]
         if protocol == "responses":
             extra: dict[str, Any] = {"tools": responses_tools(tools)} if tools else {}
             fields = {"input": messages, "max_output_tokens": max_tokens}
         else:
-            extra = {"tools": agent_tools(tools)} if tools else {}
+            extra = {"tools": (messages_tools if protocol == "messages" else agent_tools)(tools)} if tools else {}
             fields = {"messages": messages, "max_tokens": max_tokens}
         return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": True, **extra}).encode()
+
+    path = PATHS[protocol]
 
     async with app.router.lifespan_context(app):
         long_body, short_body = body(tokens), body(1)
@@ -191,7 +205,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
     parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
     parser.add_argument("--tools", type=int, default=0, help="agent-sized tools sent with every request")
-    parser.add_argument("--protocol", choices=["chat", "responses"], default="chat", help="the streamed endpoint")
+    parser.add_argument("--protocol", choices=sorted(PATHS), default="chat", help="the streamed API (default chat)")
     args = parser.parse_args()
     import uvloop
 

@@ -7,13 +7,13 @@ import pytest
 from bench import app_cost
 
 
-@pytest.mark.parametrize("protocol", ["chat", "responses"])
+@pytest.mark.parametrize("protocol", ["chat", "messages", "responses"])
 async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch, protocol: str) -> None:
     sent: list[int] = []
     real_request = app_cost._request
 
     async def counting(app, body: bytes, path: str) -> int:
-        assert path == ("/v1/responses" if protocol == "responses" else "/v1/chat/completions")
+        assert path == app_cost.PATHS[protocol]
         count = await real_request(app, body, path)
         sent.append(count)
         return count
