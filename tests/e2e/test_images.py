@@ -1,6 +1,6 @@
 """Images through the real Triton: the dev vision stack (the multimodal ensemble or the BLS, the stand-in
 `multimodal_encoders`, the scripted engine that says the colours of the images it was given), driven by the
-openai SDK, LangChain and LiteLLM; image URLs served by local test servers that record every request, so the
+openai SDK (chat and Responses), the anthropic SDK (Messages), LangChain and LiteLLM; image URLs served by local test servers that record every request, so the
 SSRF cases show that the gateway fetched nothing it must not.
 """
 
@@ -183,6 +183,31 @@ def test_responses_take_input_images_in_order_streamed_and_from_history(
         )
     body: dict[str, str] = refused.value.body  # type: ignore[assignment]
     assert body["param"] == "input[0].content[1].image_url" and "non-public" in body["message"], body
+
+
+def test_anthropic_image_blocks_in_order_streamed_with_image_tokens(
+    gateway: GatewayProcess, allowed: ImageServer
+) -> None:
+    anthropic = pytest.importorskip("anthropic")
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0, timeout=60)
+    red = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png(RED)).decode()}
+    content = [{"type": "text", "text": SAY_COLOURS}, {"type": "image", "source": red},
+               {"type": "image", "source": {"type": "url", "url": allowed.url("/blue.png")}}]  # fmt: skip
+    reply = client.messages.create(model=gateway.model, max_tokens=50, messages=[{"role": "user", "content": content}])
+    assert reply.content[0].text == "I see #ff0000 #0000ff."  # type: ignore[union-attr]
+    with client.messages.stream(
+        model=gateway.model, max_tokens=50, messages=[{"role": "user", "content": content[:2]}]
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert streamed.content[0].text == "I see #ff0000."  # type: ignore[union-attr]
+    assert reply.usage.input_tokens - streamed.usage.input_tokens >= FEATURES_PER_IMAGE  # the second image's rows
+    metadata = {"type": "image", "source": {"type": "url", "url": "http://169.254.169.254/latest/"}}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(
+            model=gateway.model, max_tokens=5, messages=[{"role": "user", "content": [content[0], metadata]}]
+        )
+    message = refused.value.body["error"]["message"]  # type: ignore[index]
+    assert "messages[0].content[1].source" in message and "non-public" in message, message
 
 
 # --- fetching safely: every refusal a 400 naming the part, nothing fetched that must not be ----------------------
