@@ -1,7 +1,7 @@
 """Images through the real Triton: the dev vision stack (the multimodal ensemble or the BLS, the stand-in
 `multimodal_encoders`, the scripted engine that says the colours of the images it was given), driven by the
-openai SDK (chat and Responses), the anthropic SDK (Messages), LangChain and LiteLLM; image URLs served by local test servers that record every request, so the
-SSRF cases show that the gateway fetched nothing it must not.
+openai SDK (chat and Responses), the anthropic SDK (Messages), LangChain and LiteLLM; image URLs served by local
+test servers that record every request, so the SSRF cases show that the gateway fetched nothing it must not.
 """
 
 from __future__ import annotations
