@@ -6,19 +6,19 @@
 - Claude Code's billing header (a text block `x-anthropic-billing-header: ...; cch=<nonce>;`, different on every
   request) is dropped wherever it appears, so that consecutive turns share their prefix;
 - user blocks: `text`, `image` (its `source`: `base64` with `media_type` and `data`, or `url`; in its place among
-  the text, for a vision model), and `tool_result` (a string or text blocks, `is_error`), which become tool turns
-  ahead of the user's own text, as they answer the assistant turn before;
+  the text, for a vision model), and `tool_result` (a string or text and image blocks, `is_error`), which become
+  tool turns ahead of the user's own text, as they answer the assistant turn before;
 - assistant blocks: `text`, `tool_use` (its `input` object as the call's arguments), `thinking` (its signature
   checked, its text given back to the template as the turn's reasoning) and `redacted_thinking` (accepted and
   not rendered: the gateway never issues one, so it holds nothing this model said);
-- `document` and server-tool blocks, images by `file_id` and images outside user messages are refused with a 400
+- `document` and server-tool blocks, images by `file_id` and images in assistant messages are refused with a 400
   naming the block and its type (or field), and so is a final assistant message (a prefill to continue: the chat
   template would close it instead).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from gateway.core.request import Conversation, ImagePart, ToolCall, Turn
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
@@ -138,32 +138,41 @@ def _tool_result(block: dict[str, Any], at: str) -> Turn:
     is_error = block.get("is_error")
     if is_error is not None and not isinstance(is_error, bool):
         raise InvalidRequestError("'is_error' must be a boolean", param=f"{at}.is_error")
+    parts = _tool_result_parts(block.get("content"), f"{at}.content")
+    images = any(isinstance(part, ImagePart) for part in parts)
     return Turn(
         "tool",
-        _tool_result_text(block.get("content"), f"{at}.content"),
+        "".join(part for part in parts if isinstance(part, str)),
         param=at,
         call_id=call_id_of_tool_use(call_id),
         call_id_param=f"{at}.tool_use_id",
         is_error=bool(is_error),
+        content=tuple(parts) if images else (),
     )
 
 
-def _tool_result_text(content: Any, where: str) -> str:
-    """A tool result's content: a string, or its text blocks one per line. `tool_reference` blocks (Claude Code's
-    tool search) name a tool to load: every tool is in the prompt already, so they add nothing."""
+def _tool_result_parts(content: Any, where: str) -> list[str | ImagePart]:
+    """A tool result's content: a string, or its text and image blocks in order, one per line (a screenshot or an
+    image file a tool read). `tool_reference` blocks (Claude Code's tool search) name a tool to load: every tool is
+    in the prompt already, so they add nothing."""
     if content is None or isinstance(content, str):
-        return content or ""
+        return [content] if content else []
     if not isinstance(content, list):
         raise InvalidRequestError("A tool result's content must be a string or a list of blocks", param=where)
-    texts = []
+    parts: list[str | ImagePart] = []
     for index, block in enumerate(content):
         at = f"{where}[{index}]"
         kind = block_type(block, at)
+        if kind == "tool_reference":
+            continue
         if kind == "text":
-            texts.append(block_text(block, at))
-        elif kind != "tool_reference":
+            part: str | ImagePart = block_text(block, at)
+        elif kind == "image":
+            part = _image(block, at)
+        else:
             _refuse(kind, at, "tool_result")
-    return "\n".join(texts)
+        parts += ["\n", part] if parts else [part]
+    return parts
 
 
 def _assistant_turn(blocks: list[dict[str, Any]], where: str, signer: ThinkingSigner) -> Turn:
@@ -232,10 +241,11 @@ def block_text(block: dict[str, Any], at: str) -> str:
     return text
 
 
-def _refuse(kind: str, at: str, where: str) -> None:
+def _refuse(kind: str, at: str, where: str) -> NoReturn:
     if kind == "image":
-        raise UnsupportedFeatureError(f"'image' blocks are taken in user messages only, not in {where} content",
-                                      param=f"{at}.type")  # fmt: skip
+        raise UnsupportedFeatureError(
+            f"'image' blocks are taken in user messages and tool results, not in {where} content", param=f"{at}.type"
+        )
     if kind in _MEDIA:
         raise UnsupportedFeatureError(f"'{kind}' content blocks are not supported", param=f"{at}.type")
     shown = kind if len(kind) <= 64 else kind[:64] + "..."

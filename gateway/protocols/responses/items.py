@@ -7,13 +7,13 @@
   assistant messages come as the API returned them or without `id` and `status`, with empty content, as Codex
   sends them;
 - `function_call` (`call_id`, `name`, `arguments` as a string: a JSON object, or kept as written when the model
-  cut it short) and `function_call_output` (`call_id`, `output` a string or text parts): a tool turn, which the
-  core checks answers an earlier call (`input[i].call_id` named otherwise);
+  cut it short) and `function_call_output` (`call_id`, `output` a string or text and image parts): a tool turn,
+  which the core checks answers an earlier call (`input[i].call_id` named otherwise);
 - `reasoning`: its `reasoning_text` content, or what its `encrypted_content` seals (checked, 400 when altered),
   or its summary, given to the template as the assistant's reasoning (chat's `reasoning_content`).
 Consecutive assistant-side items (reasoning, messages, calls) make one assistant turn, as one model turn wrote
-them. `instructions` is this request's system turn, before everything else. Images by `file_id`, images outside
-user messages, files, audio and the items of tools the gateway does not have are a 400 naming their field.
+them. `instructions` is this request's system turn, before everything else. Images by `file_id`, images in system
+or assistant messages, files, audio and the items of tools the gateway does not have are a 400 naming their field.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def _item_turns(items: list[Any], sealer: Sealer, field: str = "input") -> list[
             turns.append(_message_turn(role, item.get("content"), where))
         elif kind == "function_call_output":
             call_id = _required_string(item, "call_id", where)
-            output = content_text(item.get("output"), f"{where}.output")
-            turns.append(Turn("tool", output, param=where, call_id=call_id, call_id_param=f"{where}.call_id"))
+            text, content = _with_images(item.get("output"), f"{where}.output")
+            turns.append(Turn("tool", text, where, call_id=call_id, call_id_param=f"{where}.call_id", content=content))
         else:
             _refuse_item(kind, where)
     return turns
@@ -144,12 +144,20 @@ def reasoning_text(item: dict[str, Any], where: str, sealer: Sealer) -> str:
 
 
 def _message_turn(role: Role, content: Any, where: str) -> Turn:
-    if role != "user" or not isinstance(content, list):
+    if role != "user":
         return Turn(role, content_text(content, f"{where}.content"), param=where)
-    parts = content_parts(content, f"{where}.content", images=True)
+    text, parts = _with_images(content, f"{where}.content")
+    return Turn(role, text, param=where, content=parts)
+
+
+def _with_images(content: Any, where: str) -> tuple[str, tuple[str | ImagePart, ...]]:
+    """Content that may hold images (a user message's, a tool's output): its text, and its parts when it has
+    images."""
+    if not isinstance(content, list):
+        return content_text(content, where), ()
+    parts = content_parts(content, where, images=True)
     text = "".join(part for part in parts if isinstance(part, str))
-    with_images = any(isinstance(part, ImagePart) for part in parts)
-    return Turn(role, text, param=where, content=tuple(parts) if with_images else ())
+    return text, tuple(parts) if any(isinstance(part, ImagePart) for part in parts) else ()
 
 
 def content_text(content: Any, where: str) -> str:
@@ -176,7 +184,8 @@ def content_parts(content: Any, where: str, images: bool) -> list[str | ImagePar
             parts.append(_image(part, part_where))
         elif kind == "input_image":
             raise UnsupportedFeatureError(
-                "input_image parts are taken in user messages only", param=f"{part_where}.type"
+                "input_image parts are taken in user messages and function call outputs only",
+                param=f"{part_where}.type",
             )
         elif kind in _UNSUPPORTED_PARTS:
             raise UnsupportedFeatureError(

@@ -52,12 +52,25 @@ def test_blocks_keep_their_order_and_name_their_place() -> None:
     )
 
 
+def test_a_tool_result_may_hold_images_one_block_per_line() -> None:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/tmp/a.png"}}
+    blocks = [text("the file:"), url_image("https://a/x.png"), {"type": "tool_reference", "tool_name": "x"}]
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": blocks}
+    messages = [{"role": "user", "content": "read it"}, {"role": "assistant", "content": [call]},
+                {"role": "user", "content": [result]}]  # fmt: skip
+    tool = decode(messages=messages).conversation.turns[-1]
+    assert (tool.role, tool.text) == ("tool", "the file:\n")
+    assert tool.content == (
+        "the file:",
+        "\n",
+        ImagePart("https://a/x.png", "auto", "messages[2].content[0].content[1].source"),
+    )
+
+
 @pytest.mark.parametrize(
     ("role", "block", "param", "unsupported"),
     [
         ("assistant", url_image("https://a/x.png"), "content[0].type", True),
-        ("user", {"type": "tool_result", "tool_use_id": "t", "content": [url_image("https://a/x.png")]},
-         "content[0].content[0].type", True),
         ("user", {"type": "image", "source": {"type": "file", "file_id": "f"}}, "content[0].source.type", True),
         ("user", {"type": "image"}, "content[0].source", False),
         ("user", {"type": "image", "source": {"type": "url"}}, "content[0].source.url", False),
@@ -117,3 +130,17 @@ async def test_bad_or_unserved_images_are_anthropic_400s_naming_the_block(
     response = await client.post("/v1/messages", json=body)
     assert response.status_code == 400 and "takes no images" in response.json()["error"]["message"]
     assert fake_engine.requests == []
+
+
+async def test_an_image_a_tool_returned_reaches_the_engine_in_the_tool_turn(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/tmp/a.png"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [text("shot"), base64_image(BLUE)]}
+    messages = [{"role": "user", "content": [text("read it"), base64_image(RED)]},
+                {"role": "assistant", "content": [call]}, {"role": "user", "content": [result]}]  # fmt: skip
+    response = await client.post("/v1/messages", json={"model": DEV_MODEL_NAME, "max_tokens": 10, "messages": messages})
+    assert response.status_code == 200, response.text
+    (request,) = fake_engine.requests
+    assert [i.data for i in request.images] == [RED, BLUE]
+    assert request.prompt.index("read it<image>") < request.prompt.index("shot\n<image>")

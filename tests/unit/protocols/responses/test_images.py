@@ -48,6 +48,14 @@ def test_parts_keep_their_order_and_name_their_place() -> None:
     )
 
 
+def test_a_function_call_output_may_hold_images() -> None:
+    call = {"type": "function_call", "call_id": "c1", "name": "screenshot", "arguments": "{}"}
+    output = {"type": "function_call_output", "call_id": "c1", "output": [text("shot: "), image("https://a/s.png")]}
+    tool = conversation_of([user(text("look")), call, output], None, SEALER).turns[-1]
+    assert (tool.role, tool.text, tool.call_id) == ("tool", "shot: ", "c1")
+    assert tool.content == ("shot: ", ImagePart("https://a/s.png", "auto", "input[2].output[1].image_url"))
+
+
 def test_a_text_only_message_carries_no_parts() -> None:
     assert conversation_of([user(text("a"), text("b"))], None, SEALER).turns[0].content == ()
 
@@ -57,11 +65,6 @@ def test_a_text_only_message_carries_no_parts() -> None:
     [
         ([{"role": "assistant", "content": [image("https://a/x.png")]}], "input[0].content[0].type", True),
         ([{"role": "system", "content": [image("https://a/x.png")]}], "input[0].content[0].type", True),
-        (
-            [{"type": "function_call_output", "call_id": "c", "output": [image("https://a/x.png")]}],
-            "input[0].output[0].type",
-            True,
-        ),
         ([user({"type": "input_image", "file_id": "file-1"})], "input[0].content[0].file_id", True),
         ([user({"type": "input_image"})], "input[0].content[0].image_url", False),
         ([user(image("https://a/x.png", detail="ultra"))], "input[0].content[0].detail", False),
