@@ -15,6 +15,7 @@ MODULES = [
     "gateway.cli",
     "gateway.devstack",
     "gateway.devstack.dev_model",
+    "gateway.state.sqlite",  # the default store, imported when the app starts (aiosqlite)
     "uvicorn",
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.httptools_impl",
