@@ -4,6 +4,9 @@ The real app (middleware, routes, chat template, SSE) is called as an ASGI calla
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
 `--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
+`--upstream ensemble|bls|direct` puts the real TritonEngine (pool, codec, reader task, call guard) in place of the
+instant engine, over an in-process stand-in for Triton's gRPC channel (bench/fake_triton.py): the engine's own
+per-response Python is then measured too, still without grpc or a network.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from gateway.app import create_app
+from bench.fake_triton import fake_triton
+from gateway.app import build_registry, create_app
 from gateway.config import Settings
 from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
@@ -133,20 +138,62 @@ def agent_tools(count: int) -> list[dict[str, Any]]:
     ]
 
 
-async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> dict[str, float]:
-    """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
-    tokenizer = load_tokenizer(ensure_dev_model())
+UPSTREAM_MODELS = {"ensemble": "ensemble", "bls": "tensorrt_llm_bls", "direct": "tensorrt_llm"}
+# What the stand-in Triton streams (one token per response), cycled: dev-tokenizer tokens of ordinary prose.
+SAMPLE_TEXT = (
+    "The gateway reads each response of the upstream, turns it into an event of the choice it belongs to, and "
+    "writes that event to the client as soon as it arrives, unless the client is still reading the last one."
+)
+
+
+def instant_registry(tokenizer: Any, tools: int, max_tokens: int) -> ModelRegistry:
+    """The dev model served by the instant engine."""
     model = ServedModel(
         name=DEV_MODEL_NAME,
         engine=InstantEngine(),
         chat_template=ChatTemplate(tokenizer),
         counter=TokenCounter(tokenizer),
         default_max_tokens=16,
-        max_tokens_limit=max(tokens, 16),
+        max_tokens_limit=max(max_tokens, 16),
         max_prompt_tokens=None,
         tool_parser="llama3_json" if tools else None,
     )
-    app = create_app(ModelRegistry([model]), Settings())
+    return ModelRegistry([model])
+
+
+def upstream_settings(model_dir: Path, upstream: str, tools: int, max_tokens: int) -> Settings:
+    """The settings of a gateway in front of the stand-in Triton, calling the model of the upstream mode."""
+    return Settings(
+        tokenizer=model_dir,
+        served_model_name=DEV_MODEL_NAME,
+        triton_url="fake-triton:8001",
+        triton_model=UPSTREAM_MODELS[upstream],
+        default_max_tokens=16,
+        max_tokens_limit=max(max_tokens, 16),
+        tool_call_parser="llama3_json" if tools else "none",
+        reasoning_parser="none",
+    )
+
+
+async def measure(
+    tokens: int, requests: int, rounds: int, tools: int = 0, upstream: str = "instant"
+) -> dict[str, float]:
+    """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
+    model_dir = ensure_dev_model()
+    tokenizer = load_tokenizer(model_dir)
+    if upstream == "instant":
+        app = create_app(instant_registry(tokenizer, tools, tokens), Settings())
+        async with app.router.lifespan_context(app):
+            return await _rounds(app, tokens, requests, rounds, tools)
+    ids = tokenizer.encode(SAMPLE_TEXT, add_special_tokens=False)
+    with fake_triton(model_dir, [(token, tokenizer.decode([token])) for token in ids]):
+        settings = upstream_settings(model_dir, upstream, tools, tokens)
+        app = create_app(build_registry(settings), settings)
+        async with app.router.lifespan_context(app):
+            return await _rounds(app, tokens, requests, rounds, tools)
+
+
+async def _rounds(app: Any, tokens: int, requests: int, rounds: int, tools: int) -> dict[str, float]:
     prompt = " ".join(f"word{i}" for i in range(60))
 
     def body(max_tokens: int) -> bytes:
@@ -154,20 +201,19 @@ async def measure(tokens: int, requests: int, rounds: int, tools: int = 0) -> di
         extra = {"tools": agent_tools(tools)} if tools else {}
         return json.dumps(
             {"model": DEV_MODEL_NAME, "messages": messages, "max_tokens": max_tokens, "stream": True, **extra}
-        )
+        ).encode()
 
-    async with app.router.lifespan_context(app):
-        long_body, short_body = body(tokens).encode(), body(1).encode()
+    long_body, short_body = body(tokens), body(1)
+    await _request(app, long_body)
+    per_token, per_request = [], []
+    for _ in range(rounds):
+        started = time.process_time()
         await _request(app, long_body)
-        per_token, per_request = [], []
-        for _ in range(rounds):
-            started = time.process_time()
-            await _request(app, long_body)
-            per_token.append((time.process_time() - started) / tokens)
-            started = time.process_time()
-            for _ in range(requests):
-                await _request(app, short_body)
-            per_request.append((time.process_time() - started) / requests)
+        per_token.append((time.process_time() - started) / tokens)
+        started = time.process_time()
+        for _ in range(requests):
+            await _request(app, short_body)
+        per_request.append((time.process_time() - started) / requests)
     return {"per_token_us": min(per_token) * 1e6, "per_request_us": min(per_request) * 1e6}
 
 
@@ -178,12 +224,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
     parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
     parser.add_argument("--tools", type=int, default=0, help="agent-sized tools sent with every request")
+    parser.add_argument(
+        "--upstream",
+        choices=["instant", *UPSTREAM_MODELS],
+        default="instant",
+        help="instant: an engine that yields at once; else the TritonEngine over a stand-in Triton in this mode",
+    )
     args = parser.parse_args()
     import uvloop
 
-    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools))
+    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools, args.upstream))
     print(
-        f"app CPU per streamed token: {result['per_token_us']:.2f} µs; "
+        f"{args.upstream}: app CPU per streamed token: {result['per_token_us']:.2f} µs; "
         f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"
     )
 
