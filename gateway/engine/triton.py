@@ -288,7 +288,8 @@ class TritonEngine:
                 for response in batch:
                     if response.error_message:
                         raise translate_stream_error(response.error_message)
-                    delta = decoder.feed(response.infer_response)
+                    infer = response.infer_response  # a new wrapper object per access
+                    delta = decoder.feed(infer)
                     sequence = delta.sequence_index
                     if delta.completion_tokens is not None and sequence < request.num_sequences:
                         completion_tokens[sequence] += delta.completion_tokens
@@ -297,7 +298,7 @@ class TritonEngine:
                         merged[sequence] = delta
                     else:
                         earlier.extend(delta)
-                    final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
+                    final = infer.parameters.get(FINAL_RESPONSE_PARAMETER)
                     if final is not None and final.bool_param:
                         # The final flag ends every sequence at once (there is no per-sequence end marker).
                         finished = True
