@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, health, metrics, models
+from gateway.api import chat, completions, conversations, health, metrics, models, responses, stored_responses
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
+from gateway.api.background import BackgroundRunner
 from gateway.api.connections import GUARD_STATE_KEY, ConnectionGuard, connection_limit
 from gateway.api.drain import DrainCoordinator
 from gateway.api.errors import ErrorShapes, install_error_handlers
@@ -24,6 +25,7 @@ from gateway.api.head import HeadAsGetMiddleware
 from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
+from gateway.api.store_access import StoreService, store_config
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
 from gateway.core.model_parsers import resolve_parsers, special_markers
@@ -38,6 +40,7 @@ from gateway.engine.triton import TritonEngine, TritonEngineConfig
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
+from gateway.protocols.sealing import Sealer, deployment_secret
 from gateway.telemetry import GatewayMetrics, configure_logging
 from gateway.telemetry.tracing import configure_tracing
 
@@ -68,9 +71,13 @@ def create_app(
     limit = connection_limit(settings.max_connections)
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
     checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
+    store_service = StoreService(store_config(settings))
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        app.state.store = await store_service.start()
+        app.state.background = BackgroundRunner(app.state.store, settings.background_lease_s)
+        app.state.background.start()
         for model in registry.all():
             await model.engine.start()
         for checker in checkers:
@@ -84,10 +91,13 @@ def create_app(
             yield {GUARD_STATE_KEY: guard}  # uvicorn hands the lifespan state to the HTTP protocol
         finally:
             coordinator.cancel()
+            await app.state.background.drain(settings.drain_timeout_s)  # SIGTERM: as long as streams get
             for checker in checkers:
                 checker.close()
             for model in registry.all():
                 await model.engine.close()
+            app.state.store = app.state.background = None
+            await store_service.stop()
 
     app = FastAPI(title="trtllm-gateway", version=__version__, lifespan=lifespan, **NO_FASTAPI_TELEMETRY)
     app.state.registry = registry
@@ -97,7 +107,10 @@ def create_app(
     app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
     install_error_handlers(app)
     install_openapi(app)
-    for router in (chat.router, completions.router, models.router, health.router, metrics.router):
+    app.state.sealer = Sealer(deployment_secret(settings.state_key))
+    app.state.store = app.state.background = None  # opened by the lifespan
+    routers = (chat.router, completions.router, responses.router, stored_responses.router, conversations.router)
+    for router in (*routers, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.

@@ -139,6 +139,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
         ("--api-key-file", str, "file with one API key per line"),
         ("--cors-origins", str, "comma-separated allowed CORS origins (default: CORS off)"),
+        ("--state-key", str, "secret that seals encrypted reasoning; the same on every replica [GATEWAY_STATE_KEY]"),
     ):
         limits.add_argument(flag, type=kind, help=text)
     limits.add_argument(
@@ -157,6 +158,18 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--guide-check-workers", int, "worker processes that check guides (default 1)"),
     ):
         guides.add_argument(flag, type=kind, help=text)
+    store = parser.add_argument_group("stored responses and conversations (see README)")
+    for flag, kind, text in (
+        ("--store-url", str, "postgresql://user:password@host/db for replicas (default: SQLite in --state-dir)"),
+        ("--state-dir", str, "folder of the SQLite store (default ~/.local/state/trtllm-gateway)"),
+        ("--response-retention-days", float, "stored responses are deleted after this (default 30)"),
+        ("--conversation-retention-days", float, "conversations go this long after their last change (default never)"),
+        ("--max-stored-response-bytes", int, "one stored response with its input (default 16 MiB)"),
+        ("--max-conversation-items", int, "items one conversation may hold (default 10000)"),
+        ("--max-conversation-bytes", int, "bytes one conversation may hold (default 64 MiB)"),
+        ("--background-lease-s", float, "a background response whose replica went silent this long fails (10)"),
+    ):
+        store.add_argument(flag, type=kind, help=text)
     group.add_argument("--otlp-endpoint", help="export OpenTelemetry traces to this OTLP/HTTP URL")
     group.add_argument("--workers", type=int, help="worker processes (default 1) [GATEWAY_WORKERS]")
     group.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON [GATEWAY_LOG_FORMAT]")
@@ -183,6 +196,7 @@ def _serve(settings, banner: str | None = None) -> int:
     import uvicorn
 
     from gateway.config import export_to_environment
+    from gateway.protocols.sealing import deployment_secret
 
     configure_logging(settings.log_level, settings.log_format)
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -208,6 +222,8 @@ def _serve(settings, banner: str | None = None) -> int:
         # metrics into a shared folder that /metrics sums (prometheus-client multiprocess mode).
         metrics_dir = tempfile.mkdtemp(prefix="trtllm-gateway-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        if settings.state_key is None:  # one key for every worker, or none could open another's blobs
+            settings = settings.model_copy(update={"state_key": deployment_secret(None)})
         export_to_environment(settings)
         if banner:
             print(banner, flush=True)

@@ -78,11 +78,33 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time running streams get to finish")
     sse_keepalive_s: float = Field(15.0, gt=0, description="longest silence on a stream before a comment line")
     client_write_timeout_s: float = Field(60.0, gt=0, description="longest a write may wait for a client to read")
+    # The store of stored responses and conversations (README: "Stored responses and conversations")
+    store_url: str | None = Field(
+        None, description="postgresql://... for replicas, or sqlite:///path; default: a SQLite file in --state-dir"
+    )
+    state_dir: Path | None = Field(
+        None, description="the SQLite store's folder (default ~/.local/state/trtllm-gateway)"
+    )
+    response_retention_days: float | None = Field(30.0, gt=0, description="stored responses are deleted after this")
+    conversation_retention_days: float | None = Field(
+        None, gt=0, description="conversations are deleted this long after their last change (default: never)"
+    )
+    max_stored_response_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="one stored response and its input")
+    max_conversation_items: int = Field(10_000, ge=1, description="items one conversation may hold")
+    max_conversation_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="bytes one conversation may hold")
+    background_lease_s: float = Field(
+        10.0, ge=1, description="a background response whose replica is silent this long is marked failed"
+    )
     # Security
     api_keys: str | None = Field(None, description="comma-separated API keys; none = no authentication")
     api_key_file: Path | None = Field(None, description="file with one API key per line")
     protect_observability: bool = Field(False, description="require the API key on /health/* and /metrics too")
     cors_origins: str | None = Field(None, description="comma-separated allowed CORS origins; none = CORS off")
+    state_key: str | None = Field(
+        None,
+        min_length=16,
+        description="secret sealing state handed to clients (encrypted reasoning); every replica needs the same",
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = "text"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint (needs the tracing extra)")

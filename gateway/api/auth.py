@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.asgi_errors import send_error
+from gateway.api.store_access import set_owner
 from gateway.errors import AuthenticationError
 
 OBSERVABILITY_PREFIXES = ("/health/", "/metrics")
@@ -29,14 +30,15 @@ class ApiKeyMiddleware:
         self._digests = [_digest(k.encode()) for k in keys if k]
         self.protect_observability = protect_observability
 
-    def _authorized(self, header: bytes | None) -> bool:
+    def _authorized(self, header: bytes | None) -> bytes | None:
+        """The key's digest when it is one of the keys."""
         if header is None or header[:7].lower() != b"bearer ":
-            return False
+            return None
         given = _digest(header[7:].strip())
         matched = False
         for expected in self._digests:  # no early exit: every key is compared
             matched |= hmac.compare_digest(given, expected)
-        return matched
+        return given if matched else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request."""
@@ -47,7 +49,8 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if not self._authorized(header):
+        digest = self._authorized(header)
+        if digest is None:
             error = AuthenticationError(
                 "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
                 if header is not None
@@ -55,4 +58,5 @@ class ApiKeyMiddleware:
             )
             await send_error(scope, send, error, {"WWW-Authenticate": "Bearer"})
             return
+        set_owner(scope, "key:" + digest.hex())  # what it stores is this key's (its digest; never the key)
         await self.app(scope, receive, send)

@@ -86,9 +86,9 @@ def note_error(error: Exception) -> None:
 
 
 def _param_path(location: tuple[Any, ...]) -> str | None:
-    """pydantic's ('body', 'messages', 0, 'role') -> 'messages[0].role'."""
+    """pydantic's ('body', 'messages', 0, 'role') -> 'messages[0].role' (and ('query', 'limit') -> 'limit')."""
     path = ""
-    for part in location[1:] if location and location[0] == "body" else location:
+    for part in location[1:] if location and location[0] in ("body", "query", "path") else location:
         if isinstance(part, int):
             path += f"[{part}]"
         elif part in ("str", "list[str]", "function-after[...]") or str(part).startswith(("list[", "function-")):

@@ -17,7 +17,32 @@ REQUEST_ID_HEADER = b"x-request-id"
 SESSION_ID_HEADER = "x-session-id"
 MAX_SESSION_ID_CHARS = 256
 KNOWN_ENDPOINTS = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health/live", "/health/ready", "/version", "/metrics"}
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/conversations",
+        "/v1/responses",
+        "/v1/responses/input_tokens",
+        "/v1/models",
+        "/health/live",
+        "/health/ready",
+        "/version",
+        "/metrics",
+    }
+)
+
+
+# Paths with ids: /v1/<collection>/{id}[/<sub-resource>[/{item_id}]]
+TEMPLATED_ENDPOINTS = frozenset(
+    {
+        "/v1/models/{id}",
+        "/v1/responses/{id}",
+        "/v1/responses/{id}/cancel",
+        "/v1/responses/{id}/input_items",
+        "/v1/conversations/{id}",
+        "/v1/conversations/{id}/items",
+        "/v1/conversations/{id}/items/{item_id}",
+    }
 )
 
 
@@ -25,7 +50,11 @@ def endpoint_label(path: str) -> str:
     """A bounded label for a request path."""
     if path in KNOWN_ENDPOINTS:
         return path
-    return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
+    parts = path.split("/")  # ["", "v1", collection, id, sub-resource, item id]
+    if len(parts) < 4 or len(parts) > 6 or parts[1] != "v1":
+        return "other"
+    label = "/".join(["", "v1", parts[2], "{id}", *parts[4:5], *(["{item_id}"] if len(parts) == 6 else [])])
+    return label if label in TEMPLATED_ENDPOINTS else "other"
 
 
 def final_status(context: RequestContext, sent: int, body_done: bool, failed: bool) -> int:

@@ -54,6 +54,9 @@ def frame(chunks: list[bytes]) -> bytes:
 
 def frame_named(events: list[NamedEvent]) -> bytes:
     """`event:` + `data:` events for (name, JSON) pairs, as one write."""
+    if len(events) == 1:  # one token per write is the common case: no generator for it
+        name, data = events[0]
+        return b"event: " + name + b"\ndata: " + data + b"\n\n"
     return b"".join(b"event: " + name + b"\ndata: " + data + b"\n\n" for name, data in events)
 
 

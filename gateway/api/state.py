@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from gateway.api.middleware import MAX_SESSION_ID_CHARS
 from gateway.config import Settings
 from gateway.core.served_model import ModelRegistry
 from gateway.telemetry import current_request
@@ -40,6 +41,14 @@ def track_request(model: str, stream: bool, user: str | None = None) -> list[Any
     context.stream = stream
     context.user = user
     return context.streams
+
+
+def route_by_session(key: str | None) -> None:
+    """Keep this request on the upstream of its session `key` (Responses' `prompt_cache_key`), unless the client
+    named its session in the session header already."""
+    context = current_request()
+    if key and context is not None and context.session is None:
+        context.session = key[:MAX_SESSION_ID_CHARS]
 
 
 def trace_headers_of_request() -> tuple[tuple[str, str], ...]:

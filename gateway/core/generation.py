@@ -8,7 +8,7 @@ body of a non-streamed response. Framing those events into SSE bytes is api/sse.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,11 +46,14 @@ class Encoder(Protocol):
 
 @dataclass
 class Generation:
-    """A request ready to run: its choices and how to encode them."""
+    """A request ready to run: its choices and how to encode them. `before_end`, when set, is awaited once with
+    what ends the response (a stream's closing events, or the whole body) before the client gets it: what must
+    happen first (a store saving the response) runs there, and nothing of it per token."""
 
     run: ChoiceRun
     encoder: Encoder
     stream: bool
+    before_end: Callable[[Any], Awaitable[None]] | None = None
 
 
 class CollectedChoice:
@@ -103,6 +106,8 @@ async def stream_chunks(generation: Generation) -> AsyncGenerator[list[Any], Non
         async for choice, events in batches:
             yield encoder.chunks(choice, events)
         closing = encoder.closing(run)
+        if generation.before_end is not None:
+            await generation.before_end(closing)
         if closing:
             yield closing
     finally:
@@ -112,4 +117,7 @@ async def stream_chunks(generation: Generation) -> AsyncGenerator[list[Any], Non
 async def respond(generation: Generation) -> dict[str, Any]:
     """The body of a non-streamed response (every choice run to its end)."""
     collected = await collect(generation.run)
-    return generation.encoder.response(generation.run, collected)
+    body = generation.encoder.response(generation.run, collected)
+    if generation.before_end is not None:
+        await generation.before_end(body)
+    return body

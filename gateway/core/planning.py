@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 from gateway.core.agents import parser_chain, plan_agent, with_guide
 from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
 from gateway.core.processors import Processor, stop_chain
-from gateway.core.prompt import render_prompt
 from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
 from gateway.core.served_model import ServedModel
+from gateway.core.tools import check_tool_history, check_tools, template_tools
+from gateway.core.truncation import fitted_prompt
 from gateway.engine.base import EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
 
@@ -34,12 +35,24 @@ async def plan_conversation(
     options = request.options
     check_output_options(options.output, model, capabilities)
     agent = await plan_agent(request, model, capabilities)
-    prompt = render_prompt(request.conversation, model.chat_template, agent.template_tools(), request.reasoning)
-    model.check_prompt_length(prompt, request.conversation.param)
+    prompt = fitted_prompt(request.conversation, model, agent.template_tools(), request.reasoning)
     engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)
     base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
     return ChoiceRun(model.engine, plans)
+
+
+async def count_prompt_tokens(request: ConversationRequest, model: ServedModel) -> int:
+    """The tokens of the prompt `plan_conversation` would render for the request (its tools and history checked,
+    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs)."""
+    checker = model.guide_checker
+    checks = check_tools(request.tools, checker)
+    check_tool_history(request.conversation)
+    await checker.run(checks)
+    prompt = fitted_prompt(
+        request.conversation, model, template_tools(request.tools), request.reasoning, refuse_overlong=False
+    )
+    return model.counter.count(prompt)
 
 
 def plan_texts(

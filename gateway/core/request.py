@@ -54,11 +54,13 @@ class ToolChoice:
 
 @dataclass(slots=True)
 class ToolCall:
-    """A call the assistant made earlier in the conversation."""
+    """A call the assistant made earlier in the conversation. `arguments` is the decoded arguments object, or the
+    text the client replayed when it is not a JSON object (a call the model cut short, replayed as it was: templates
+    write a string as it is, and refusing it would make every later turn of that conversation fail)."""
 
     id: str | None
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | str
 
 
 @dataclass(slots=True)
@@ -82,10 +84,15 @@ class Turn:
 
 @dataclass(slots=True)
 class Conversation:
-    """The turns to render into a prompt; `param` is the field that holds them (errors about all of them)."""
+    """The turns to render into a prompt; `param` is the field that holds them (errors about all of them).
+
+    `truncate`: a prompt longer than the model's limit drops its oldest turns until it fits (core/truncation.py),
+    instead of being refused.
+    """
 
     turns: tuple[Turn, ...]
     param: str = "messages"
+    truncate: bool = False
 
 
 @dataclass(slots=True)

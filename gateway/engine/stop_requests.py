@@ -13,9 +13,8 @@ cancelled (a timeout, shutdown) can no longer tell when the generation ends: it 
 At most `concurrency` stop requests are in flight at once, in the order they were asked for, all on the
 engine's one channel: a storm of hang-ups does not become a storm of stop requests.
 
-The target is `tensorrt_llm`. A called model that declares a `stop` input (this project's `tensorrt_llm_bls`)
-gets the first stop too: it then skips what is left of the request, so one still in preprocessing never
-reaches the engine and what the engine already sent is not decoded any more.
+The target is `tensorrt_llm`. A called model that declares a `stop` input (a BLS of the user's) gets the first
+stop too; this project's `tensorrt_llm_bls` declares none (docs/architecture.md, "Stops answered by the BLS").
 """
 
 from __future__ import annotations

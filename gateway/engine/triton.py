@@ -220,7 +220,7 @@ class TritonEngine:
         self._marker_codec = None
         if self._codec.mode != "direct" and not keeps_special:
             self._marker_codec = self._direct_codec_for_markers(engine_config, options)
-        # tensorrt_llm stops the engine; our BLS also takes stops (it skips what is left of the request).
+        # tensorrt_llm stops the engine; a called model that declares a `stop` input gets the first stop too.
         self._stop_targets = ()
         if not self._codec.stops_engine_on_cancel:
             engine = StopTarget.of(engine_config) if engine_config is not None else None

@@ -7,6 +7,8 @@ with a 400 naming them (`check_unsupported`). Responses are plain dicts, and str
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from pydantic import StrictStr as _StrictStr
 from gateway.core.choices import ChoiceRun
 from gateway.core.generation import NamedEvent
 from gateway.core.request import Sampling
+from gateway.core.schema_bounds import json_value_problem
 from gateway.core.served_model import ServedModel
 from gateway.core.usage import Usage
 from gateway.errors import GatewayError, UnsupportedFeatureError
@@ -26,6 +29,11 @@ from gateway.errors import GatewayError, UnsupportedFeatureError
 MAX_STOP_SEQUENCES = 16
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs (legacy completions allow 5; vLLM-style clients send more)
 INT32_MAX = 2**31 - 1  # top_k and min_tokens travel as INT32 tensors
+EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}  # a function tool without parameters
+# Decoded tool-call `arguments` nest no deeper than a request body may (pydantic refuses bodies ~200 levels deep).
+MAX_ARGUMENTS_DEPTH = 200
+TOOL_NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")  # a function tool's name
+SCHEMA_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # a json_schema output format's name
 
 
 def _encodable(text: str) -> str:
@@ -99,18 +107,37 @@ def _is_set(value: Any) -> bool:
     return value not in (None, False, [], {}, "")
 
 
+def refuse_set(checks: dict[str, Any]) -> None:
+    """UnsupportedFeatureError for the first of these known fields (name -> value) that is set."""
+    for name, value in checks.items():
+        if _is_set(value):
+            raise UnsupportedFeatureError(f"'{name}' is not supported by this gateway yet", param=name)
+
+
 def check_unsupported(request: SamplingFields, checks: dict[str, Any]) -> None:
     """Raise UnsupportedFeatureError for the first known field whose value the gateway cannot honour: the shared
     ones, then the endpoint's own `checks` (field name -> value)."""
     if request.best_of not in (None, 1, request.n or 1):
         raise UnsupportedFeatureError("best_of other than n is not supported (choices are not ranked)", param="best_of")
-    for name, value in ({"logit_bias": request.logit_bias} | checks).items():
-        if _is_set(value):
-            raise UnsupportedFeatureError(f"'{name}' is not supported by this gateway yet", param=name)
+    refuse_set({"logit_bias": request.logit_bias} | checks)
     if request.stream_options is not None and not request.stream:
         raise UnsupportedFeatureError(
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
         )
+
+
+def decode_arguments(text: str) -> Any:
+    """A replayed tool call's `arguments` string decoded (blank: an empty object); None when it is not JSON."""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except (ValueError, RecursionError):
+        return None
+
+
+def arguments_problem(arguments: dict[str, Any]) -> str | None:
+    """What makes decoded arguments unfit for a template (decoded from a string, they were never checked:
+    `\\udXXX` escapes and nesting reach the template here), or None."""
+    return json_value_problem(arguments, MAX_ARGUMENTS_DEPTH)
 
 
 def sampling_of(body: SamplingFields) -> Sampling:

@@ -64,6 +64,8 @@ def start_gateway(
         assert triton is not None
         model = ["--triton-url", triton_url or triton.grpc_url, "--tokenizer", str(triton.model_dir)]
         model += ["--served-model-name", DEV_MODEL_NAME]
+    if "--state-dir" not in extra and "--store-url" not in extra:  # a store of its own, not the user's
+        extra = (*extra, "--state-dir", str(log_dir / f"state-{port}"))
     command = [sys.executable, "-m", "gateway", "serve", *model, "--port", str(port), *extra]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))

@@ -231,6 +231,54 @@ def test_completion_stream_deviates_only_by_nulls(gateway: GatewayProcess, promp
     }
 
 
+# --- responses ----------------------------------------------------------------------------------------------------
+
+
+def responses_body(gateway: GatewayProcess, **extra: object) -> dict[str, object]:
+    return {"model": gateway.model, "input": "Say hello", "max_output_tokens": 8, "temperature": 1, **extra}
+
+
+def named_stream(gateway: GatewayProcess, body: dict[str, object]) -> list[dict[str, Any]]:
+    """The JSON payloads of a named-event stream (no `[DONE]`), each `event:` line equal to its payload's type."""
+    with httpx.stream("POST", f"{gateway.v1}/responses", json=body, timeout=TIMEOUT) as response:
+        assert response.status_code == 200, response.read().decode()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read().decode()
+    payloads = []
+    for event in (event for event in raw.split("\n\n") if event and not event.startswith(":")):
+        name, data = event.split("\n")
+        payload = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {payload['type']}"
+        payloads.append(payload)
+    assert payloads[-1]["type"] in ("response.completed", "response.incomplete"), raw[-500:]
+    return payloads
+
+
+@pytest.mark.parametrize("extra", [{}, {"include": ["message.output_text.logprobs"]}], ids=["plain", "logprobs"])
+def test_response(gateway: GatewayProcess, extra: dict[str, object]) -> None:
+    body = post(gateway, "/responses", responses_body(gateway, **extra))
+    validator("Response").validate(body)
+    assert body["output"][0]["content"][0]["text"]
+    if extra:
+        assert body["output"][0]["content"][0]["logprobs"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"include": ["message.output_text.logprobs"]}], ids=["plain", "logprobs"])
+def test_response_stream(gateway: GatewayProcess, extra: dict[str, object]) -> None:
+    events = named_stream(gateway, responses_body(gateway, stream=True, **extra))
+    validate_all("ResponseStreamEvent", events)
+    assert [event["sequence_number"] for event in events] == list(range(len(events)))
+    deltas = [event for event in events if event["type"] == "response.output_text.delta"]
+    validate_all("ResponseTextDeltaEvent", deltas)
+    assert deltas and all(bool(delta["logprobs"]) == bool(extra) for delta in deltas)
+    validator("Response").validate(events[-1]["response"])
+
+
+def test_response_input_tokens(gateway: GatewayProcess) -> None:
+    body = post(gateway, "/responses/input_tokens", {"model": gateway.model, "input": "Say hello"})
+    validator("TokenCountsResource").validate(body)
+
+
 # --- models -------------------------------------------------------------------------------------------------------
 
 
@@ -268,6 +316,12 @@ def test_retrieve_model(gateway: GatewayProcess) -> None:
         ),
         pytest.param("/chat/completions", lambda g: chat_body(g, n=9), 400, "n", id="chat-n-9"),
         pytest.param("/completions", lambda g: completion_body(g, "Hi", n=9), 400, "n", id="completion-n-9"),
+        pytest.param(
+            "/responses", lambda g: responses_body(g, model="no-such-model"), 404, "model", id="response-unknown-model"
+        ),
+        pytest.param(
+            "/responses", lambda g: responses_body(g, tools=[{"type": "mcp"}]), 400, "tools[0].type", id="response-mcp"
+        ),
     ],
 )
 def test_error_body(gateway: GatewayProcess, path: str, make_body: Any, status: int, param: str) -> None:

@@ -15,21 +15,52 @@ from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
 from tests.unit.asgi_driver import start
 
 
-async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch) -> None:
+@pytest.mark.parametrize("protocol", ["chat", "responses"])
+async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch, protocol: str) -> None:
     sent: list[int] = []
     real_request = app_cost._request
 
-    async def counting(app, body: bytes) -> int:
-        count = await real_request(app, body)
+    async def counting(app, body: bytes, path: str) -> int:
+        assert path == app_cost.PROTOCOLS[protocol].path
+        count = await real_request(app, body, path)
         sent.append(count)
         return count
 
     monkeypatch.setattr(app_cost, "_request", counting)
-    result = await app_cost.measure(tokens=20, requests=3, rounds=1)
+    result = await app_cost.measure(tokens=20, requests=3, rounds=1, protocol=protocol)
     assert result["per_token_us"] > 0 and result["per_request_us"] > 0
     # warm-up, the long stream, three short ones; each a start, one body per SSE write and the end
     assert len(sent) == 5
     assert sent[0] == sent[1] >= 20 and all(count >= 3 for count in sent[2:])
+
+
+async def test_comparison_interleaves_the_protocols_and_divides_by_the_first(monkeypatch) -> None:
+    paths: list[str] = []
+    real_request = app_cost._request
+
+    async def recording(app, body: bytes, path: str) -> int:
+        paths.append(path)
+        return await real_request(app, body, path)
+
+    monkeypatch.setattr(app_cost, "_request", recording)
+    results = await app_cost.compare(["chat", "responses"], tokens=10, requests=1, rounds=2, tools=1)
+    chat, responses = app_cost.PROTOCOLS["chat"].path, app_cost.PROTOCOLS["responses"].path
+    # warm-ups, then per round: chat's long stream and short request, then responses'
+    assert paths == [chat, responses] + [chat, chat, responses, responses] * 2
+    assert results["chat"]["per_token_ratio"] == [1.0, 1.0]
+    assert len(results["responses"]["per_token_ratio"]) == 2 and results["responses"]["per_token_us"] > 0
+
+
+async def test_an_api_the_gateway_does_not_serve_is_left_out_and_a_refused_body_fails(monkeypatch) -> None:
+    nowhere = app_cost.Api("/v1/nowhere", app_cost.PROTOCOLS["chat"].fields)
+    monkeypatch.setitem(app_cost.PROTOCOLS, "nowhere", nowhere)
+    results = await app_cost.compare(["chat", "nowhere"], tokens=5, requests=1, rounds=1)
+    assert "404" in results["nowhere"]["not_served"] and results["chat"]["per_token_us"] > 0
+    # a body the API refuses is not measured as a cheap request
+    bad = app_cost.Api("/v1/chat/completions", lambda messages, max_tokens, tools: {"max_tokens": max_tokens})
+    monkeypatch.setitem(app_cost.PROTOCOLS, "chat", bad)
+    with pytest.raises(app_cost.NotServed, match="answered 400"):
+        await app_cost.measure(tokens=5, requests=1, rounds=1)
 
 
 @pytest.mark.parametrize("upstream", ["ensemble", "direct"])
@@ -53,5 +84,5 @@ async def test_the_stand_in_triton_streams_the_sample_text_through_the_real_trit
 
 
 async def test_app_cost_measures_through_the_triton_engine() -> None:
-    result = await app_cost.measure(tokens=20, requests=2, rounds=1, upstream="ensemble")
+    result = await app_cost.measure(tokens=20, requests=2, rounds=1, upstream="ensemble", protocol="responses")
     assert result["per_token_us"] > 0 and result["per_request_us"] > 0

@@ -166,7 +166,7 @@ def test_bls_has_the_ensemble_interface_plus_its_own_inputs(configs: dict[str, C
         assert signature(bls_inputs[name]) == signature(tensor), name
     assert set(bls_inputs) - set(ensemble_inputs) == {
         "image_input", "image_bytes_input", "image_url_input", "video_bytes_input", "num_draft_tokens",
-        "use_draft_logits", "stop",
+        "use_draft_logits",
     }  # fmt: skip
     assert {n: signature(t) for n, t in by_name(bls.output).items()} == {
         n: signature(t) for n, t in by_name(ensemble.output).items()

@@ -231,14 +231,12 @@ async def test_detached_stream_reports_its_end_once() -> None:
 
 
 def test_stop_targets_of_the_production_templates() -> None:
-    """tensorrt_llm and our BLS take stop requests with their required inputs present; the ensemble does not."""
+    """tensorrt_llm takes stop requests with its required inputs present; the ensemble and our BLS do not."""
     from tests.unit.test_triton_repo_configs import TRTLLM, load
 
     assert StopTarget.of(load(TRTLLM / "ensemble" / "config.pbtxt")) is None
-    for model, required in [
-        ("tensorrt_llm", {"input_lengths", "request_output_len"}),
-        ("tensorrt_llm_bls", {"text_input", "max_tokens"}),
-    ]:
+    assert StopTarget.of(load(TRTLLM / "tensorrt_llm_bls" / "config.pbtxt")) is None
+    for model, required in [("tensorrt_llm", {"input_lengths", "request_output_len"})]:
         target = StopTarget.of(load(TRTLLM / model / "config.pbtxt"))
         assert target is not None and set(target.required) == required
         message = service_pb2.ModelInferRequest.FromString(target.message("req-9"))

@@ -10,14 +10,13 @@ is checked and compiled by the core (core/guides.py), which names the param set 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from gateway.core.request import ConstraintKind, OutputConstraint
 from gateway.core.schema_bounds import encodable
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
+from gateway.protocols.openai_shared import SCHEMA_NAME
 
-_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 LEGACY = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
 _STRUCTURED = ("json", "regex", "choice", "grammar", "json_object")
 _KINDS: dict[str, ConstraintKind] = {"json": "json_schema", "regex": "regex", "choice": "choice", "grammar": "grammar"}
@@ -63,7 +62,7 @@ def response_format_constraint(response_format: Any) -> OutputConstraint | None:
     if not isinstance(spec, dict):
         raise InvalidRequestError("response_format.json_schema must be an object", param="response_format.json_schema")
     name = spec.get("name")
-    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+    if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
         raise InvalidRequestError(
             "response_format.json_schema.name must be 1 to 64 letters, digits, '_' or '-'",
             param="response_format.json_schema.name",

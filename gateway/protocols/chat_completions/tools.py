@@ -7,19 +7,12 @@ by the core (core/tools.py), with the params set here.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from gateway.core.request import ToolCall, ToolChoice, ToolSpec
-from gateway.core.schema_bounds import json_value_problem
 from gateway.errors import InvalidRequestError
-
-_NAME = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
-_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
-# Decoded `arguments` nest no deeper than a request body may (pydantic refuses bodies nested ~200 levels deep).
-MAX_ARGUMENTS_DEPTH = 200
+from gateway.protocols.openai_shared import EMPTY_PARAMETERS, TOOL_NAME, arguments_problem, decode_arguments
 
 
 def parse_tools(tools: Any) -> tuple[ToolSpec, ...]:
@@ -38,7 +31,7 @@ def _tool(tool: Any, where: str) -> ToolSpec:
     if not isinstance(function, dict):
         raise InvalidRequestError("The tool's 'function' must be an object", param=f"{where}.function")
     name = function.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
         raise InvalidRequestError(
             "The function name must be 1 to 64 letters, digits, '_', '-' or '.'", param=f"{where}.function.name"
         )
@@ -50,7 +43,7 @@ def _tool(tool: Any, where: str) -> ToolSpec:
         raise InvalidRequestError("'strict' must be a boolean", param=f"{where}.function.strict")
     parameters = function.get("parameters")
     if parameters is None:
-        parameters = _EMPTY_PARAMETERS
+        parameters = EMPTY_PARAMETERS
     elif not isinstance(parameters, dict):
         raise InvalidRequestError("'parameters' must be a JSON schema object", param=f"{where}.function.parameters")
     return ToolSpec(
@@ -95,17 +88,13 @@ def parse_tool_calls(tool_calls: Sequence[dict[str, Any]], message_index: int) -
             raise InvalidRequestError("A tool call needs 'function' with a 'name'", param=f"{where}.function")
         arguments = function.get("arguments", "{}")
         if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except (ValueError, RecursionError):
-                arguments = None
+            arguments = decode_arguments(arguments)
         if not isinstance(arguments, dict):
             raise InvalidRequestError(
                 "The tool call's 'arguments' must be a JSON object encoded as a string",
                 param=f"{where}.function.arguments",
             )
-        # Decoded from a string, they were never checked: `\\udXXX` escapes and nesting reach the template here.
-        problem = json_value_problem(arguments, MAX_ARGUMENTS_DEPTH)
+        problem = arguments_problem(arguments)
         if problem is not None:
             raise InvalidRequestError(
                 f"The tool call's 'arguments' cannot be used: {problem}", param=f"{where}.function.arguments"

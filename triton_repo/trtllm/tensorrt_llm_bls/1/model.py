@@ -9,11 +9,6 @@ Where it differs from NVIDIA's model, on purpose:
 - Like NVIDIA's BLS, it does not poll response_sender.is_cancelled(): a client that cancels must send that
   stop request itself (the gateway does). Polling it from the worker threads while other requests were
   cancelled crashed the Triton 2.51 Python backend stub (double free) within a few hundred cancelled streams.
-- It takes a `stop` input, as tensorrt_llm does: stop=true with the id of a request this instance is running
-  skips what is left of it: a request still in preprocessing never reaches tensorrt_llm, and what the engine
-  already sent is not decoded any more. The engine itself is stopped by the client's stop request to
-  tensorrt_llm (this one may wait behind busy worker threads, or reach another instance of this model). A stop
-  for an id it is not running does nothing, as in tensorrt_llm.
 - Each request runs in its own thread, so one instance serves many requests at once.
 - Nothing is read from a hard-coded localhost:8001; no multimodal encoders, no speculative decoding.
 String stop words are matched on the text (as NVIDIA's newer BLS does) in addition to the engine's token-level
@@ -34,7 +29,6 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from bls_text import SequenceText
 
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 PREPROCESSING = "preprocessing"
 POSTPROCESSING = "postprocessing"
 TRUE_WORDS = {"true", "1", "t", "y", "yes"}
@@ -135,12 +129,6 @@ def stream_step(model: str, request: Any) -> Iterator[Any]:
         yield response
 
 
-def is_stop_request(request: Any) -> bool:
-    """Whether this is a `stop` request (read, like tensorrt_llm does, from the first element)."""
-    tensor = pb_utils.get_input_tensor_by_name(request, "stop")
-    return tensor is not None and bool(tensor.as_numpy().reshape(-1)[0])
-
-
 def scalar(response: Any, name: str, default: int = 0) -> int:
     """The first value of an optional output tensor of an inner response."""
     tensor = pb_utils.get_output_tensor_by_name(response, name)
@@ -161,35 +149,18 @@ class TritonPythonModel:
                 pb_utils.Logger.log_warn(f"tensorrt_llm_bls: parameter {key} is ignored (not supported here)")
         self.output_names = [o["name"] for o in config["output"]]
         self.workers: set[threading.Thread] = set()
-        self.running: dict[str, Generation] = {}  # by request id, for stop requests
         self.workers_lock = threading.Lock()
 
     def execute(self, requests: list[Any]) -> list[Any] | None:
         """Decoupled: start a worker per request and return at once. Otherwise answer each in turn."""
-        if not self.decoupled:
-            return [self._serve_single(request) for request in requests]
-        for request in requests:
-            if is_stop_request(request):
-                request.get_response_sender().send(self._stop(request), flags=FINAL)
-                continue
-            generation = Generation(self, request)
-            worker = threading.Thread(target=self._serve_decoupled, args=(request, generation), daemon=True)
-            with self.workers_lock:
-                self.workers.add(worker)
-                self.running[generation.request_id] = generation
-            worker.start()
-        return None
-
-    def _stop(self, request: Any) -> Any:
-        """End the request running under this request id; answered, as tensorrt_llm does, with no outputs."""
-        request_id = request.request_id()
-        if not request_id:
-            return error_response(ValueError("Trying to stop a request but request ID is not provided"))
-        with self.workers_lock:
-            generation = self.running.get(request_id)
-        if generation is not None:
-            generation.stopped = True
-        return pb_utils.InferenceResponse(output_tensors=[])
+        if self.decoupled:
+            for request in requests:
+                worker = threading.Thread(target=self._serve_decoupled, args=(request,), daemon=True)
+                with self.workers_lock:
+                    self.workers.add(worker)
+                worker.start()
+            return None
+        return [self._serve_single(request) for request in requests]
 
     def finalize(self) -> None:
         """Give running requests up to FINALIZE_WAIT_S in all to finish before the model goes away."""
@@ -199,8 +170,9 @@ class TritonPythonModel:
         for worker in workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _serve_decoupled(self, request: Any, generation: Generation) -> None:
+    def _serve_decoupled(self, request: Any) -> None:
         sender = request.get_response_sender()
+        generation = Generation(self, request)
         try:
             for response in generation.responses():
                 sender.send(response)
@@ -213,12 +185,8 @@ class TritonPythonModel:
             generation.drain()  # after the final response: the client never waits for this
             with self.workers_lock:
                 self.workers.discard(threading.current_thread())
-                if self.running.get(generation.request_id) is generation:
-                    del self.running[generation.request_id]
 
     def _serve_single(self, request: Any) -> Any:
-        if is_stop_request(request):
-            return self._stop(request)  # nothing runs beside this request in non-decoupled mode
         try:
             responses = list(Generation(self, request).responses())
         except Exception as exc:
@@ -242,7 +210,6 @@ class Generation:
         self.request_id = request.request_id() or uuid.uuid4().hex
         self.engine_responses: Iterator[Any] | None = None
         self.engine_done = False
-        self.stopped = False  # a stop request came (set by execute(), read by the worker thread)
         wanted = set(request.requested_output_names())
         self.passthrough = [n for n in model.output_names if n in wanted and n != "text_output"]
 
@@ -255,8 +222,6 @@ class Generation:
         """Client responses, one per engine response (those after a stop string are dropped)."""
         text_input = self.input("text_input")
         self._validate(text_input)
-        if self.stopped:
-            return
         preprocessed = run_step(
             PREPROCESSING,
             inner_request(
@@ -268,8 +233,6 @@ class Generation:
             for old, new in PREPROCESSED_INPUTS.items()
             if (tensor := pb_utils.get_output_tensor_by_name(preprocessed, old)) is not None
         ]
-        if self.stopped:
-            return
         llm = self.model.llm_model
         engine_request = inner_request(
             llm,
@@ -291,7 +254,7 @@ class Generation:
         expected = text_input.shape[0] * self._sequences_per_item()
         for engine_response in self.engine_responses:
             output_ids = pb_utils.get_output_tensor_by_name(engine_response, "output_ids")
-            if output_ids is None or self.stopped:  # a flags-only final response, or nobody wants the rest
+            if output_ids is None:  # a flags-only final response
                 continue
             item = scalar(engine_response, "batch_index")
             key = (item, scalar(engine_response, "sequence_index"))

@@ -1,0 +1,34 @@
+"""The store of stateful APIs: responses, conversations, background runs (SQLite embedded, PostgreSQL for replicas).
+
+Only the HTTP layer (`gateway/api/`) uses it; it imports nothing of the gateway but the errors.
+"""
+
+from gateway.state.records import (
+    ANONYMOUS_OWNER,
+    TERMINAL_STATUSES,
+    ConversationRecord,
+    EventRecord,
+    ItemPage,
+    ItemRecord,
+    ResponseRecord,
+    Retention,
+    StoreLimits,
+)
+from gateway.state.store import Store, StoreConfig, default_state_dir, open_store, purge_periodically
+
+__all__ = [
+    "ANONYMOUS_OWNER",
+    "TERMINAL_STATUSES",
+    "ConversationRecord",
+    "EventRecord",
+    "ItemPage",
+    "ItemRecord",
+    "ResponseRecord",
+    "Retention",
+    "Store",
+    "StoreConfig",
+    "StoreLimits",
+    "default_state_dir",
+    "open_store",
+    "purge_periodically",
+]

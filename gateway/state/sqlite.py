@@ -1,0 +1,91 @@
+"""The embedded backend: one SQLite file in WAL mode, reached through aiosqlite (sqlite3 on a thread of its own).
+
+WAL with `synchronous=NORMAL`: a committed transaction survives the process being killed (kill -9) because it is
+in the WAL file the moment COMMIT returns; only a power loss can take the last ones back. Several processes (the
+gateway's `--workers`) may share one file: writers wait for each other up to `busy_timeout`. Inside a process the
+one connection is shared, so transactions take turns (an asyncio lock), each `BEGIN IMMEDIATE` so that a reader
+never has to upgrade its lock halfway (which SQLite answers with SQLITE_BUSY at once, whatever the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from gateway.state.database import Connection, Dialect, Row, Sql, Value
+
+BUSY_TIMEOUT_MS = 10_000
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+)
+
+
+class _SqliteConnection:
+    """The shared connection, inside one transaction."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, sql: Sql, *args: Value) -> int:
+        cursor = await self._connection.execute(sql.sqlite, args)
+        return cursor.rowcount
+
+    async def execute_many(self, sql: Sql, rows: Sequence[Sequence[Value]]) -> None:
+        await self._connection.executemany(sql.sqlite, rows)
+
+    async def fetch(self, sql: Sql, *args: Value) -> list[Row]:
+        return [tuple(row) for row in await self._connection.execute_fetchall(sql.sqlite, args)]
+
+    async def fetchrow(self, sql: Sql, *args: Value) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+class SqliteDatabase:
+    """One SQLite file (created with its folder when missing)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, connection: aiosqlite.Connection, path: str) -> None:
+        self._connection = connection
+        self._turn = asyncio.Lock()
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteDatabase:
+        """Open (or create) the database file at `path` (`:memory:` for a private in-memory one)."""
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)  # transactions are ours: BEGIN IMMEDIATE
+        for pragma in PRAGMAS:
+            await connection.execute(pragma)
+        return cls(connection, path)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` when the block raises (cancellation included)."""
+        async with self._turn:
+            await self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteConnection(self._connection)
+            except BaseException:
+                await asyncio.shield(self._connection.execute("ROLLBACK"))
+                raise
+            await self._connection.execute("COMMIT")
+
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[Connection]:
+        """A write transaction: `BEGIN IMMEDIATE` already excludes every other writer, other processes too."""
+        async with self.transaction() as connection:
+            yield connection
+
+    async def close(self) -> None:
+        """Close the connection (and its thread)."""
+        await self._connection.close()
