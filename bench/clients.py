@@ -18,11 +18,11 @@ RETRY_PAUSE_S = 0.1  # after a failed request, so that a dead upstream does not 
 
 
 class OpenAIExchange:
-    """Sink of one OpenAI response: content chunks feed the clock; errors and usage are kept."""
+    """Sink of one chat completions response: content chunks feed the clock; errors and usage are kept."""
 
     __slots__ = ("chat", "clock", "done", "error", "status", "text")
 
-    def __init__(self, clock: RequestClock, chat: bool) -> None:
+    def __init__(self, clock: RequestClock, chat: bool = True) -> None:
         self.clock = clock
         self.chat = chat
         self.status = 0
@@ -71,6 +71,66 @@ class OpenAIExchange:
         self.done = True
 
 
+class ResponsesExchange(OpenAIExchange):
+    """Sink of one Responses API response: `response.output_text.delta` events are the content; the finished
+    response (its event, or the body) carries the usage."""
+
+    def on_event(self, event: str, data: bytes, now: float) -> None:
+        """One named SSE event."""
+        if self.status != 200 or event in ("error", "response.failed"):
+            self.error = f"HTTP {self.status} event {event}: {data[:300]!r}"
+        elif event == "response.output_text.delta":
+            self.clock.content(now)
+        elif event in ("response.completed", "response.incomplete"):
+            self.clock.usage_tokens = orjson.loads(data)["response"]["usage"]["output_tokens"]
+            self.done = True
+
+    def on_body(self, body: bytes, now: float) -> None:
+        """A non-streamed response."""
+        if self.status != 200:
+            self.error = f"HTTP {self.status}: {body[:300]!r}"
+            return
+        obj = orjson.loads(body)
+        parts = [part for item in obj["output"] if item["type"] == "message" for part in item["content"]]
+        self.text = "".join(part.get("text", "") for part in parts)
+        self.clock.usage_tokens = obj["usage"]["output_tokens"]
+        self.done = True
+
+
+class MessagesExchange(OpenAIExchange):
+    """Sink of one Anthropic Messages response: `text_delta` blocks are the content; `message_delta` carries the
+    output tokens and `message_stop` ends it."""
+
+    def on_event(self, event: str, data: bytes, now: float) -> None:
+        """One named SSE event."""
+        if self.status != 200 or event == "error":
+            self.error = f"HTTP {self.status} event {event}: {data[:300]!r}"
+        elif event == "content_block_delta":
+            if b'"text_delta"' in data:
+                self.clock.content(now)
+        elif event == "message_delta":
+            self.clock.usage_tokens = orjson.loads(data)["usage"]["output_tokens"]
+        elif event == "message_stop":
+            self.done = True
+
+    def on_body(self, body: bytes, now: float) -> None:
+        """A non-streamed response."""
+        if self.status != 200:
+            self.error = f"HTTP {self.status}: {body[:300]!r}"
+            return
+        obj = orjson.loads(body)
+        self.text = "".join(block.get("text", "") for block in obj["content"] if block["type"] == "text")
+        self.clock.usage_tokens = obj["usage"]["output_tokens"]
+        self.done = True
+
+
+EXCHANGES: dict[str, type[OpenAIExchange]] = {
+    "chat": OpenAIExchange,
+    "responses": ResponsesExchange,
+    "messages": MessagesExchange,
+}
+
+
 async def openai_stream(
     target: HttpTarget,
     requests: list[bytes],
@@ -78,11 +138,13 @@ async def openai_stream(
     step: int,
     stats: WindowStats,
     *,
-    chat: bool,
+    protocol: str,
     stream: bool,
     count: int,
 ) -> None:
-    """Send requests back to back on one keep-alive connection: `count` of them, or until the window ends."""
+    """Send requests back to back on one keep-alive connection: `count` of them, or until the window ends.
+    `protocol`: chat (completions), responses or messages: how the answer is read."""
+    exchange_type = EXCHANGES[protocol]
     conn: HttpConnection | None = None
     sent = 0
     while (sent < count) if count else (time.monotonic() < stats.end):
@@ -96,7 +158,7 @@ async def openai_stream(
             await asyncio.sleep(RETRY_PAUSE_S)
             continue
         clock = RequestClock(stats, time.monotonic())
-        exchange = OpenAIExchange(clock, chat)
+        exchange = exchange_type(clock)
         try:
             reusable = await conn.exchange(request, exchange)
         except (OSError, ResponseError) as exc:

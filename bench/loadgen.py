@@ -43,7 +43,7 @@ class GenSpec:
     window_start: float
     window_end: float
     requests_per_stream: int = 0  # >0: count mode (no window; everything is measured)
-    chat: bool = True
+    protocol: str = "chat"  # chat | responses | messages: the request bodies' protocol
     path: str = "/v1/chat/completions"
     bodies: list[str] = field(default_factory=list)  # openai: JSON bodies, one per prompt
     headers: dict[str, str] = field(default_factory=dict)
@@ -92,7 +92,7 @@ class _Streams:
         if spec.client == "openai":
             requests = self.probes if probe else self.requests
             return openai_stream(
-                self.target, requests, first, step, stats, chat=spec.chat, stream=spec.stream, count=count
+                self.target, requests, first, step, stats, protocol=spec.protocol, stream=spec.stream, count=count
             )
         templates = self.probe_templates if probe else self.templates
         tag = f"bench{os.getpid()}{'p' if probe else ''}"

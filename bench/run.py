@@ -88,7 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--baseline", help="also run the gateway whose `gateway/` package is in this folder (e.g. an older commit)"
     )
     p.add_argument(
-        "--variants", help="also run the gateway with these request variants: logprobs, n2, hermes, json_schema"
+        "--variants",
+        help="also run the gateway with these request variants: logprobs, n2, hermes, json_schema, and the "
+        "protocols responses and messages (the plain request through /v1/responses or /v1/messages)",
     )
     return p.parse_args(argv)
 

@@ -44,21 +44,25 @@ class RunContext:
     include_usage: bool = True
 
 
-def _chat_body(running: RunningFrontend, prompt: Prompt, point: LoadPoint, ctx: RunContext) -> str:
-    body: dict[str, Any] = {
-        "model": running.model,
-        "messages": [{"role": "user", "content": prompt.user_text}],
-        "max_tokens": point.output_tokens,
-        "stream": point.stream,
-    }
-    if point.stream and ctx.include_usage:
+PROTOCOL_PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
+
+
+def _request_body(running: RunningFrontend, prompt: Prompt, point: LoadPoint, ctx: RunContext) -> str:
+    """One request in the front-end's protocol. Responses are not stored (the store's cost is bench.store_cost's)."""
+    protocol = running.frontend.protocol
+    body: dict[str, Any] = {"model": running.model, "stream": point.stream}
+    if protocol == "responses":
+        body |= {"input": prompt.user_text, "max_output_tokens": point.output_tokens, "store": False}
+    else:
+        body |= {"messages": [{"role": "user", "content": prompt.user_text}], "max_tokens": point.output_tokens}
+    if protocol == "chat" and point.stream and ctx.include_usage:
         body["stream_options"] = {"include_usage": True}
     return json.dumps(body | running.extra_body | (ctx.extra_body or {}))
 
 
-def openai_path(base_url: str) -> str:
-    """The chat path under a base URL (which may already end in /v1)."""
-    return "/chat/completions" if base_url.rstrip("/").endswith("/v1") else "/v1/chat/completions"
+def openai_path(base_url: str, protocol: str = "chat") -> str:
+    """The protocol's path under a base URL (which may already end in /v1)."""
+    return PROTOCOL_PATHS[protocol] if base_url.rstrip("/").endswith("/v1") else "/v1" + PROTOCOL_PATHS[protocol]
 
 
 def engine_running(metrics_url: str) -> float:
@@ -110,10 +114,11 @@ def _specs(
         common["triton_requests"] = encode(point.output_tokens, point.stream)
         probe_requests = {"probe_triton_requests": encode(PROBE_TOKENS, point.stream)} if probe else {}
     else:
-        common["path"] = openai_path(running.target)
+        common["protocol"] = running.frontend.protocol
+        common["path"] = openai_path(running.target, running.frontend.protocol)
         common["headers"] = running.headers
-        common["bodies"] = [_chat_body(running, p, point, ctx) for p in prompts]
-        probe_requests = {"probe_bodies": [_chat_body(running, p, probe, ctx) for p in prompts]} if probe else {}
+        common["bodies"] = [_request_body(running, p, point, ctx) for p in prompts]
+        probe_requests = {"probe_bodies": [_request_body(running, p, probe, ctx) for p in prompts]} if probe else {}
     processes = max(1, math.ceil(point.concurrency / ctx.streams_per_loadgen))
     specs = []
     first = 0

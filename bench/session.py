@@ -46,6 +46,9 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hermes": ('{"tools": [' + _TOOL + "]}", ("--tool-call-parser", "hermes")),
     "json_schema": ('{"response_format": ' + _SCHEMA + "}", ()),
 }
+# Protocol variants: the same plain request through another protocol's endpoint (`responses`: POST /v1/responses
+# with store false; `messages`: Anthropic's POST /v1/messages), to price a protocol per token against chat.
+PROTOCOLS = ("responses", "messages")
 
 
 def frontends_for(
@@ -64,8 +67,12 @@ def frontends_for(
             if baseline:
                 frontends.append(Frontend(f"gateway-base/{mode}/w1", "gateway", model, source=baseline))
             for variant in variants:
+                name = f"gateway/{mode}/w1+{variant}"
+                if variant in PROTOCOLS:
+                    frontends.append(Frontend(name, "gateway", model, protocol=variant))
+                    continue
                 body, flags = VARIANTS[variant]
-                frontends.append(Frontend(f"gateway/{mode}/w1+{variant}", "gateway", model, body=body, args=flags))
+                frontends.append(Frontend(name, "gateway", model, body=body, args=flags))
     if "tritonfe" in kinds:
         frontends.append(Frontend("tritonfe", "tritonfe", "ensemble"))
     if "litellm" in kinds and sweep.litellm:

@@ -28,6 +28,7 @@ class Frontend:
     source: str = ""  # kind gateway: a folder holding another `gateway/` package to run (a baseline version)
     body: str = ""  # JSON object merged into every request body of this front-end (e.g. '{"logprobs": true}')
     args: tuple[str, ...] = ()  # kind gateway: extra `serve` flags (e.g. a tool-call parser)
+    protocol: str = "chat"  # kind gateway: chat (completions), responses or messages
 
     @property
     def floor(self) -> str:
