@@ -7,7 +7,8 @@ costs, the part of a token's cost that this project can change without replacing
 `--upstream ensemble|bls|direct` puts the real TritonEngine (pool, codec, reader task, call guard) in place of the
 instant engine, over an in-process stand-in for Triton's gRPC channel (bench/fake_triton.py): the engine's own
 per-response Python is then measured too, still without grpc or a network.
-`--protocol responses` (or `messages`) streams that API instead of chat completions; a comma-separated list
+`--protocol responses` (with `store: false`, as bench.run's variant; bench.store_cost prices the store) or
+`--protocol messages` streams that API instead of chat completions; a comma-separated list
 (`--protocol chat,responses,messages`) measures them interleaved, round by round on the same app, and prints
 each one's cost divided by the first one's (medians of the rounds' ratios); an API the gateway does not serve
 (404) is left out with a note.
@@ -169,7 +170,8 @@ def _chat_fields(messages: list[dict[str, Any]], max_tokens: int, tools: int) ->
 
 def _responses_fields(messages: list[dict[str, Any]], max_tokens: int, tools: int) -> dict[str, Any]:
     flat = [{"type": "function", **tool["function"]} for tool in agent_tools(tools)]
-    return {"input": messages, "max_output_tokens": max_tokens, **({"tools": flat} if tools else {})}
+    extra = {"tools": flat} if tools else {}
+    return {"input": messages, "max_output_tokens": max_tokens, "store": False, **extra}
 
 
 def _messages_fields(messages: list[dict[str, Any]], max_tokens: int, tools: int) -> dict[str, Any]:
