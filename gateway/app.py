@@ -14,7 +14,17 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, conversations, health, metrics, models, responses, stored_responses
+from gateway.api import (
+    chat,
+    completions,
+    conversations,
+    health,
+    messages,
+    metrics,
+    models,
+    responses,
+    stored_responses,
+)
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.background import BackgroundRunner
@@ -105,13 +115,14 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry
     app.state.drain = drain
-    app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
+    # OpenAI's shape on every route but those of a protocol with its own.
+    app.state.error_shapes = ErrorShapes(((messages.MESSAGES_PATH_PREFIX, messages.MESSAGES_ERRORS),))
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, (messages.MESSAGES_OPENAPI_ERRORS,))
     app.state.sealer = Sealer(deployment_secret(settings.state_key))
     app.state.store = app.state.background = None  # opened by the lifespan
-    routers = (chat.router, completions.router, responses.router, stored_responses.router, conversations.router)
-    for router in (*routers, models.router, health.router, metrics.router):
+    routers = (chat.router, completions.router, messages.router, responses.router, stored_responses.router)
+    for router in (*routers, conversations.router, models.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.

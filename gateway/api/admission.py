@@ -23,7 +23,7 @@ from gateway.api.asgi_errors import send_error
 from gateway.api.request_body import replaying_messages
 from gateway.errors import OverloadedError, ShuttingDownError
 
-GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"})
 RETRY_AFTER_S = "1"
 
 

@@ -1,4 +1,5 @@
-"""API keys: `Authorization: Bearer <key>`, compared in constant time against every configured key."""
+"""API keys: `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic's clients), compared in constant time
+against every configured key."""
 
 from __future__ import annotations
 
@@ -30,11 +31,14 @@ class ApiKeyMiddleware:
         self._digests = [_digest(k.encode()) for k in keys if k]
         self.protect_observability = protect_observability
 
-    def _authorized(self, header: bytes | None) -> bytes | None:
+    def _authorized(self, header: bytes | None, api_key: bytes | None) -> bytes | None:
         """The key's digest when it is one of the keys."""
-        if header is None or header[:7].lower() != b"bearer ":
+        if header is not None and header[:7].lower() == b"bearer ":
+            given = _digest(header[7:].strip())
+        elif api_key is not None:
+            given = _digest(api_key.strip())
+        else:
             return None
-        given = _digest(header[7:].strip())
         matched = False
         for expected in self._digests:  # no early exit: every key is compared
             matched |= hmac.compare_digest(given, expected)
@@ -48,13 +52,19 @@ class ApiKeyMiddleware:
         if not self.protect_observability and scope["path"].startswith(OBSERVABILITY_PREFIXES):
             await self.app(scope, receive, send)
             return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        digest = self._authorized(header)
+        header: bytes | None = None
+        api_key: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and header is None:
+                header = value
+            elif name == b"x-api-key" and api_key is None:
+                api_key = value
+        digest = self._authorized(header, api_key)
         if digest is None:
             error = AuthenticationError(
-                "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
-                if header is not None
-                else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+                "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+                if header is not None or api_key is not None
+                else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
             )
             await send_error(scope, send, error, {"WWW-Authenticate": "Bearer"})
             return

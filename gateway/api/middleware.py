@@ -20,6 +20,8 @@ KNOWN_ENDPOINTS = frozenset(
     {
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
         "/v1/conversations",
         "/v1/responses",
         "/v1/responses/input_tokens",

@@ -15,7 +15,7 @@ from gateway.devstack.dev_model import DEV_MODEL_NAME, ensure_dev_model
 from tests.unit.asgi_driver import start
 
 
-@pytest.mark.parametrize("protocol", ["chat", "responses"])
+@pytest.mark.parametrize("protocol", ["chat", "messages", "responses"])
 async def test_app_cost_measures_tokens_and_requests_through_the_real_app(monkeypatch, protocol: str) -> None:
     sent: list[int] = []
     real_request = app_cost._request
@@ -43,12 +43,13 @@ async def test_comparison_interleaves_the_protocols_and_divides_by_the_first(mon
         return await real_request(app, body, path)
 
     monkeypatch.setattr(app_cost, "_request", recording)
-    results = await app_cost.compare(["chat", "responses"], tokens=10, requests=1, rounds=2, tools=1)
-    chat, responses = app_cost.PROTOCOLS["chat"].path, app_cost.PROTOCOLS["responses"].path
-    # warm-ups, then per round: chat's long stream and short request, then responses'
-    assert paths == [chat, responses] + [chat, chat, responses, responses] * 2
+    results = await app_cost.compare(["chat", "responses", "messages"], tokens=10, requests=1, rounds=2, tools=1)
+    chat, responses, messages = (app_cost.PROTOCOLS[name].path for name in ("chat", "responses", "messages"))
+    # warm-ups, then per round: chat's long stream and short request, then responses', then messages'
+    assert paths == [chat, responses, messages] + [chat, chat, responses, responses, messages, messages] * 2
     assert results["chat"]["per_token_ratio"] == [1.0, 1.0]
-    assert len(results["responses"]["per_token_ratio"]) == 2 and results["responses"]["per_token_us"] > 0
+    for name in ("responses", "messages"):
+        assert len(results[name]["per_token_ratio"]) == 2 and results[name]["per_token_us"] > 0
 
 
 async def test_an_api_the_gateway_does_not_serve_is_left_out_and_a_refused_body_fails(monkeypatch) -> None:
