@@ -39,6 +39,7 @@ MODULES = [
     "bench.run",
     "bench.loadgen",
     "bench.profile",
+    "bench.app_cost",  # run as `run.sh --module bench.app_cost` (the app over a stand-in Triton)
 ]
 SKIP = {"trtllm-gateway", "pip", "setuptools", "matplotlib", "litellm", "torch"}
 
