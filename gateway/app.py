@@ -49,6 +49,7 @@ from gateway.engine.lora import AdapterEngine, LoraWeights
 from gateway.engine.pool import PoolConfig, UpstreamPool
 from gateway.engine.routing import LoadBound
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
+from gateway.engine.upstream_slots import FALLBACK_LIMIT
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
@@ -242,6 +243,7 @@ def _served_model(
         entry.tool_call_parser, entry.reasoning_parser, template.source, where
     )
     block_size = entry.routing.block_size or settings.kv_block_size
+    slots_from_engine = settings.max_upstream_requests is None
 
     def triton_engine(address: str) -> TritonEngine:
         engine_config = TritonEngineConfig(
@@ -256,9 +258,12 @@ def _served_model(
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
             kv_block_size=block_size,
-            max_outstanding=settings.max_upstream_requests or None,
+            max_outstanding=FALLBACK_LIMIT if slots_from_engine else (settings.max_upstream_requests or None),
+            outstanding_from_engine=slots_from_engine,
+            workers=settings.workers,
         )
-        return TritonEngine(engine_config, tokenizer)
+        slot_metrics = metrics.upstreams.slots(entry.name, address) if metrics is not None else None
+        return TritonEngine(engine_config, tokenizer, slot_metrics)
 
     health = models_file.health
     pool_config = PoolConfig(

@@ -129,7 +129,12 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--queue-timeout-s", float, "longest wait for a slot (default 10)"),
         ("--max-body-bytes", int, "larger request bodies get a 413 (default 8 MiB)"),
         ("--max-prompt-tokens", int, "longer prompts get a 400"),
-        ("--max-upstream-requests", int, "requests open at each Triton at once; the rest wait (default 128, 0: none)"),
+        (
+            "--max-upstream-requests",
+            int,
+            "requests open at each Triton at once, per worker; the rest wait (default: twice the engine's "
+            "max_batch_size shared by the workers, else 128; 0: none)",
+        ),
         ("--max-connections", int, "open connections per process (default: the ulimit -n less 128)"),
         ("--header-timeout-s", float, "a request's headers must arrive within this time (default 10)"),
         ("--body-timeout-s", float, "a request's whole body must arrive within this time (default 60)"),

@@ -52,8 +52,11 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(10.0, gt=0, description="longest wait for a slot before a 429")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     max_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts get a 400")
-    max_upstream_requests: int = Field(
-        128, ge=0, description="requests open at each upstream Triton at once (per worker); the rest wait (0: none)"
+    max_upstream_requests: int | None = Field(
+        None,
+        ge=0,
+        description="requests open at each upstream Triton at once (per worker); the rest wait (0: none; default: "
+        "the workers' share of twice the engine model's max_batch_size, 128 where Triton declares none)",
     )
     max_connections: int | None = Field(
         None, ge=1, description="open HTTP connections per process (default: the file-descriptor limit minus 128)"

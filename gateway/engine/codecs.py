@@ -208,29 +208,33 @@ class TextDecoder:
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response."""
-        delta = Delta(text="", completion_tokens=0 if self._counted else None)
         text = ""
+        completion_tokens = 0 if self._counted else None
+        prompt_tokens = cached_tokens = None
+        sequence_index = 0
         log_probs: tuple[float, ...] = ()
         for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
             name = output.name
             if name == "text_output":
                 text = decode_first_bytes(raw).decode("utf-8", errors="replace")
             elif name == "num_output_tokens":
-                delta.completion_tokens = decode_first_int(raw, output.datatype)
+                completion_tokens = decode_first_int(raw, output.datatype)
             elif name == "num_input_tokens":
-                delta.prompt_tokens = decode_first_int(raw, output.datatype)
+                prompt_tokens = decode_first_int(raw, output.datatype)
             elif name == "sequence_index":
-                delta.sequence_index = decode_first_int(raw, output.datatype)
+                sequence_index = decode_first_int(raw, output.datatype)
             elif name == "output_log_probs":
                 log_probs = float_values(raw, output.datatype)
             elif name == REUSED_BLOCKS_OUTPUT:
-                delta.cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
-        policy = self._policy(delta.sequence_index)
+                cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
+        policy = self._policy(sequence_index)
         if policy is not None:
-            delta.text = policy.feed(text)
+            piece = policy.feed(text)
             text = policy.increment
         else:
-            delta.text = text
+            piece = text
+        delta = Delta(piece, completion_tokens, prompt_tokens, None, sequence_index)
+        delta.cached_tokens = cached_tokens
         if log_probs:
             data = text.encode()
             delta.logprobs = [TokenLogprob(text, data, log_probs[0])]

@@ -27,6 +27,9 @@ WIRE_TYPES = {
     model_config_pb2.TYPE_STRING: "BYTES",
 }
 _STRUCT_CODES = {"BOOL": "?", "INT32": "i", "UINT32": "I", "INT64": "q", "UINT64": "Q", "FP32": "f"}
+# Per streamed response: compiled once, not looked up from a format string each time.
+_FIRST_VALUE = {datatype: struct.Struct("<" + code).unpack_from for datatype, code in _STRUCT_CODES.items()}
+_BYTES_LENGTH = struct.Struct("<I").unpack_from
 
 # FP32's range: a smaller non-zero value would become 0 or a subnormal (which GPU kernels flush to 0), a larger
 # one infinity; either changes what the engine does (a repetition_penalty of 1e-320 arrives as 0 and is refused).
@@ -96,13 +99,13 @@ def decode_first_bytes(raw: bytes) -> bytes:
     """The first element of a BYTES tensor."""
     if len(raw) < 4:
         return b""
-    (length,) = struct.unpack_from("<I", raw)
+    (length,) = _BYTES_LENGTH(raw)
     return raw[4 : 4 + length]
 
 
 def decode_first_int(raw: bytes, datatype: str) -> int:
     """The first element of an integer tensor."""
-    return int(struct.unpack_from("<" + _STRUCT_CODES[datatype], raw)[0])
+    return int(_FIRST_VALUE[datatype](raw)[0])
 
 
 class RequestBuilder:
