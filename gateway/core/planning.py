@@ -56,7 +56,12 @@ async def plan_conversation(
 
 async def count_prompt_tokens(request: ConversationRequest, model: ServedModel) -> int:
     """The tokens of the prompt `plan_conversation` would render for the request (its tools and history checked,
-    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs)."""
+    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs). Images
+    are checked against what the model takes, not read: their tokens are the engine's to count."""
+    image_parts = request.conversation.images()
+    if image_parts:
+        max_images = capabilities_of(model).max_images
+        check_image_count(image_parts, model.images.limits.max_per_request, model.name, max_images)
     checker = model.guide_checker
     checks = check_tools(request.tools, checker)
     check_tool_history(request.conversation)

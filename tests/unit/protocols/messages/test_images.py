@@ -144,3 +144,14 @@ async def test_an_image_a_tool_returned_reaches_the_engine_in_the_tool_turn(
     (request,) = fake_engine.requests
     assert [i.data for i in request.images] == [RED, BLUE]
     assert request.prompt.index("read it<image>") < request.prompt.index("shot\n<image>")
+
+
+async def test_counting_tokens_refuses_images_a_model_does_not_take(
+    client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": [text("x"), base64_image(RED)]}]}
+    counted = await client.post("/v1/messages/count_tokens", json=body)
+    assert counted.status_code == 200 and counted.json()["input_tokens"] > 0, counted.text
+    fake_engine.capable = EngineCapabilities("fake")  # a text model's declared inputs
+    refused = await client.post("/v1/messages/count_tokens", json=body)
+    assert refused.status_code == 400 and "messages[0].content[1].source" in refused.json()["error"]["message"]
