@@ -201,6 +201,15 @@ def test_anthropic_image_blocks_in_order_streamed_with_image_tokens(
         streamed = stream.get_final_message()
     assert streamed.content[0].text == "I see #ff0000."  # type: ignore[union-attr]
     assert reply.usage.input_tokens - streamed.usage.input_tokens >= FEATURES_PER_IMAGE  # the second image's rows
+    # Claude Code's Read of an image file: the image comes back in a tool_result, after the user's own.
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "/tmp/blue.png"}}
+    blue = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png(BLUE)).decode()}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "image", "source": blue}]}
+    loop = [{"role": "user", "content": content[:2]}, {"role": "assistant", "content": [call]},
+            {"role": "user", "content": [result]}]  # fmt: skip
+    tools = [{"name": "Read", "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}}}]
+    after = client.messages.create(model=gateway.model, max_tokens=50, messages=loop, tools=tools)  # type: ignore[arg-type]
+    assert after.content[0].text == "I see #ff0000 #0000ff."  # type: ignore[union-attr]
     metadata = {"type": "image", "source": {"type": "url", "url": "http://169.254.169.254/latest/"}}
     with pytest.raises(anthropic.BadRequestError) as refused:
         client.messages.create(
