@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,7 @@ from gateway.api.request_body import RequestBodyMiddleware
 from gateway.api.store_access import StoreService, store_config
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
+from gateway.core.images import ImageLimits, ImageLoader, image_placeholder_for
 from gateway.core.model_parsers import resolve_parsers, special_markers
 from gateway.core.schema_bounds import GuideLimits
 from gateway.core.served_model import ModelRegistry, ServedModel
@@ -82,6 +84,7 @@ def create_app(
     limit = connection_limit(settings.max_connections)
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
     checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
+    loaders = list({id(model.images): model.images for model in registry.all()}.values())
     store_service = StoreService(store_config(settings))
 
     @asynccontextmanager
@@ -105,6 +108,8 @@ def create_app(
             await app.state.background.drain(settings.drain_timeout_s)  # SIGTERM: as long as streams get
             for checker in checkers:
                 checker.close()
+            for loader in loaders:
+                await loader.close()
             for model in registry.all():
                 await model.engine.close()
             app.state.store = app.state.background = None
@@ -163,8 +168,9 @@ def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) ->
     models = []
     aliases: dict[str, str] = {}
     checker = GuideChecker(guide_limits(settings), settings.guide_check_workers)
+    images = ImageLoader(image_limits(settings))
     for index, entry in enumerate(models_file.models):
-        model = _served_model(settings, models_file, entry, index, metrics, checker)
+        model = _served_model(settings, models_file, entry, index, metrics, checker, images)
         models += [model, *_adapter_models(model, entry, index)]
         aliases.update(dict.fromkeys(entry.aliases, entry.name))
     return ModelRegistry(models, aliases)
@@ -198,6 +204,25 @@ def guide_limits(settings: Settings) -> GuideLimits:
     )
 
 
+def image_limits(settings: Settings) -> ImageLimits:
+    """The bounds on request images the settings ask for."""
+    networks = []
+    for text in (settings.image_fetch_allow_networks or "").split(","):
+        if text.strip():
+            try:
+                networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError as exc:
+                raise ConfigurationError(f"--image-fetch-allow-networks: {exc}") from exc
+    return ImageLimits(
+        max_bytes=settings.image_max_bytes,
+        max_pixels=settings.image_max_pixels,
+        max_per_request=settings.max_images,
+        fetch_timeout_s=settings.image_fetch_timeout_s,
+        allowed_networks=tuple(networks),
+        cache_bytes=settings.image_cache_mb * 1024 * 1024,
+    )
+
+
 def _served_model(
     settings: Settings,
     models_file: ModelsFile,
@@ -205,6 +230,7 @@ def _served_model(
     index: int,
     metrics: GatewayMetrics | None,
     checker: GuideChecker,
+    images: ImageLoader,
 ) -> ServedModel:
     where = f"models[{index}] ('{entry.name}')" if settings.models_file else ""
     try:
@@ -267,6 +293,8 @@ def _served_model(
         compact_json_guides=entry.guided_json_whitespace == "compact",
         special_markers=special_markers(tokenizer, tool_parser, reasoning_parser),
         guide_checker=checker,
+        images=images,
+        image_placeholder=image_placeholder_for(tokenizer, entry.image_placeholder),
     )
 
 

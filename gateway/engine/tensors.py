@@ -85,11 +85,11 @@ class ModelInterface:
         return next((name for name in INPUT_ALIASES[field] if name in self.inputs), None)
 
 
-def encode_bytes(values: Sequence[str]) -> bytes:
-    """BYTES tensor contents: each element as a 4-byte little-endian length and its UTF-8 bytes."""
+def encode_bytes(values: Sequence[str | bytes]) -> bytes:
+    """BYTES tensor contents: each element as a 4-byte little-endian length and its (UTF-8) bytes."""
     parts = []
     for value in values:
-        data = value.encode()
+        data = value.encode() if isinstance(value, str) else value
         parts.append(struct.pack("<I", len(data)))
         parts.append(data)
     return b"".join(parts)
@@ -138,6 +138,10 @@ class RequestBuilder:
 
     def strings(self, name: str, values: Sequence[str]) -> None:
         """Add a [1, N] BYTES tensor."""
+        self._add(name, "BYTES", [1, len(values)], encode_bytes(values))
+
+    def byte_strings(self, name: str, values: Sequence[bytes]) -> None:
+        """Add a [1, N] BYTES tensor of byte strings as they are."""
         self._add(name, "BYTES", [1, len(values)], encode_bytes(values))
 
     def int32_array(self, name: str, values: Sequence[int]) -> None:

@@ -5,20 +5,22 @@
   prompt every turn and defeat prefix caching);
 - Claude Code's billing header (a text block `x-anthropic-billing-header: ...; cch=<nonce>;`, different on every
   request) is dropped wherever it appears, so that consecutive turns share their prefix;
-- user blocks: `text`, and `tool_result` (a string or text blocks, `is_error`), which become tool turns ahead of
-  the user's own text, as they answer the assistant turn before;
+- user blocks: `text`, `image` (its `source`: `base64` with `media_type` and `data`, or `url`; in its place among
+  the text, for a vision model), and `tool_result` (a string or text and image blocks, `is_error`), which become
+  tool turns ahead of the user's own text, as they answer the assistant turn before;
 - assistant blocks: `text`, `tool_use` (its `input` object as the call's arguments), `thinking` (its signature
   checked, its text given back to the template as the turn's reasoning) and `redacted_thinking` (accepted and
   not rendered: the gateway never issues one, so it holds nothing this model said);
-- `image`, `document` and server-tool blocks are refused with a 400 naming the block and its type, and so is a
-  final assistant message (a prefill to continue: the chat template would close it instead).
+- `document` and server-tool blocks, images by `file_id` and images in assistant messages are refused with a 400
+  naming the block and its type (or field), and so is a final assistant message (a prefill to continue: the chat
+  template would close it instead).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
-from gateway.core.request import Conversation, ToolCall, Turn
+from gateway.core.request import Conversation, ImagePart, ToolCall, Turn
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from gateway.protocols.messages.ids import call_id_of_tool_use
 from gateway.protocols.messages.request import ConversationFields, InputMessage
@@ -26,6 +28,7 @@ from gateway.protocols.messages.signatures import ThinkingSigner
 
 BILLING_HEADER = "x-anthropic-billing-header"
 _MEDIA = ("image", "document")
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")  # what Anthropic's API takes
 
 
 def conversation_of(body: ConversationFields, signer: ThinkingSigner) -> Conversation:
@@ -81,19 +84,51 @@ def message_turns(message: InputMessage, index: int, signer: ThinkingSigner) -> 
 
 def _user_turns(blocks: list[dict[str, Any]], where: str) -> list[Turn]:
     results: list[Turn] = []
-    texts: list[str] = []
+    parts: list[str | ImagePart] = []
     for index, block in enumerate(blocks):
         at = f"{where}.content[{index}]"
         kind = block_type(block, at)
         if kind == "text":
-            texts.append(block_text(block, at))
+            parts.append(block_text(block, at))
+        elif kind == "image":
+            parts.append(_image(block, at))
         elif kind == "tool_result":
             results.append(_tool_result(block, at))
         else:
             _refuse(kind, at, "user")
-    if results and not texts:
+    if results and not parts:
         return results
-    return [*results, Turn("user", "".join(texts), param=where)]
+    text = "".join(part for part in parts if isinstance(part, str))
+    images = any(isinstance(part, ImagePart) for part in parts)
+    return [*results, Turn("user", text, param=where, content=tuple(parts) if images else ())]
+
+
+def _image(block: dict[str, Any], at: str) -> ImagePart:
+    """An image block as the core's image part: base64 data as a `data:` URL, or the URL."""
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise InvalidRequestError("An image block needs a 'source' object", param=f"{at}.source")
+    kind = source.get("type")
+    if kind == "base64":
+        media_type, data = source.get("media_type"), source.get("data")
+        if media_type not in IMAGE_MEDIA_TYPES:
+            raise InvalidRequestError(
+                f"'media_type' must be one of {', '.join(IMAGE_MEDIA_TYPES)}", param=f"{at}.source.media_type"
+            )
+        if not isinstance(data, str) or not data:
+            raise InvalidRequestError("A base64 image source needs its 'data'", param=f"{at}.source.data")
+        return ImagePart(f"data:{media_type};base64,{data}", param=f"{at}.source")
+    if kind == "url":
+        url = source.get("url")
+        if not isinstance(url, str) or not url:
+            raise InvalidRequestError("A url image source needs its 'url'", param=f"{at}.source.url")
+        return ImagePart(url, param=f"{at}.source")
+    if kind == "file":
+        raise UnsupportedFeatureError(
+            "Images by file_id are not supported (there is no Files API): send base64 data or a URL",
+            param=f"{at}.source.type",
+        )
+    raise InvalidRequestError("An image source's type must be 'base64' or 'url'", param=f"{at}.source.type")
 
 
 def _tool_result(block: dict[str, Any], at: str) -> Turn:
@@ -103,32 +138,41 @@ def _tool_result(block: dict[str, Any], at: str) -> Turn:
     is_error = block.get("is_error")
     if is_error is not None and not isinstance(is_error, bool):
         raise InvalidRequestError("'is_error' must be a boolean", param=f"{at}.is_error")
+    parts = _tool_result_parts(block.get("content"), f"{at}.content")
+    images = any(isinstance(part, ImagePart) for part in parts)
     return Turn(
         "tool",
-        _tool_result_text(block.get("content"), f"{at}.content"),
+        "".join(part for part in parts if isinstance(part, str)),
         param=at,
         call_id=call_id_of_tool_use(call_id),
         call_id_param=f"{at}.tool_use_id",
         is_error=bool(is_error),
+        content=tuple(parts) if images else (),
     )
 
 
-def _tool_result_text(content: Any, where: str) -> str:
-    """A tool result's content: a string, or its text blocks one per line. `tool_reference` blocks (Claude Code's
-    tool search) name a tool to load: every tool is in the prompt already, so they add nothing."""
+def _tool_result_parts(content: Any, where: str) -> list[str | ImagePart]:
+    """A tool result's content: a string, or its text and image blocks in order, one per line (a screenshot or an
+    image file a tool read). `tool_reference` blocks (Claude Code's tool search) name a tool to load: every tool is
+    in the prompt already, so they add nothing."""
     if content is None or isinstance(content, str):
-        return content or ""
+        return [content] if content else []
     if not isinstance(content, list):
         raise InvalidRequestError("A tool result's content must be a string or a list of blocks", param=where)
-    texts = []
+    parts: list[str | ImagePart] = []
     for index, block in enumerate(content):
         at = f"{where}[{index}]"
         kind = block_type(block, at)
+        if kind == "tool_reference":
+            continue
         if kind == "text":
-            texts.append(block_text(block, at))
-        elif kind != "tool_reference":
+            part: str | ImagePart = block_text(block, at)
+        elif kind == "image":
+            part = _image(block, at)
+        else:
             _refuse(kind, at, "tool_result")
-    return "\n".join(texts)
+        parts += ["\n", part] if parts else [part]
+    return parts
 
 
 def _assistant_turn(blocks: list[dict[str, Any]], where: str, signer: ThinkingSigner) -> Turn:
@@ -197,10 +241,12 @@ def block_text(block: dict[str, Any], at: str) -> str:
     return text
 
 
-def _refuse(kind: str, at: str, where: str) -> None:
-    if kind in _MEDIA:
+def _refuse(kind: str, at: str, where: str) -> NoReturn:
+    if kind == "image":
         raise UnsupportedFeatureError(
-            f"'{kind}' content blocks are not supported yet: this gateway serves text models", param=f"{at}.type"
+            f"'image' blocks are taken in user messages and tool results, not in {where} content", param=f"{at}.type"
         )
+    if kind in _MEDIA:
+        raise UnsupportedFeatureError(f"'{kind}' content blocks are not supported", param=f"{at}.type")
     shown = kind if len(kind) <= 64 else kind[:64] + "..."
     raise UnsupportedFeatureError(f"'{shown}' blocks are not supported in {where} content", param=f"{at}.type")

@@ -258,7 +258,7 @@ async def test_errors_are_in_anthropics_shape_on_these_paths_only(http: httpx.As
     image = await http.post(
         "/v1/messages", json=body(messages=[{"role": "user", "content": [image_block]}]), headers=headers
     )
-    assert "messages[0].content[0].type" in anthropic_error(image, 400, "invalid_request_error")
+    assert "messages[0].content[0].source" in anthropic_error(image, 400, "invalid_request_error")
     assert "API key" in anthropic_error(await http.post("/v1/messages", json=body()), 401, "authentication_error")
     wrong = await http.post("/v1/messages", json=body(), headers={"x-api-key": "sk-wrong"})
     anthropic_error(wrong, 401, "authentication_error")

@@ -164,10 +164,10 @@ def test_a_forged_or_foreign_thinking_signature_is_a_400(signature: str) -> None
 @pytest.mark.parametrize(
     ("block", "param"),
     [
-        ({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}, "content[0].type"),
+        ({"type": "image", "source": {"type": "file", "file_id": "file_1"}}, "content[0].source.type"),
         ({"type": "document", "source": {"type": "text", "data": "x"}}, "content[0].type"),
         ({"type": "search_result", "source": "x", "title": "t", "content": []}, "content[0].type"),
-        ({"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image"}]}, "content[0].content[0].type"),
+        ({"type": "tool_result", "tool_use_id": "t", "content": [{"type": "document"}]}, "content[0].content[0].type"),
     ],
 )  # fmt: skip
 def test_blocks_the_gateway_cannot_serve_are_400s_naming_them(block: dict[str, Any], param: str) -> None:
