@@ -4,7 +4,14 @@ The real app (middleware, routes, chat template, SSE) is called as an ASGI calla
 yields its tokens at once, so no network, gRPC or Triton is involved: what is left is what the gateway's code
 costs, the part of a token's cost that this project can change without replacing uvicorn or grpc.aio.
 `--tools N` sends N agent-sized tools (distinct schemas of ~1 KB, as a coding agent sends) with every request.
-`--protocol responses` streams POST /v1/responses (named events) instead of chat completions.
+`--upstream ensemble|bls|direct` puts the real TritonEngine (pool, codec, reader task, call guard) in place of the
+instant engine, over an in-process stand-in for Triton's gRPC channel (bench/fake_triton.py): the engine's own
+per-response Python is then measured too, still without grpc or a network.
+`--protocol responses` (with `store: false`, as bench.run's variant; bench.store_cost prices the store) or
+`--protocol messages` streams that API instead of chat completions; a comma-separated list
+(`--protocol chat,responses,messages`) measures them interleaved, round by round on the same app, and prints
+each one's cost divided by the first one's (medians of the rounds' ratios); an API the gateway does not serve
+(404) is left out with a note.
 """
 
 from __future__ import annotations
@@ -12,13 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.app import create_app
+from bench.fake_triton import fake_triton
+from gateway.app import build_registry, create_app
 from gateway.config import Settings
 from gateway.core.served_model import ModelRegistry, ServedModel
 from gateway.core.tokens import ChatTemplate, TokenCounter, load_tokenizer
@@ -60,10 +71,19 @@ class InstantEngine:
             )
 
 
+class NotServed(Exception):
+    """The app answered a bench request with another status than 200."""
+
+    def __init__(self, path: str, status: int | None, body: bytes) -> None:
+        super().__init__(f"POST {path} answered {status}: {body[:300].decode(errors='replace')}")
+        self.status = status
+
+
 async def _request(
     app: Any, body: bytes, path: str = "/v1/chat/completions", headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> int:
-    """One streamed request through the ASGI app (with these extra headers); returns how many messages it sent."""
+    """One streamed request through the ASGI app (with these extra headers); returns how many messages it sent
+    (NotServed unless a 200)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -88,6 +108,8 @@ async def _request(
     pending = [{"type": "http.request", "body": body, "more_body": False}]
     finished = asyncio.Event()
     sent = 0
+    status: int | None = None
+    failure = bytearray()
 
     async def receive() -> dict[str, Any]:
         if pending:
@@ -96,12 +118,18 @@ async def _request(
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
-        nonlocal sent
+        nonlocal sent, status
         sent += 1
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif status != 200:
+            failure.extend(message.get("body", b""))
         if message["type"] == "http.response.body" and not message.get("more_body"):
             finished.set()
 
     await app(scope, receive, send)
+    if status != 200:
+        raise NotServed(path, status, bytes(failure))
     return sent
 
 
@@ -139,52 +167,182 @@ def agent_tools(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def responses_tools(count: int) -> list[dict[str, Any]]:
-    """The same tools in Responses' flat shape."""
-    return [{"type": "function", **tool["function"]} for tool in agent_tools(count)]
+def _chat_fields(messages: list[dict[str, Any]], max_tokens: int, tools: int) -> dict[str, Any]:
+    extra = {"tools": agent_tools(tools)} if tools else {}
+    return {"messages": messages, "max_tokens": max_tokens, **extra}
 
 
-async def measure(tokens: int, requests: int, rounds: int, tools: int = 0, protocol: str = "chat") -> dict[str, float]:
-    """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
-    tokenizer = load_tokenizer(ensure_dev_model())
+def _responses_fields(messages: list[dict[str, Any]], max_tokens: int, tools: int) -> dict[str, Any]:
+    flat = [{"type": "function", **tool["function"]} for tool in agent_tools(tools)]
+    extra = {"tools": flat} if tools else {}
+    return {"input": messages, "max_output_tokens": max_tokens, "store": False, **extra}
+
+
+def _messages_fields(messages: list[dict[str, Any]], max_tokens: int, tools: int) -> dict[str, Any]:
+    anthropic = [
+        {"name": tool["function"]["name"], "description": tool["function"]["description"],
+         "input_schema": tool["function"]["parameters"]}
+        for tool in agent_tools(tools)
+    ]  # fmt: skip
+    return {"messages": messages, "max_tokens": max_tokens, **({"tools": anthropic} if tools else {})}
+
+
+@dataclass(frozen=True)
+class Api:
+    """A streamed API the bench can call: its path and its body's fields for (messages, max_tokens, tools)."""
+
+    path: str
+    fields: Callable[[list[dict[str, Any]], int, int], dict[str, Any]]
+
+    def body(self, prompt: str, max_tokens: int, tools: int) -> bytes:
+        """The streamed request of `max_tokens` tokens for one user message."""
+        fields = self.fields([{"role": "user", "content": prompt}], max_tokens, tools)
+        return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": True}).encode()
+
+
+PROTOCOLS = {
+    "chat": Api("/v1/chat/completions", _chat_fields),
+    "responses": Api("/v1/responses", _responses_fields),
+    "messages": Api("/v1/messages", _messages_fields),
+}
+PROMPT = " ".join(f"word{i}" for i in range(60))
+UPSTREAM_MODELS = {"ensemble": "ensemble", "bls": "tensorrt_llm_bls", "direct": "tensorrt_llm"}
+# What the stand-in Triton streams (one token per response), cycled: dev-tokenizer tokens of ordinary prose.
+SAMPLE_TEXT = (
+    "The gateway reads each response of the upstream, turns it into an event of the choice it belongs to, and "
+    "writes that event to the client as soon as it arrives, unless the client is still reading the last one."
+)
+
+
+def instant_registry(tokenizer: Any, tools: int, max_tokens: int) -> ModelRegistry:
+    """The dev model served by the instant engine."""
     model = ServedModel(
         name=DEV_MODEL_NAME,
         engine=InstantEngine(),
         chat_template=ChatTemplate(tokenizer),
         counter=TokenCounter(tokenizer),
         default_max_tokens=16,
-        max_tokens_limit=max(tokens, 16),
+        max_tokens_limit=max(max_tokens, 16),
         max_prompt_tokens=None,
         tool_parser="llama3_json" if tools else None,
     )
-    app = create_app(ModelRegistry([model]), Settings(state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-"))))
-    prompt = " ".join(f"word{i}" for i in range(60))
+    return ModelRegistry([model])
 
-    path = "/v1/responses" if protocol == "responses" else "/v1/chat/completions"
 
-    def body(max_tokens: int) -> bytes:
-        messages = [{"role": "user", "content": prompt}]
-        if protocol == "responses":
-            extra: dict[str, Any] = {"tools": responses_tools(tools)} if tools else {}
-            fields = {"input": messages, "max_output_tokens": max_tokens}
-        else:
-            extra = {"tools": agent_tools(tools)} if tools else {}
-            fields = {"messages": messages, "max_tokens": max_tokens}
-        return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": True, **extra}).encode()
+def upstream_settings(model_dir: Path, upstream: str, tools: int, max_tokens: int) -> Settings:
+    """The settings of a gateway in front of the stand-in Triton, calling the model of the upstream mode."""
+    return Settings(
+        tokenizer=model_dir,
+        served_model_name=DEV_MODEL_NAME,
+        triton_url="fake-triton:8001",
+        triton_model=UPSTREAM_MODELS[upstream],
+        default_max_tokens=16,
+        max_tokens_limit=max(max_tokens, 16),
+        tool_call_parser="llama3_json" if tools else "none",
+        reasoning_parser="none",
+        state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-")),
+    )
 
-    async with app.router.lifespan_context(app):
-        long_body, short_body = body(tokens), body(1)
-        await _request(app, long_body, path)
-        per_token, per_request = [], []
+
+@asynccontextmanager
+async def serving_app(upstream: str, tools: int, max_tokens: int) -> AsyncIterator[Any]:
+    """The app, started, over the instant engine or the TritonEngine and a stand-in Triton in `upstream` mode."""
+    model_dir = ensure_dev_model()
+    tokenizer = load_tokenizer(model_dir)
+    if upstream == "instant":
+        settings = Settings(state_dir=Path(tempfile.mkdtemp(prefix="app-cost-state-")))
+        app = create_app(instant_registry(tokenizer, tools, max_tokens), settings)
+        async with app.router.lifespan_context(app):
+            yield app
+        return
+    ids = tokenizer.encode(SAMPLE_TEXT, add_special_tokens=False)
+    with fake_triton(model_dir, [(token, tokenizer.decode([token])) for token in ids]):
+        settings = upstream_settings(model_dir, upstream, tools, max_tokens)
+        app = create_app(build_registry(settings), settings)
+        async with app.router.lifespan_context(app):
+            yield app
+
+
+async def _one_round(app: Any, api: Api, tokens: int, requests: int, tools: int) -> tuple[float, float]:
+    """CPU seconds per token of one `tokens`-token stream, and per one-token streamed request."""
+    long_body, short_body = api.body(PROMPT, tokens, tools), api.body(PROMPT, 1, tools)
+    started = time.process_time()
+    await _request(app, long_body, api.path)
+    per_token = (time.process_time() - started) / tokens
+    started = time.process_time()
+    for _ in range(requests):
+        await _request(app, short_body, api.path)
+    return per_token, (time.process_time() - started) / requests
+
+
+async def measure(
+    tokens: int, requests: int, rounds: int, tools: int = 0, upstream: str = "instant", protocol: str = "chat"
+) -> dict[str, float]:
+    """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
+    api = PROTOCOLS[protocol]
+    async with serving_app(upstream, tools, tokens) as app:
+        await _request(app, api.body(PROMPT, tokens, tools), api.path)
+        samples = [await _one_round(app, api, tokens, requests, tools) for _ in range(rounds)]
+    return {
+        "per_token_us": min(sample[0] for sample in samples) * 1e6,
+        "per_request_us": min(sample[1] for sample in samples) * 1e6,
+    }
+
+
+async def compare(
+    protocols: list[str], tokens: int, requests: int, rounds: int, tools: int = 0, upstream: str = "instant"
+) -> dict[str, dict[str, Any]]:
+    """The protocols measured interleaved on one app; per protocol its medians and its per-round ratios to the
+    first one's (a protocol the app does not serve is given as `{"not_served": message}`)."""
+    results: dict[str, dict[str, Any]] = {name: {} for name in protocols}
+    async with serving_app(upstream, tools, tokens) as app:
+        served = []
+        for name in protocols:
+            try:
+                await _request(app, PROTOCOLS[name].body(PROMPT, tokens, tools), PROTOCOLS[name].path)
+            except NotServed as error:
+                if error.status != 404 or name == protocols[0]:
+                    raise
+                results[name]["not_served"] = str(error)
+            else:
+                served.append(name)
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in served}
         for _ in range(rounds):
-            started = time.process_time()
-            await _request(app, long_body, path)
-            per_token.append((time.process_time() - started) / tokens)
-            started = time.process_time()
-            for _ in range(requests):
-                await _request(app, short_body, path)
-            per_request.append((time.process_time() - started) / requests)
-    return {"per_token_us": min(per_token) * 1e6, "per_request_us": min(per_request) * 1e6}
+            for name in served:
+                samples[name].append(await _one_round(app, PROTOCOLS[name], tokens, requests, tools))
+    reference = samples[served[0]]
+    for name in served:
+        token_ratios = [mine[0] / base[0] for mine, base in zip(samples[name], reference, strict=True)]
+        request_ratios = [mine[1] / base[1] for mine, base in zip(samples[name], reference, strict=True)]
+        results[name] |= {
+            "per_token_us": statistics.median(sample[0] for sample in samples[name]) * 1e6,
+            "per_request_us": statistics.median(sample[1] for sample in samples[name]) * 1e6,
+            "per_token_ratio": sorted(token_ratios),
+            "per_request_ratio": sorted(request_ratios),
+        }
+    return results
+
+
+def _ratio_text(ratios: list[float]) -> str:
+    return f"{statistics.median(ratios):.3f} ({ratios[0]:.3f}–{ratios[-1]:.3f})"
+
+
+def print_comparison(results: dict[str, dict[str, Any]], upstream: str, rounds: int) -> None:
+    """One line per protocol: medians, and the median (range) of its per-round ratios to the first protocol."""
+    first = next(iter(results))
+    print(f"{upstream}: medians of {rounds} interleaved rounds; ratios to {first} per round, median (lowest–highest)")
+    for name, result in results.items():
+        if "not_served" in result:
+            print(f"  {name}: left out, not served by this gateway ({result['not_served'][:80]})")
+            continue
+        ratios = (
+            f"; ÷ {first}: per token {_ratio_text(result['per_token_ratio'])}, per request "
+            f"{_ratio_text(result['per_request_ratio'])}"
+        )
+        print(
+            f"  {name}: {result['per_token_us']:.2f} µs per streamed token, {result['per_request_us']:.0f} µs per "
+            f"one-token streamed request{ratios if name != first else ''}"
+        )
 
 
 def main() -> None:
@@ -192,15 +350,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4000, help="tokens of the long stream (per-token cost)")
     parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
-    parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="best of this many rounds (interleaved rounds for a list)"
+    )
     parser.add_argument("--tools", type=int, default=0, help="agent-sized tools sent with every request")
-    parser.add_argument("--protocol", choices=["chat", "responses"], default="chat", help="the streamed endpoint")
+    parser.add_argument(
+        "--upstream",
+        choices=["instant", *UPSTREAM_MODELS],
+        default="instant",
+        help="instant: an engine that yields at once; else the TritonEngine over a stand-in Triton in this mode",
+    )
+    parser.add_argument(
+        "--protocol",
+        default="chat",
+        help=f"the streamed API ({', '.join(PROTOCOLS)}), or a comma-separated list measured interleaved",
+    )
     args = parser.parse_args()
+    protocols = args.protocol.split(",")
+    if unknown := [name for name in protocols if name not in PROTOCOLS]:
+        parser.error(f"--protocol: unknown {', '.join(unknown)} (known: {', '.join(PROTOCOLS)})")
     import uvloop
 
-    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools, args.protocol))
+    if len(protocols) > 1:
+        results = uvloop.run(compare(protocols, args.tokens, args.requests, args.rounds, args.tools, args.upstream))
+        print_comparison(results, args.upstream, args.rounds)
+        return
+    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools, args.upstream, protocols[0]))
     print(
-        f"app CPU per streamed token: {result['per_token_us']:.2f} µs; "
+        f"{args.upstream} {protocols[0]}: app CPU per streamed token: {result['per_token_us']:.2f} µs; "
         f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"
     )
 

@@ -102,8 +102,11 @@ def start_gateway(
     log_path = log_dir / f"{frontend.name.replace('/', '_').replace('+', '_')}.log"
     env = dict(os.environ)
     # The runs measure the gateway's own cost at a given concurrency: no gateway-side queue in front of Triton
-    # (--max-upstream-requests defaults to 128). An environment variable, so older baselines ignore it.
+    # (--max-upstream-requests defaults to twice the engine's batch). An environment variable, so older baselines
+    # ignore it.
     env.setdefault("GATEWAY_MAX_UPSTREAM_REQUESTS", "0")
+    # A store of its own (Responses), never the user's default one.
+    env.setdefault("GATEWAY_STATE_DIR", str(log_path.with_suffix(".state")))
     if frontend.source:  # a baseline version of the gateway: its package first on the path
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(frontend.source).resolve()), env.get("PYTHONPATH")]))
     process = _launch(command, env, cpus, log_path)

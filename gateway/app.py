@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,18 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import __version__
-from gateway.api import chat, completions, conversations, health, metrics, models, responses, stored_responses, usage
+from gateway.api import (
+    chat,
+    completions,
+    conversations,
+    health,
+    messages,
+    metrics,
+    models,
+    responses,
+    stored_responses,
+    usage,
+)
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
 from gateway.api.background import BackgroundRunner
@@ -30,6 +42,7 @@ from gateway.api.tenancy import TenancyMiddleware, tenants_from_settings
 from gateway.api.usage_ledger import StoreLedger
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
+from gateway.core.images import ImageLimits, ImageLoader, image_placeholder_for
 from gateway.core.model_parsers import resolve_parsers, special_markers
 from gateway.core.schema_bounds import GuideLimits
 from gateway.core.served_model import ModelRegistry, ServedModel
@@ -39,6 +52,7 @@ from gateway.engine.lora import AdapterEngine, LoraWeights
 from gateway.engine.pool import PoolConfig, UpstreamPool
 from gateway.engine.routing import LoadBound
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
+from gateway.engine.upstream_slots import FALLBACK_LIMIT
 from gateway.engine.upstreams import EjectionPolicy
 from gateway.errors import ConfigurationError
 from gateway.models_file import ModelEntry, ModelsFile
@@ -73,6 +87,7 @@ def create_app(
     limit = connection_limit(settings.max_connections)
     guard = ConnectionGuard(settings.header_timeout_s, settings.body_timeout_s, limit, metrics_registry)
     checkers = list({id(model.guide_checker): model.guide_checker for model in registry.all()}.values())
+    loaders = list({id(model.images): model.images for model in registry.all()}.values())
     store_service = StoreService(store_config(settings))
 
     @asynccontextmanager
@@ -100,6 +115,8 @@ def create_app(
                 await app.state.tenants.close()  # before the store closes: the last usage flush
             for checker in checkers:
                 checker.close()
+            for loader in loaders:
+                await loader.close()
             for model in registry.all():
                 await model.engine.close()
             app.state.store = app.state.background = None
@@ -112,13 +129,14 @@ def create_app(
     app.state.drain = drain
     tenants = tenants_from_settings(settings, registry, metrics_registry.tenants, StoreLedger(app.state))
     app.state.tenants = tenants  # None without API keys
-    app.state.error_shapes = ErrorShapes()  # every route answers in OpenAI's shape until a protocol adds its own
+    # OpenAI's shape on every route but those of a protocol with its own.
+    app.state.error_shapes = ErrorShapes(((messages.MESSAGES_PATH_PREFIX, messages.MESSAGES_ERRORS),))
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, (messages.MESSAGES_OPENAPI_ERRORS,))
     app.state.sealer = Sealer(deployment_secret(settings.state_key))
     app.state.store = app.state.background = None  # opened by the lifespan
-    routers = (chat.router, completions.router, responses.router, stored_responses.router, conversations.router)
-    for router in (*routers, models.router, usage.router, health.router, metrics.router):
+    routers = (chat.router, completions.router, messages.router, responses.router, stored_responses.router)
+    for router in (*routers, conversations.router, models.router, usage.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
     # CORS, API key, tenancy (settles and counts what the key's requests used), the body (read whole, within the
@@ -161,8 +179,9 @@ def build_registry(settings: Settings, metrics: GatewayMetrics | None = None) ->
     models = []
     aliases: dict[str, str] = {}
     checker = GuideChecker(guide_limits(settings), settings.guide_check_workers)
+    images = ImageLoader(image_limits(settings))
     for index, entry in enumerate(models_file.models):
-        model = _served_model(settings, models_file, entry, index, metrics, checker)
+        model = _served_model(settings, models_file, entry, index, metrics, checker, images)
         models += [model, *_adapter_models(model, entry, index)]
         aliases.update(dict.fromkeys(entry.aliases, entry.name))
     return ModelRegistry(models, aliases)
@@ -196,6 +215,25 @@ def guide_limits(settings: Settings) -> GuideLimits:
     )
 
 
+def image_limits(settings: Settings) -> ImageLimits:
+    """The bounds on request images the settings ask for."""
+    networks = []
+    for text in (settings.image_fetch_allow_networks or "").split(","):
+        if text.strip():
+            try:
+                networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError as exc:
+                raise ConfigurationError(f"--image-fetch-allow-networks: {exc}") from exc
+    return ImageLimits(
+        max_bytes=settings.image_max_bytes,
+        max_pixels=settings.image_max_pixels,
+        max_per_request=settings.max_images,
+        fetch_timeout_s=settings.image_fetch_timeout_s,
+        allowed_networks=tuple(networks),
+        cache_bytes=settings.image_cache_mb * 1024 * 1024,
+    )
+
+
 def _served_model(
     settings: Settings,
     models_file: ModelsFile,
@@ -203,6 +241,7 @@ def _served_model(
     index: int,
     metrics: GatewayMetrics | None,
     checker: GuideChecker,
+    images: ImageLoader,
 ) -> ServedModel:
     where = f"models[{index}] ('{entry.name}')" if settings.models_file else ""
     try:
@@ -215,6 +254,7 @@ def _served_model(
         entry.tool_call_parser, entry.reasoning_parser, template.source, where
     )
     block_size = entry.routing.block_size or settings.kv_block_size
+    slots_from_engine = settings.max_upstream_requests is None
 
     def triton_engine(address: str) -> TritonEngine:
         engine_config = TritonEngineConfig(
@@ -229,9 +269,12 @@ def _served_model(
             request_timeout_s=settings.request_timeout_s,
             engine_logits=entry.engine_logits,
             kv_block_size=block_size,
-            max_outstanding=settings.max_upstream_requests or None,
+            max_outstanding=FALLBACK_LIMIT if slots_from_engine else (settings.max_upstream_requests or None),
+            outstanding_from_engine=slots_from_engine,
+            workers=settings.workers,
         )
-        return TritonEngine(engine_config, tokenizer)
+        slot_metrics = metrics.upstreams.slots(entry.name, address) if metrics is not None else None
+        return TritonEngine(engine_config, tokenizer, slot_metrics)
 
     health = models_file.health
     pool_config = PoolConfig(
@@ -261,6 +304,8 @@ def _served_model(
         compact_json_guides=entry.guided_json_whitespace == "compact",
         special_markers=special_markers(tokenizer, tool_parser, reasoning_parser),
         guide_checker=checker,
+        images=images,
+        image_placeholder=image_placeholder_for(tokenizer, entry.image_placeholder),
     )
 
 

@@ -24,6 +24,9 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--family", choices=["dev", "qwen", "deepseek", "mistral"], default="dev", help="dev model family"
     )
+    group.add_argument(
+        "--vision", action="store_true", help="a vision model: images in (scripted or synthetic engine, dev family)"
+    )
     group.add_argument("--triton-grpc-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-http-port", type=int, default=0, help="0 = a free port")
     group.add_argument("--triton-metrics-port", type=int, default=0, help="0 = a free port")
@@ -50,6 +53,7 @@ def _dev_options(args: argparse.Namespace):
         family=args.family,
         synthetic_ttft_ms=args.synthetic_ttft_ms,
         synthetic_itl_ms=args.synthetic_itl_ms,
+        vision=args.vision,
     )
 
 
@@ -127,7 +131,12 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--queue-timeout-s", float, "longest wait for a slot (default 10)"),
         ("--max-body-bytes", int, "larger request bodies get a 413 (default 8 MiB)"),
         ("--max-prompt-tokens", int, "longer prompts get a 400"),
-        ("--max-upstream-requests", int, "requests open at each Triton at once; the rest wait (default 128, 0: none)"),
+        (
+            "--max-upstream-requests",
+            int,
+            "requests open at each Triton at once, per worker; the rest wait (default: twice the engine's "
+            "max_batch_size shared by the workers, else 128; 0: none)",
+        ),
         ("--max-connections", int, "open connections per process (default: the ulimit -n less 128)"),
         ("--header-timeout-s", float, "a request's headers must arrive within this time (default 10)"),
         ("--body-timeout-s", float, "a request's whole body must arrive within this time (default 60)"),
@@ -168,6 +177,17 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--guide-check-workers", int, "worker processes that check guides (default 1)"),
     ):
         guides.add_argument(flag, type=kind, help=text)
+    images = parser.add_argument_group("images in requests: limits and URL fetching (see README)")
+    for flag, kind, text in (
+        ("--max-images", int, "images in one request (default 16)"),
+        ("--image-max-bytes", int, "one image file, fetched or from a data: URL (default 20 MiB)"),
+        ("--image-max-pixels", int, "one image's width x height, checked before decoding (default 4096 x 4096)"),
+        ("--image-fetch-timeout-s", float, "fetching one image URL, redirects included (default 10)"),
+        ("--image-fetch-allow-networks", str, "comma-separated CIDRs of non-public networks URLs may point to"),
+        ("--image-cache-mb", int, "fetched images kept by URL for 5 minutes (default 64; 0: none)"),
+        ("--image-placeholder", str, "an image's place in the prompt (default: <|image|> if the tokenizer has it)"),
+    ):
+        images.add_argument(flag, type=kind, help=text)
     store = parser.add_argument_group("stored responses and conversations (see README)")
     for flag, kind, text in (
         ("--store-url", str, "postgresql://user:password@host/db for replicas (default: SQLite in --state-dir)"),

@@ -52,8 +52,11 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(10.0, gt=0, description="longest wait for a slot before a 429")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger request bodies get a 413")
     max_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts get a 400")
-    max_upstream_requests: int = Field(
-        128, ge=0, description="requests open at each upstream Triton at once (per worker); the rest wait (0: none)"
+    max_upstream_requests: int | None = Field(
+        None,
+        ge=0,
+        description="requests open at each upstream Triton at once (per worker); the rest wait (0: none; default: "
+        "the workers' share of twice the engine model's max_batch_size, 128 where Triton declares none)",
     )
     max_connections: int | None = Field(
         None, ge=1, description="open HTTP connections per process (default: the file-descriptor limit minus 128)"
@@ -68,6 +71,19 @@ class Settings(BaseSettings):
     max_tools_bytes: int = Field(1024 * 1024, ge=1024, description="all tool definitions of a request, as JSON")
     guide_check_timeout_s: float = Field(10.0, gt=0, description="meta-schema and xgrammar checks of a request")
     guide_check_workers: int = Field(1, ge=1, le=64, description="worker processes that check guides")
+    # Images: what a request may carry, and how image URLs are fetched
+    max_images: int = Field(16, ge=1, le=1024, description="images in one request")
+    image_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="one image file (fetched or data: URL)")
+    image_max_pixels: int = Field(4096 * 4096, ge=1, description="one image's width x height, read before decoding")
+    image_fetch_timeout_s: float = Field(10.0, gt=0, description="fetching one image URL, redirects included")
+    image_fetch_allow_networks: str | None = Field(
+        None, description="comma-separated CIDRs of non-public networks image URLs may point to (default none)"
+    )
+    image_cache_mb: int = Field(64, ge=0, description="fetched images kept by URL for 5 minutes (0: no cache)")
+    image_placeholder: str | None = Field(
+        None,
+        description="an image's place in the prompt (default: <|image|> if the tokenizer has it, else <image>)",
+    )
     # Timeouts (None: no limit)
     header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this time")
     body_timeout_s: float = Field(60.0, gt=0, description="a request's whole body must arrive within this time")

@@ -70,6 +70,7 @@ class ModelEntry(_Strict):
     tool_call_parser: Name = "auto"  # a parser name, auto (from the chat template) or none
     reasoning_parser: Name = "auto"
     guided_json_whitespace: Literal["compact", "any"] = "compact"  # JSON guides as compact EBNF, or the engine's
+    image_placeholder: Annotated[str, Field(min_length=1)] | None = None  # None: from the tokenizer
     routing: RoutingEntry = RoutingEntry()
     lora_adapters: list[LoraEntry] = []
 
@@ -152,6 +153,7 @@ class ModelsFile(_Strict):
                 tool_call_parser=settings.tool_call_parser,
                 reasoning_parser=settings.reasoning_parser,
                 guided_json_whitespace=settings.guided_json_whitespace,
+                image_placeholder=settings.image_placeholder,
             )
         except ValidationError as exc:
             raise ConfigurationError(describe(exc, None, flags=True)) from exc

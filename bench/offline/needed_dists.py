@@ -15,6 +15,7 @@ MODULES = [
     "gateway.cli",
     "gateway.devstack",
     "gateway.devstack.dev_model",
+    "gateway.state.sqlite",  # the default store, imported when the app starts (aiosqlite)
     "uvicorn",
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.httptools_impl",
@@ -38,6 +39,7 @@ MODULES = [
     "bench.run",
     "bench.loadgen",
     "bench.profile",
+    "bench.app_cost",  # run as `run.sh --module bench.app_cost` (the app over a stand-in Triton)
 ]
 SKIP = {"trtllm-gateway", "pip", "setuptools", "matplotlib", "litellm", "torch"}
 

@@ -27,7 +27,7 @@ from gateway.tenants.priority import NORMAL, AgingQueue
 
 # The generation routes, listed once: they queue here, are labelled by the telemetry, and (through the pipeline)
 # are admitted against their key's limits. A new protocol's routes join by being listed.
-GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/responses"})
 RETRY_AFTER_S = "1"
 
 

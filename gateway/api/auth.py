@@ -1,4 +1,5 @@
-"""API keys: `Authorization: Bearer <key>`, looked up by its SHA-256 among the keys in force (tenants/keys.py).
+"""API keys: `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic's clients), looked up by its SHA-256
+among the keys in force (tenants/keys.py).
 
 The key found goes into the ASGI scope (`api_key_of`) for model access, limits and accounting, its owner into
 the scope's state for the store (store_access.py), and its tenant and priority into the request context (the
@@ -20,6 +21,7 @@ from gateway.tenants.priority import ENGINE_PRIORITY, NORMAL
 
 OBSERVABILITY_PREFIXES = ("/health/", "/metrics")
 API_KEY_SCOPE = "gateway.api_key"
+SEND_IT_AS = "Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
 
 
 def api_key_of(scope: Scope) -> ApiKey | None:
@@ -36,12 +38,14 @@ class ApiKeyMiddleware:
         self.keys = keys
         self.protect_observability = protect_observability
 
-    def _key(self, header: bytes | None) -> ApiKey | None:
-        if header is None or header[:7].lower() != b"bearer ":
-            return None
+    def _key(self, header: bytes | None, api_key: bytes | None) -> ApiKey | None:
         # A key is looked up as the UTF-8 bytes a client sends for it (header bytes are never decoded), so a
         # non-ASCII key matches too, although RFC 6750 tokens are ASCII and some clients cannot send others.
-        return self.keys.find(header[7:].strip())
+        if header is not None and header[:7].lower() == b"bearer ":
+            return self.keys.find(header[7:].strip())
+        if api_key is not None:
+            return self.keys.find(api_key.strip())
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check one request."""
@@ -51,13 +55,23 @@ class ApiKeyMiddleware:
         if not self.protect_observability and scope["path"].startswith(OBSERVABILITY_PREFIXES):
             await self.app(scope, receive, send)
             return
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        key = self._key(header)
+        header: bytes | None = None
+        api_key: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and header is None:
+                header = value
+            elif name == b"x-api-key" and api_key is None:
+                api_key = value
+        key = self._key(header, api_key)
         if key is None or key.expired(time.time()):
-            if header is None:
-                message = "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            if header is None and api_key is None:
+                message = (
+                    "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+                )
             elif key is None:
-                message = "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
+                message = (
+                    "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+                )
             else:
                 message = "This API key has expired."
             await send_error(scope, send, AuthenticationError(message), {"WWW-Authenticate": "Bearer"})

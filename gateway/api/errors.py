@@ -88,11 +88,16 @@ def note_error(error: Exception) -> None:
 def _param_path(location: tuple[Any, ...]) -> str | None:
     """pydantic's ('body', 'messages', 0, 'role') -> 'messages[0].role' (and ('query', 'limit') -> 'limit')."""
     path = ""
-    for part in location[1:] if location and location[0] in ("body", "query", "path") else location:
+    parts = location[1:] if location and location[0] in ("body", "query", "path") else location
+    for position, part in enumerate(parts):
         if isinstance(part, int):
             path += f"[{part}]"
         elif part in ("str", "list[str]", "function-after[...]") or str(part).startswith(("list[", "function-")):
             continue  # union branch names that pydantic adds to the location
+        elif str(part)[:1].isupper():
+            continue  # a union branch that is a model (its class name); fields are snake_case
+        elif position and isinstance(parts[position - 1], int) and parts[position + 1 : position + 2] == (part,):
+            continue  # a tagged union's tag before the field of the same name (a content part's "text", "image_url")
         else:
             path += f".{part}" if path else str(part)
     return path or None

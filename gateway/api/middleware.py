@@ -20,6 +20,7 @@ MAX_SESSION_ID_CHARS = 256
 # Every generation route (admission's one list) and the others.
 KNOWN_ENDPOINTS = GENERATION_PATHS | {
     "/v1/conversations",
+    "/v1/messages/count_tokens",
     "/v1/responses/input_tokens",
     "/v1/models",
     "/v1/organization/usage/completions",

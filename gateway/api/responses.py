@@ -10,22 +10,15 @@ from gateway.api.json_body_route import JsonBodyRoute
 from gateway.api.response_state import turn_state
 from gateway.api.responses_stateful import create_response as create_stateful_response
 from gateway.api.sse import StreamStyle
-from gateway.api.state import registry_of
+from gateway.api.state import registry_of, sealer_of
 from gateway.api.tenancy import served_model
 from gateway.core.served_model import ServedModel
 from gateway.errors import InvalidRequestError
 from gateway.protocols.responses.decode import count_input_tokens
 from gateway.protocols.responses.request import InputTokensRequest, ResponsesRequest
-from gateway.protocols.sealing import Sealer
 
 router = APIRouter(tags=["OpenAI"], route_class=JsonBodyRoute)
 RESPONSES_STREAM = StreamStyle(named=True)  # `event:` lines, no [DONE], keep-alive comments as chat's
-
-
-def sealer_of(request: Request) -> Sealer:
-    """The deployment's sealer (app.state, made once from --state-key)."""
-    sealer: Sealer = request.app.state.sealer
-    return sealer
 
 
 @router.post("/v1/responses", response_model=None)

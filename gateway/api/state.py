@@ -10,6 +10,7 @@ from fastapi import Request
 from gateway.api.middleware import MAX_SESSION_ID_CHARS
 from gateway.config import Settings
 from gateway.core.served_model import ModelRegistry
+from gateway.protocols.sealing import Sealer
 from gateway.telemetry import current_request
 
 
@@ -23,6 +24,12 @@ def settings_of(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def sealer_of(request: Request) -> Sealer:
+    """The deployment's sealer (made once from --state-key)."""
+    sealer: Sealer = request.app.state.sealer
+    return sealer
 
 
 def request_id_of(_: Request) -> str:

@@ -36,6 +36,7 @@ class Choice:
         self._chain = chain
         self._raw_parts: list[str] = []
         self._prompt_tokens: int | None = None
+        self._counted_prompt_tokens: int | None = None
         self._cached_tokens: int | None = None
         self._completion_tokens: int | None = 0
         self.prompt_logprobs: list[TokenLogprob] | None = None
@@ -51,6 +52,19 @@ class Choice:
     def done(self) -> bool:
         """Whether the choice has finished."""
         return self.finish_reason is not None
+
+    @property
+    def cached_tokens(self) -> int | None:
+        """The prompt tokens the engine reported found in its KV cache so far (None: not reported yet)."""
+        return self._cached_tokens
+
+    def prompt_tokens(self) -> int:
+        """The prompt's token count: the engine's, else the tokenizer's (counted once, however often asked)."""
+        if self._prompt_tokens is not None:
+            return self._prompt_tokens
+        if self._counted_prompt_tokens is None:
+            self._counted_prompt_tokens = self._counter.count(self.request.prompt)
+        return self._counted_prompt_tokens
 
     def on_delta(self, delta: Delta) -> list[ChoiceEvent]:
         """The events of one delta of this choice's sequence; the last one is a FinishEvent when it ends."""
@@ -98,9 +112,7 @@ class Choice:
 
     def _finish(self, engine_reason: FinishReason, ended_early: bool, stop: str | None = None) -> FinishEvent:
         self.ended_at = time.perf_counter()
-        prompt_tokens = self._prompt_tokens
-        if prompt_tokens is None:
-            prompt_tokens = self._counter.count(self.request.prompt)
+        prompt_tokens = self.prompt_tokens()
         completion_tokens = self._completion_tokens
         reason: str = engine_reason
         if completion_tokens is None:

@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 
 from gateway.core.agents import parser_chain, plan_agent, with_guide
 from gateway.core.choices import Choice, ChoiceRun, UpstreamPlan
+from gateway.core.images import check_image_count
 from gateway.core.processors import Processor, stop_chain
+from gateway.core.prompt import check_image_placeholders
 from gateway.core.request import ConversationRequest, GenerationOptions, OutputOptions
 from gateway.core.served_model import ServedModel
 from gateway.core.tools import check_tool_history, check_tools, template_tools
-from gateway.core.truncation import fitted_prompt
-from gateway.engine.base import EngineCapabilities, GenerationRequest
+from gateway.core.truncation import fitted_conversation, fitted_prompt
+from gateway.engine.base import EncodedImage, EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
 from gateway.telemetry import current_request
 
@@ -35,9 +37,19 @@ async def plan_conversation(
     capabilities = capabilities_of(model)
     options = request.options
     check_output_options(options.output, model, capabilities)
+    conversation = request.conversation
+    image_parts = conversation.images()
+    check_image_count(image_parts, model.images.limits.max_per_request, model.name, capabilities.max_images)
     agent = await plan_agent(request, model, capabilities)
-    prompt = fitted_prompt(request.conversation, model, agent.template_tools(), request.reasoning)
-    engine_request = _engine_request(request_id, prompt, options, model, trace_headers, agent.keep_special_tokens)
+    prompt, kept = fitted_conversation(conversation, model, agent.template_tools(), request.reasoning)
+    if kept is not conversation:  # truncated: the images of the dropped turns are not sent
+        image_parts = kept.images()
+    if capabilities.max_images:
+        check_image_placeholders(prompt, model.image_placeholder, len(image_parts), conversation.param)
+    images = await model.images.load(image_parts) if image_parts else ()
+    engine_request = _engine_request(
+        request_id, prompt, options, model, trace_headers, agent.keep_special_tokens, images
+    )
     base = with_guide(engine_request, agent)
     plans = plan_prompt(base, options.output, capabilities, model, 0, 0, parser_chain(agent, model))
     return ChoiceRun(model.engine, plans)
@@ -45,7 +57,12 @@ async def plan_conversation(
 
 async def count_prompt_tokens(request: ConversationRequest, model: ServedModel) -> int:
     """The tokens of the prompt `plan_conversation` would render for the request (its tools and history checked,
-    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs)."""
+    truncated as it asks, not refused when too long; nothing about the output is checked: nothing runs). Images
+    are checked against what the model takes, not read: their tokens are the engine's to count."""
+    image_parts = request.conversation.images()
+    if image_parts:
+        max_images = capabilities_of(model).max_images
+        check_image_count(image_parts, model.images.limits.max_per_request, model.name, max_images)
     checker = model.guide_checker
     checks = check_tools(request.tools, checker)
     check_tool_history(request.conversation)
@@ -86,6 +103,7 @@ def _engine_request(
     model: ServedModel,
     trace_headers: TraceHeaders,
     keep_special_tokens: bool = False,
+    images: tuple[EncodedImage, ...] = (),
 ) -> GenerationRequest:
     return GenerationRequest(
         request_id=request_id,
@@ -96,6 +114,7 @@ def _engine_request(
         stop=options.stop,
         trace_headers=trace_headers,
         keep_special_tokens=keep_special_tokens,
+        images=images,
         priority=_key_priority(),
     )
 

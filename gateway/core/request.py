@@ -17,6 +17,7 @@ from gateway.engine.base import SamplingParams
 
 Role = Literal["system", "user", "assistant", "tool"]
 ConstraintKind = Literal["json_object", "json_schema", "regex", "choice", "grammar"]
+ImageDetail = Literal["auto", "low", "high"]
 
 # Temperatures this small divide logits into infinities; they mean greedy decoding (vLLM draws the same line).
 GREEDY_BELOW = 1e-5
@@ -63,6 +64,16 @@ class ToolCall:
     arguments: dict[str, Any] | str
 
 
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image of a turn, as the client gave it: a `data:` URL or an http(s) URL, and the detail asked for
+    (`low`: at most 512 x 512 pixels). `param` is where the part is in the request (errors name it)."""
+
+    url: str
+    detail: ImageDetail = "auto"
+    param: str = ""
+
+
 @dataclass(slots=True)
 class Turn:
     """One turn of a conversation: what a role said, and for the assistant its calls and reasoning.
@@ -80,6 +91,7 @@ class Turn:
     call_id: str | None = None
     call_id_param: str = ""
     is_error: bool = False
+    content: tuple[str | ImagePart, ...] = ()
 
 
 @dataclass(slots=True)
@@ -93,6 +105,10 @@ class Conversation:
     turns: tuple[Turn, ...]
     param: str = "messages"
     truncate: bool = False
+
+    def images(self) -> list[ImagePart]:
+        """Every image of the conversation, in order."""
+        return [part for turn in self.turns for part in turn.content if isinstance(part, ImagePart)]
 
 
 @dataclass(slots=True)

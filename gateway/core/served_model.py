@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from gateway.core.guide_checker import GuideChecker, default_guide_checker
+from gateway.core.images import ImageLoader
 from gateway.core.tokens import ChatTemplate, TokenCounter
 from gateway.engine.base import Engine
 from gateway.errors import InvalidRequestError, NotFoundError
@@ -30,6 +31,8 @@ class ServedModel:
     compact_json_guides: bool = True  # JSON guides without free whitespace (--guided-json-whitespace compact)
     special_markers: frozenset[str] = frozenset()  # the parsers' markers that are special tokens of the tokenizer
     guide_checker: GuideChecker = field(default_factory=default_guide_checker)  # guide limits and checks
+    images: ImageLoader = field(default_factory=ImageLoader)  # reads and checks request images (limits, fetching)
+    image_placeholder: str = "<image>"  # where an image goes in the prompt (the family's: <image>, <|image|>)
     created: int = field(default_factory=lambda: int(time.time()))
 
     @cached_property

@@ -8,6 +8,10 @@ from typing import Any
 
 from gateway.errors import ConfigurationError, InvalidRequestError
 
+# A template that tests a content part's type against "image" renders image parts itself (Hugging Face's
+# vision templates: `item['type'] == 'image'`, `selectattr('type', 'equalto', 'image')`).
+IMAGE_PART_TEST = re.compile(r"""type['"]?\]?\s*(?:==|,\s*['"]equalto['"]\s*,)\s*['"]image['"]""")
+
 
 def load_tokenizer(path: str | Path) -> Any:
     """Load a local Hugging Face tokenizer folder (never from a hub)."""
@@ -60,6 +64,14 @@ class ChatTemplate:
     def source(self) -> str:
         """The Jinja source in use (to detect the model family's parsers)."""
         return self._template or str(getattr(self._tokenizer, "chat_template", "") or "")
+
+    @property
+    def renders_image_parts(self) -> bool:
+        """Whether the template renders `{"type": "image"}` content parts (else images go inline as text)."""
+        found = self._takes.get(" image parts")
+        if found is None:
+            found = self._takes[" image parts"] = IMAGE_PART_TEST.search(self.source) is not None
+        return found
 
     def takes(self, variable: str) -> bool:
         """Whether the template reads `variable` (e.g. `enable_thinking`) from its context."""

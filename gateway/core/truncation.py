@@ -27,24 +27,36 @@ def fitted_prompt(
     """The prompt of the conversation (or of its latest exchanges, when it may be truncated) within the model's
     limit; a 400 `context_length_exceeded` naming the conversation's field when it cannot fit (unless
     `refuse_overlong` is false: then the longest is returned, for counting)."""
+    return fitted_conversation(conversation, model, tools, reasoning, refuse_overlong)[0]
+
+
+def fitted_conversation(
+    conversation: Conversation,
+    model: ServedModel,
+    tools: list[dict[str, Any]] | None = None,
+    reasoning: ReasoningOptions | None = None,
+    refuse_overlong: bool = True,
+) -> tuple[str, Conversation]:
+    """`fitted_prompt` with the conversation it renders (its images are those the prompt holds)."""
 
     def render(turns: tuple[Turn, ...]) -> str:
-        return render_prompt(Conversation(turns, conversation.param), model.chat_template, tools, reasoning)
+        kept = Conversation(turns, conversation.param)
+        return render_prompt(kept, model.chat_template, tools, reasoning, model.image_placeholder)
 
     prompt = render(conversation.turns)
     limit = model.max_prompt_tokens
     if limit is None:
-        return prompt
+        return prompt, conversation
     if not conversation.truncate:
         if refuse_overlong:
             model.check_prompt_length(prompt, conversation.param)
-        return prompt
+        return prompt, conversation
     if model.counter.count(prompt) <= limit:
-        return prompt
-    prompt, fits = _latest_that_fits(conversation.turns, render, lambda text: model.counter.count(text) <= limit)
+        return prompt, conversation
+    turns, prompt, fits = _latest_that_fits(conversation.turns, render, lambda text: model.counter.count(text) <= limit)
     if not fits and refuse_overlong:
         model.check_prompt_length(prompt, conversation.param)  # even the last exchange alone is too long: refused
-    return prompt
+    return prompt, Conversation(turns, conversation.param)
 
 
 def exchanges(turns: tuple[Turn, ...]) -> list[int | None]:
@@ -63,26 +75,27 @@ def exchanges(turns: tuple[Turn, ...]) -> list[int | None]:
 
 def _latest_that_fits(
     turns: tuple[Turn, ...], render: Callable[[tuple[Turn, ...]], str], fits: Callable[[str], bool]
-) -> tuple[str, bool]:
-    """The prompt without the fewest oldest exchanges that fits (at least one dropped: the whole did not fit, and
-    the last always kept), and whether it fits; the last exchange's prompt when none does."""
+) -> tuple[tuple[Turn, ...], str, bool]:
+    """The turns without the fewest oldest exchanges whose prompt fits (at least one dropped: the whole did not
+    fit, and the last always kept), their prompt, and whether it fits; the last exchange's when none does."""
     numbers = exchanges(turns)
     count = max((n for n in numbers if n is not None), default=-1) + 1
 
-    def without(dropped: int) -> str:
-        return render(tuple(t for t, n in zip(turns, numbers, strict=True) if n is None or n >= dropped))
+    def without(dropped: int) -> tuple[tuple[Turn, ...], str]:
+        kept = tuple(t for t, n in zip(turns, numbers, strict=True) if n is None or n >= dropped)
+        return kept, render(kept)
 
     if count <= 1:
-        return without(0), False  # nothing to drop: the one exchange is what the model is asked
+        return (*without(0), False)  # nothing to drop: the one exchange is what the model is asked
     low, high = 1, count - 1
     best = without(high)
-    if not fits(best):
-        return best, False
+    if not fits(best[1]):
+        return (*best, False)
     while low < high:  # `best` is `without(high)`, which fits; nothing below `low` does
         middle = (low + high) // 2
         candidate = without(middle)
-        if fits(candidate):
+        if fits(candidate[1]):
             best, high = candidate, middle
         else:
             low = middle + 1
-    return best, True
+    return (*best, True)

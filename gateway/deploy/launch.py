@@ -8,31 +8,42 @@ from pathlib import PurePosixPath
 from gateway.deploy.repo_fill import FilledRepository
 
 LAUNCH_SCRIPT = PurePosixPath("/trtllm/triton_backend/scripts/launch_triton_server.py")
+# GPU 0's CUDA memory pool, for the prompt table the encoder hands the engine (NVIDIA's docs: ~300 MB).
+VISION_POOL_BYTES = 300_000_000
 
 
-def tritonserver_command(repository: PurePosixPath) -> list[str]:
+def tritonserver_command(repository: PurePosixPath, vision: bool = False) -> list[str]:
     """One tritonserver process (an engine built for one GPU)."""
-    return [
+    command = [
         "tritonserver",
         f"--model-repository={repository}",
         "--disable-auto-complete-config",
         "--backend-config=python,shm-region-prefix-name=prefix0_",
     ]
+    return [*command, f"--cuda-memory-pool-byte-size=0:{VISION_POOL_BYTES}"] if vision else command
 
 
 def launch_script_command(
-    repository: PurePosixPath, world_size: int, script: PurePosixPath = LAUNCH_SCRIPT
+    repository: PurePosixPath, world_size: int, script: PurePosixPath = LAUNCH_SCRIPT, vision: bool = False
 ) -> list[str]:
-    """NVIDIA's launcher: one tritonserver rank per GPU under mpirun; rank 0 serves gRPC/HTTP/metrics."""
-    return ["python3", str(script), f"--model_repo={repository}", f"--world_size={world_size}"]
+    """NVIDIA's launcher: one tritonserver rank per GPU under mpirun; rank 0 serves gRPC/HTTP/metrics (and,
+    for a vision model, runs the encoder on GPU 0)."""
+    command = ["python3", str(script), f"--model_repo={repository}", f"--world_size={world_size}"]
+    if vision:
+        command += [
+            "--tensorrt_llm_model_name=tensorrt_llm,multimodal_encoders",
+            f"--multimodal_gpu0_cuda_mem_pool_bytes={VISION_POOL_BYTES}",
+        ]
+    return command
 
 
 def launch_lines(filled: FilledRepository) -> list[str]:
     """What to run inside the Triton container, as shell lines."""
     repository = filled.options.container.repository
-    lines = [shlex.join(launch_script_command(repository, filled.engine.world_size))]
+    vision = filled.options.vision is not None
+    lines = [shlex.join(launch_script_command(repository, filled.engine.world_size, vision=vision))]
     if filled.engine.world_size == 1:
-        lines.insert(0, shlex.join(tritonserver_command(repository)))
+        lines.insert(0, shlex.join(tritonserver_command(repository, vision)))
     return lines
 
 
@@ -54,7 +65,19 @@ def summary(filled: FilledRepository) -> str:
         f"tp {engine.tensor_parallel} x pp {engine.pipeline_parallel} = {engine.world_size} GPU(s), "
         f"generation logits {logits}, guided decoding {guided}, special tokens in the text {special}\n"
         f"mount in the Triton container: {filled.path} -> {paths.repository}, "
-        f"{filled.options.engine_dir} -> {paths.engine}, {filled.options.tokenizer_dir} -> {paths.tokenizer}\n"
+        f"{filled.options.engine_dir} -> {paths.engine}, {filled.options.tokenizer_dir} -> {paths.tokenizer}"
+        f"{vision_mounts(filled)}\n"
         f"serve it with (the script is NVIDIA's: mount a TensorRT-LLM checkout of the same version at "
         f"{LAUNCH_SCRIPT.parents[2]}):\n{run}"
     )
+
+
+def vision_mounts(filled: FilledRepository) -> str:
+    """The vision engine's (and a separate image processor's) mounts, for a vision model."""
+    vision = filled.options.vision
+    if vision is None:
+        return ""
+    mounts = f", {vision.engine_dir} -> {vision.container_engine}"
+    if vision.processor_dir is not None and vision.container_processor is not None:
+        mounts += f", {vision.processor_dir} -> {vision.container_processor}"
+    return mounts + f" (images: up to {vision.max_images} per request)"

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from gateway.deploy.engine_build import FAMILIES, QUANTIZATIONS, EngineBuild, build_command, convert_command, run_build
 from gateway.deploy.repo_fill import MODELS, ContainerPaths, FillOptions, fill_repository
 from gateway.deploy.repo_template import parse_fill_line
+from gateway.deploy.repo_vision import VisionOptions
 from gateway.errors import ConfigurationError
 
 
@@ -43,6 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("MODEL", "KEY:VALUE,..."),
         help=f"extra values in NVIDIA's fill_template.py syntax, for one of {', '.join(MODELS)} (repeatable)",
     )
+    vision = parser.add_argument_group("vision models (images in; docs/multimodal.md)")
+    vision.add_argument("--multimodal-engine-dir", type=Path, help="the vision engine (config.json, model.engine)")
+    vision.add_argument(
+        "--multimodal-encoders-code",
+        type=Path,
+        help="NVIDIA's triton_backend/all_models/multimodal/multimodal_encoders/1 (the container's version)",
+    )
+    vision.add_argument("--image-processor-dir", type=Path, help="Hugging Face image processor (default: tokenizer)")
+    vision.add_argument("--max-images", type=int, default=1, help="images per request the engine was built for")
+    vision.add_argument("--container-multimodal-engine-dir", type=PurePosixPath, default=VisionOptions.container_engine)
+    vision.add_argument("--container-image-processor-dir", type=PurePosixPath, help="default: the tokenizer's")
     build = parser.add_argument_group("engine build (the engine extra: tensorrt-llm, on a GPU machine)")
     build.add_argument("--hf-model-dir", type=Path, help="build --engine-dir from this Hugging Face checkpoint first")
     build.add_argument("--checkpoint-dir", type=Path, help="where the converted checkpoint goes")
@@ -79,6 +91,26 @@ def fill_options(args: argparse.Namespace) -> FillOptions:
         reasoning_parser=args.reasoning_parser,
         force=args.force,
         fills=fills,
+        vision=vision_options(args),
+    )
+
+
+def vision_options(args: argparse.Namespace) -> VisionOptions | None:
+    """The vision part of the fill, when --multimodal-engine-dir is given."""
+    if args.multimodal_engine_dir is None:
+        for flag in ("multimodal_encoders_code", "image_processor_dir", "container_image_processor_dir"):
+            if getattr(args, flag) is not None:
+                raise ConfigurationError(f"--{flag.replace('_', '-')} needs --multimodal-engine-dir")
+        return None
+    if args.multimodal_encoders_code is None:
+        raise ConfigurationError("--multimodal-engine-dir needs --multimodal-encoders-code (NVIDIA's encoder model)")
+    return VisionOptions(
+        engine_dir=args.multimodal_engine_dir,
+        encoders_code=args.multimodal_encoders_code,
+        processor_dir=args.image_processor_dir,
+        max_images=args.max_images,
+        container_engine=args.container_multimodal_engine_dir,
+        container_processor=args.container_image_processor_dir,
     )
 
 

@@ -4,7 +4,7 @@ The values come from the engine's config.json (batch size, beam width, logits ty
 gateway needs (decoupled streaming, `exclude_input_in_output`, accumulated BLS text, and special tokens kept by
 postprocessing when the tool-call or reasoning parser reads markers that are special tokens, such as Mistral's
 `[TOOL_CALLS]`). Paths are written as the Triton container sees them (`ContainerPaths`), since that is where the
-backend opens them.
+backend opens them. A vision model (`FillOptions.vision`) gets the multimodal templates too (repo_vision.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from gateway.core.model_parsers import resolve_parsers, special_markers
 from gateway.core.tokens import load_tokenizer
 from gateway.deploy import repo_template
 from gateway.deploy.engine_config import EngineConfig, read_engine_config
+from gateway.deploy.repo_vision import ENCODER_MODEL, VisionOptions, install_encoder_code, vision_values
 from gateway.deploy.tokenizer_info import FILE_NAME, write_tokenizer_info
-from gateway.devstack.repository import triton_repo_root
+from gateway.devstack.repository import MULTIMODAL, triton_repo_root
 from gateway.errors import ConfigurationError
 
 MODELS = ("ensemble", "preprocessing", "postprocessing", "tensorrt_llm", "tensorrt_llm_bls")
@@ -58,6 +59,7 @@ class FillOptions:
     reasoning_parser: str = "auto"
     force: bool = False
     fills: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # model -> NVIDIA-style key:value
+    vision: VisionOptions | None = None  # a vision model: its vision engine and encoder code
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def placeholder_values(
     if options.guided_decoding:
         engine_values["guided_decoding_backend"] = "xgrammar"
         engine_values["xgrammar_tokenizer_info_path"] = str(paths.repository / "tensorrt_llm" / FILE_NAME)
-    return {
+    values = {
         "ensemble": shared,
         "preprocessing": shared
         | {"add_special_tokens": flag(options.add_special_tokens)}
@@ -138,6 +140,18 @@ def placeholder_values(
             "multimodal_encoders_name": "",
         },
     }
+    if options.vision is not None:
+        added = vision_values(options.vision, engine, paths.engine, paths.tokenizer)
+        values[ENCODER_MODEL] = shared.copy()
+        for model, more in added.items():
+            values[model] = values[model] | more
+    return values
+
+
+def template_folder(model: str, vision: bool) -> Path:
+    """Where a model's template is: the multimodal one replaces (or adds) it for a vision model."""
+    multimodal = triton_repo_root() / "trtllm" / MULTIMODAL / model
+    return multimodal if vision and multimodal.is_dir() else triton_repo_root() / "trtllm" / model
 
 
 def _merge_fills(model: str, text: str, values: dict[str, str], fills: Mapping[str, str]) -> dict[str, str]:
@@ -151,9 +165,10 @@ def _merge_fills(model: str, text: str, values: dict[str, str], fills: Mapping[s
 
 def fill_repository(options: FillOptions) -> FilledRepository:
     """Copy the templates to `options.output` and fill them; ConfigurationError names whatever is wrong."""
-    unknown = sorted(set(options.fills) - set(MODELS))
+    models = (*MODELS, ENCODER_MODEL) if options.vision is not None else MODELS
+    unknown = sorted(set(options.fills) - set(models))
     if unknown:
-        raise ConfigurationError(f"--fill: no model {', '.join(unknown)} (models: {', '.join(MODELS)})")
+        raise ConfigurationError(f"--fill: no model {', '.join(unknown)} (models: {', '.join(models)})")
     engine = read_engine_config(options.engine_dir)
     if not options.tokenizer_dir.is_dir():
         raise ConfigurationError(f"--tokenizer-dir {options.tokenizer_dir} is not a folder")
@@ -165,13 +180,18 @@ def fill_repository(options: FillOptions) -> FilledRepository:
     markers = parser_special_markers(options)
     values = placeholder_values(engine, options, keep_special_tokens=bool(markers))
     rendered: dict[str, str] = {}
-    for model in MODELS:
-        text = (triton_repo_root() / "trtllm" / model / "config.pbtxt").read_text()
+    vision = options.vision is not None
+    for model in models:
+        text = (template_folder(model, vision) / "config.pbtxt").read_text()
         merged = _merge_fills(model, text, values[model], options.fills.get(model, {}))
         rendered[model] = repo_template.render(text, merged, model, REQUIRED.get(model, frozenset()))
-    shutil.copytree(
-        triton_repo_root() / "trtllm", output, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
-    )
+    ignore = shutil.ignore_patterns("__pycache__", MULTIMODAL)
+    shutil.copytree(triton_repo_root() / "trtllm", output, dirs_exist_ok=True, ignore=ignore)
+    if options.vision is not None:
+        for model in ("ensemble", ENCODER_MODEL):
+            shutil.rmtree(output / model, ignore_errors=True)
+            shutil.copytree(template_folder(model, vision), output / model, ignore=ignore)
+        install_encoder_code(options.vision, output)
     for model, text in rendered.items():
         (output / model / "config.pbtxt").write_text(text)
     checked = None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gateway.devstack.repository import render_model_repository, triton_repo_root
+from gateway.devstack.repository import MULTIMODAL, render_model_repository, triton_repo_root
 from gateway.devstack.triton_server import TritonPorts, TritonServer, start_triton
 
 EngineKind = Literal["hf", "synthetic", "scripted"]
@@ -50,6 +50,10 @@ class DevStackOptions:
     kv_cache_blocks: int = 4096
     synthetic_prefill_ms_per_token: float = 0.0
     lora_cache_adapters: int = 4  # LoRA adapters the synthetic engine holds per instance
+    # A vision model (gateway/devstack/dev_vision.py): the multimodal ensemble and the stand-in encoder
+    # (triton_repo/dev/multimodal), images in preprocessing and the BLS; the scripted or synthetic engine.
+    vision: bool = False
+    max_images: int = 16
 
     @property
     def guided_backend(self) -> str:
@@ -58,8 +62,8 @@ class DevStackOptions:
             return self.guided_decoding_backend
         return "xgrammar" if self.engine == "hf" else ""
 
-    def placeholder_values(self, model_dir: Path) -> dict[str, str]:
-        """The `${name}` -> value map for `triton_repo/dev`."""
+    def placeholder_values(self, model_dir: Path, vision_dir: Path | None = None) -> dict[str, str]:
+        """The `${name}` -> value map for `triton_repo/dev` (`vision_dir`: the dev vision files, for a vision model)."""
         from gateway.devstack.tokenizer_info import TOKENIZER_INFO_FILE
 
         def flag(value: bool) -> str:
@@ -90,7 +94,11 @@ class DevStackOptions:
             "engine_instance_count": str(self.engine_instance_count),
             "tensorrt_llm_model_name": "tensorrt_llm",
             "tensorrt_llm_draft_model_name": "",
-            "multimodal_encoders_name": "",
+            "multimodal_encoders_name": "multimodal_encoders" if vision_dir else "",
+            "multimodal_model_path": str(vision_dir or ""),
+            "engine_dir": str(vision_dir / "engine") if vision_dir else "",
+            "hf_model_path": str(vision_dir or ""),
+            "max_num_images": str(self.max_images) if vision_dir else "",
             "max_queue_delay_microseconds": "0",
             "max_queue_size": "0",
             "guided_decoding_backend": guided,
@@ -118,11 +126,22 @@ def dev_triton(
     options = options or DevStackOptions()
     cache_root = cache_root or default_cache_root()
     model_dir = ensure_family_model(options.family, cache_root)
+    vision_dir = None
+    if options.vision:
+        from gateway.devstack.dev_vision import ensure_dev_vision
+
+        if options.engine == "hf" or options.family != "dev":
+            raise ValueError("the dev vision model runs on the scripted or synthetic engine of the dev family")
+        vision_dir = ensure_dev_vision(cache_root, options.max_images)
     owns_work_dir = work_dir is None
     work_dir = work_dir or Path(tempfile.mkdtemp(prefix="trtllm-gateway-triton-"))
     try:
+        source = triton_repo_root() / "dev"
         repository = render_model_repository(
-            triton_repo_root() / "dev", work_dir / "model_repository", options.placeholder_values(model_dir)
+            source,
+            work_dir / "model_repository",
+            options.placeholder_values(model_dir, vision_dir),
+            overlay=source / MULTIMODAL if options.vision else None,
         )
         server = start_triton(
             repository, work_dir=work_dir, cache_root=cache_root, ports=ports, log_verbose=log_verbose

@@ -16,6 +16,9 @@ from pathlib import Path
 from gateway.errors import ConfigurationError
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The vision models of a repository folder (`multimodal/ensemble` replaces the text ensemble, and
+# `multimodal/multimodal_encoders` joins): laid over the text models for a vision model, left out otherwise.
+MULTIMODAL = "multimodal"
 
 
 def triton_repo_root() -> Path:
@@ -39,14 +42,22 @@ def unfilled_placeholders(text: str) -> set[str]:
     return set(PLACEHOLDER.findall(text))
 
 
-def render_model_repository(source: Path, destination: Path, values: Mapping[str, str]) -> Path:
-    """Copy a model repository (following symlinks) and fill every placeholder in its config.pbtxt files.
+def render_model_repository(
+    source: Path, destination: Path, values: Mapping[str, str], overlay: Path | None = None
+) -> Path:
+    """Copy a model repository (following symlinks; without its `multimodal/` folder), lay `overlay`'s models
+    over it when given, and fill every placeholder in its config.pbtxt files.
 
     Raises ConfigurationError naming each placeholder that `values` does not provide.
     """
     if destination.exists():
         shutil.rmtree(destination)
-    shutil.copytree(source, destination, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", MULTIMODAL)
+    shutil.copytree(source, destination, symlinks=False, ignore=ignore)
+    if overlay is not None:
+        for model in sorted(path for path in overlay.iterdir() if (path / "config.pbtxt").exists()):
+            shutil.rmtree(destination / model.name, ignore_errors=True)
+            shutil.copytree(model, destination / model.name, ignore=ignore)
     missing: dict[str, set[str]] = {}
     for config in sorted(destination.glob("*/config.pbtxt")):
         text = fill_placeholders(config.read_text(), values)

@@ -36,6 +36,19 @@ class LoraAdapter:
 
 
 @dataclass(frozen=True, slots=True)
+class EncodedImage:
+    """An image to send with a prompt: the file's bytes as fetched and checked, its media type and size; its
+    base64 text and SHA-256 digest when computed beforehand (off the event loop: large images take milliseconds)."""
+
+    data: bytes
+    media_type: str  # image/png, image/jpeg, ...
+    width: int
+    height: int
+    base64: bytes = b""
+    digest: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One prompt to complete. `request_id` is unique and is sent to Triton as the request id.
 
@@ -43,8 +56,9 @@ class GenerationRequest:
     `num_return_sequences`); their deltas carry `sequence_index`. `logprobs` asks for the chosen tokens'
     log-probabilities, `top_logprobs` for that many alternatives per position, `prompt_logprobs` for the
     prompt's (echo), `guide_type` / `guide` a guided-decoding constraint, `keep_special_tokens` text with the
-    tokenizer's special tokens kept (parser markers such as Mistral's `[TOOL_CALLS]`); the engine's capabilities
-    say which of these it can honour. `priority` goes to models that declare a `priority` input, else nowhere.
+    tokenizer's special tokens kept (parser markers such as Mistral's `[TOOL_CALLS]`), `images` the images of the
+    prompt in the order of its image placeholders; the engine's capabilities say which of these it can honour.
+    `priority` goes to models that declare a `priority` input, else nowhere.
     """
 
     request_id: str
@@ -62,6 +76,7 @@ class GenerationRequest:
     guide: str | None = None
     lora: LoraAdapter | None = None  # generate with this adapter of the model
     keep_special_tokens: bool = False  # the text keeps special tokens (markers the request's parsers read)
+    images: tuple[EncodedImage, ...] = ()
     priority: float | None = None  # TensorRT-LLM's request priority, 0 to 1 (0.5 its default), from the API key
 
 
@@ -96,6 +111,7 @@ class EngineCapabilities:
     exact_stream: bool = True  # streamed text is exact (not so for the ensemble's per-token decoding)
     guided_decoding: bool = False  # guides are enforced: declared inputs and an xgrammar backend configured
     special_tokens: bool = False  # requests may ask for text with special tokens kept (keep_special_tokens)
+    max_images: int = 0  # images one request may carry (0: the upstream takes none)
 
 
 @dataclass(slots=True)

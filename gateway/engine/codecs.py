@@ -5,19 +5,33 @@
 - `direct`: the gateway tokenizes, calls `tensorrt_llm` with `input_ids`, and detokenizes incrementally itself.
 
 The mode follows from the model's declared config (`codec_for`), so `--triton-model` alone picks it.
+
+Images go to the ensemble and BLS as NVIDIA's multimodal models take them: `image_url_input`, one `data:` URL per
+image, in prompt order (docs/multimodal.md), with a `prompt_table_extra_id` naming the images (KV-cache reuse
+across requests then never mixes two images' rows); a model takes them when it declares that input (a BLS: and
+names its `multimodal_encoders` model), as many per request as the input's dims allow.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from gateway.engine.base import Delta, EngineCapabilities, GenerationRequest, TokenLogprob, TopLogprob
+from gateway.engine.base import (
+    Delta,
+    EncodedImage,
+    EngineCapabilities,
+    GenerationRequest,
+    TokenLogprob,
+    TopLogprob,
+)
 from gateway.engine.detokenize import CumulativeTextDiff, IncrementalDetokenizer, ReplacementMerger
 from gateway.engine.logits import log_softmax, logits_rows, top_alternatives
 from gateway.engine.tensors import (
@@ -31,6 +45,8 @@ from gateway.engine.token_text import TokenTexts
 from gateway.errors import ConfigurationError, UnsupportedFeatureError
 
 UpstreamMode = Literal["ensemble", "bls", "direct"]
+IMAGE_INPUT = "image_url_input"
+MANY_IMAGES = 2**31 - 1  # an image input with dims [-1]: as many as the request has
 
 
 class ResponseDecoder(Protocol):
@@ -87,10 +103,15 @@ def add_sequence_inputs(builder: RequestBuilder, request: GenerationRequest, out
 
 
 def declared_capabilities(
-    interface: ModelInterface, mode: UpstreamMode, exact_stream: bool, guided_backend: bool, special_tokens: bool
+    interface: ModelInterface,
+    mode: UpstreamMode,
+    exact_stream: bool,
+    guided_backend: bool,
+    special_tokens: bool,
+    max_images: int = 0,
 ) -> EngineCapabilities:
     """Sequences, logprobs and guides as far as the declared tensors (and the engine's guided backend) allow;
-    `special_tokens`: whether the text can keep the tokenizer's special tokens."""
+    `special_tokens`: whether the text can keep the tokenizer's special tokens; `max_images` per request."""
     return EngineCapabilities(
         mode=mode,
         # NVIDIA's BLS declares num_return_sequences but ignores it: BLS choices are separate requests.
@@ -101,7 +122,36 @@ def declared_capabilities(
         exact_stream=exact_stream,
         guided_decoding=guided_backend and "guided_decoding_guide_type" in interface.inputs,
         special_tokens=special_tokens,
+        max_images=max_images,
     )
+
+
+def image_capacity(config: model_config_pb2.ModelConfig) -> int:
+    """Images per request the model takes: 0 without `image_url_input` (or a BLS without a multimodal encoders
+    model: NVIDIA's BLS declares the image inputs whether or not it has one), 1 for dims [1], else many."""
+    declared = next((item for item in config.input if item.name == IMAGE_INPUT), None)
+    if declared is None:
+        return 0
+    if config.platform != "ensemble" and not config_parameter(config, "multimodal_encoders_name"):
+        return 0
+    return 1 if list(declared.dims) == [1] else MANY_IMAGES
+
+
+def image_data_urls(images: Sequence[EncodedImage]) -> list[bytes]:
+    """Each image as a `data:<type>;base64,` URL (what NVIDIA's preprocessing reads from image_url_input)."""
+    return [
+        b"data:%s;base64,%s" % (image.media_type.encode(), image.base64 or base64.b64encode(image.data))
+        for image in images
+    ]
+
+
+def image_set_id(images: Sequence[EncodedImage]) -> int:
+    """A 63-bit id of the request's images, in order (>= 1): TensorRT-LLM's `prompt_table_extra_id`, so that KV
+    blocks computed over one image's prompt-table rows are reused only for the same image."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(image.digest or hashlib.sha256(image.data).digest())
+    return max(1, int.from_bytes(digest.digest()[:8], "little") >> 1)
 
 
 def float_values(raw: bytes, datatype: str) -> tuple[float, ...]:
@@ -168,29 +218,33 @@ class TextDecoder:
 
     def feed(self, response: service_pb2.ModelInferResponse) -> Delta:
         """Parse one response."""
-        delta = Delta(text="", completion_tokens=0 if self._counted else None)
         text = ""
+        completion_tokens = 0 if self._counted else None
+        prompt_tokens = cached_tokens = None
+        sequence_index = 0
         log_probs: tuple[float, ...] = ()
         for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
             name = output.name
             if name == "text_output":
                 text = decode_first_bytes(raw).decode("utf-8", errors="replace")
             elif name == "num_output_tokens":
-                delta.completion_tokens = decode_first_int(raw, output.datatype)
+                completion_tokens = decode_first_int(raw, output.datatype)
             elif name == "num_input_tokens":
-                delta.prompt_tokens = decode_first_int(raw, output.datatype)
+                prompt_tokens = decode_first_int(raw, output.datatype)
             elif name == "sequence_index":
-                delta.sequence_index = decode_first_int(raw, output.datatype)
+                sequence_index = decode_first_int(raw, output.datatype)
             elif name == "output_log_probs":
                 log_probs = float_values(raw, output.datatype)
             elif name == REUSED_BLOCKS_OUTPUT:
-                delta.cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
-        policy = self._policy(delta.sequence_index)
+                cached_tokens = decode_first_int(raw, output.datatype) * self._block_size
+        policy = self._policy(sequence_index)
         if policy is not None:
-            delta.text = policy.feed(text)
+            piece = policy.feed(text)
             text = policy.increment
         else:
-            delta.text = text
+            piece = text
+        delta = Delta(piece, completion_tokens, prompt_tokens, None, sequence_index)
+        delta.cached_tokens = cached_tokens
         if log_probs:
             data = text.encode()
             delta.logprobs = [TokenLogprob(text, data, log_probs[0])]
@@ -222,11 +276,12 @@ class TextCodec:
     guided_backend: bool = False  # the engine model has guided decoding configured (see guided_backend_of)
     kv_block_size: int = 64  # tokens per KV-cache block: kv_cache_reused_blocks -> cached_tokens
     keeps_special_tokens: bool = False  # the postprocessing decodes with skip_special_tokens false
+    max_images: int = 0  # images per request (image_capacity)
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; streamed text is exact only when cumulative (BLS)."""
         return declared_capabilities(
-            self.interface, self.mode, self.cumulative, self.guided_backend, self.keeps_special_tokens
+            self.interface, self.mode, self.cumulative, self.guided_backend, self.keeps_special_tokens, self.max_images
         )
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TextDecoder]:
@@ -235,6 +290,14 @@ class TextCodec:
         builder = RequestBuilder(interface, request.request_id)
         builder.strings("text_input", [request.prompt])
         builder.scalar("max_tokens", request.max_tokens)
+        if request.images:
+            if len(request.images) > self.max_images:
+                raise UnsupportedFeatureError(
+                    f"the upstream model '{interface.name}' takes at most {self.max_images} image(s) per request"
+                )
+            builder.byte_strings(IMAGE_INPUT, image_data_urls(request.images))
+            if "prompt_table_extra_id" in interface.inputs:
+                builder.scalar("prompt_table_extra_id", image_set_id(request.images))
         stream = upstream_streams(request, exact=self.cumulative)
         stream_input = interface.input_for("stream")
         if stream_input:
@@ -481,6 +544,7 @@ def codec_for(
             guided_backend=guided_backend,
             kv_block_size=kv_block_size,
             keeps_special_tokens=keeps_special_tokens,
+            max_images=image_capacity(config),
         )
     accumulate = config_parameter(config, "accumulate_tokens").lower()
     return TextCodec(
@@ -490,4 +554,5 @@ def codec_for(
         guided_backend=guided_backend,
         kv_block_size=kv_block_size,
         keeps_special_tokens=keeps_special_tokens,
+        max_images=image_capacity(config),
     )

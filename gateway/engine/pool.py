@@ -275,8 +275,9 @@ class UpstreamPool:
         if added:
             self._metrics.healthy.labels(self.config.model, upstream.address).set(0)
         else:
-            with contextlib.suppress(KeyError):
-                self._metrics.healthy.remove(self.config.model, upstream.address)
+            for gauge in (self._metrics.healthy, self._metrics.slot_limit):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self.config.model, upstream.address)
 
     async def _publish_health(self) -> None:
         assert self._metrics is not None

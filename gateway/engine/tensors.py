@@ -27,6 +27,9 @@ WIRE_TYPES = {
     model_config_pb2.TYPE_STRING: "BYTES",
 }
 _STRUCT_CODES = {"BOOL": "?", "INT32": "i", "UINT32": "I", "INT64": "q", "UINT64": "Q", "FP32": "f"}
+# Per streamed response: compiled once, not looked up from a format string each time.
+_FIRST_VALUE = {datatype: struct.Struct("<" + code).unpack_from for datatype, code in _STRUCT_CODES.items()}
+_BYTES_LENGTH = struct.Struct("<I").unpack_from
 
 # FP32's range: a smaller non-zero value would become 0 or a subnormal (which GPU kernels flush to 0), a larger
 # one infinity; either changes what the engine does (a repetition_penalty of 1e-320 arrives as 0 and is refused).
@@ -82,11 +85,11 @@ class ModelInterface:
         return next((name for name in INPUT_ALIASES[field] if name in self.inputs), None)
 
 
-def encode_bytes(values: Sequence[str]) -> bytes:
-    """BYTES tensor contents: each element as a 4-byte little-endian length and its UTF-8 bytes."""
+def encode_bytes(values: Sequence[str | bytes]) -> bytes:
+    """BYTES tensor contents: each element as a 4-byte little-endian length and its (UTF-8) bytes."""
     parts = []
     for value in values:
-        data = value.encode()
+        data = value.encode() if isinstance(value, str) else value
         parts.append(struct.pack("<I", len(data)))
         parts.append(data)
     return b"".join(parts)
@@ -96,13 +99,13 @@ def decode_first_bytes(raw: bytes) -> bytes:
     """The first element of a BYTES tensor."""
     if len(raw) < 4:
         return b""
-    (length,) = struct.unpack_from("<I", raw)
+    (length,) = _BYTES_LENGTH(raw)
     return raw[4 : 4 + length]
 
 
 def decode_first_int(raw: bytes, datatype: str) -> int:
     """The first element of an integer tensor."""
-    return int(struct.unpack_from("<" + _STRUCT_CODES[datatype], raw)[0])
+    return int(_FIRST_VALUE[datatype](raw)[0])
 
 
 class RequestBuilder:
@@ -135,6 +138,10 @@ class RequestBuilder:
 
     def strings(self, name: str, values: Sequence[str]) -> None:
         """Add a [1, N] BYTES tensor."""
+        self._add(name, "BYTES", [1, len(values)], encode_bytes(values))
+
+    def byte_strings(self, name: str, values: Sequence[bytes]) -> None:
+        """Add a [1, N] BYTES tensor of byte strings as they are."""
         self._add(name, "BYTES", [1, len(values)], encode_bytes(values))
 
     def int32_array(self, name: str, values: Sequence[int]) -> None:

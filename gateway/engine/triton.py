@@ -6,7 +6,8 @@ each a round trip through grpc's completion queue. The server sees the same HTTP
 
 Start-up never fails because Triton is down: a background task watches readiness (for /health/ready) and
 (re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
-At most `max_outstanding` calls are open at once (upstream_slots); the others wait in the gateway.
+At most `max_outstanding` calls are open at once (upstream_slots; by default twice the engine model's
+`max_batch_size` as Triton declares it, shared by the workers); the others wait in the gateway.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
 does not stop (TRITON_INTERFACE.md §6), gets `stop=true` requests with the same request id to `tensorrt_llm`
 until it has ended by itself (detached_stream, stop_requests). A request that needs special tokens in its text,
@@ -34,9 +35,10 @@ from gateway.engine.special_tokens import marker_codec, postprocessing_model, sk
 from gateway.engine.stop_requests import StopRequests, StopTarget
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
 from gateway.engine.upstream_errors import translate_rpc_error, translate_stream_error
-from gateway.engine.upstream_slots import UpstreamSlots
+from gateway.engine.upstream_slots import UpstreamSlots, limit_for_batch
 from gateway.errors import ConfigurationError, GatewayError, UpstreamTimeoutError, UpstreamUnavailableError
 from gateway.telemetry.tracing import start_span, trace_headers_of
+from gateway.telemetry.upstream_metrics import SlotMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +77,18 @@ class TritonEngineConfig:
     engine_logits: bool = False  # the engine gathers generation/context logits (top logprobs, prompt logprobs)
     kv_block_size: int = 64  # tokens per KV-cache block (cached_tokens from kv_cache_reused_blocks)
     max_outstanding: int | None = None  # calls open at once at this upstream (None: no limit)
+    # The limit follows the engine model's max_batch_size once Triton has declared it (max_outstanding until
+    # then, and where it declares none), this process's share of it when `workers` processes call the upstream.
+    outstanding_from_engine: bool = False
+    workers: int = 1
 
 
 class TritonEngine:
     """Engine over a Triton TensorRT-LLM ensemble (or `tensorrt_llm_bls`) reached by gRPC."""
 
-    def __init__(self, config: TritonEngineConfig, tokenizer: Any | None = None) -> None:
+    def __init__(
+        self, config: TritonEngineConfig, tokenizer: Any | None = None, slot_metrics: SlotMetrics | None = None
+    ) -> None:
         self.config = config
         self._tokenizer = tokenizer  # needed to call tensorrt_llm directly (direct mode)
         self._channel: grpc.aio.Channel | None = None
@@ -95,7 +103,7 @@ class TritonEngine:
         self._watcher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._active: set[CallGuard] = set()
-        self._slots = UpstreamSlots(config.max_outstanding)
+        self._slots = UpstreamSlots(config.max_outstanding, slot_metrics)
         self._stops = StopRequests(self._send_stop, self._background)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -207,6 +215,7 @@ class TritonEngine:
                     "decoding is taken as not configured",
                     self.config.engine_model,
                 )
+        self._resize_slots(engine_config)
         guided = engine_config is not None and guided_backend_of(engine_config)
         options: dict[str, Any] = {
             "engine_logits": self.config.engine_logits,
@@ -226,6 +235,21 @@ class TritonEngine:
             engine = StopTarget.of(engine_config) if engine_config is not None else None
             called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
             self._stop_targets = tuple(target for target in (engine, called) if target is not None)
+
+    def _resize_slots(self, engine_config: model_config_pb2.ModelConfig | None) -> None:
+        """Follow the engine model's declared batch size, when the limit is derived from it."""
+        if not self.config.outstanding_from_engine:
+            return
+        batch = engine_config.max_batch_size if engine_config is not None else 0
+        limit = limit_for_batch(batch, self.config.workers) if batch > 0 else self.config.max_outstanding
+        if limit == self._slots.limit:
+            return
+        self._slots.resize(limit)
+        engine = self.config.engine_model
+        why = f"twice {engine}'s max_batch_size {batch}" if batch > 0 else f"{engine} declares no max_batch_size"
+        logger.info(
+            "at most %s calls open at once at %s (%s, %d worker(s))", limit, self.config.url, why, self.config.workers
+        )
 
     async def _postprocessing_keeps_special_tokens(self, config: model_config_pb2.ModelConfig) -> bool:
         """Whether the text of the upstream model keeps special tokens (its postprocessing says so)."""
@@ -288,7 +312,8 @@ class TritonEngine:
                 for response in batch:
                     if response.error_message:
                         raise translate_stream_error(response.error_message)
-                    delta = decoder.feed(response.infer_response)
+                    infer = response.infer_response  # a new wrapper object per access
+                    delta = decoder.feed(infer)
                     sequence = delta.sequence_index
                     if delta.completion_tokens is not None and sequence < request.num_sequences:
                         completion_tokens[sequence] += delta.completion_tokens
@@ -297,7 +322,7 @@ class TritonEngine:
                         merged[sequence] = delta
                     else:
                         earlier.extend(delta)
-                    final = response.infer_response.parameters.get(FINAL_RESPONSE_PARAMETER)
+                    final = infer.parameters.get(FINAL_RESPONSE_PARAMETER)
                     if final is not None and final.bool_param:
                         # The final flag ends every sequence at once (there is no per-sequence end marker).
                         finished = True

@@ -38,6 +38,14 @@ _CLIENT_FAULT_WORDS = (
     "too long",
     "is empty",
 )
+# Refusals whose words say nothing of the client's part in them: what the client can do instead.
+_EXPLAINED = {
+    # NVIDIA's multimodal_encoders (and the dev stand-in) for a prompt-table family, run by the multimodal
+    # ensemble for every request: a text-only request cannot go through that ensemble.
+    "no preprocessed image tensor to encode": "this model's multimodal ensemble needs an image in every request "
+    "(its vision encoder runs for each one); send an image, or serve the model through tensorrt_llm_bls "
+    "(--triton-model tensorrt_llm_bls), which skips the encoder for text-only requests",
+}
 # Where a stack trace starts: a C++ frame ("1       0x7f..."), the Python backend's "At:" section.
 _TRACE_START = re.compile(r"\n\s*(?:\d+\s+0x[0-9a-fA-F]+|At:\s*\n)")
 _PYTHON_TRACEBACK = "Traceback (most recent call last):"
@@ -77,6 +85,9 @@ def translate_stream_error(message: str) -> UpstreamError:
     if cause != raw:
         logger.warning("Triton error, in full: %s", raw)
     lowered = raw.lower()
+    explained = next((text for words, text in _EXPLAINED.items() if words in lowered), None)
+    if explained is not None:
+        return UpstreamRejectedError(f"Triton rejected the request: {explained}")
     if "not found" in lowered or "unavailable" in lowered or "not ready" in lowered:
         return UpstreamUnavailableError(f"the upstream model is not available: {cause}")
     if not _SERVER_FAULT.search(raw) and any(word in lowered for word in _CLIENT_FAULT_WORDS):

@@ -7,12 +7,18 @@ HKDF-SHA256 from the deployment's secret (`--state-key`, `GATEWAY_STATE_KEY`), w
 must share; `purpose` is bound into each blob, so one kind of blob is never accepted as another.
 
 Blob: `gw1.` + base64url(12-byte random nonce + ciphertext + 16-byte tag), no padding.
+
+Messages' thinking blocks carry their text in the clear with a `signature`: text the client may read but must not
+change. That is a MAC (HMAC-SHA256 under a second key derived from the same secret, `purpose` bound in), not a
+seal: `gs1.` + base64url(32-byte tag), no padding.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -27,9 +33,11 @@ from gateway.errors import InvalidRequestError
 logger = logging.getLogger(__name__)
 
 PREFIX = "gw1."
+SIGNATURE_PREFIX = "gs1."
 NONCE_BYTES = 12
 TAG_BYTES = 16
 _KEY_INFO = b"trtllm-gateway sealed state v1"
+_SIGNING_KEY_INFO = b"trtllm-gateway signed state v1"
 
 
 def deployment_secret(configured: str | None) -> str:
@@ -50,8 +58,17 @@ class Sealer:
     def __init__(self, secret: str) -> None:
         if not secret:
             raise ValueError("the state key must not be empty")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(secret.encode())
-        self._aead = AESGCM(key)
+        self._aead = AESGCM(_derived_key(secret, _KEY_INFO))
+        self._signing_key = _derived_key(secret, _SIGNING_KEY_INFO)
+
+    def sign(self, text: str, purpose: bytes) -> str:
+        """A signature of `text` for `purpose` that only this deployment can make."""
+        mac = hmac.new(self._signing_key, purpose + b"\x00" + text.encode(), hashlib.sha256).digest()
+        return SIGNATURE_PREFIX + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def verify(self, text: str, signature: str, purpose: bytes) -> bool:
+        """Whether `signature` is this deployment's signature of `text` for `purpose` (constant-time)."""
+        return hmac.compare_digest(self.sign(text, purpose).encode(), signature.encode("utf-8", "replace"))
 
     def seal(self, text: str, purpose: bytes) -> str:
         """`text` as a blob only this deployment can open, for `purpose`."""
@@ -77,3 +94,7 @@ class Sealer:
                 param=param,
                 code="invalid_encrypted_content",
             ) from None
+
+
+def _derived_key(secret: str, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())

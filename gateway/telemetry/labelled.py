@@ -26,6 +26,11 @@ class _MemoisedLabels:
             child = children[values] = parent_labels(*values)
         return child
 
+    def remove(self, *values: Any) -> None:
+        """Drop the child of these label values (and its memo: labels() then makes a new, exported one)."""
+        self.__dict__.get("_memoised_children", {}).pop(values, None)
+        super().remove(*values)  # type: ignore[misc]
+
 
 class LabelledCounter(_MemoisedLabels, Counter):
     """A Counter with memoised children."""

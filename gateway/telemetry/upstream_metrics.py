@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry
 
 from gateway.telemetry.labelled import LabelledCounter as Counter
 from gateway.telemetry.labelled import LabelledGauge as Gauge
+from gateway.telemetry.labelled import LabelledHistogram as Histogram
+
+# A request waits for an upstream slot from a few ms (a burst) up to the time-to-first-token limit (300 s).
+SLOT_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass(frozen=True)
+class SlotMetrics:
+    """One upstream's call slots (engine/upstream_slots.py): the limit in effect, and each wait for a slot."""
+
+    limit: Any  # the gauge's child: calls open at once at most (0: no limit)
+    wait: Any  # the histogram's child: seconds a request that found no free slot waited (given up or not)
 
 
 class UpstreamMetrics:
@@ -48,6 +63,20 @@ class UpstreamMetrics:
             labels,
             registry=registry,
         )
+        self.slot_limit = Gauge(
+            "gateway_upstream_slots",
+            "Calls the gateway opens at the upstream at once at most, summed over workers (0: no limit).",
+            labels,
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.slot_wait = Histogram(
+            "gateway_upstream_slot_wait_seconds",
+            "Time requests that found every upstream slot taken waited for one (also those that gave up).",
+            labels,
+            registry=registry,
+            buckets=SLOT_WAIT_BUCKETS,
+        )
         self.decisions = Counter(
             "gateway_routing_decisions",
             "Routing decisions by policy and reason (prefix_hit, prefix_miss, prefix_overflow, session, ...).",
@@ -67,3 +96,7 @@ class UpstreamMetrics:
             ["model", "reason"],
             registry=registry,
         )
+
+    def slots(self, model: str, upstream: str) -> SlotMetrics:
+        """The slot metrics of one upstream of a model."""
+        return SlotMetrics(self.slot_limit.labels(model, upstream), self.slot_wait.labels(model, upstream))

@@ -1,8 +1,8 @@
 """Schemathesis against the gateway's own OpenAPI document, over the real Triton dev stack (CPU model).
 
 Every operation of /openapi.json is fuzzed (positive and negative bodies, path parameters): no 5xx, and every
-4xx is exactly an OpenAI error body. Bounded for CI by MAX_EXAMPLES per operation; `--fuzz-long` (or
-GATEWAY_FUZZ_LONG=1) runs many more.
+4xx is exactly an OpenAI error body (Anthropic's on /v1/messages). Bounded for CI by MAX_EXAMPLES per operation;
+`--fuzz-long` (or GATEWAY_FUZZ_LONG=1) runs many more.
 
 Generation length: the fuzzed gateway runs with `--default-max-tokens 16 --max-tokens-limit 16`, so no request
 generates more than 16 tokens on the CPU model (larger `max_tokens` get the gateway's 400, which is fuzzed too),
@@ -65,6 +65,9 @@ def openai_error_body(_: schemathesis.CheckContext, response: schemathesis.Respo
     """Every non-2xx is exactly `{"error": {"message", "type", "param", "code"}}`; a 200 stream has no error event."""
     text = response.content.decode("utf-8", errors="replace")
     assert "Traceback" not in text and 'File "/' not in text, text[:500]
+    if case.operation.path.startswith("/v1/messages"):
+        check_anthropic_response(response, case, text)
+        return
     if 200 <= response.status_code < 300:
         if response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
             if not text.endswith("data: [DONE]\n\n"):
@@ -87,6 +90,26 @@ def openai_error_body(_: schemathesis.CheckContext, response: schemathesis.Respo
     assert error["code"] is None or isinstance(error["code"], str), text[:500]
 
 
+def check_anthropic_response(response: schemathesis.Response, case: schemathesis.Case, text: str) -> None:
+    """Messages: every non-2xx is exactly `{"type": "error", "error": {"type", "message"}}`; a 200 stream ends with
+    `message_stop` and has no error event."""
+    if 200 <= response.status_code < 300:
+        if response.headers.get("content-type", [""])[0].startswith("text/event-stream"):
+            if "event: message_stop" not in text:  # a cut-off body: replay the request in full
+                kwargs = case.as_transport_kwargs()
+                text = httpx.request(kwargs["method"], kwargs["url"], headers=kwargs.get("headers"),
+                                     json=kwargs.get("json"), timeout=REQUEST_TIMEOUT_S).text  # fmt: skip
+            assert text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n'), text[-500:]
+            assert "event: error" not in text, text[-500:]
+        return
+    body = json.loads(text)
+    assert isinstance(body, dict) and set(body) == {"type", "error"} and body["type"] == "error", text[:500]
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"type", "message"}, text[:500]
+    assert isinstance(error["message"], str) and error["message"].strip(), text[:500]
+    assert isinstance(error["type"], str) and error["type"].endswith("_error"), text[:500]
+
+
 def name_served_model(case: schemathesis.Case, roll: int, model: str) -> schemathesis.Case:
     """Most positive cases name the served model (the schema cannot say it), so they reach generation, not a 404."""
     if roll < 9 and isinstance(case.body, dict):
@@ -99,6 +122,22 @@ def name_served_model(case: schemathesis.Case, roll: int, model: str) -> schemat
 OPERATIONS = {
     "POST /v1/chat/completions": True,
     "POST /v1/completions": True,
+    "POST /v1/messages": True,
+    "POST /v1/messages/count_tokens": True,
+    "POST /v1/responses": True,
+    "POST /v1/responses/input_tokens": True,
+    "GET /v1/responses/{response_id}": True,  # stream, starting_after
+    "DELETE /v1/responses/{response_id}": False,
+    "POST /v1/responses/{response_id}/cancel": False,
+    "GET /v1/responses/{response_id}/input_items": True,  # after, limit, order
+    "POST /v1/conversations": True,
+    "GET /v1/conversations/{conversation_id}": False,
+    "POST /v1/conversations/{conversation_id}": True,
+    "DELETE /v1/conversations/{conversation_id}": False,
+    "GET /v1/conversations/{conversation_id}/items": True,
+    "POST /v1/conversations/{conversation_id}/items": True,
+    "GET /v1/conversations/{conversation_id}/items/{item_id}": False,
+    "DELETE /v1/conversations/{conversation_id}/items/{item_id}": False,
     "GET /v1/models": False,
     "GET /v1/models/{model_id}": False,  # a string path parameter: nothing to violate
     "GET /health/live": False,

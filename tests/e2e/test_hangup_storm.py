@@ -195,3 +195,33 @@ def test_two_hundred_streams_cut_before_their_first_token_leave_nothing_running(
     gateway = slow_start_gateways[mode]
     requests = [raw_request(gateway, index, stream=True) for index in range(200)]
     assert_storm_leaves_nothing(slow_start_triton, gateway, requests, hold_s=0.5)
+
+
+def upstream_slots(gateway: GatewayProcess) -> tuple[float, float]:
+    """The gateway's upstream slot limit and how many requests have waited for a slot so far, from /metrics."""
+    samples = GAUGE.findall(httpx.get(f"{gateway.url}/metrics", timeout=10).text)
+    limit = sum(float(value) for name, _, value in samples if name == "gateway_upstream_slots")
+    waits = sum(float(value) for name, _, value in samples if name == "gateway_upstream_slot_wait_seconds_count")
+    return limit, waits
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_slot_limit_is_twice_the_batch_triton_declares_and_requests_beyond_it_wait(
+    storm_triton: TritonServer, storm_gateways: dict[str, GatewayProcess], mode: str
+) -> None:
+    gateway = storm_gateways[mode]
+    limit, waits_before = upstream_slots(gateway)
+    assert limit == 2 * DevStackOptions().max_batch_size  # read from tensorrt_llm's config as Triton serves it
+    wait_until(lambda: triton_load(storm_triton).idle, 30, "Triton idle before the burst")
+    extra = 12
+    body = {"model": gateway.model, "max_tokens": 64, "ignore_eos": True}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as client:
+            return await asyncio.gather(
+                *(client.post(f"{gateway.v1}/completions", json=body | {"prompt": f"burst {index}"})
+                  for index in range(int(limit) + extra))
+            )  # fmt: skip
+
+    assert [response.status_code for response in asyncio.run(burst())] == [200] * (int(limit) + extra)
+    assert upstream_slots(gateway)[1] - waits_before >= extra

@@ -116,7 +116,7 @@ def test_image_is_small_non_root_and_probes_health(image: str) -> None:
     assert "/health/live" in health
     size = image_size_mb(image)
     print(f"image size {size:.0f} MB")
-    assert size < 300
+    assert size < 310  # 298 MB before images in requests: + Pillow (9 MB, trimmed), - transformers' kernels (5 MB)
 
 
 def test_image_serves_a_chat_completion_and_drains_on_sigterm(

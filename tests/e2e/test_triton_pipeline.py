@@ -391,5 +391,5 @@ def test_preprocessing_builds_word_lists_like_nvidia(pipeline: Pipeline) -> None
     assert lengths == [len(pipeline.tokenizer.encode(q, add_special_tokens=False)) for q in ("Tell me", "a story")]
 
     multimodal = dict(inputs, IMAGE_URL=np.array([[b"http://x"], [b"http://y"]], dtype=object))
-    with pytest.raises(Exception, match="not supported by this preprocessing"):
+    with pytest.raises(Exception, match="this model takes no images: its preprocessing has no multimodal_model_path"):
         client.infer("preprocessing", [tensor(n, v) for n, v in multimodal.items()])

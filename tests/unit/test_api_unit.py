@@ -177,9 +177,12 @@ async def test_a_field_with_alternative_types_gets_the_error_of_the_alternative_
     assert says in response.json()["error"]["message"]
 
 
-async def test_image_content_part_is_refused(client: httpx.AsyncClient) -> None:
+async def test_an_image_for_a_model_without_image_inputs_is_refused_naming_the_part(
+    client: httpx.AsyncClient,
+) -> None:
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]
-    assert_error(await client.post(CHAT, json=chat_body(messages=messages)), 400, "messages[0].content[0]")
+    response = await client.post(CHAT, json=chat_body(messages=messages))
+    assert assert_error(response, 400, "messages[0].content[0].image_url")["code"] == "images_not_supported"
 
 
 async def test_unknown_fields_are_ignored(client: httpx.AsyncClient) -> None:

@@ -17,3 +17,12 @@ def test_a_bad_tokenizer_folder_ends_serve_with_status_2(tmp_path, workers: str)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"--tokenizer {missing} is not a Hugging Face tokenizer folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_dev_and_triton_take_the_vision_model() -> None:
+    from gateway.cli import _dev_options, build_parser
+
+    for command in ("dev", "triton"):
+        args = build_parser().parse_args([command, "--engine", "scripted", "--vision"])
+        assert _dev_options(args).vision
+        assert not _dev_options(build_parser().parse_args([command])).vision

@@ -22,7 +22,10 @@ SHARED_PLACEHOLDERS = {
     "skip_special_tokens", "preprocessing_instance_count", "postprocessing_instance_count", "bls_instance_count",
     "accumulate_tokens", "tensorrt_llm_model_name", "tensorrt_llm_draft_model_name", "multimodal_encoders_name",
     "max_queue_delay_microseconds", "max_queue_size", "prompt_embedding_table_data_type",
+    "multimodal_model_path", "engine_dir", "hf_model_path", "max_num_images",
 }  # fmt: skip
+MULTIMODAL = TRTLLM / "multimodal"
+IMAGE_INPUTS = {"image_url_input", "image_bytes_input", "image_input"}
 # NVIDIA's tensorrt_llm template (TensorRT-LLM 1.x), as listed in TRITON_INTERFACE.md §4.
 TENSORRT_LLM_PLACEHOLDERS = {
     "triton_backend", "triton_max_batch_size", "decoupled_mode", "max_queue_delay_microseconds", "max_queue_size",
@@ -124,10 +127,16 @@ def test_ensemble_steps_run_preprocessing_then_engine_then_postprocessing(config
     assert steps == ["preprocessing", "tensorrt_llm", "postprocessing"]
 
 
-def test_ensemble_wiring_is_consistent(configs: dict[str, Config]) -> None:
-    ensemble = configs["ensemble"]
+def same_shape(left: list[int], right: list[int]) -> bool:
+    """Triton's ensemble check: same rank, and each dimension equal or -1 on either side."""
+    return len(left) == len(right) and all(a == b or -1 in (a, b) for a, b in zip(left, right, strict=True))
+
+
+def check_wiring(ensemble: Config, configs: dict[str, Config]) -> None:
+    """Every step reads what an earlier one (or the client) provides, with its type and shape; every input is
+    used; every output is produced as declared."""
     inputs = by_name(ensemble.input)
-    available = {name: t.data_type for name, t in inputs.items()}
+    available = {name: (t.data_type, list(t.dims)) for name, t in inputs.items()}
     consumed: set[str] = set()
     for step in ensemble.ensemble_scheduling.step:
         target = configs[step.model_name]
@@ -135,16 +144,62 @@ def test_ensemble_wiring_is_consistent(configs: dict[str, Config]) -> None:
         for key, value in step.input_map.items():
             assert key in target_inputs, f"{step.model_name} has no input {key}"
             assert value in available, f"{step.model_name}.{key} reads {value}, which nothing provides"
-            assert available[value] == target_inputs[key].data_type, f"type mismatch on {value} -> {key}"
+            kind, dims = available[value]
+            assert kind == target_inputs[key].data_type, f"type mismatch on {value} -> {key}"
+            assert same_shape(dims, list(target_inputs[key].dims)), f"shape mismatch on {value} -> {key}"
             consumed.add(value)
         required = {n for n, t in target_inputs.items() if not t.optional}
         assert required <= set(step.input_map), f"{step.model_name} misses required inputs"
         for key, value in step.output_map.items():
             assert key in target_outputs, f"{step.model_name} has no output {key}"
-            available[value] = target_outputs[key].data_type
+            available[value] = (target_outputs[key].data_type, list(target_outputs[key].dims))
     assert set(inputs) <= consumed, f"ensemble inputs never used: {set(inputs) - consumed}"
     for name, tensor in by_name(ensemble.output).items():
-        assert available.get(name) == tensor.data_type, f"ensemble output {name} is not produced as declared"
+        assert available.get(name, (None,))[0] == tensor.data_type, f"ensemble output {name} is not produced"
+
+
+def test_ensemble_wiring_is_consistent(configs: dict[str, Config]) -> None:
+    check_wiring(configs["ensemble"], configs)
+
+
+@pytest.fixture(scope="module")
+def multimodal(configs: dict[str, Config]) -> dict[str, Config]:
+    """The production templates with the multimodal ensemble and encoder."""
+    return configs | {model: load(MULTIMODAL / model / "config.pbtxt") for model in ("ensemble", "multimodal_encoders")}
+
+
+def test_multimodal_ensemble_runs_the_encoder_between_preprocessing_and_the_engine(
+    multimodal: dict[str, Config],
+) -> None:
+    steps = [s.model_name for s in multimodal["ensemble"].ensemble_scheduling.step]
+    assert steps == ["preprocessing", "multimodal_encoders", "tensorrt_llm", "postprocessing"]
+    check_wiring(multimodal["ensemble"], multimodal)
+    engine_step = multimodal["ensemble"].ensemble_scheduling.step[2]
+    assert engine_step.input_map["prompt_embedding_table"] == "_PROMPT_EMBEDDING_TABLE"
+
+
+def test_multimodal_ensemble_is_the_text_one_with_images_instead_of_p_tuning(
+    configs: dict[str, Config], multimodal: dict[str, Config]
+) -> None:
+    text, vision = by_name(configs["ensemble"].input), by_name(multimodal["ensemble"].input)
+    assert set(text) - set(vision) == {"prompt_embedding_table", "prompt_vocab_size"}
+    assert set(vision) - set(text) == IMAGE_INPUTS
+    assert {n: signature(t) for n, t in text.items() if n in vision} == {
+        n: signature(t) for n, t in vision.items() if n in text
+    }
+    assert {n: signature(t) for n, t in by_name(configs["ensemble"].output).items()} == {
+        n: signature(t) for n, t in by_name(multimodal["ensemble"].output).items()
+    }
+    bls = by_name(configs["tensorrt_llm_bls"].input)
+    assert signature(bls["image_url_input"]) == signature(vision["image_url_input"])
+    assert list(vision["image_url_input"].dims) == [-1]  # several images: the gateway's capacity reads this
+
+
+def test_dev_multimodal_models_are_the_production_ones_but_the_encoder_code() -> None:
+    assert (DEV / "multimodal" / "ensemble").resolve() == (MULTIMODAL / "ensemble").resolve()
+    encoder = DEV / "multimodal" / "multimodal_encoders"
+    assert (encoder / "config.pbtxt").resolve() == (MULTIMODAL / "multimodal_encoders" / "config.pbtxt").resolve()
+    assert (encoder / "1" / "model.py").is_file() and not (encoder / "1" / "model.py").is_symlink()
 
 
 def test_ensemble_renames_sampling_inputs_like_nvidia(configs: dict[str, Config]) -> None:
@@ -164,10 +219,11 @@ def test_bls_has_the_ensemble_interface_plus_its_own_inputs(configs: dict[str, C
     for name, tensor in ensemble_inputs.items():
         assert name in bls_inputs, f"BLS lacks ensemble input {name}"
         assert signature(bls_inputs[name]) == signature(tensor), name
-    assert set(bls_inputs) - set(ensemble_inputs) == {
-        "image_input", "image_bytes_input", "image_url_input", "video_bytes_input", "num_draft_tokens",
+    assert set(bls_inputs) - set(ensemble_inputs) == IMAGE_INPUTS | {
+        "video_bytes_input",
+        "num_draft_tokens",
         "use_draft_logits",
-    }  # fmt: skip
+    }
     assert {n: signature(t) for n, t in by_name(bls.output).items()} == {
         n: signature(t) for n, t in by_name(ensemble.output).items()
     }

@@ -16,12 +16,19 @@ from gateway.errors import UpstreamError, UpstreamRejectedError, UpstreamUnavail
         ("in ensemble 'ensemble', forward pass failed: IndexError('list index out of range')", UpstreamError, 500),
         ("Request for unknown model: 'ensemble' is not found", UpstreamUnavailableError, 503),
         ("something odd happened", UpstreamError, 500),
+        ("in ensemble 'ensemble', multimodal_encoders: There is no preprocessed image tensor to encode",
+         UpstreamRejectedError, 400),
     ],
-)
+)  # fmt: skip
 def test_stream_errors_are_classified(message: str, kind: type[UpstreamError], status: int) -> None:
     error = translate_stream_error(message)
     assert type(error) is kind and error.status == status
     assert "[request id" not in error.message
+
+
+def test_a_text_only_request_to_a_multimodal_ensemble_says_what_to_do_instead() -> None:
+    error = translate_stream_error("multimodal_encoders: There is no preprocessed image tensor to encode")
+    assert "needs an image in every request" in error.message and "tensorrt_llm_bls" in error.message
 
 
 def test_unseeded_sampling_gets_a_fresh_seed_and_greedy_gets_none() -> None:

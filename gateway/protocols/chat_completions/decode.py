@@ -10,6 +10,7 @@ from gateway.core.request import (
     Conversation,
     ConversationRequest,
     GenerationOptions,
+    ImagePart,
     OutputOptions,
     ToolOptions,
     Turn,
@@ -66,28 +67,42 @@ def _turn(message: ChatMessage, index: int) -> Turn:
     where = f"messages[{index}]"
     if message.role == "tool" and message.tool_call_id is None:
         raise InvalidRequestError("A tool message needs 'tool_call_id'", param=f"{where}.tool_call_id")
+    text = message.content or ""
+    content: tuple[str | ImagePart, ...] = ()
+    if not isinstance(text, str):  # a list of parts (a plain string, the common case, needs no more work)
+        content = message_content(text, index, message.role)
+        text = "".join(item for item in content if isinstance(item, str))
     return Turn(
         # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
         role="system" if message.role == "developer" else message.role,
-        text=message_text(message.content, index),
+        text=text,
         param=where,
         name=message.name,
         tool_calls=parse_tool_calls(message.tool_calls, index) if message.tool_calls else (),
         call_id=message.tool_call_id,
         call_id_param=f"{where}.tool_call_id",
+        content=content if any(isinstance(item, ImagePart) for item in content) else (),  # only with images
     )
 
 
-def message_text(content: Any, index: int) -> str:
-    """A message's content as one string: a string, or the concatenated text parts of a list."""
+def message_content(content: Any, index: int, role: str = "user") -> tuple[str | ImagePart, ...]:
+    """A message's text parts and images in order (a string content is one text part); images only from the
+    user, as OpenAI's API takes them."""
     if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
+        return (content,) if content else ()
+    items: list[str | ImagePart] = []
     for part_index, part in enumerate(content):
-        if part.type != "text":
+        where = f"messages[{index}].content[{part_index}]"
+        if part.type == "text":
+            items.append(part.text)
+        elif part.type == "image_url" and role == "user":
+            image = part.image_url
+            url, detail = (image, None) if isinstance(image, str) else (image.url, image.detail)
+            items.append(ImagePart(url, detail or "auto", param=f"{where}.image_url"))
+        elif part.type == "image_url":
+            raise InvalidRequestError(f"image parts are taken in user messages only, not in {role} ones", param=where)
+        else:
             raise UnsupportedFeatureError(
-                f"content parts of type '{part.type}' are not supported (text only)",
-                param=f"messages[{index}].content[{part_index}]",
+                f"content parts of type '{part.type}' are not supported (text and image_url only)", param=where
             )
-        texts.append(part.text)
-    return "".join(texts)
+    return tuple(items)

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, StrictBool
 from gateway.protocols.openai_shared import (
     MAX_TOP_LOGPROBS,
     Int,
+    NonEmptyStr,
     OpenAIModel,
     SamplingFields,
     StrictStr,
@@ -24,13 +25,28 @@ class TextContentPart(OpenAIModel):
     text: StrictStr
 
 
+class ImageUrl(OpenAIModel):
+    """An image part's `image_url`: a `data:` or http(s) URL, and the detail asked for."""
+
+    url: NonEmptyStr
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageUrlContentPart(OpenAIModel):
+    """`{"type": "image_url", "image_url": {"url": ..., "detail": ...}}` (a bare URL string is taken too)."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl | NonEmptyStr
+
+
 class OtherContentPart(OpenAIModel):
-    """A non-text content part (image, audio, file): accepted by the schema, refused with a clear message."""
+    """A content part the gateway does not take (audio, file, refusal): accepted by the schema, refused with a
+    clear message."""
 
-    type: Literal["image_url", "input_audio", "file", "refusal"]
+    type: Literal["input_audio", "file", "refusal"]
 
 
-ContentPart = Annotated[TextContentPart | OtherContentPart, Field(discriminator="type")]
+ContentPart = Annotated[TextContentPart | ImageUrlContentPart | OtherContentPart, Field(discriminator="type")]
 
 
 class ChatMessage(OpenAIModel):

@@ -2,16 +2,18 @@
 
 `input` is a string (one user message) or a list of items:
 - `message` (the `type` may be left out): `user`, `system`, `developer` (a system turn for templates) and
-  `assistant`; content a string or parts `input_text`, `output_text`, `refusal`. Replayed assistant messages come
-  as the API returned them or without `id` and `status`, with empty content, as Codex sends them;
+  `assistant`; content a string or parts `input_text`, `output_text`, `refusal`, and in user messages
+  `input_image` (`image_url`: a `data:` URL or an http(s) URL, `detail`), in its place among the text. Replayed
+  assistant messages come as the API returned them or without `id` and `status`, with empty content, as Codex
+  sends them;
 - `function_call` (`call_id`, `name`, `arguments` as a string: a JSON object, or kept as written when the model
-  cut it short) and `function_call_output` (`call_id`, `output` a string or text parts): a tool turn, which the
-  core checks answers an earlier call (`input[i].call_id` named otherwise);
+  cut it short) and `function_call_output` (`call_id`, `output` a string or text and image parts): a tool turn,
+  which the core checks answers an earlier call (`input[i].call_id` named otherwise);
 - `reasoning`: its `reasoning_text` content, or what its `encrypted_content` seals (checked, 400 when altered),
   or its summary, given to the template as the assistant's reasoning (chat's `reasoning_content`).
 Consecutive assistant-side items (reasoning, messages, calls) make one assistant turn, as one model turn wrote
-them. `instructions` is this request's system turn, before everything else. Images, files, audio and the items of
-tools the gateway does not have are a 400 naming their field.
+them. `instructions` is this request's system turn, before everything else. Images by `file_id`, images in system
+or assistant messages, files, audio and the items of tools the gateway does not have are a 400 naming their field.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.core.request import Conversation, Role, ToolCall, Turn
+from gateway.core.request import Conversation, ImagePart, Role, ToolCall, Turn
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError
 from gateway.protocols.openai_shared import arguments_problem, decode_arguments
 from gateway.protocols.sealing import Sealer
 
 REASONING_PURPOSE = b"responses.reasoning"  # what a sealed reasoning blob is for (sealing.py)
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
-_UNSUPPORTED_PARTS = frozenset({"input_image", "input_file", "input_audio"})
+_UNSUPPORTED_PARTS = frozenset({"input_file", "input_audio"})
+_DETAILS = (None, "auto", "low", "high")
 _ROLES: dict[str, Role] = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 
 
@@ -77,11 +80,11 @@ def _item_turns(items: list[Any], sealer: Sealer, field: str = "input") -> list[
                 raise InvalidRequestError(
                     "A message's role must be 'user', 'system', 'developer' or 'assistant'", param=f"{where}.role"
                 )
-            turns.append(Turn(role, content_text(item.get("content"), f"{where}.content"), param=where))
+            turns.append(_message_turn(role, item.get("content"), where))
         elif kind == "function_call_output":
             call_id = _required_string(item, "call_id", where)
-            output = content_text(item.get("output"), f"{where}.output")
-            turns.append(Turn("tool", output, param=where, call_id=call_id, call_id_param=f"{where}.call_id"))
+            text, content = _with_images(item.get("output"), f"{where}.output")
+            turns.append(Turn("tool", text, where, call_id=call_id, call_id_param=f"{where}.call_id", content=content))
         else:
             _refuse_item(kind, where)
     return turns
@@ -140,13 +143,35 @@ def reasoning_text(item: dict[str, Any], where: str, sealer: Sealer) -> str:
     return ""
 
 
+def _message_turn(role: Role, content: Any, where: str) -> Turn:
+    if role != "user":
+        return Turn(role, content_text(content, f"{where}.content"), param=where)
+    text, parts = _with_images(content, f"{where}.content")
+    return Turn(role, text, param=where, content=parts)
+
+
+def _with_images(content: Any, where: str) -> tuple[str, tuple[str | ImagePart, ...]]:
+    """Content that may hold images (a user message's, a tool's output): its text, and its parts when it has
+    images."""
+    if not isinstance(content, list):
+        return content_text(content, where), ()
+    parts = content_parts(content, where, images=True)
+    text = "".join(part for part in parts if isinstance(part, str))
+    return text, tuple(parts) if any(isinstance(part, ImagePart) for part in parts) else ()
+
+
 def content_text(content: Any, where: str) -> str:
     """A message's content (or a tool output) as one string: a string, or its text parts joined."""
     if content is None or isinstance(content, str):
         return content or ""
+    return "".join(part for part in content_parts(content, where, images=False) if isinstance(part, str))
+
+
+def content_parts(content: Any, where: str, images: bool) -> list[str | ImagePart]:
+    """A content list's texts, and its images where they are taken (`images`), in order."""
     if not isinstance(content, list):
         raise InvalidRequestError("Content must be a string or a list of content parts", param=where)
-    texts = []
+    parts: list[str | ImagePart] = []
     for index, part in enumerate(content):
         part_where = f"{where}[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
@@ -154,16 +179,41 @@ def content_text(content: Any, where: str) -> str:
             text = part.get("refusal" if kind == "refusal" else "text")
             if not isinstance(text, str):
                 raise InvalidRequestError("A text part needs its text as a string", param=part_where)
-            texts.append(text)
+            parts.append(text)
+        elif kind == "input_image" and images:
+            parts.append(_image(part, part_where))
+        elif kind == "input_image":
+            raise UnsupportedFeatureError(
+                "input_image parts are taken in user messages and function call outputs only",
+                param=f"{part_where}.type",
+            )
         elif kind in _UNSUPPORTED_PARTS:
             raise UnsupportedFeatureError(
-                f"Content parts of type '{kind}' are not supported (text only)", param=f"{part_where}.type"
+                f"Content parts of type '{kind}' are not supported (text and input_image only)",
+                param=f"{part_where}.type",
             )
         else:
             raise InvalidRequestError(
-                "A content part's type must be 'input_text', 'output_text' or 'refusal'", param=f"{part_where}.type"
+                "A content part's type must be 'input_text', 'input_image', 'output_text' or 'refusal'",
+                param=f"{part_where}.type",
             )
-    return "".join(texts)
+    return parts
+
+
+def _image(part: dict[str, Any], where: str) -> ImagePart:
+    """An `input_image` part: its URL (a file_id needs a Files API this gateway does not have) and detail."""
+    url = part.get("image_url")
+    if url is None and part.get("file_id") is not None:
+        raise UnsupportedFeatureError(
+            "Images by file_id are not supported: send image_url (a data: URL or an http(s) URL)",
+            param=f"{where}.file_id",
+        )
+    if not isinstance(url, str) or not url:
+        raise missing(f"{where}.image_url")
+    detail = part.get("detail")
+    if detail not in _DETAILS:
+        raise InvalidRequestError("'detail' must be 'low', 'high' or 'auto'", param=f"{where}.detail")
+    return ImagePart(url, detail or "auto", param=f"{where}.image_url")
 
 
 def _required_string(item: dict[str, Any], field: str, where: str) -> str:

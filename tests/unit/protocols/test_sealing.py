@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from gateway.errors import InvalidRequestError
-from gateway.protocols.sealing import PREFIX, Sealer, deployment_secret
+from gateway.protocols.sealing import PREFIX, SIGNATURE_PREFIX, Sealer, deployment_secret
 
 
 def test_a_blob_opens_with_the_same_key_in_another_sealer() -> None:
@@ -49,3 +49,13 @@ def test_without_a_configured_key_one_is_made_with_a_warning(caplog: pytest.LogC
         made, other = deployment_secret(None), deployment_secret(None)
     assert made != other and len(made) >= 32
     assert "same key" in caplog.text
+
+
+def test_a_signature_verifies_with_the_same_key_text_and_purpose_only() -> None:
+    signature = Sealer("shared-deployment-key-1234").sign("visible text", b"purpose")
+    assert signature.startswith(SIGNATURE_PREFIX)
+    assert Sealer("shared-deployment-key-1234").verify("visible text", signature, b"purpose")
+    assert not Sealer("another-deployment-key-5678").verify("visible text", signature, b"purpose")
+    assert not Sealer("shared-deployment-key-1234").verify("visible text!", signature, b"purpose")
+    assert not Sealer("shared-deployment-key-1234").verify("visible text", signature, b"other purpose")
+    assert not Sealer("shared-deployment-key-1234").verify("visible text", signature[:-1], b"purpose")

@@ -112,7 +112,7 @@ def test_summary_is_the_reasoning_when_there_is_nothing_else() -> None:
         ([{"type": "web_search_call", "id": "ws_1"}], "input[0].type", True),
         ([{"type": "wizardry"}], "input[0].type", False),
         ([{"content": "no role, no type"}], "input[0].type", False),
-        ([{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}], "input[0].content[0].type", True),
+        ([{"role": "user", "content": [{"type": "input_file", "file_id": "x"}]}], "input[0].content[0].type", True),
         ([{"role": "user", "content": [{"type": "text", "text": "x"}]}], "input[0].content[0].type", False),
         ([{"role": "critic", "content": "x"}], "input[0].role", False),
         (["not an object"], "input[0]", False),

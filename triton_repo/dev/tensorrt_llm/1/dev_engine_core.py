@@ -31,6 +31,7 @@ class EngineCore:
 
     name = "engine"
     vocab_size: int
+    takes_prompt_tables = False  # prompt ids past the vocabulary point at rows of a prompt table (images)
 
     def __init__(self, max_num_active: int, metrics: EngineMetrics) -> None:
         self.max_num_active = max_num_active

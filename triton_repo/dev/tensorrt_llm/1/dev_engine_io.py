@@ -19,7 +19,6 @@ UNSUPPORTED_INPUTS = (
     "encoder_input_features",
     "draft_input_ids",
     "draft_logits",
-    "prompt_embedding_table",
     "context_phase_params",
     "cross_attention_mask",
     "mrope_rotary_cos_sin",
@@ -113,10 +112,25 @@ def _check_supported(request: Any, item_count: int, decoupled: bool) -> None:
             raise RequestError("num_return_sequences > 1 requires the decoupled transaction policy")
 
 
+def _prompt_table(request: Any, item: int, takes_tables: bool) -> np.ndarray | None:
+    """One item's prompt table ([rows, hidden]), checked against prompt_vocab_size like the engine does."""
+    table = _input(request, "prompt_embedding_table")
+    if table is None or table.size == 0:
+        return None
+    if not takes_tables:
+        raise RequestError("this dev engine takes no prompt_embedding_table (the scripted and synthetic ones do)")
+    rows = table.reshape(table.shape[0], -1, table.shape[-1])[item]
+    declared = _scalar(request, "prompt_vocab_size", item, rows.shape[0])
+    if int(declared) != rows.shape[0]:
+        raise RequestError(f"prompt_vocab_size {declared} does not match the table's {rows.shape[0]} rows")
+    return rows.astype(np.float32)
+
+
 def read_jobs(
-    request: Any, reply: Any, *, decoupled: bool, default_exclude: bool, vocab_size: int
+    request: Any, reply: Any, *, decoupled: bool, default_exclude: bool, vocab_size: int, takes_tables: bool = False
 ) -> list[GenerationJob]:
-    """Split a Triton request into one GenerationJob per batch item; RequestError if it is invalid."""
+    """Split a Triton request into one GenerationJob per batch item; RequestError if it is invalid. Prompt ids
+    from `vocab_size` on point at rows of the item's prompt table (images), when the engine takes tables."""
     ids = _input(request, "input_ids")
     if ids is None:
         raise RequestError("input_ids is not present in the request")
@@ -144,8 +158,10 @@ def read_jobs(
         prompt = ids[item].tolist() if ids.shape[0] == 1 else ids[item, : int(lengths[item])].tolist()
         if not prompt:
             raise RequestError("input_ids is empty")
-        if min(prompt) < 0 or max(prompt) >= vocab_size:
-            raise RequestError(f"input_ids must be ids in [0, {vocab_size}), got {min(prompt)}..{max(prompt)}")
+        table = _prompt_table(request, item, takes_tables)
+        limit = vocab_size + (0 if table is None else table.shape[0])
+        if min(prompt) < 0 or max(prompt) >= limit:
+            raise RequestError(f"input_ids must be ids in [0, {limit}), got {min(prompt)}..{max(prompt)}")
         max_new_tokens = int(_scalar(request, "request_output_len", item, 0))
         if max_new_tokens < 1:
             raise RequestError(f"request_output_len must be at least 1, got {max_new_tokens}")
@@ -173,6 +189,7 @@ def read_jobs(
                     batch_index=item,
                     sequence_index=sequence,
                     guide=_guide(request, item),
+                    prompt_table=table,
                 )
             )
     return jobs

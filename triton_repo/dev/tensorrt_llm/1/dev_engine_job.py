@@ -112,6 +112,7 @@ class GenerationJob:
     batch_index: int = 0
     sequence_index: int = 0
     guide: tuple[str, str] | None = None  # (guided_decoding_guide_type, guided_decoding_guide)
+    prompt_table: Any = None  # [rows, hidden]: what prompt ids vocab_size + row stand for (images)
     grammar: Any = None  # the compiled guide, when the engine enforces it
     generated: list[int] = field(default_factory=list)
     log_probs: list[float] = field(default_factory=list)

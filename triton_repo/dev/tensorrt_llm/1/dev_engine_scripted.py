@@ -14,6 +14,10 @@ Marker format, e.g. as an OpenAI user message (the rest of the prompt is ignored
     {"name": "get_weather", "arguments": {"city": "Paris"}}
     </tool_call><</script>>
 
+Images: `<<images>>` in the script says the colours of the prompt's images (rows of its prompt table, from the
+dev `multimodal_encoders`), in prompt order, as `#rrggbb` separated by spaces (dev_engine_images), so that what
+the model says depends on the images it was given.
+
 A prompt without a complete `<<script>>...<</script>>` span is refused. Everything else behaves as in the
 other engines (dev_engine_core): `request_output_len` cuts the script, stop words end it (and stay in the
 output), streaming and non-streaming responses, `exclude_input_in_output`, stop requests and cancellation.
@@ -27,11 +31,13 @@ import time
 from pathlib import Path
 
 from dev_engine_core import EngineCore
+from dev_engine_images import image_colours
 from dev_engine_job import GenerationJob, RequestError
 from dev_engine_metrics import EngineMetrics
 
 SCRIPT_START = "<<script>>"
 SCRIPT_END = "<</script>>"
+IMAGES_MARKER = "<<images>>"
 
 
 def extract_script(prompt_text: str) -> str:
@@ -47,6 +53,7 @@ class ScriptedEngine(EngineCore):
     """Emits each request's script, one token per step for all running requests."""
 
     name = "scripted"
+    takes_prompt_tables = True
 
     def __init__(self, model_dir: str, itl_s: float, max_num_active: int, metrics: EngineMetrics) -> None:
         super().__init__(max_num_active, metrics)
@@ -66,9 +73,14 @@ class ScriptedEngine(EngineCore):
 
     def prepare(self, job: GenerationJob) -> None:
         """Find and tokenize the job's script (refused here, before anything is queued, if it has none)."""
-        text = self._tokenizer.decode(job.prompt, skip_special_tokens=False)
-        script = self._tokenizer.encode(extract_script(text), add_special_tokens=False).ids
-        self._scripts[job] = list(reversed(script))
+        text_ids = [token for token in job.prompt if token < self.vocab_size]  # not the image rows
+        script = extract_script(self._tokenizer.decode(text_ids, skip_special_tokens=False))
+        if IMAGES_MARKER in script:
+            table = job.prompt_table
+            colours = image_colours(job.prompt, self.vocab_size, table) if table is not None else []
+            script = script.replace(IMAGES_MARKER, " ".join(colours) or "no images")
+        script_ids = self._tokenizer.encode(script, add_special_tokens=False).ids
+        self._scripts[job] = list(reversed(script_ids))
 
     def _run(self) -> None:
         active: list[GenerationJob] = []

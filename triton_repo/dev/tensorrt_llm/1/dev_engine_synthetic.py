@@ -114,6 +114,8 @@ class _Stream:
 class SyntheticEngine(EngineCore):
     """Timed pseudo-random tokens for any number of concurrent jobs."""
 
+    takes_prompt_tables = True  # image rows are prompt ids like any other to it
+
     name = "synthetic"
 
     def __init__(

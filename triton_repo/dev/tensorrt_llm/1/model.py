@@ -26,7 +26,9 @@ engine, including its less convenient habits, so that a gateway tested against i
 - `return_log_probs` gives `output_log_probs` per response; `return_generation_logits` /
   `return_context_logits` give raw logits (hf engine only, as for an engine built with
   `--gather_generation_logits` / `--gather_context_logits`);
-- beam search and the encoder, draft and prompt-table inputs are refused with an error naming the input;
+- beam search and the encoder and draft inputs are refused with an error naming the input; a prompt table
+  (images from the dev `multimodal_encoders`) is taken by the scripted and synthetic engines: prompt ids from
+  the vocabulary size on point at its rows, as in the real engine;
   guides are enforced by `hf` when configured and ignored otherwise; LoRA (synthetic engine only) needs the
   adapter's weights the first time and after an eviction from its cache of `lora_cache_adapters`, and changes
   the text per adapter.
@@ -166,6 +168,7 @@ class TritonPythonModel:
                 decoupled=self._decoupled,
                 default_exclude=self._exclude_input,
                 vocab_size=self._engine.vocab_size,
+                takes_tables=self._engine.takes_prompt_tables,
             )
             for job in jobs:
                 self._engine.prepare(job)

@@ -1,7 +1,9 @@
 """Triton Python model `preprocessing`: prompt and word lists -> token ids for `tensorrt_llm`.
 
-Same tensors and behaviour as TensorRT-LLM's preprocessing model (text only):
+Same tensors and behaviour as TensorRT-LLM's preprocessing model:
 - QUERY (and DECODER_QUERY) is encoded with `add_special_tokens` from the model parameter;
+- images (`IMAGE_URL` data: URLs, or `IMAGE_BYTES` pixels) when `multimodal_model_path` names a vision engine:
+  see preprocessing_vision.py (each image's prompt-table ids where its placeholder is, pixels for the encoder);
 - END_ID / PAD_ID default to the tokenizer's eos / pad token (pad falls back to eos);
 - STOP_WORDS_DICT / BAD_WORDS_DICT become the engine's [2, L] word-list format, each string encoded on its own
   without special tokens (so a stop string tokenized differently in context is not matched by the engine).
@@ -15,9 +17,10 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from preprocessing_vision import VisionPreprocessor, decode_image, images_from_pixels
 from transformers import AutoTokenizer
 
-MULTIMODAL_INPUTS = ("IMAGE_BYTES", "IMAGE_URL", "IMAGES", "VIDEO_BYTES")
+UNSUPPORTED_INPUTS = ("IMAGES", "VIDEO_BYTES")
 TRUE_WORDS = {"true", "1", "t", "y", "yes"}
 FALSE_WORDS = {"false", "0", "f", "n", "no"}
 
@@ -62,6 +65,17 @@ class TritonPythonModel:
         self.pad_id = self.tokenizer.pad_token_id
         self.vocab_size = self.tokenizer.vocab_size
         self.bias_size = len(self.tokenizer)
+        self.vision: VisionPreprocessor | None = None
+        vision_engine = parameter(config, "multimodal_model_path")
+        if vision_engine is not None:
+            self.vision = VisionPreprocessor.load(
+                vision_engine,
+                parameter(config, "engine_dir") or vision_engine,
+                parameter(config, "hf_model_path") or tokenizer_dir,
+                int(parameter(config, "max_num_images") or 1),
+                self.add_special_tokens,
+            )
+            self.vocab_size = self.vision.vocab_size or self.vocab_size
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request; a request's batch may hold several prompts."""
@@ -80,16 +94,23 @@ class TritonPythonModel:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             return None if tensor is None else tensor.as_numpy()
 
-        given = [name for name in MULTIMODAL_INPUTS if optional(name) is not None]
+        given = [name for name in UNSUPPORTED_INPUTS if optional(name) is not None]
         if given:
-            raise ValueError(f"multimodal inputs ({', '.join(given)}) are not supported by this preprocessing")
+            raise ValueError(f"inputs {', '.join(given)} are not supported by this preprocessing")
 
         query = optional("QUERY")
         batch = query.shape[0]
         end_id = self._ids_or_default(optional("END_ID"), self.end_id, batch, "END_ID")
         pad_id = self._ids_or_default(optional("PAD_ID"), self.pad_id, batch, "PAD_ID")
 
-        input_ids, input_lengths = self._encode_prompts(query, int(pad_id[0, 0]))
+        images = self._images(optional("IMAGE_URL"), optional("IMAGE_BYTES"), batch)
+        vision_tensors: dict[str, np.ndarray] = {}
+        if images is not None:
+            assert self.vision is not None
+            ids, vision_tensors = self.vision.prepare(strings(query[0])[0], images, self._encode_piece)
+            input_ids, input_lengths = np.array([ids], np.int32), np.array([[len(ids)]], np.int32)
+        else:
+            input_ids, input_lengths = self._encode_prompts(query, int(pad_id[0, 0]))
         decoder_query = optional("DECODER_QUERY")
         if decoder_query is None:
             # Decoder-only engines ignore these; NVIDIA's model sends one pad token per item too.
@@ -112,12 +133,30 @@ class TritonPythonModel:
             pb_utils.Tensor("OUT_END_ID", end_id),
             pb_utils.Tensor("OUT_PAD_ID", pad_id),
         ]
+        outputs += [pb_utils.Tensor(name, value) for name, value in vision_tensors.items()]
         extra_id = optional("PROMPT_TABLE_EXTRA_ID")
         if extra_id is not None:
             # Marks the prompt-table (fake, >= vocab size) positions for KV-cache reuse with p-tuning.
             extra = np.where(input_ids >= self.vocab_size, extra_id.reshape(batch, 1), 0).astype(np.uint64)
             outputs.append(pb_utils.Tensor("OUT_PROMPT_TABLE_EXTRA_IDS", extra))
         return outputs
+
+    def _images(self, urls: np.ndarray | None, pixels: np.ndarray | None, batch: int) -> list[Any] | None:
+        """The request's images (IMAGE_URL data: URLs or IMAGE_BYTES pixels), None when it has none."""
+        if urls is None and pixels is None:
+            return None
+        if self.vision is None:
+            raise ValueError("this model takes no images: its preprocessing has no multimodal_model_path")
+        if batch != 1:
+            raise ValueError("a request with images must hold one prompt (batch size 1)")
+        if urls is not None:
+            return [decode_image(value) for value in urls.reshape(-1) if len(value)]
+        assert pixels is not None
+        return images_from_pixels(pixels.reshape(-1, *pixels.shape[-3:]))
+
+    def _encode_piece(self, text: str, starts_prompt: bool) -> list[int]:
+        """A piece of a prompt cut at its images: special tokens (BOS) only at the start, if configured."""
+        return self.tokenizer.encode(text, add_special_tokens=starts_prompt and self.add_special_tokens)
 
     @staticmethod
     def _ids_or_default(given: np.ndarray | None, default: int | None, batch: int, name: str) -> np.ndarray:

@@ -10,7 +10,8 @@ Where it differs from NVIDIA's model, on purpose:
   stop request itself (the gateway does). Polling it from the worker threads while other requests were
   cancelled crashed the Triton 2.51 Python backend stub (double free) within a few hundred cancelled streams.
 - Each request runs in its own thread, so one instance serves many requests at once.
-- Nothing is read from a hard-coded localhost:8001; no multimodal encoders, no speculative decoding.
+- Nothing is read from a hard-coded localhost:8001; no speculative decoding. Images (with a
+  `multimodal_encoders_name`): bls_vision.py; a request without images skips the encoder.
 String stop words are matched on the text (as NVIDIA's newer BLS does) in addition to the engine's token-level
 match: once one matches, the text is cut just after it, tensorrt_llm is told to stop, and the request ends.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from bls_text import SequenceText
+from bls_vision import IMAGE_INPUTS, PROCESSED_IMAGE_INPUT, VISION_OUTPUTS, encode_images
 
 PREPROCESSING = "preprocessing"
 POSTPROCESSING = "postprocessing"
@@ -90,7 +92,7 @@ DIRECT_INPUTS = {
     "guided_decoding_guide_type": "guided_decoding_guide_type",
     "guided_decoding_guide": "guided_decoding_guide",
 }
-UNSUPPORTED_INPUTS = ("image_input", "image_bytes_input", "image_url_input", "video_bytes_input", "use_draft_logits")
+UNSUPPORTED_INPUTS = ("video_bytes_input", "use_draft_logits")
 # Engine outputs this model always requests because it reads them itself (the last two also go to the client
 # when it asks for them).
 OWN_OUTPUTS = {"output_ids", "sequence_length", "batch_index", "sequence_index"}
@@ -144,9 +146,9 @@ class TritonPythonModel:
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
         self.accumulate = (parameter(config, "accumulate_tokens") or "").lower() in TRUE_WORDS
         self.llm_model = parameter(config, "tensorrt_llm_model_name") or "tensorrt_llm"
-        for key in ("tensorrt_llm_draft_model_name", "multimodal_encoders_name"):
-            if parameter(config, key):
-                pb_utils.Logger.log_warn(f"tensorrt_llm_bls: parameter {key} is ignored (not supported here)")
+        self.encoders_model = parameter(config, "multimodal_encoders_name")  # None: no images
+        if parameter(config, "tensorrt_llm_draft_model_name"):
+            pb_utils.Logger.log_warn("tensorrt_llm_bls: tensorrt_llm_draft_model_name is ignored (not supported here)")
         self.output_names = [o["name"] for o in config["output"]]
         self.workers: set[threading.Thread] = set()
         self.workers_lock = threading.Lock()
@@ -222,17 +224,7 @@ class Generation:
         """Client responses, one per engine response (those after a stop string are dropped)."""
         text_input = self.input("text_input")
         self._validate(text_input)
-        preprocessed = run_step(
-            PREPROCESSING,
-            inner_request(
-                PREPROCESSING, self._tensors(PREPROCESSING_INPUTS), list(PREPROCESSED_INPUTS), self.request_id
-            ),
-        )
-        engine_inputs = [
-            pb_utils.Tensor(new, tensor.as_numpy())
-            for old, new in PREPROCESSED_INPUTS.items()
-            if (tensor := pb_utils.get_output_tensor_by_name(preprocessed, old)) is not None
-        ]
+        preprocessed, engine_inputs = self._preprocess()
         llm = self.model.llm_model
         engine_request = inner_request(
             llm,
@@ -275,6 +267,29 @@ class Generation:
                 self.stop_engine()
                 return
         self.engine_done = True
+
+    def _preprocess(self) -> tuple[Any, list[Any]]:
+        """preprocessing (and, for a request with images, multimodal_encoders): its answer, the engine's inputs."""
+        images = [name for name in (*IMAGE_INPUTS, PROCESSED_IMAGE_INPUT[0]) if self.input(name) is not None]
+        if images and self.model.encoders_model is None:
+            raise ValueError(f"{images[0]} needs a multimodal encoders model (parameter multimodal_encoders_name)")
+        if images and self.input("prompt_embedding_table") is not None:
+            raise ValueError("images and prompt_embedding_table cannot be combined (the encoder makes the table)")
+        outputs = list(PREPROCESSED_INPUTS) + (list(VISION_OUTPUTS) if images else [])
+        inputs = self._tensors(PREPROCESSING_INPUTS | IMAGE_INPUTS)
+        preprocessed = run_step(PREPROCESSING, inner_request(PREPROCESSING, inputs, outputs, self.request_id))
+        engine_inputs = [
+            pb_utils.Tensor(new, tensor.as_numpy())
+            for old, new in PREPROCESSED_INPUTS.items()
+            if (tensor := pb_utils.get_output_tensor_by_name(preprocessed, old)) is not None
+        ]
+        if images:
+            assert self.model.encoders_model is not None
+            processed = self.input(PROCESSED_IMAGE_INPUT[0])
+            engine_inputs += encode_images(
+                self.model.encoders_model, preprocessed, processed, self.request_id, run_step
+            )
+        return preprocessed, engine_inputs
 
     def stop_engine(self) -> None:
         """Ask tensorrt_llm to stop this generation (a stop=true request with the same id), once."""
