@@ -23,9 +23,20 @@ from gateway.state import StoreConfig, open_store
 from gateway.state.runs import BackgroundRuns
 from gateway.tenants.usage import UsageCounts, UsageKey, UsageRecorder, day_of
 from tests.unit.fake_engine import FakeEngine
-from tests.unit.tenants.test_tenancy_api import CHAT, KEYS, OTHER, auth, chat, settled, two_models_app, write_keys
+from tests.unit.tenants.test_tenancy_api import (
+    CHAT,
+    KEYS,
+    OTHER,
+    auth,
+    chat,
+    secret,
+    settled,
+    two_models_app,
+    write_keys,
+)
 
 RESPONSES = "/v1/responses"
+MESSAGES = "/v1/messages"
 TEAM_A_AGAIN = ("team-a", {"models": ["*"]})  # a second key of team-a's
 
 
@@ -184,3 +195,28 @@ async def test_a_background_response_that_cannot_start_returns_its_reservation(
     # The key may run one request at a time: its slot came back.
     started_again = await client.post(RESPONSES, json=respond(background=True), headers=auth("one"))
     assert started_again.status_code == 200, started_again.text
+
+
+def anthropic(name: str) -> dict[str, str]:
+    return {"x-api-key": secret(name), "anthropic-version": "2023-06-01"}
+
+
+async def test_messages_are_limited_filtered_and_counted_in_anthropics_shape(replicas: list[httpx.AsyncClient]) -> None:
+    client = replicas[0]
+    body = {"model": DEV_MODEL_NAME, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+    denied = await client.post(MESSAGES, json={**body, "model": OTHER}, headers=anthropic("dev"))
+    assert denied.status_code == 404 and denied.json()["type"] == "error"
+    assert denied.json()["error"]["type"] == "not_found_error"
+    counted = await client.post(f"{MESSAGES}/count_tokens", json={**body, "model": OTHER}, headers=anthropic("dev"))
+    assert counted.status_code == 404
+    listed = (await client.get("/v1/models", headers=anthropic("dev"))).json()
+    assert [card["id"] for card in listed["data"]] == [DEV_MODEL_NAME]
+    for _ in range(2):
+        answer = await client.post(MESSAGES, json=body, headers=anthropic("rpm"))
+        assert answer.status_code == 200, answer.text
+    refused = await client.post(MESSAGES, json=body, headers=anthropic("rpm"))
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "rate_limit_error"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0" and refused.headers["retry-after"]
+    await settled()
+    row = (await usage(client))[("rpm-key", DEV_MODEL_NAME)]
+    assert row["num_model_requests"] == 2 and row["output_tokens"] > 0
