@@ -4,8 +4,8 @@ and one real PostgreSQL as their store.
 A key limited to 60 requests a minute gets exactly 60 of a burst of 200 spread over the three; 50 concurrent
 streams stay within a tokens-per-minute limit and a token budget; the keys file changes under load without a
 failed request; Redis killed under load and restarted gives the configured policy and no 5xx; each key sees and
-uses only its models; stored responses are their tenant's on every replica, and the usage API adds up every
-replica's counts.
+uses only its models (chat, Responses and Messages); stored responses are their tenant's on every replica, and the
+usage API adds up every replica's counts.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -295,25 +296,31 @@ def test_stored_responses_and_usage_are_the_tenants_on_every_replica(fleet: Flee
         also_a.responses.create(model="dev-b", input="Hi", max_output_tokens=2)
     created = [also_a.responses.create(model="dev-a", input="Hi", max_output_tokens=3) for _ in range(4)]
     chats = [also_a.chat.completions.create(model="dev-a", messages=PROMPT, max_tokens=2) for _ in range(2)]  # type: ignore[arg-type]
+    claude = anthropic.Anthropic(base_url=fleet.url, api_key=secret("also-a"), max_retries=0)
+    message = claude.messages.create(model="dev-a", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.create(model="dev-b", max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
     for response in created:  # nginx spreads the reads over the replicas: team-a's keys see them, team-b's not
         assert only_a.responses.retrieve(response.id).id == response.id
         with pytest.raises(openai.NotFoundError):
             every.responses.retrieve(response.id)
     today = int(time.time() // 86400) * 86400
     url = f"{fleet.url}/v1/organization/usage/completions?start_time={today}&group_by=api_key_id&group_by=model"
-    deadline = time.monotonic() + 30  # each replica adds its counts to the store every 10 s
+    # Each replica adds its counts to the store every 10 s, and when it answers a usage read (nginx spreads them).
+    deadline = time.monotonic() + 30
     while True:
         page = httpx.get(url, headers=auth("every"), timeout=30).json()
         rows = {(r["api_key_id"], r["model"]): r for r in page["data"][0]["results"]}
         row = rows.get((key_id("also-a"), "dev-a"))
-        if (row is not None and row["num_model_requests"] >= 6) or time.monotonic() > deadline:
+        if (row is not None and row["num_model_requests"] >= 7) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert row is not None and row["num_model_requests"] == 6, row
+    assert row is not None and row["num_model_requests"] == 7, row
     answered = [r.usage.output_tokens for r in created if r.usage] + [
         c.usage.completion_tokens for c in chats if c.usage
     ]
-    assert len(answered) == 6 and row["output_tokens"] == sum(answered)
+    answered.append(message.usage.output_tokens)
+    assert len(answered) == 7 and row["output_tokens"] == sum(answered)
     assert secret("also-a") not in str(page)
 
 
