@@ -79,8 +79,11 @@ class NotServed(Exception):
         self.status = status
 
 
-async def _request(app: Any, body: bytes, path: str = "/v1/chat/completions") -> int:
-    """One streamed request through the ASGI app; returns how many messages it sent (NotServed unless a 200)."""
+async def _request(
+    app: Any, body: bytes, path: str = "/v1/chat/completions", headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> int:
+    """One streamed request through the ASGI app (with these extra headers); returns how many messages it sent
+    (NotServed unless a 200)."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -96,6 +99,7 @@ async def _request(app: Any, body: bytes, path: str = "/v1/chat/completions") ->
             (b"host", b"bench"),
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(body)),
+            *headers,
         ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8000),

@@ -25,6 +25,7 @@ from gateway.api import (
     models,
     responses,
     stored_responses,
+    usage,
 )
 from gateway.api.admission import AdmissionLimiter, AdmissionMiddleware, DrainState
 from gateway.api.auth import ApiKeyMiddleware
@@ -37,6 +38,8 @@ from gateway.api.middleware import RequestTelemetryMiddleware
 from gateway.api.openapi import install_openapi
 from gateway.api.request_body import RequestBodyMiddleware
 from gateway.api.store_access import StoreService, store_config
+from gateway.api.tenancy import TenancyMiddleware, tenants_from_settings
+from gateway.api.usage_ledger import StoreLedger
 from gateway.config import Settings
 from gateway.core.guide_checker import GuideChecker
 from gateway.core.images import ImageLimits, ImageLoader, image_placeholder_for
@@ -97,6 +100,8 @@ def create_app(
         for checker in checkers:
             await checker.warm_up()  # the worker's xgrammar import, before the first request
         coordinator.install()
+        if app.state.tenants is not None:
+            await app.state.tenants.start()
         # Start-up leaves a few hundred thousand long-lived objects (transformers imports torch): frozen, a
         # full collection no longer walks them, so it stops pausing every stream for 100+ ms.
         gc.collect()
@@ -106,6 +111,8 @@ def create_app(
         finally:
             coordinator.cancel()
             await app.state.background.drain(settings.drain_timeout_s)  # SIGTERM: as long as streams get
+            if app.state.tenants is not None:
+                await app.state.tenants.close()  # before the store closes: the last usage flush
             for checker in checkers:
                 checker.close()
             for loader in loaders:
@@ -120,6 +127,8 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_registry
     app.state.drain = drain
+    tenants = tenants_from_settings(settings, registry, metrics_registry.tenants, StoreLedger(app.state))
+    app.state.tenants = tenants  # None without API keys
     # OpenAI's shape on every route but those of a protocol with its own.
     app.state.error_shapes = ErrorShapes(((messages.MESSAGES_PATH_PREFIX, messages.MESSAGES_ERRORS),))
     install_error_handlers(app)
@@ -127,10 +136,11 @@ def create_app(
     app.state.sealer = Sealer(deployment_secret(settings.state_key))
     app.state.store = app.state.background = None  # opened by the lifespan
     routers = (chat.router, completions.router, messages.router, responses.router, stored_responses.router)
-    for router in (*routers, conversations.router, models.router, health.router, metrics.router):
+    for router in (*routers, conversations.router, models.router, usage.router, health.router, metrics.router):
         app.include_router(router)
     # add_middleware wraps: the last added runs first. Order seen by a request: telemetry (ids, metrics),
-    # CORS, API key, the body (read whole, within the size limit and the body timeout), admission, HEAD as GET.
+    # CORS, API key, tenancy (settles and counts what the key's requests used), the body (read whole, within the
+    # size limit and the body timeout), admission, HEAD as GET.
     app.add_middleware(HeadAsGetMiddleware)
     limiter = None
     if settings.max_concurrent_requests is not None:
@@ -140,12 +150,13 @@ def create_app(
             settings.queue_timeout_s,
             metrics_registry.waiting,
             metrics_registry.saturation,
+            settings.priority_aging_s,
         )
     app.add_middleware(AdmissionMiddleware, limiter=limiter, drain=drain)
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-    keys = settings.api_key_list()
-    if keys:
-        app.add_middleware(ApiKeyMiddleware, keys=keys, protect_observability=settings.protect_observability)
+    if tenants is not None:
+        app.add_middleware(TenancyMiddleware, tenants=tenants)
+        app.add_middleware(ApiKeyMiddleware, keys=tenants.keys, protect_observability=settings.protect_observability)
     origins = settings.cors_origin_list()
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"])

@@ -1,4 +1,4 @@
-"""Command line: `trtllm-gateway serve | dev | triton | repo`. Parses arguments and hands over; nothing else."""
+"""Command line: `trtllm-gateway serve | dev | triton | repo | keys`. Parses arguments and hands over; nothing else."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from gateway.deploy.repo_command import run_repo
 from gateway.engine.routing import POLICIES
 from gateway.errors import ConfigurationError
 from gateway.telemetry import configure_logging
+from gateway.tenants.keys_command import add_arguments as add_keys_arguments
+from gateway.tenants.keys_command import run_keys_new
 
 
 def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,12 +149,20 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--client-write-timeout-s", float, "longest a write waits for a client that stopped reading (default 60)"),
         ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
         ("--api-key-file", str, "file with one API key per line"),
+        ("--keys-file", str, "YAML file of API keys with tenants, models, limits, priority (reloaded on change)"),
+        ("--limits-url", str, "redis://host:port/db: the keys' limits shared by every replica (default: per process)"),
+        ("--priority-aging-s", float, "a queued request counts one priority class higher per this wait (default 10)"),
         ("--cors-origins", str, "comma-separated allowed CORS origins (default: CORS off)"),
         ("--state-key", str, "secret that seals encrypted reasoning; the same on every replica [GATEWAY_STATE_KEY]"),
     ):
         limits.add_argument(flag, type=kind, help=text)
     limits.add_argument(
         "--protect-observability", action="store_true", default=None, help="API key also on /health/* and /metrics"
+    )
+    limits.add_argument(
+        "--limits-on-error",
+        choices=["open", "closed"],
+        help="Redis unreachable: admit without limits (open, default) or refuse with 429 (closed)",
     )
     guides = parser.add_argument_group("guides and tools: bounds, then checks in worker processes (see README)")
     for flag, kind, text in (
@@ -234,10 +244,13 @@ def _serve(settings, banner: str | None = None) -> int:
     }
     if settings.workers > 1:
         from gateway.app import build_registry
+        from gateway.tenants.keys_file import load_keys_file
 
         # Fail here, with one clear message and exit status 2, on what would make every worker fail at start-up
         # (uvicorn's supervisor would restart them forever).
-        build_registry(settings)
+        registry = build_registry(settings)
+        if settings.keys_file is not None:
+            load_keys_file(settings.keys_file, {name: model.name for name, model in registry.names()})
         # Workers are separate processes: they rebuild the settings from GATEWAY_* variables, and write their
         # metrics into a shared folder that /metrics sums (prometheus-client multiprocess mode).
         metrics_dir = tempfile.mkdtemp(prefix="trtllm-gateway-metrics-")
@@ -311,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_arguments(dev)
     _add_triton_arguments(dev)
     dev.set_defaults(handler=run_dev)
+    keys = commands.add_parser("keys", help="API keys for the keys file (--keys-file)")
+    new_key = keys.add_subparsers(dest="keys_command", required=True).add_parser(
+        "new", help="make a new key: print it once, and its keys-file entry"
+    )
+    add_keys_arguments(new_key)
+    new_key.set_defaults(handler=run_keys_new)
     repo = commands.add_parser("repo", help="fill triton_repo/trtllm for a TensorRT-LLM engine (and build one)")
     add_repo_arguments(repo)
     repo.set_defaults(handler=run_repo)

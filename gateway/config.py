@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     api_keys: str | None = Field(None, description="comma-separated API keys; none = no authentication")
     api_key_file: Path | None = Field(None, description="file with one API key per line")
     protect_observability: bool = Field(False, description="require the API key on /health/* and /metrics too")
+    # Tenants: keys with models, limits and priority; limits shared through Redis
+    keys_file: Path | None = Field(None, description="YAML file of API keys: tenant, models, limits, priority, role")
+    limits_url: str | None = Field(None, description="redis://host:port/db shared by every replica for the limits")
+    limits_on_error: Literal["open", "closed"] = Field(
+        "open", description="Redis unreachable: admit without limits (open) or refuse with 429 (closed)"
+    )
+    priority_aging_s: float = Field(10.0, gt=0, description="a queued request counts one priority class higher per")
     cors_origins: str | None = Field(None, description="comma-separated allowed CORS origins; none = CORS off")
     state_key: str | None = Field(
         None,

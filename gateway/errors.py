@@ -4,12 +4,15 @@
     ├── InvalidRequestError           400 invalid_request_error (bad field; `param` names it)
     │   └── UnsupportedFeatureError   400 invalid_request_error (a known field we cannot honour yet)
     ├── AuthenticationError           401 invalid_request_error  (code invalid_api_key, as OpenAI)
+    ├── PermissionDeniedError         403 invalid_request_error  (a key without the role an endpoint needs)
     ├── NotFoundError                 404 not_found_error        (unknown model or route)
     ├── RequestTimeoutError           408 invalid_request_error  (headers or body not received in time)
     ├── PayloadTooLargeError          413 invalid_request_error
     ├── ClientDisconnectedError       499 client_closed_request  (nobody reads the body; for logs and metrics)
     │   └── ClientWriteTimeoutError   499 client_timeout         (the client stopped reading the stream)
     ├── OverloadedError               429 rate_limit_error       (admission control; with Retry-After)
+    ├── RateLimitError                429 requests | tokens      (a key's rates or concurrency; rate headers)
+    ├── QuotaExceededError            429 insufficient_quota     (a key's daily or monthly token budget)
     ├── ShuttingDownError             503 service_unavailable    (draining on SIGTERM)
     ├── UpstreamError                 500 server_error           (Triton failed the request)
     │   ├── UpstreamRejectedError     400 invalid_request_error  (Triton refused the request's values)
@@ -29,6 +32,7 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = None
+    headers: dict[str, str] | None = None  # response headers that go with it (Retry-After, rate limits)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -61,6 +65,14 @@ class AuthenticationError(GatewayError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    """A valid key that may not use this endpoint."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "insufficient_permissions"
 
 
 class NotFoundError(GatewayError):
@@ -106,6 +118,32 @@ class OverloadedError(GatewayError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class RateLimitError(GatewayError):
+    """A key's requests or tokens per minute, or its concurrent requests, are used up (OpenAI's shape: the type
+    names the limit, `requests` or `tokens`)."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.type = kind
+        self.headers = headers
+
+
+class QuotaExceededError(GatewayError):
+    """A key's token budget for the day or the month is spent."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
 
 
 class ShuttingDownError(GatewayError):

@@ -177,8 +177,11 @@ class ModelsFile(_Strict):
         return self.model_copy(update={"models": models})
 
 
-def describe(error: ValidationError, data: Any, flags: bool = False) -> str:
-    """The first problem of a validation error, naming the entry (index and name) and the field."""
+def describe(
+    error: ValidationError, data: Any, flags: bool = False, entries: str = "models", label: str = "name"
+) -> str:
+    """The first problem of a validation error, naming the entry (index, and its `label` field: a model's name,
+    a key's tenant) of the file's `entries` list, and the field."""
     problem = error.errors()[0]
     location = list(problem["loc"])
     message = problem["msg"].removeprefix("Value error, ")
@@ -187,12 +190,12 @@ def describe(error: ValidationError, data: Any, flags: bool = False) -> str:
         flag = {"upstreams": "triton-url", "name": "served-model-name"}.get(field, field).replace("_", "-")
         return f"--{flag}: {message}"
     where = ""
-    if len(location) >= 2 and location[0] == "models" and isinstance(location[1], int):
+    if len(location) >= 2 and location[0] == entries and isinstance(location[1], int):
         index = location[1]
-        entries = data.get("models") if isinstance(data, dict) else None
-        entry = entries[index] if isinstance(entries, list) and index < len(entries) else None
-        name = entry.get("name") if isinstance(entry, dict) else None
-        where = f"models[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
+        listed = data.get(entries) if isinstance(data, dict) else None
+        entry = listed[index] if isinstance(listed, list) and index < len(listed) else None
+        name = entry.get(label) if isinstance(entry, dict) else None
+        where = f"{entries}[{index}]" + (f" ('{name}')" if isinstance(name, str) else "")
         location = location[2:]
     field = ".".join(str(part) for part in location)
     parts = [part for part in (where, f"field '{field}'" if field else "") if part]

@@ -46,10 +46,13 @@ class BackgroundCancelled(GatewayError):
 class Run:
     """One background response running here: its generation, the events not yet stored, who waits for news."""
 
-    def __init__(self, response_id: str, generation: Generation, on_end: OnEnd | None) -> None:
+    def __init__(
+        self, response_id: str, generation: Generation, on_end: OnEnd | None, on_stopped: Callable[[], None] | None
+    ) -> None:
         self.id = response_id
         self.generation = generation
         self.on_end = on_end
+        self.on_stopped = on_stopped  # once the generation stopped, however (its key's limits settled)
         self.pending: list[EventRecord] = []
         self.sequence = 0
         self.changed = asyncio.Event()  # set when events were stored (live readers on this replica wake up)
@@ -83,10 +86,11 @@ class BackgroundRunner:
         self._loop = asyncio.create_task(self._housekeeping(), name="background-runs")
 
     async def submit(self, response: dict[str, Any], record_put: Awaitable[None], generation: Generation,
-                     on_end: OnEnd | None = None) -> Run:  # fmt: skip
-        """Store the queued response (`record_put` writes it with its lease) and start its run."""
+                     on_end: OnEnd | None = None, on_stopped: Callable[[], None] | None = None) -> Run:  # fmt: skip
+        """Store the queued response (`record_put` writes it with its lease) and start its run; `on_stopped` is
+        called when its generation has stopped, however it ended."""
         await record_put
-        run = Run(response["id"], generation, on_end)
+        run = Run(response["id"], generation, on_end, on_stopped)
         self.runs[run.id] = run
         run.task = asyncio.create_task(self._run(run, response), name=f"background-{run.id}")
         return run
@@ -119,6 +123,8 @@ class BackgroundRunner:
             logger.exception("background response %s failed", run.id)
             status, final = self._ended_early(run, encoder, GatewayError("The server had an error."), cancel=False)
         finally:
+            if run.on_stopped is not None:
+                run.on_stopped()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher

@@ -149,7 +149,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:
         note_error(exc)
-        return error_response(exc, shape=error_shape_of(request.scope))
+        return error_response(exc, exc.headers, error_shape_of(request.scope))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

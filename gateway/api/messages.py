@@ -18,7 +18,8 @@ from gateway.api.errors import ErrorShape
 from gateway.api.json_body_route import JsonBodyRoute
 from gateway.api.pipeline import GenerationRoute, serve_generation
 from gateway.api.sse import StreamStyle
-from gateway.api.state import registry_of, sealer_of, track_request
+from gateway.api.state import sealer_of, track_request
+from gateway.api.tenancy import served_model
 from gateway.core.generation import Generation
 from gateway.core.planning import TraceHeaders
 from gateway.core.served_model import ServedModel
@@ -71,7 +72,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
 @router.post("/v1/messages/count_tokens", response_model=None)
 async def count_tokens(body: CountTokensRequest, request: Request) -> Response:
     """The input tokens a message request would take: its prompt as rendered for the model."""
-    model = registry_of(request).get(body.model)
+    model = served_model(request, body.model)  # the key's, or a 404 like an unknown model
     track_request(model.name, False)
     tokens = await count_message_tokens(body, model, ThinkingSigner(sealer_of(request)))
     return Response(orjson.dumps({"input_tokens": tokens}), media_type="application/json")

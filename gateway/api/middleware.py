@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api.admission import GENERATION_PATHS
 from gateway.errors import ClientDisconnectedError
 from gateway.telemetry import GatewayMetrics, RequestContext, new_request_id, set_current_request
 from gateway.telemetry.recording import record_request
@@ -16,22 +17,18 @@ from gateway.telemetry.tracing import incoming_trace_headers, start_span, trace_
 REQUEST_ID_HEADER = b"x-request-id"
 SESSION_ID_HEADER = "x-session-id"
 MAX_SESSION_ID_CHARS = 256
-KNOWN_ENDPOINTS = frozenset(
-    {
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/messages",
-        "/v1/messages/count_tokens",
-        "/v1/conversations",
-        "/v1/responses",
-        "/v1/responses/input_tokens",
-        "/v1/models",
-        "/health/live",
-        "/health/ready",
-        "/version",
-        "/metrics",
-    }
-)
+# Every generation route (admission's one list) and the others.
+KNOWN_ENDPOINTS = GENERATION_PATHS | {
+    "/v1/conversations",
+    "/v1/messages/count_tokens",
+    "/v1/responses/input_tokens",
+    "/v1/models",
+    "/v1/organization/usage/completions",
+    "/health/live",
+    "/health/ready",
+    "/version",
+    "/metrics",
+}
 
 
 # Paths with ids: /v1/<collection>/{id}[/<sub-resource>[/{item_id}]]

@@ -18,7 +18,8 @@ from starlette.responses import Response
 from gateway.api.disconnect import cancel_on_disconnect
 from gateway.api.errors import error_shape_of
 from gateway.api.sse import Framing, SSEResponse, StreamStyle
-from gateway.api.state import registry_of, request_id_of, settings_of, trace_headers_of_request, track_request
+from gateway.api.state import request_id_of, settings_of, trace_headers_of_request, track_request
+from gateway.api.tenancy import admit_generation, served_model
 from gateway.core.generation import Generation, respond, stream_chunks
 from gateway.core.served_model import ServedModel
 
@@ -55,15 +56,16 @@ async def serve_generation(request: Request, body: Body, route: GenerationRoute[
     Every failure is a GatewayError raised to the app's error handlers (before the response starts) or
     reported in the stream by SSEResponse (after): nothing to catch here.
     """
-    model = registry_of(request).get(body.model)
+    model = served_model(request, body.model)
     tracked = track_request(model.name, bool(body.stream), body.user)
     generation = await route.plan(body, model, request_id_of(request), trace_headers_of_request())
+    headers = await admit_generation(request, generation.run, model)  # the key's limits: one backend call
     tracked.extend(generation.run.choices)
     if generation.stream:
         settings = settings_of(request)
         framing = Framing(route.stream_style, generation.encoder.failure, error_shape_of(request.scope))
         return SSEResponse(
-            stream_chunks(generation), framing, settings.sse_keepalive_s, settings.client_write_timeout_s
+            stream_chunks(generation), framing, settings.sse_keepalive_s, settings.client_write_timeout_s, headers
         )
     result = await cancel_on_disconnect(request, respond(generation))
-    return Response(orjson.dumps(result), media_type="application/json")
+    return Response(orjson.dumps(result), media_type="application/json", headers=headers)

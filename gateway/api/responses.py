@@ -11,6 +11,7 @@ from gateway.api.response_state import turn_state
 from gateway.api.responses_stateful import create_response as create_stateful_response
 from gateway.api.sse import StreamStyle
 from gateway.api.state import registry_of, sealer_of
+from gateway.api.tenancy import served_model
 from gateway.core.served_model import ServedModel
 from gateway.errors import InvalidRequestError
 from gateway.protocols.responses.decode import count_input_tokens
@@ -35,14 +36,13 @@ async def get_input_token_counts(body: InputTokensRequest, request: Request) -> 
 
 
 def _model(request: Request, name: str | None) -> ServedModel:
-    registry = registry_of(request)
     if name is not None:
-        return registry.get(name)
-    served = registry.all()
+        return served_model(request, name)
+    served = registry_of(request).all()
     if len(served) != 1:
         raise InvalidRequestError(
             "Missing required parameter: 'model' (this gateway serves several models).",
             param="model",
             code="missing_required_parameter",
         )
-    return served[0]
+    return served_model(request, served[0].name)  # the key's, or a 404

@@ -20,8 +20,9 @@ from gateway.api.response_state import (
     turn_state,
 )
 from gateway.api.sse import Framing, SSEResponse, StreamStyle
-from gateway.api.state import registry_of, request_id_of, settings_of, trace_headers_of_request
+from gateway.api.state import request_id_of, settings_of, trace_headers_of_request
 from gateway.api.stored_responses import replay, replay_failure, runner_of
+from gateway.api.tenancy import admit_background, served_model
 from gateway.core.generation import Generation
 from gateway.core.served_model import ServedModel
 from gateway.errors import InvalidRequestError
@@ -78,7 +79,7 @@ async def _start_background(
 ) -> Response:
     """Store the queued response and start its run; answer with it (or, streamed, with its events as they are
     stored)."""
-    model = registry_of(request).get(body.model)
+    model = served_model(request, body.model)
     # Its events are stored as they come, whether the client streams them or not: the upstream call streams.
     streamed = body.model_copy(update={"stream": True})
     generation = await plan(streamed, model, request_id_of(request), trace_headers_of_request())
@@ -87,15 +88,21 @@ async def _start_background(
     record = response_record(state, body, response, input_items)
     state.store.responses.check_size(record, "input")
     runner = runner_of(request)
+    headers, finish_tenancy = await admit_background(request, generation.run, model)  # the key's limits
 
     async def on_end(final: dict[str, Any]) -> None:
         await append_to_conversation(state, input_items, final)
 
     put = state.store.runs.start(record, runner.replica, runner.lease_until())
-    await runner.submit(response, put, generation, on_end if state.conversation_id else None)
+    try:
+        await runner.submit(response, put, generation, on_end if state.conversation_id else None, finish_tenancy)
+    except BaseException:
+        if finish_tenancy is not None:  # the run never started: nothing else will return its reservation
+            finish_tenancy()
+        raise
     if not body.stream:
-        return Response(orjson.dumps(response), media_type="application/json")
+        return Response(orjson.dumps(response), media_type="application/json", headers=headers)
     settings = settings_of(request)
     framing = Framing(style, replay_failure, error_shape_of(request.scope))
     events = replay(state.store, runner, response["id"], -1)
-    return SSEResponse(events, framing, settings.sse_keepalive_s, settings.client_write_timeout_s)
+    return SSEResponse(events, framing, settings.sse_keepalive_s, settings.client_write_timeout_s, headers)

@@ -185,10 +185,17 @@ class SSEResponse(StreamingResponse):
     """A text/event-stream response that stops producing as soon as the client disconnects or stops reading."""
 
     def __init__(
-        self, chunks: AsyncGenerator[list[Any], None], framing: Framing, keepalive_s: float, write_timeout_s: float
+        self,
+        chunks: AsyncGenerator[list[Any], None],
+        framing: Framing,
+        keepalive_s: float,
+        write_timeout_s: float,
+        headers: dict[str, str] | None = None,
     ) -> None:
         # The body is written by __call__ below, not by StreamingResponse (which only provides the headers).
-        super().__init__(iter(()), media_type="text/event-stream", headers=SSE_HEADERS)
+        super().__init__(
+            iter(()), media_type="text/event-stream", headers=SSE_HEADERS | headers if headers else SSE_HEADERS
+        )
         self._chunks = chunks
         self._framing = framing
         self._keepalive_s = keepalive_s

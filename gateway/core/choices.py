@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass
 
 from gateway.core.events import ChoiceEvent, FinishEvent, OutputEvent, TextEvent, TokenLogprob
@@ -97,6 +97,19 @@ class Choice:
             return [*events, self._finish(delta.finish_reason, ended_early=False)]
         return events  # type: ignore[return-value]  # OutputEvents are ChoiceEvents
 
+    def spent(self) -> Usage | None:
+        """What the choice has used so far: its usage once finished; before that its prompt and the tokens
+        generated so far; None while no output has arrived (the engine returned nothing for it)."""
+        if self.usage is not None:
+            return self.usage
+        if not self._raw_parts:
+            return None
+        prompt = self._prompt_tokens if self._prompt_tokens is not None else self._counter.count(self.request.prompt)
+        completion = self._completion_tokens
+        if completion is None:
+            completion = self._counter.count("".join(self._raw_parts))
+        return Usage(prompt, completion, self._cached_tokens)
+
     def _finish(self, engine_reason: FinishReason, ended_early: bool, stop: str | None = None) -> FinishEvent:
         self.ended_at = time.perf_counter()
         prompt_tokens = self.prompt_tokens()
@@ -112,6 +125,11 @@ class Choice:
         self.usage = Usage(prompt_tokens, completion_tokens, cached)
         self.finish_reason = reason
         return FinishEvent(reason, self.usage, stop)
+
+
+def spent_usage(choices: Iterable[Choice]) -> Usage:
+    """What a request's choices used, finished or not (each prompt once): what its limits are charged."""
+    return request_usage([(c.prompt_index, usage) for c in choices if (usage := c.spent()) is not None])
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from gateway.core.tools import check_tool_history, check_tools, template_tools
 from gateway.core.truncation import fitted_conversation, fitted_prompt
 from gateway.engine.base import EncodedImage, EngineCapabilities, GenerationRequest
 from gateway.errors import InvalidRequestError, UnsupportedFeatureError, UpstreamUnavailableError
+from gateway.telemetry import current_request
 
 SEED_SPACE = 1 << 63
 TraceHeaders = tuple[tuple[str, str], ...]
@@ -114,7 +115,14 @@ def _engine_request(
         trace_headers=trace_headers,
         keep_special_tokens=keep_special_tokens,
         images=images,
+        priority=_key_priority(),
     )
+
+
+def _key_priority() -> float | None:
+    """The engine priority the request's API key gives it (the api layer puts it in the request context)."""
+    context = current_request()
+    return context.priority if context is not None else None
 
 
 def capabilities_of(model: ServedModel) -> EngineCapabilities:

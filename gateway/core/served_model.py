@@ -71,6 +71,14 @@ class ServedModel:
             )
 
 
+def unknown_model(name: str) -> NotFoundError:
+    """OpenAI's 404 for a model that does not exist, or that the caller may not use (the same answer)."""
+    shown = name if len(name) <= 100 else name[:100] + "..."
+    return NotFoundError(
+        f"The model '{shown}' does not exist or you do not have access to it.", param="model", code="model_not_found"
+    )
+
+
 class ModelRegistry:
     """Served models by name, and alias -> name."""
 
@@ -83,12 +91,7 @@ class ModelRegistry:
         canonical = self._names.get(name)
         model = self._models.get(canonical) if canonical is not None else None
         if model is None:
-            shown = name if len(name) <= 100 else name[:100] + "..."
-            raise NotFoundError(
-                f"The model '{shown}' does not exist or you do not have access to it.",
-                param="model",
-                code="model_not_found",
-            )
+            raise unknown_model(name)
         return model
 
     def all(self) -> list[ServedModel]:

@@ -28,10 +28,22 @@ class TokenCounter:
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
+        # A fast tokenizer's Rust tokenizer, called directly: the same ids without transformers' Python layer
+        # around it (about a third of a short prompt's count); its `encode_batch_fast` (tokenizers >= 0.21) also
+        # skips the character offsets that a count never reads (a quarter to a third of the rest).
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        self._fast = getattr(backend, "encode_batch_fast", None)
+        self._backend = backend
 
     def count(self, text: str) -> int:
         """Number of tokens in `text`."""
-        return len(self._tokenizer.encode(text, add_special_tokens=False)) if text else 0
+        if not text:
+            return 0
+        if self._fast is not None:
+            return len(self._fast([text], add_special_tokens=False)[0])
+        if self._backend is not None:
+            return len(self._backend.encode(text, add_special_tokens=False))
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
 
 
 class ChatTemplate:

@@ -58,6 +58,7 @@ class GenerationRequest:
     prompt's (echo), `guide_type` / `guide` a guided-decoding constraint, `keep_special_tokens` text with the
     tokenizer's special tokens kept (parser markers such as Mistral's `[TOOL_CALLS]`), `images` the images of the
     prompt in the order of its image placeholders; the engine's capabilities say which of these it can honour.
+    `priority` goes to models that declare a `priority` input, else nowhere.
     """
 
     request_id: str
@@ -76,6 +77,7 @@ class GenerationRequest:
     lora: LoraAdapter | None = None  # generate with this adapter of the model
     keep_special_tokens: bool = False  # the text keeps special tokens (markers the request's parsers read)
     images: tuple[EncodedImage, ...] = ()
+    priority: float | None = None  # TensorRT-LLM's request priority, 0 to 1 (0.5 its default), from the API key
 
 
 @dataclass(slots=True)

@@ -176,6 +176,16 @@ def add_cache_reuse_output(builder: RequestBuilder, outputs: list[str]) -> None:
         outputs.append(REUSED_BLOCKS_OUTPUT)
 
 
+PRIORITY_INPUT = "priority"
+
+
+def add_priority_input(builder: RequestBuilder, request: GenerationRequest) -> None:
+    """The request's priority, when the model declares a FP32 `priority` input (TensorRT-LLM's request priority,
+    0 to 1; NVIDIA's stock models declare none, so it goes nowhere there)."""
+    if request.priority is not None and builder.interface.inputs.get(PRIORITY_INPUT) == "FP32":
+        builder.scalar(PRIORITY_INPUT, request.priority)
+
+
 def add_lora_inputs(builder: RequestBuilder, request: GenerationRequest) -> None:
     """The adapter's task id, and its weights and config when they go with this request."""
     lora = request.lora
@@ -303,6 +313,7 @@ class TextCodec:
         add_sequence_inputs(builder, request, outputs)
         add_cache_reuse_output(builder, outputs)
         add_lora_inputs(builder, request)
+        add_priority_input(builder, request)
         if request.stop and "stop_words" in interface.inputs:
             # Token-level matching in the engine is best effort; the gateway also matches the text.
             builder.strings("stop_words", request.stop)
@@ -468,6 +479,7 @@ class TokenCodec:
         add_sequence_inputs(builder, request, outputs)
         add_cache_reuse_output(builder, outputs)
         add_lora_inputs(builder, request)
+        add_priority_input(builder, request)
         if request.top_logprobs > 0:
             builder.scalar("return_generation_logits", True)
             outputs.append("generation_logits")

@@ -1,4 +1,5 @@
-"""The store of stateful APIs: responses, conversations, background runs (SQLite embedded, PostgreSQL for replicas).
+"""The store of stateful APIs: responses, conversations, background runs, and the tenants' usage (SQLite embedded,
+PostgreSQL for replicas).
 
 Only the HTTP layer (`gateway/api/`) uses it; it imports nothing of the gateway but the errors.
 """
@@ -15,6 +16,7 @@ from gateway.state.records import (
     StoreLimits,
 )
 from gateway.state.store import Store, StoreConfig, default_state_dir, open_store, purge_periodically
+from gateway.state.usage import UsageRecord
 
 __all__ = [
     "ANONYMOUS_OWNER",
@@ -28,6 +30,7 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoreLimits",
+    "UsageRecord",
     "default_state_dir",
     "open_store",
     "purge_periodically",

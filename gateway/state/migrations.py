@@ -72,6 +72,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (conversation_id, position))""",
         "CREATE UNIQUE INDEX conversation_items_id ON conversation_items (conversation_id, item_id)",
     ),
+    # 2: usage per UTC day, tenant, key and model (the keys file's tenants; api/usage_ledger.py)
+    (
+        """CREATE TABLE tenant_usage (
+            day BIGINT NOT NULL,
+            tenant TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            requests BIGINT NOT NULL,
+            prompt_tokens BIGINT NOT NULL,
+            cached_tokens BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            PRIMARY KEY (day, tenant, key_id, model))""",
+    ),
 )
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,7 @@ from gateway.state.migrations import migrate
 from gateway.state.records import Retention, StoreLimits
 from gateway.state.responses import ResponseStore
 from gateway.state.runs import BackgroundRuns
+from gateway.state.usage import UsageTable
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def redacted(url: str) -> str:
 
 
 class Store:
-    """Responses, conversations and background runs, on one database."""
+    """Responses, conversations, background runs and usage, on one database."""
 
     def __init__(self, database: Database, limits: StoreLimits, retention: Retention, where: str) -> None:
         self.database = database
@@ -85,6 +86,7 @@ class Store:
         self.responses = ResponseStore(database, limits)
         self.conversations = ConversationStore(database, limits)
         self.runs = BackgroundRuns(database, self.responses)
+        self.usage = UsageTable(database)
 
     def response_expiry(self, now: float) -> float | None:
         """When a response stored (or renewed) now expires."""

@@ -33,6 +33,8 @@ class RequestContext:
     session: str | None = None  # the client's session id header, for session affinity
     user: str | None = None  # the request body's `user`, for session affinity when configured
     upstreams: list[str] = field(default_factory=list)  # the upstream address of each generation (for the log)
+    tenant: str | None = None  # the API key's tenant (never the key), for the access line
+    priority: float | None = None  # the engine's request priority (TensorRT-LLM's 0 to 1), from the API key
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)

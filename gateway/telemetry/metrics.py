@@ -16,6 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from gateway.telemetry.labelled import LabelledCounter as Counter
 from gateway.telemetry.labelled import LabelledGauge as Gauge
 from gateway.telemetry.labelled import LabelledHistogram as Histogram
+from gateway.telemetry.tenant_metrics import TenantMetrics
 from gateway.telemetry.upstream_metrics import UpstreamMetrics
 
 # LLM latencies: first tokens in tens of ms to tens of s, whole requests up to minutes.
@@ -118,6 +119,7 @@ class GatewayMetrics:
         )
 
         self.upstreams = UpstreamMetrics(registry)
+        self.tenants = TenantMetrics(registry)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric (summed over workers in multiprocess mode)."""

@@ -16,6 +16,7 @@ from gateway.state import (
     Store,
     StoreConfig,
     StoreLimits,
+    UsageRecord,
     open_store,
 )
 from gateway.state.database import Sql
@@ -245,3 +246,24 @@ async def test_a_schema_newer_than_the_gateway_is_refused(store: Store, store_ur
         await connection.execute(Sql("INSERT INTO schema_version (version) VALUES ($1)"), LATEST_VERSION + 1)
     with pytest.raises(ConfigurationError, match="newer than this gateway knows"):
         await open_store(StoreConfig(url=store_url))
+
+
+async def test_usage_rows_are_added_to_never_replaced(store: Store, store_url: str, limits: StoreLimits) -> None:
+    day, next_day = 86400 * 20000, 86400 * 20001
+
+    def row(requests: int, key: str = "k1", on: int = day) -> UsageRecord:
+        return UsageRecord(on, "team-a", key, "m", requests, 10 * requests, requests, 2 * requests)
+
+    await store.usage.add([row(1), row(2, key="k2")])
+    # Another process (a replica) adds its own batches to the same rows at the same time.
+    other = await open_store(StoreConfig(url=store_url, limits=limits))
+    try:
+        await asyncio.gather(*(s.usage.add([row(3), row(1, on=next_day)]) for s in (store, other, store, other)))
+    finally:
+        await other.close()
+    found = {(r.key_id, r.day): r for r in await store.usage.read(day, next_day + 86400)}
+    assert found[("k1", day)] == row(13)
+    assert found[("k2", day)] == row(2, key="k2")
+    assert found[("k1", next_day)] == row(4, on=next_day)
+    assert [r.day for r in await store.usage.read(next_day, next_day + 86400)] == [next_day]
+    assert await store.usage.read(0, day) == []
