@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 from pydantic import StrictStr as _StrictStr
 
 from gateway.core.choices import ChoiceRun
+from gateway.core.events import TokenLogprob
 from gateway.core.generation import NamedEvent
 from gateway.core.request import Sampling
 from gateway.core.schema_bounds import json_value_problem
@@ -219,6 +220,20 @@ def floored_logprob(value: float | None) -> float | None:
     if value is None:
         return None
     return value if value > FLOOR_LOGPROB else FLOOR_LOGPROB
+
+
+def token_logprob(item: TokenLogprob) -> dict[str, Any]:
+    """A token's log-probability with bytes and alternatives: chat's ChatCompletionTokenLogprob, and what a
+    Responses `output_text` part carries."""
+    return {
+        "token": item.token,
+        "logprob": floored_logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
+        "bytes": list(item.token_bytes),
+        "top_logprobs": [
+            {"token": top.token, "logprob": floored_logprob(top.logprob), "bytes": list(top.token_bytes)}
+            for top in item.top
+        ],
+    }
 
 
 class ChunkEncoder:

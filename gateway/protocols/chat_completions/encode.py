@@ -14,7 +14,7 @@ import orjson
 from gateway.core.choices import Choice, ChoiceRun
 from gateway.core.events import ChoiceEvent, FinishEvent, ReasoningEvent, TextEvent, TokenLogprob, ToolCallEvent
 from gateway.core.generation import CollectedChoice
-from gateway.protocols.openai_shared import FLOOR_LOGPROB, ChunkEncoder, ResponseMeta, floored_logprob, usage_json
+from gateway.protocols.openai_shared import FLOOR_LOGPROB, ChunkEncoder, ResponseMeta, token_logprob, usage_json
 
 # Token text -> its JSON around the value. A token's bytes follow from its text (its UTF-8, or the `bytes:\x..`
 # spelling of a partial character), so the text alone is the key.
@@ -28,7 +28,7 @@ def chat_logprobs_json(items: list[TokenLogprob]) -> bytes:
     parts = []
     for item in items:
         if item.top or item.logprob is None:
-            parts.append(orjson.dumps(chat_token_logprob(item)))
+            parts.append(orjson.dumps(token_logprob(item)))
             continue
         around = _TOKEN_JSON.get(item.token)
         if around is None:
@@ -40,19 +40,6 @@ def chat_logprobs_json(items: list[TokenLogprob]) -> bytes:
         parts.append(around[0] + orjson.dumps(max(item.logprob, FLOOR_LOGPROB)) + around[1])
     content = parts[0] if len(parts) == 1 else b",".join(parts)
     return b'{"content":[' + content + b'],"refusal":null}'
-
-
-def chat_token_logprob(item: TokenLogprob) -> dict[str, Any]:
-    """ChatCompletionTokenLogprob."""
-    return {
-        "token": item.token,
-        "logprob": floored_logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
-        "bytes": list(item.token_bytes),
-        "top_logprobs": [
-            {"token": top.token, "logprob": floored_logprob(top.logprob), "bytes": list(top.token_bytes)}
-            for top in item.top
-        ],
-    }
 
 
 class ChatEncoder(ChunkEncoder):
@@ -112,7 +99,7 @@ class ChatEncoder(ChunkEncoder):
                 ]
             logprobs = None
             if choice.request.logprobs:
-                logprobs = {"content": [chat_token_logprob(item) for item in out.logprobs], "refusal": None}
+                logprobs = {"content": [token_logprob(item) for item in out.logprobs], "refusal": None}
             choices.append(
                 {"index": choice.index, "message": message, "logprobs": logprobs, "finish_reason": choice.finish_reason}
             )

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from gateway.core.events import TokenLogprob
-from gateway.protocols.openai_shared import FLOOR_LOGPROB, floored_logprob
+from gateway.protocols.openai_shared import FLOOR_LOGPROB, floored_logprob, token_logprob
 
 TEXT_DELTA = b"response.output_text.delta"
 REASONING_DELTA = b"response.reasoning_text.delta"
@@ -40,19 +40,6 @@ def stream_logprob(item: TokenLogprob) -> dict[str, Any]:
         "token": item.token,
         "logprob": floored_logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
         "top_logprobs": [{"token": top.token, "logprob": floored_logprob(top.logprob)} for top in item.top],
-    }
-
-
-def part_logprob(item: TokenLogprob) -> dict[str, Any]:
-    """A token's log-probability as an `output_text` part carries it (with bytes)."""
-    return {
-        "token": item.token,
-        "logprob": floored_logprob(item.logprob) if item.logprob is not None else FLOOR_LOGPROB,
-        "bytes": list(item.token_bytes),
-        "top_logprobs": [
-            {"token": top.token, "logprob": floored_logprob(top.logprob), "bytes": list(top.token_bytes)}
-            for top in item.top
-        ],
     }
 
 
@@ -96,7 +83,7 @@ class MessageOutput:
 
     def part(self) -> dict[str, Any]:
         """Its `output_text` part."""
-        logprobs = [part_logprob(lp) for lp in self.logprobs] if self.logprobs else []
+        logprobs = [token_logprob(lp) for lp in self.logprobs] if self.logprobs else []
         return {"type": "output_text", "text": "".join(self.texts), "annotations": [], "logprobs": logprobs}
 
     def _where(self) -> dict[str, Any]:
