@@ -134,17 +134,19 @@ class ToolParser:
 
 
 def _loads_object(text: str) -> dict[str, Any] | None:
-    """`text` parsed as a JSON object, or None."""
+    """`text` parsed as a JSON object, or None (control characters inside strings allowed, as `loads`)."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, strict=False)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
 def loads(text: str) -> tuple[Any, bool]:
-    """(value, True) for valid JSON text, (None, False) otherwise."""
+    """(value, True) for valid JSON text, (None, False) otherwise. Raw control characters inside strings are
+    taken as they are: xgrammar's JSON grammars let a guided model write them (a forced call's argument with a
+    U+0004 was returned as text), and the call's arguments are written out again, escaped, by `_call`."""
     try:
-        return json.loads(text), True
+        return json.loads(text, strict=False), True
     except ValueError:
         return None, False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -80,6 +81,14 @@ def test_forced_calls_stream_call_by_call():
     assert [e.name for e in parser.feed('[{"name": "a", "arguments": {}}, {"name"')] == ["a", None]
     assert [e.call_index for e in parser.feed(': "b", "arguments": {}}]')] == [1, 1]
     assert parser.finish() == []
+
+
+def test_a_raw_control_character_in_a_guided_argument_still_makes_a_call_with_valid_json_arguments():
+    """xgrammar's string rule lets a guided model write U+0004 and the like unescaped (seen on the hf dev model)."""
+    parser = make_tool_parser("forced", tool_names={"get_weather"}, new_id=counter_ids())
+    events = parser.feed('[{"name":"get_weather","arguments":{"city":"} error\x04人"}}]') + parser.finish()
+    assert [e.name for e in events] == ["get_weather", None]
+    assert json.loads(events[1].arguments) == {"city": "} error\x04人"}
 
 
 def test_a_forced_call_cut_short_is_a_call_only_when_its_name_was_written_in_full_and_offered():
