@@ -139,6 +139,7 @@ OPERATIONS = {
     "GET /v1/conversations/{conversation_id}/items/{item_id}": False,
     "DELETE /v1/conversations/{conversation_id}/items/{item_id}": False,
     "GET /v1/models": False,
+    "GET /v1/organization/usage/completions": False,  # its query is read by hand (admin keys only)
     "GET /v1/models/{model_id}": False,  # a string path parameter: nothing to violate
     "GET /health/live": False,
     "GET /health/ready": False,
