@@ -16,6 +16,8 @@ MODULES = [
     "gateway.devstack",
     "gateway.devstack.dev_model",
     "gateway.state.sqlite",  # the default store, imported when the app starts (aiosqlite)
+    "httpcore",  # httpx's transport, made when the app starts (the image fetcher); httpx imports it lazily
+    "h11",
     "uvicorn",
     "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.httptools_impl",
