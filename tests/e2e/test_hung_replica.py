@@ -114,7 +114,7 @@ def test_a_hung_replica_leaves_routing_within_3_s_and_a_busy_one_stays(pair: Pai
     assert observed["left"] < 6
     assert "busy_ejected" not in observed, "the busy, healthy replica was taken out of routing"
     assert completed > 50  # the busy replica kept serving throughout
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 45  # a resumed Triton first works off what queued while it was stopped
     while healthy(pair, 0) != 1:  # resumed, it answers again and rejoins
         assert time.monotonic() < deadline, "the resumed Triton did not rejoin"
         time.sleep(0.2)
