@@ -89,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--variants",
-        help="also run the gateway with these request variants: logprobs, n2, hermes, json_schema, and the "
+        help="also run the gateway with these variants: logprobs, n2, hermes, json_schema, interval4 "
+        "(`--stream-interval 4`), and the "
         "protocols responses and messages (the plain request through /v1/responses or /v1/messages)",
     )
     return p.parse_args(argv)

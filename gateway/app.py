@@ -272,6 +272,7 @@ def _served_model(
             max_outstanding=FALLBACK_LIMIT if slots_from_engine else (settings.max_upstream_requests or None),
             outstanding_from_engine=slots_from_engine,
             workers=settings.workers,
+            stream_interval=settings.stream_interval,
         )
         slot_metrics = metrics.upstreams.slots(entry.name, address) if metrics is not None else None
         return TritonEngine(engine_config, tokenizer, slot_metrics)

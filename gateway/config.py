@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, time running streams get to finish")
     sse_keepalive_s: float = Field(15.0, gt=0, description="longest silence on a stream before a comment line")
     client_write_timeout_s: float = Field(60.0, gt=0, description="longest a write may wait for a client to read")
+    stream_interval: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="streams send an event per N tokens (the first at once): less CPU per token, burstier output",
+    )
     # The store of stored responses and conversations (README: "Stored responses and conversations")
     store_url: str | None = Field(
         None, description="postgresql://... for replicas, or sqlite:///path; default: a SQLite file in --state-dir"

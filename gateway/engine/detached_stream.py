@@ -10,6 +10,10 @@ The consumer takes every response that has arrived since its last read at once (
 falls behind catches up with one write instead of one per token. While it reads, the reader stays at most
 READ_AHEAD responses ahead: a slow client holds the reader back, so gRPC flow control keeps the backlog in
 Triton, as it does for a call read directly.
+
+With `wake_every` N > 1 (`--stream-interval`), the consumer is woken for the first response at once, then once N
+responses wait (or the call is over): a client gets an event per N tokens, and the gateway does its per-event work
+(decoding, encoding, one write) once per N, as vLLM's and TensorRT-LLM's stream interval do.
 """
 
 from __future__ import annotations
@@ -53,8 +57,12 @@ class DetachedStream:
         background: set[asyncio.Task[None]],
         watcher: ArrivalWatcher | None = None,
         on_end: Callable[[], None] | None = None,
+        wake_every: int = 1,
     ) -> None:
-        """Start reading `call`; `on_end` is called once the call is over (ended, failed or cancelled)."""
+        """Start reading `call`; `on_end` is called once the call is over (ended, failed or cancelled). After the
+        first response, the consumer gets batches of at least `wake_every` responses (fewer only at the end)."""
+        if not 1 <= wake_every <= READ_AHEAD:
+            raise ValueError(f"wake_every must be 1 to {READ_AHEAD}, not {wake_every}")
         self._call = call
         self._watcher = watcher
         self._on_end = on_end
@@ -62,6 +70,9 @@ class DetachedStream:
         self._items: deque[Any] = deque()
         self._arrived: asyncio.Future[None] | None = None  # the consumer waits on it while there is nothing
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while READ_AHEAD are unread
+        self._wake_every = wake_every
+        self._wake_at = 1  # responses the consumer waits for: 1 for the first batch, then wake_every
+        self._last_in = False  # the end (or a failure) is queued: the consumer takes what is left at once
         self._abandoned = False
         self._deadline: asyncio.TimerHandle | None = None
         self.ended = False  # the call is over
@@ -95,19 +106,25 @@ class DetachedStream:
                         watcher.resume()
         except (Exception, asyncio.CancelledError) as exc:  # an RPC error or a cancel: the consumer gets it
             self.broken = True
-            self._put(_Failure(exc))
+            self._put_last(_Failure(exc))
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # this reader itself is cancelled (loop shutdown)
                 raise
         else:
-            self._put(_END)
+            self._put_last(_END)
 
     def _put(self, item: Any) -> None:
         if self._abandoned:
             return
         self._items.append(item)
-        if self._arrived is not None and not self._arrived.done():
-            self._arrived.set_result(None)
+        arrived = self._arrived
+        if arrived is not None and not arrived.done() and len(self._items) >= self._wake_at:
+            arrived.set_result(None)
+
+    def _put_last(self, item: Any) -> None:
+        self._last_in = True
+        self._wake_at = 1
+        self._put(item)
 
     def _make_room(self) -> None:
         if self._room is not None and not self._room.done():
@@ -117,11 +134,14 @@ class DetachedStream:
         return self
 
     async def __anext__(self) -> list[Any]:
-        """Every response that has arrived and not been taken yet (at least one)."""
+        """Every response that has arrived and not been taken yet: at least one, then at least `wake_every` until
+        the call is over."""
         items = self._items
-        while not items:
+        while len(items) < self._wake_at:
             self._arrived = self._loop.create_future()
             await self._arrived
+        if not self._last_in:
+            self._wake_at = self._wake_every
         batch = []
         while items and items[0] is not _END and not isinstance(items[0], _Failure):
             batch.append(items.popleft())

@@ -81,6 +81,7 @@ class TritonEngineConfig:
     # then, and where it declares none), this process's share of it when `workers` processes call the upstream.
     outstanding_from_engine: bool = False
     workers: int = 1
+    stream_interval: int = 1  # a streamed request's responses per consumer wake-up, after the first (DetachedStream)
 
 
 class TritonEngine:
@@ -304,7 +305,9 @@ class TritonEngine:
         # stop an ensemble or BLS generation, and cancelled streams can crash Triton: those are ended with stop
         # requests instead (see detached_stream, stop_requests); direct calls are cancelled at once. The slot
         # is given back when the call is over upstream.
-        batches = DetachedStream(call, self._background, guard, on_end=self._slots.release)
+        # With a stream interval, a streamed request's responses are taken `stream_interval` at a time.
+        wake_every = config.stream_interval if request.stream else 1
+        batches = DetachedStream(call, self._background, guard, on_end=self._slots.release, wake_every=wake_every)
         try:
             async for batch in batches:
                 # Responses that queued up while the client was being written to go out as one delta per sequence.

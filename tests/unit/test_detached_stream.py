@@ -130,3 +130,44 @@ async def test_abandoning_with_no_grace_cancels_at_once() -> None:
     stream = DetachedStream(call, set())
     stream.abandon(grace_s=0.0)
     assert call.cancelled
+
+
+async def _done_within(batch: asyncio.Future[list[object]], seconds: float) -> bool:
+    """Whether a pending __anext__ has its batch within `seconds` (the read stays pending if not)."""
+    done, _ = await asyncio.wait({batch}, timeout=seconds)
+    return bool(done)
+
+
+async def test_a_stream_interval_sends_the_first_response_at_once_then_every_n() -> None:
+    call = FakeCall()
+    stream = DetachedStream(call, set(), wake_every=3)
+    call.responses.put_nowait("a")
+    assert await asyncio.wait_for(stream.__anext__(), 0.5) == ["a"]  # the first token is not held back
+    batch = asyncio.ensure_future(stream.__anext__())
+    for item in ("b", "c"):
+        call.responses.put_nowait(item)
+    assert not await _done_within(batch, 0.05)  # two of three: the consumer still waits
+    call.responses.put_nowait("d")
+    assert await _done_within(batch, 0.5) and batch.result() == ["b", "c", "d"]
+    call.responses.put_nowait("e")
+    call.responses.put_nowait(None)  # the end releases what is left, fewer than three
+    assert await asyncio.wait_for(stream.__anext__(), 0.5) == ["e"]
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+
+
+async def test_a_failure_releases_a_partial_batch_under_a_stream_interval() -> None:
+    call = FakeCall()
+    stream = DetachedStream(call, set(), wake_every=4)
+    call.responses.put_nowait("a")
+    assert await asyncio.wait_for(stream.__anext__(), 0.5) == ["a"]
+    call.responses.put_nowait("b")
+    call.responses.put_nowait(RuntimeError("upstream broke"))
+    assert await asyncio.wait_for(stream.__anext__(), 0.5) == ["b"]
+    with pytest.raises(RuntimeError, match="upstream broke"):
+        await stream.__anext__()
+
+
+def test_a_stream_interval_beyond_the_read_ahead_is_refused() -> None:
+    with pytest.raises(ValueError, match="wake_every"):
+        DetachedStream(FakeCall(), set(), wake_every=READ_AHEAD + 1)
