@@ -10,6 +10,9 @@ from gateway.deploy.repo_fill import FilledRepository
 LAUNCH_SCRIPT = PurePosixPath("/trtllm/triton_backend/scripts/launch_triton_server.py")
 # GPU 0's CUDA memory pool, for the prompt table the encoder hands the engine (NVIDIA's docs: ~300 MB).
 VISION_POOL_BYTES = 300_000_000
+# Python backend threads: a decoupled BLS call holds one until its first response, and with the default 32 the
+# 33rd waiting call stalls the whole BLS model (triton_repo/README.md). The dev stack runs with the same number.
+PYTHON_BACKEND_THREADS = 512
 
 
 def tritonserver_command(repository: PurePosixPath, vision: bool = False) -> list[str]:
@@ -19,6 +22,7 @@ def tritonserver_command(repository: PurePosixPath, vision: bool = False) -> lis
         f"--model-repository={repository}",
         "--disable-auto-complete-config",
         "--backend-config=python,shm-region-prefix-name=prefix0_",
+        f"--backend-config=python,thread-pool-size={PYTHON_BACKEND_THREADS}",
     ]
     return [*command, f"--cuda-memory-pool-byte-size=0:{VISION_POOL_BYTES}"] if vision else command
 

@@ -258,3 +258,12 @@ def test_xgrammar_check_rejects_a_wrong_vocabulary(tokenizer_dir: Path) -> None:
     info["encoded_vocab"][10], info["encoded_vocab"][11] = info["encoded_vocab"][11], info["encoded_vocab"][10]
     with pytest.raises(ConfigurationError, match="decodes the tokenizer info file differently"):
         check_with_xgrammar(info, tokenizer, len(info["encoded_vocab"]))
+
+
+def test_the_one_gpu_command_raises_the_python_backends_threads() -> None:
+    from pathlib import PurePosixPath
+
+    from gateway.deploy.launch import tritonserver_command
+
+    command = tritonserver_command(PurePosixPath("/models"))
+    assert "--backend-config=python,thread-pool-size=512" in command  # the BLS stalls at the 33rd call with 32
