@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,25 @@ class GenSpec:
 def _pin(cpus: list[int]) -> None:
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(cpus))
+
+
+# After the window, how long the streams may run on until one completes (see _first_completion).
+COMPLETION_WAIT_S = 120.0
+
+
+async def _first_completion(stats: WindowStats, tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """When no stream has completed with a usage yet, let them run past the window until one does.
+
+    A stream cut at the window's end credits its chunks at the completed streams' tokens per chunk (1.0 when none
+    completed): right when every chunk is one token, 4x too few with `--stream-interval 4` at 256 streams, where
+    no 256-token request ends inside a 5 s window. Chunks after the window are not counted; only the factor is
+    waited for.
+    """
+    deadline = time.monotonic() + COMPLETION_WAIT_S
+    while stats.trust_usage and not stats.usage_chunks_seen and time.monotonic() < deadline:
+        if all(task.done() for task in tasks):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _staggered(coro: Any, at: float) -> None:
@@ -148,6 +168,7 @@ async def run(spec: GenSpec) -> dict[str, Any]:
         cpu1 = time.process_time()
         rss_end = psutil.Process().memory_info().rss  # every stream still open
         measured_start, measured_end = spec.window_start, spec.window_end
+        await _first_completion(stats, tasks)
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
