@@ -9,6 +9,7 @@ Python put into `backends/python/`, the wheel's bundled libraries and this inter
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -40,6 +41,16 @@ ORPHAN_GUARD = Path(__file__).with_name("orphan_guard.py")
 
 class TritonStartError(ConfigurationError):
     """tritonserver did not come up; the message carries the tail of its log."""
+
+
+class TritonStartAbort(TritonStartError):
+    """tritonserver aborted on the Python backend's `boost::interprocess::lock_exception` while loading: a
+    start-up race of that backend (tensorrtllm_backend #349, #521; seen here once in a CI run's many starts)
+    that a fresh start gets past."""
+
+
+START_ABORT_SIGNATURE = "boost::interprocess::lock_exception"
+START_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -228,7 +239,8 @@ def _wait_until_ready(server: TritonServer, timeout: float) -> None:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             log = server.log_tail()
-            raise TritonStartError(
+            error = TritonStartAbort if START_ABORT_SIGNATURE in log else TritonStartError
+            raise error(
                 f"tritonserver exited with code {server.process.returncode} during start-up. {_diagnose(log)}\n"
                 f"--- tail of {server.log_path} ---\n{log}"
             )
@@ -280,8 +292,30 @@ def start_triton(
     ready_timeout: float = 120.0,
     models: list[str] | None = None,
 ) -> TritonServer:
-    """Start tritonserver on `model_repository` and wait until each of `models` is READY. Neither it nor its
-    Python backend stubs outlive this process (orphan_guard.py), however it ends."""
+    """Start tritonserver on `model_repository` and wait until each of `models` is READY (starting it once more
+    after a TritonStartAbort). Neither it nor its Python backend stubs outlive this process (orphan_guard.py),
+    however it ends."""
+    start = functools.partial(
+        _start_once, model_repository, work_dir, cache_root, ports, log_verbose, ready_timeout, models
+    )
+    for attempt in range(1, START_ATTEMPTS):
+        try:
+            return start()
+        except TritonStartAbort:
+            logger.warning("tritonserver aborted while loading (%s): starting it again", START_ABORT_SIGNATURE)
+            (work_dir / "tritonserver.log").replace(work_dir / f"tritonserver-abort-{attempt}.log")
+    return start()
+
+
+def _start_once(
+    model_repository: Path,
+    work_dir: Path,
+    cache_root: Path,
+    ports: TritonPorts | None,
+    log_verbose: int,
+    ready_timeout: float,
+    models: list[str] | None,
+) -> TritonServer:
     server_dir = pytriton_server_dir()
     backends = prepare_backends(cache_root)
     ports = ports or TritonPorts(grpc=free_port(), http=free_port(), metrics=free_port())
