@@ -55,11 +55,14 @@ def test_the_first_token_comes_alone_then_one_event_per_interval(
     chunks, completion_tokens = _streamed(interval_gateway)
     sizes = [len(tokens) for tokens in chunks]
     assert completion_tokens == GREEDY["max_tokens"] == sum(sizes)
-    assert sizes[0] == 1, sizes
-    assert all(size == INTERVAL for size in sizes[1:-1]), sizes
-    assert 1 <= sizes[-1] <= INTERVAL, sizes
+    # The first token is not held back; after it, never fewer than INTERVAL per event until the end (more only
+    # if the client lags behind the engine, as without the interval).
+    assert sizes[0] < INTERVAL, sizes
+    assert all(size >= INTERVAL for size in sizes[1:-1]), sizes
+    assert len(sizes) <= 1 + -(-(completion_tokens - 1) // INTERVAL), sizes
     plain_chunks, plain_tokens = _streamed(gateway)
-    assert [len(tokens) for tokens in plain_chunks] == [1] * plain_tokens  # without it: an event per token
+    assert plain_tokens == completion_tokens
+    assert len(plain_chunks) >= 2 * len(chunks)  # without it: an event per token (14 against at most 5)
     assert [token for tokens in chunks for token in tokens] == [token for tokens in plain_chunks for token in tokens]
 
 
