@@ -6,13 +6,11 @@ import shlex
 from pathlib import PurePosixPath
 
 from gateway.deploy.repo_fill import FilledRepository
+from gateway.devstack.triton_server import PYTHON_BACKEND_THREADS  # the BLS stalls at 33 waiting calls with 32
 
 LAUNCH_SCRIPT = PurePosixPath("/trtllm/triton_backend/scripts/launch_triton_server.py")
 # GPU 0's CUDA memory pool, for the prompt table the encoder hands the engine (NVIDIA's docs: ~300 MB).
 VISION_POOL_BYTES = 300_000_000
-# Python backend threads: a decoupled BLS call holds one until its first response, and with the default 32 the
-# 33rd waiting call stalls the whole BLS model (triton_repo/README.md). The dev stack runs with the same number.
-PYTHON_BACKEND_THREADS = 512
 
 
 def tritonserver_command(repository: PurePosixPath, vision: bool = False) -> list[str]:

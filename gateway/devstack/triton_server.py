@@ -35,7 +35,7 @@ from gateway.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
-PYTHON_BACKEND_THREADS = 512  # as gateway/deploy/launch.py gives production Tritons
+PYTHON_BACKEND_THREADS = 512  # also in the production command gateway/deploy/launch.py prints
 ORPHAN_GUARD = Path(__file__).with_name("orphan_guard.py")
 
 
