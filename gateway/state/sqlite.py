@@ -10,6 +10,8 @@ never has to upgrade its lock halfway (which SQLite answers with SQLITE_BUSY at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -70,15 +72,22 @@ class SqliteDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` when the block raises (cancellation included)."""
+        """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` when anything raises (cancellation included)."""
         async with self._turn:
-            await self._connection.execute("BEGIN IMMEDIATE")
             try:
+                await self._connection.execute("BEGIN IMMEDIATE")
                 yield _SqliteConnection(self._connection)
+                await self._connection.execute("COMMIT")
             except BaseException:
-                await asyncio.shield(self._connection.execute("ROLLBACK"))
+                await asyncio.shield(self._end_interrupted())
                 raise
-            await self._connection.execute("COMMIT")
+
+    async def _end_interrupted(self) -> None:
+        """Roll back what a raise or a cancel interrupted. A cancelled await does not stop the statement on the
+        connection's thread (a BEGIN or COMMIT still runs, before this), so the transaction may be open, committed
+        or never begun: the ROLLBACK of the last two is refused, and that refusal is expected."""
+        with contextlib.suppress(sqlite3.OperationalError):  # no transaction is active
+            await self._connection.execute("ROLLBACK")
 
     @asynccontextmanager
     async def migration_lock(self) -> AsyncIterator[Connection]:
