@@ -7,6 +7,9 @@ costs, the part of a token's cost that this project can change without replacing
 `--upstream ensemble|bls|direct` puts the real TritonEngine (pool, codec, reader task, call guard) in place of the
 instant engine, over an in-process stand-in for Triton's gRPC channel (bench/fake_triton.py): the engine's own
 per-response Python is then measured too, still without grpc or a network.
+`--request-tokens N --non-streamed --in-flight K` prices non-streamed requests of N tokens, K at a time, instead of
+one-token streamed ones one at a time (with `--upstream`, the stand-in Triton answers a non-streamed call with one
+response, as Triton does).
 `--protocol responses` (with `store: false`, as bench.run's variant; bench.store_cost prices the store) or
 `--protocol messages` streams that API instead of chat completions; a comma-separated list
 (`--protocol chat,responses,messages`) measures them interleaved, round by round on the same app, and prints
@@ -194,10 +197,10 @@ class Api:
     path: str
     fields: Callable[[list[dict[str, Any]], int, int], dict[str, Any]]
 
-    def body(self, prompt: str, max_tokens: int, tools: int) -> bytes:
-        """The streamed request of `max_tokens` tokens for one user message."""
+    def body(self, prompt: str, max_tokens: int, tools: int, stream: bool = True) -> bytes:
+        """The request of `max_tokens` tokens for one user message, streamed unless `stream` is false."""
         fields = self.fields([{"role": "user", "content": prompt}], max_tokens, tools)
-        return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": True}).encode()
+        return json.dumps({"model": DEV_MODEL_NAME, **fields, "stream": stream}).encode()
 
 
 PROTOCOLS = {
@@ -263,26 +266,56 @@ async def serving_app(upstream: str, tools: int, max_tokens: int) -> AsyncIterat
             yield app
 
 
-async def _one_round(app: Any, api: Api, tokens: int, requests: int, tools: int) -> tuple[float, float]:
-    """CPU seconds per token of one `tokens`-token stream, and per one-token streamed request."""
-    long_body, short_body = api.body(PROMPT, tokens, tools), api.body(PROMPT, 1, tools)
+@dataclass(frozen=True)
+class RequestShape:
+    """The requests of the per-request figure: `tokens` each, streamed or not, `in_flight` at a time."""
+
+    tokens: int = 1
+    streamed: bool = True
+    in_flight: int = 1
+
+    def describe(self) -> str:
+        """E.g. `one-token streamed request`."""
+        size = "one-token" if self.tokens == 1 else f"{self.tokens}-token"
+        at_once = f" ({self.in_flight} in flight)" if self.in_flight > 1 else ""
+        return f"{size} {'streamed' if self.streamed else 'non-streamed'} request{at_once}"
+
+
+async def _one_round(
+    app: Any, api: Api, tokens: int, requests: int, tools: int, shape: RequestShape
+) -> tuple[float, float]:
+    """CPU seconds per token of one `tokens`-token stream, and per request of `shape`."""
+    long_body, short_body = api.body(PROMPT, tokens, tools), api.body(PROMPT, shape.tokens, tools, shape.streamed)
     started = time.process_time()
     await _request(app, long_body, api.path)
     per_token = (time.process_time() - started) / tokens
+    left = requests
+
+    async def send_while_left() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await _request(app, short_body, api.path)
+
     started = time.process_time()
-    for _ in range(requests):
-        await _request(app, short_body, api.path)
+    await asyncio.gather(*(send_while_left() for _ in range(shape.in_flight)))
     return per_token, (time.process_time() - started) / requests
 
 
 async def measure(
-    tokens: int, requests: int, rounds: int, tools: int = 0, upstream: str = "instant", protocol: str = "chat"
+    tokens: int,
+    requests: int,
+    rounds: int,
+    tools: int = 0,
+    upstream: str = "instant",
+    protocol: str = "chat",
+    shape: RequestShape = RequestShape(),
 ) -> dict[str, float]:
-    """Best-of-`rounds` app CPU per streamed token (one long stream) and per one-token streamed request."""
+    """Best-of-`rounds` app CPU per streamed token (one long stream) and per request of `shape`."""
     api = PROTOCOLS[protocol]
-    async with serving_app(upstream, tools, tokens) as app:
+    async with serving_app(upstream, tools, max(tokens, shape.tokens)) as app:
         await _request(app, api.body(PROMPT, tokens, tools), api.path)
-        samples = [await _one_round(app, api, tokens, requests, tools) for _ in range(rounds)]
+        samples = [await _one_round(app, api, tokens, requests, tools, shape) for _ in range(rounds)]
     return {
         "per_token_us": min(sample[0] for sample in samples) * 1e6,
         "per_request_us": min(sample[1] for sample in samples) * 1e6,
@@ -290,12 +323,18 @@ async def measure(
 
 
 async def compare(
-    protocols: list[str], tokens: int, requests: int, rounds: int, tools: int = 0, upstream: str = "instant"
+    protocols: list[str],
+    tokens: int,
+    requests: int,
+    rounds: int,
+    tools: int = 0,
+    upstream: str = "instant",
+    shape: RequestShape = RequestShape(),
 ) -> dict[str, dict[str, Any]]:
     """The protocols measured interleaved on one app; per protocol its medians and its per-round ratios to the
     first one's (a protocol the app does not serve is given as `{"not_served": message}`)."""
     results: dict[str, dict[str, Any]] = {name: {} for name in protocols}
-    async with serving_app(upstream, tools, tokens) as app:
+    async with serving_app(upstream, tools, max(tokens, shape.tokens)) as app:
         served = []
         for name in protocols:
             try:
@@ -309,7 +348,7 @@ async def compare(
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in served}
         for _ in range(rounds):
             for name in served:
-                samples[name].append(await _one_round(app, PROTOCOLS[name], tokens, requests, tools))
+                samples[name].append(await _one_round(app, PROTOCOLS[name], tokens, requests, tools, shape))
     reference = samples[served[0]]
     for name in served:
         token_ratios = [mine[0] / base[0] for mine, base in zip(samples[name], reference, strict=True)]
@@ -327,7 +366,9 @@ def _ratio_text(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.3f} ({ratios[0]:.3f}–{ratios[-1]:.3f})"
 
 
-def print_comparison(results: dict[str, dict[str, Any]], upstream: str, rounds: int) -> None:
+def print_comparison(
+    results: dict[str, dict[str, Any]], upstream: str, rounds: int, shape: RequestShape = RequestShape()
+) -> None:
     """One line per protocol: medians, and the median (range) of its per-round ratios to the first protocol."""
     first = next(iter(results))
     print(f"{upstream}: medians of {rounds} interleaved rounds; ratios to {first} per round, median (lowest–highest)")
@@ -341,7 +382,7 @@ def print_comparison(results: dict[str, dict[str, Any]], upstream: str, rounds: 
         )
         print(
             f"  {name}: {result['per_token_us']:.2f} µs per streamed token, {result['per_request_us']:.0f} µs per "
-            f"one-token streamed request{ratios if name != first else ''}"
+            f"{shape.describe()}{ratios if name != first else ''}"
         )
 
 
@@ -349,7 +390,12 @@ def main() -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4000, help="tokens of the long stream (per-token cost)")
-    parser.add_argument("--requests", type=int, default=500, help="one-token requests (per-request cost)")
+    parser.add_argument("--requests", type=int, default=500, help="requests of the per-request cost")
+    parser.add_argument("--request-tokens", type=int, default=1, help="tokens of each of those requests")
+    parser.add_argument(
+        "--non-streamed", action="store_true", help="those requests non-streamed (the upstream answers at once)"
+    )
+    parser.add_argument("--in-flight", type=int, default=1, help="those requests sent this many at a time")
     parser.add_argument(
         "--rounds", type=int, default=5, help="best of this many rounds (interleaved rounds for a list)"
     )
@@ -371,14 +417,19 @@ def main() -> None:
         parser.error(f"--protocol: unknown {', '.join(unknown)} (known: {', '.join(PROTOCOLS)})")
     import uvloop
 
+    shape = RequestShape(args.request_tokens, streamed=not args.non_streamed, in_flight=args.in_flight)
     if len(protocols) > 1:
-        results = uvloop.run(compare(protocols, args.tokens, args.requests, args.rounds, args.tools, args.upstream))
-        print_comparison(results, args.upstream, args.rounds)
+        results = uvloop.run(
+            compare(protocols, args.tokens, args.requests, args.rounds, args.tools, args.upstream, shape)
+        )
+        print_comparison(results, args.upstream, args.rounds, shape)
         return
-    result = uvloop.run(measure(args.tokens, args.requests, args.rounds, args.tools, args.upstream, protocols[0]))
+    result = uvloop.run(
+        measure(args.tokens, args.requests, args.rounds, args.tools, args.upstream, protocols[0], shape)
+    )
     print(
         f"{args.upstream} {protocols[0]}: app CPU per streamed token: {result['per_token_us']:.2f} µs; "
-        f"per one-token streamed request: {result['per_request_us']:.0f} µs (best of {args.rounds})"
+        f"per {shape.describe()}: {result['per_request_us']:.0f} µs (best of {args.rounds})"
     )
 
 

@@ -2,8 +2,9 @@
 TritonEngine (discovery, codec, reader task, call guard, pool) with neither a server nor grpc's threads.
 
 It answers readiness, metadata and `ModelConfig` with the dev repository's own configs (`triton_repo/dev`
-rendered as the dev stack renders it) and streams `max_tokens` responses per `ModelStreamInfer` call, serialized
-once and parsed per read as grpc does. Each response is read after one turn of the event loop (as a response
+rendered as the dev stack renders it) and streams `max_tokens` responses per `ModelStreamInfer` call (one response
+with all of them when the request asks for no stream, as Triton answers), serialized once and parsed per read as
+grpc does. Each response is read after one turn of the event loop (as a response
 that arrives on its own would be), so the engine's per-response path runs once per token, not once per batch.
 """
 
@@ -80,6 +81,7 @@ class FakeTritonChannel:
         self._configs = configs
         self._tokens = tokens
         self._cache: dict[tuple[bool, frozenset[str], int, bool, bool], bytes] = {}
+        self._whole_cache: dict[tuple[bool, frozenset[str], int], bytes] = {}
 
     def unary_unary(self, method: str, *_: Any, **__: Any) -> Callable[..., Any]:
         """Readiness, metadata and config RPCs."""
@@ -124,6 +126,9 @@ class FakeTritonChannel:
         count = _tensor_int(request, "max_tokens") or _tensor_int(request, "request_output_len") or 16
         direct = request.model_name == "tensorrt_llm"
         wanted = frozenset(output.name for output in request.outputs)
+        if not (_tensor_int(request, "streaming") if direct else _tensor_int(request, "stream")):
+            whole = self._whole_cache.get((direct, wanted, count)) or self._whole(direct, wanted, count)
+            return [self._whole_cache.setdefault((direct, wanted, count), whole)]
         # Serialized once per distinct response (not per call): building them is no part of what is measured.
         return [self._serialized(direct, wanted, index, count) for index in range(count)]
 
@@ -147,12 +152,28 @@ class FakeTritonChannel:
         cached = self._cache[key] = _response(outputs, final=index == count - 1)
         return cached
 
+    def _whole(self, direct: bool, wanted: frozenset[str], count: int) -> bytes:
+        """The one response of a non-streamed request: all `count` tokens at once."""
+        tokens = [self._tokens[index % len(self._tokens)] for index in range(count)]
+        if direct:
+            ids = struct.pack(f"<{count}i", *(token_id for token_id, _ in tokens))
+            lengths = struct.pack("<i", count)
+            outputs = [("output_ids", "INT32", ids), ("sequence_length", "INT32", lengths)]
+            return _response(outputs, final=True, shapes={"output_ids": [1, 1, count]})
+        data = "".join(text for _, text in tokens).encode()
+        outputs = [("text_output", "BYTES", struct.pack("<I", len(data)) + data)]
+        if "num_output_tokens" in wanted:
+            outputs += [("num_output_tokens", "INT32", struct.pack("<i", count))]
+        if "num_input_tokens" in wanted:
+            outputs += [("num_input_tokens", "INT32", struct.pack("<i", 8))]
+        return _response(outputs, final=True)
 
-def _response(outputs: list[tuple[str, str, bytes]], final: bool) -> bytes:
+
+def _response(outputs: list[tuple[str, str, bytes]], final: bool, shapes: dict[str, list[int]] | None = None) -> bytes:
     message = service_pb2.ModelStreamInferResponse()
     infer = message.infer_response
     for name, datatype, raw in outputs:
-        infer.outputs.add(name=name, datatype=datatype, shape=[1, 1])
+        infer.outputs.add(name=name, datatype=datatype, shape=(shapes or {}).get(name, [1, 1]))
         infer.raw_output_contents.append(raw)
     infer.parameters[FINAL].bool_param = final
     return message.SerializeToString()

@@ -126,8 +126,14 @@ class UpstreamPool:
 
     def capabilities(self) -> EngineCapabilities | None:
         """A ready upstream's capabilities (one deployment: they are all the same), else any known."""
-        ordered = sorted(self.upstreams, key=lambda u: not u.available())
-        return next((c for u in ordered if (c := u.engine.capabilities()) is not None), None)
+        known = None
+        for upstream in self.upstreams:
+            capabilities = upstream.engine.capabilities()
+            if capabilities is not None:
+                if upstream.available():
+                    return capabilities
+                known = known or capabilities
+        return known
 
     def abort_all(self, error: GatewayError) -> int:
         """End every running generation on every upstream."""

@@ -97,6 +97,7 @@ class TritonEngine:
         self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
         self._codec: UpstreamCodec | None = None
         self._marker_codec: UpstreamCodec | None = None  # direct calls for text with special tokens kept
+        self._capabilities: EngineCapabilities | None = None  # of the codecs, worked out once per config read
         self._stop_targets: tuple[StopTarget, ...] = ()  # the engine model's first
         self._server_version: str | None = None
         self._ready = False
@@ -147,12 +148,7 @@ class TritonEngine:
 
     def capabilities(self) -> EngineCapabilities | None:
         """What the upstream model can do (None until its config has been read)."""
-        if self._codec is None:
-            return None
-        capabilities = self._codec.capabilities()
-        if self._marker_codec is not None:
-            capabilities = dataclasses.replace(capabilities, special_tokens=True)
-        return capabilities
+        return self._capabilities
 
     async def _watch(self) -> None:
         while True:
@@ -230,6 +226,10 @@ class TritonEngine:
         self._marker_codec = None
         if self._codec.mode != "direct" and not keeps_special:
             self._marker_codec = self._direct_codec_for_markers(engine_config, options)
+        capabilities = self._codec.capabilities()
+        if self._marker_codec is not None:
+            capabilities = dataclasses.replace(capabilities, special_tokens=True)
+        self._capabilities = capabilities
         # tensorrt_llm stops the engine; a called model that declares a `stop` input gets the first stop too.
         self._stop_targets = ()
         if not self._codec.stops_engine_on_cancel:

@@ -87,3 +87,56 @@ async def test_the_stand_in_triton_streams_the_sample_text_through_the_real_trit
 async def test_app_cost_measures_through_the_triton_engine() -> None:
     result = await app_cost.measure(tokens=20, requests=2, rounds=1, upstream="ensemble", protocol="responses")
     assert result["per_token_us"] > 0 and result["per_request_us"] > 0
+
+
+@pytest.mark.parametrize("upstream", ["ensemble", "direct"])
+async def test_the_stand_in_triton_answers_a_non_streamed_call_with_one_response(upstream: str) -> None:
+    model_dir = ensure_dev_model()
+    tokenizer = load_tokenizer(model_dir)
+    ids = tokenizer.encode(app_cost.SAMPLE_TEXT, add_special_tokens=False)
+    with fake_triton(model_dir, [(token, tokenizer.decode([token])) for token in ids]):
+        settings = app_cost.upstream_settings(model_dir, upstream, tools=0, max_tokens=64)
+        app = create_app(build_registry(settings), settings)
+        async with app.router.lifespan_context(app):
+            engine = app.state.registry.get(DEV_MODEL_NAME).engine.upstreams[0].engine
+            real_open = engine._stream_infer
+            responses: list[int] = []
+
+            def counting_call(payload: bytes, **options):
+                call = real_open(payload, **options)
+                responses.append(len(call._responses))
+                return call
+
+            engine._stream_infer = counting_call
+            body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
+            client, task = start(app, "/v1/chat/completions", body)
+            await asyncio.wait_for(task, 10)
+    answer = json.loads(client.body)
+    assert client.status == 200 and responses == [1]
+    assert answer["choices"][0]["message"]["content"] == tokenizer.decode(ids[:12])
+    assert answer["choices"][0]["finish_reason"] == "length" and answer["usage"]["completion_tokens"] == 12
+
+
+async def test_non_streamed_requests_in_flight_together_are_each_sent_once(monkeypatch) -> None:
+    bodies: list[dict] = []
+    in_flight = most = 0
+    real_request = app_cost._request
+
+    async def recording(app, body: bytes, path: str) -> int:
+        nonlocal in_flight, most
+        bodies.append(json.loads(body))
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await real_request(app, body, path)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(app_cost, "_request", recording)
+    shape = app_cost.RequestShape(tokens=7, streamed=False, in_flight=3)
+    result = await app_cost.measure(tokens=5, requests=7, rounds=1, upstream="ensemble", shape=shape)
+    assert result["per_request_us"] > 0
+    requests = bodies[2:]  # after the warm-up and the long stream
+    assert len(requests) == 7 and all(not b["stream"] and b["max_tokens"] == 7 for b in requests)
+    assert most == 3  # the stand-in Triton answers after a turn of the loop: the requests overlap
+    assert shape.describe() == "7-token non-streamed request (3 in flight)"
