@@ -41,6 +41,7 @@ from gateway.engine.tensors import (
     decode_first_bytes,
     decode_first_int,
 )
+from gateway.engine.token_ids import TextEncoder
 from gateway.engine.token_text import TokenTexts
 from gateway.errors import ConfigurationError, UnsupportedFeatureError
 
@@ -439,9 +440,11 @@ class TokenCodec:
     mode: UpstreamMode = "direct"
     stops_engine_on_cancel: bool = True  # the engine sees a cancelled direct call within a step
     texts: TokenTexts = field(init=False)
+    encoder: TextEncoder = field(init=False)
 
     def __post_init__(self) -> None:
         self.texts = TokenTexts(self.tokenizer)
+        self.encoder = TextEncoder(self.tokenizer)
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; top logprobs and prompt logprobs from the engine's logits."""
@@ -460,7 +463,7 @@ class TokenCodec:
 
     def open(self, request: GenerationRequest) -> tuple[service_pb2.ModelInferRequest, TokenDecoder]:
         """input_ids, input_lengths, request_output_len, streaming, end/pad ids, sampling, stop word ids."""
-        ids = self.tokenizer.encode(request.prompt, add_special_tokens=False)
+        ids = self.encoder.ids(request.prompt)
         builder = RequestBuilder(self.interface, request.request_id)
         builder.int32_array("input_ids", ids)
         builder.scalar("input_lengths", len(ids))
@@ -487,9 +490,7 @@ class TokenCodec:
             builder.scalar("return_context_logits", True)
             outputs.append("context_logits")
         if request.stop and "stop_words_list" in self.interface.inputs:
-            builder.word_list(
-                "stop_words_list", [self.tokenizer.encode(s, add_special_tokens=False) for s in request.stop]
-            )
+            builder.word_list("stop_words_list", [self.encoder.ids(stop) for stop in request.stop])
         builder.request_outputs(outputs)
         wants_logprobs = request.logprobs or request.prompt_logprobs
         texts = self.texts if wants_logprobs else None

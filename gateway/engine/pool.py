@@ -28,6 +28,7 @@ from gateway.engine.routing import (
     block_hashes,
     make_policy,
 )
+from gateway.engine.token_ids import TextEncoder
 from gateway.engine.upstreams import EjectionPolicy, Upstream, UpstreamSet, UpstreamSource
 from gateway.errors import GatewayError, UpstreamError, UpstreamUnavailableError
 from gateway.telemetry import current_request
@@ -84,7 +85,7 @@ class UpstreamPool:
         self._sources = sources
         self._policy = make_policy(config.policy, config.bound)
         self._sessions = SessionAffinity(config.bound)
-        self._tokenizer = tokenizer
+        self._encoder = TextEncoder(tokenizer) if tokenizer is not None else None  # prompt blocks' ids
         self._metrics = metrics
         self._upstreams = UpstreamSet(sources, engine_factory, config.ejection, config.dns_interval_s, clock)
         self._upstreams.on_change = self._on_change
@@ -205,20 +206,13 @@ class UpstreamPool:
         if context is not None and self.config.session_affinity:
             session = context.session or (context.user if self.config.session_from_user else None)
         blocks: tuple[int, ...] = ()
-        if self._policy.needs_blocks and session is None and self._tokenizer is not None:
+        if self._policy.needs_blocks and session is None and self._encoder is not None:
             blocks = await asyncio.to_thread(self._prompt_blocks, request.prompt)
         return RouteKey(blocks, session)
 
     def _prompt_blocks(self, prompt: str) -> tuple[int, ...]:
-        tokenizer = self._tokenizer
-        assert tokenizer is not None  # only called when there is one
-        backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer's Rust object
-        ids = (
-            backend.encode(prompt, add_special_tokens=False).ids
-            if backend is not None
-            else tokenizer.encode(prompt, add_special_tokens=False)
-        )
-        return block_hashes(ids, self.config.block_size)
+        assert self._encoder is not None  # only called when there is one
+        return block_hashes(self._encoder.ids(prompt), self.config.block_size)
 
     def choose(self, key: RouteKey, exclude: Upstream | None = None) -> tuple[Upstream, str]:
         """The upstream for a request with this key (not `exclude`) and why, recorded in metrics and the log."""

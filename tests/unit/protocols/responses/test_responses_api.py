@@ -275,7 +275,7 @@ async def test_truncation_auto_drops_the_oldest_items_and_disabled_refuses(
     assert "first word0" not in prompt and "second word0" in prompt and "LAST" in prompt
     counted = await client.post("/v1/responses/input_tokens", json={"model": DEV_MODEL_NAME, "input": items,
                                                                      "truncation": "auto"})  # fmt: skip
-    assert counted.json()["input_tokens"] == TokenCounter(engine_tokenizer(client)).count(prompt)
+    assert counted.json()["input_tokens"] == served_model(client).counter.count(prompt)
 
 
 def served_model(client: httpx.AsyncClient) -> ServedModel:
@@ -284,17 +284,13 @@ def served_model(client: httpx.AsyncClient) -> ServedModel:
     return model
 
 
-def engine_tokenizer(client: httpx.AsyncClient) -> Any:
-    return served_model(client).counter._tokenizer
-
-
 async def test_input_tokens_counts_the_rendered_prompt(served: tuple[httpx.AsyncClient, FakeEngine]) -> None:
     client, engine = served
     request = {"input": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER], "instructions": "Hi"}
     counted = await client.post("/v1/responses/input_tokens", json=request)  # the model is optional with one served
     assert counted.status_code == 200, counted.text
     await create(client, **request)
-    tokens = TokenCounter(engine_tokenizer(client)).count(engine.requests[-1].prompt)
+    tokens = served_model(client).counter.count(engine.requests[-1].prompt)
     assert counted.json() == {"object": "response.input_tokens", "input_tokens": tokens}
     orphan = {"input": [{"type": "function_call_output", "call_id": "nope", "output": "x"}]}
     refused = await client.post("/v1/responses/input_tokens", json=orphan)
