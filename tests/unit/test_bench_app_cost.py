@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -64,8 +67,9 @@ async def test_an_api_the_gateway_does_not_serve_is_left_out_and_a_refused_body_
         await app_cost.measure(tokens=5, requests=1, rounds=1)
 
 
-@pytest.mark.parametrize("upstream", ["ensemble", "direct"])
-async def test_the_stand_in_triton_streams_the_sample_text_through_the_real_triton_engine(upstream: str) -> None:
+@asynccontextmanager
+async def app_over_stand_in(upstream: str) -> AsyncIterator[tuple[Any, Any, list[int]]]:
+    """The started app over the stand-in Triton in `upstream` mode, the dev tokenizer, and the ids it streams."""
     model_dir = ensure_dev_model()
     tokenizer = load_tokenizer(model_dir)
     ids = tokenizer.encode(app_cost.SAMPLE_TEXT, add_special_tokens=False)
@@ -73,9 +77,15 @@ async def test_the_stand_in_triton_streams_the_sample_text_through_the_real_trit
         settings = app_cost.upstream_settings(model_dir, upstream, tools=0, max_tokens=64)
         app = create_app(build_registry(settings), settings)
         async with app.router.lifespan_context(app):
-            body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
-            client, task = start(app, "/v1/chat/completions", body | {"stream": True})
-            await asyncio.wait_for(task, 10)
+            yield app, tokenizer, ids
+
+
+@pytest.mark.parametrize("upstream", ["ensemble", "direct"])
+async def test_the_stand_in_triton_streams_the_sample_text_through_the_real_triton_engine(upstream: str) -> None:
+    async with app_over_stand_in(upstream) as (app, tokenizer, ids):
+        body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
+        client, task = start(app, "/v1/chat/completions", body | {"stream": True})
+        await asyncio.wait_for(task, 10)
     events = [line[6:] for line in client.body.decode().split("\n\n") if line.startswith("data: {")]
     text = "".join(json.loads(event)["choices"][0]["delta"].get("content", "") for event in events)
     assert client.status == 200 and client.body.endswith(b"data: [DONE]\n\n")
@@ -91,26 +101,20 @@ async def test_app_cost_measures_through_the_triton_engine() -> None:
 
 @pytest.mark.parametrize("upstream", ["ensemble", "direct"])
 async def test_the_stand_in_triton_answers_a_non_streamed_call_with_one_response(upstream: str) -> None:
-    model_dir = ensure_dev_model()
-    tokenizer = load_tokenizer(model_dir)
-    ids = tokenizer.encode(app_cost.SAMPLE_TEXT, add_special_tokens=False)
-    with fake_triton(model_dir, [(token, tokenizer.decode([token])) for token in ids]):
-        settings = app_cost.upstream_settings(model_dir, upstream, tools=0, max_tokens=64)
-        app = create_app(build_registry(settings), settings)
-        async with app.router.lifespan_context(app):
-            engine = app.state.registry.get(DEV_MODEL_NAME).engine.upstreams[0].engine
-            real_open = engine._stream_infer
-            responses: list[int] = []
+    async with app_over_stand_in(upstream) as (app, tokenizer, ids):
+        engine = app.state.registry.get(DEV_MODEL_NAME).engine.upstreams[0].engine
+        real_open = engine._stream_infer
+        responses: list[int] = []
 
-            def counting_call(payload: bytes, **options):
-                call = real_open(payload, **options)
-                responses.append(len(call._responses))
-                return call
+        def counting_call(payload: bytes, **options):
+            call = real_open(payload, **options)
+            responses.append(len(call._responses))
+            return call
 
-            engine._stream_infer = counting_call
-            body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
-            client, task = start(app, "/v1/chat/completions", body)
-            await asyncio.wait_for(task, 10)
+        engine._stream_infer = counting_call
+        body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
+        client, task = start(app, "/v1/chat/completions", body)
+        await asyncio.wait_for(task, 10)
     answer = json.loads(client.body)
     assert client.status == 200 and responses == [1]
     assert answer["choices"][0]["message"]["content"] == tokenizer.decode(ids[:12])
