@@ -22,11 +22,15 @@ from gateway.state.database import Connection, Dialect, Row, Sql, Value
 
 BUSY_TIMEOUT_MS = 10_000
 PRAGMAS = (
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
 )
+# Two connections that switch a new file to WAL at once can deadlock on its lock; SQLite then answers one of them
+# "database is locked" at once, without waiting for busy_timeout. That one tries again, for as long as a writer
+# would wait.
+PRAGMA_RETRY_S = 0.02
 
 
 class _SqliteConnection:
@@ -66,8 +70,12 @@ class SqliteDatabase:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path, isolation_level=None)  # transactions are ours: BEGIN IMMEDIATE
-        for pragma in PRAGMAS:
-            await connection.execute(pragma)
+        try:
+            for pragma in PRAGMAS:
+                await _execute_while_locked(connection, pragma, BUSY_TIMEOUT_MS / 1000)
+        except BaseException:
+            await asyncio.shield(connection.close())  # its thread would keep the process alive
+            raise
         return cls(connection, path)
 
     @asynccontextmanager
@@ -98,3 +106,16 @@ class SqliteDatabase:
     async def close(self) -> None:
         """Close the connection (and its thread)."""
         await self._connection.close()
+
+
+async def _execute_while_locked(connection: aiosqlite.Connection, sql: str, limit_s: float) -> None:
+    """Execute `sql`, again while SQLite answers "database is locked", for up to `limit_s`."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while True:
+        try:
+            await connection.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or asyncio.get_running_loop().time() >= deadline:
+                raise
+        await asyncio.sleep(PRAGMA_RETRY_S)
