@@ -151,6 +151,18 @@ def source_digest(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def recorded_command(argv: list[str], out: Path) -> str:
+    """The command as meta.json and summary.md keep it: `--out` as the results folder's place in the repository
+    (where a kept run lives), not this machine's path."""
+    shown = list(argv)
+    for index, arg in enumerate(shown):
+        if arg == "--out" and index + 1 < len(shown):
+            shown[index + 1] = str(Path("bench/results") / out.name)
+        elif arg.startswith("--out="):
+            shown[index] = f"--out=bench/results/{out.name}"
+    return "python -m bench.run " + shlex.join(shown)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a sweep and write its results."""
     args = parse_args(argv)
@@ -168,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": recorded_command(argv if argv is not None else sys.argv[1:], out),
         "machine": machine(),
         "placement": placement.describe(),
         "sweep": as_dict(sweep),

@@ -159,3 +159,12 @@ def test_commit_of_finds_the_commit_whose_gateway_sources_a_run_measured(tmp_pat
     assert found is not None and found.startswith(first)
     (results / "meta.json").write_text(json.dumps({"gateway_source_sha256": "0" * 16}))
     assert targets_table.commit_of(tmp_path, results) is None
+
+
+def test_the_recorded_command_names_the_results_folder_not_this_machines_path() -> None:
+    from bench.run import recorded_command
+
+    out = Path("/root/out/stream-42474d4")
+    command = recorded_command(["--modes", "direct", "--out", str(out), "--hold", ""], out)
+    assert command == "python -m bench.run --modes direct --out bench/results/stream-42474d4 --hold ''"
+    assert recorded_command([f"--out={out}"], out) == "python -m bench.run --out=bench/results/stream-42474d4"
