@@ -19,6 +19,7 @@ from bench.prompts import chat_template
 from bench.spec import Frontend
 
 SERVED_MODEL = "trtllm-dev"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 180.0
 
 
@@ -63,12 +64,25 @@ class RunningFrontend:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def gateway_python(source: str = "") -> tuple[list[str], dict[str, str]]:
+    """The command that runs `python -m gateway` from `source` (a folder holding another `gateway/` package, a
+    baseline version) or else from this repository, and its environment.
+
+    The package's folder goes first on PYTHONPATH and `-P` keeps the working directory off `sys.path`: with `-m`,
+    Python puts the working directory first, so a run started from the repository root imported this
+    repository's `gateway/` even for a baseline (every `--baseline` run before this change measured the same
+    gateway twice)."""
+    root = str(Path(source).resolve()) if source else str(REPO_ROOT)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return [sys.executable, "-P", "-m", "gateway"], env
+
+
 @functools.cache
 def gateway_supports_workers() -> bool:
     """Whether `python -m gateway serve --help` lists `--workers`."""
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--help"], capture_output=True, text=True, check=False
-    ).stdout
+    command, env = gateway_python()
+    out = subprocess.run([*command, "serve", "--help"], capture_output=True, text=True, check=False, env=env).stdout
     return "--workers" in out
 
 
@@ -88,8 +102,9 @@ def start_gateway(
     frontend: Frontend, grpc_url: str, model_dir: Path, port: int, cpus: tuple[int, ...], log_dir: Path
 ) -> RunningFrontend:
     """`python -m gateway serve` in front of Triton, pinned to `cpus`, ready to serve."""
+    python, env = gateway_python(frontend.source)
     command = [
-        sys.executable, "-m", "gateway", "--log-level", "warning", "serve",
+        *python, "--log-level", "warning", "serve",
         "--triton-url", grpc_url,
         "--triton-model", frontend.triton_model,
         "--tokenizer", str(model_dir),
@@ -100,15 +115,12 @@ def start_gateway(
         command += ["--workers", str(frontend.workers)]
     command += list(frontend.args)
     log_path = log_dir / f"{frontend.name.replace('/', '_').replace('+', '_')}.log"
-    env = dict(os.environ)
     # The runs measure the gateway's own cost at a given concurrency: no gateway-side queue in front of Triton
     # (--max-upstream-requests defaults to twice the engine's batch). An environment variable, so older baselines
     # ignore it.
     env.setdefault("GATEWAY_MAX_UPSTREAM_REQUESTS", "0")
     # A store of its own (Responses), never the user's default one.
     env.setdefault("GATEWAY_STATE_DIR", str(log_path.with_suffix(".state")))
-    if frontend.source:  # a baseline version of the gateway: its package first on the path
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(frontend.source).resolve()), env.get("PYTHONPATH")]))
     process = _launch(command, env, cpus, log_path)
     running = RunningFrontend(frontend, "openai", f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     if frontend.body:

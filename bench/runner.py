@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from bench.frontends import RunningFrontend
-from bench.loadgen import GenSpec
+from bench.loadgen import COMPLETION_WAIT_S, GenSpec
 from bench.procs import Placement, ProcessTree, RssSampler, pinned
 from bench.prompts import Prompt
 from bench.spec import LoadPoint, Timing
@@ -25,7 +25,8 @@ from bench.triton_requests import encoded_requests
 
 PROBE_TOKENS = 8  # output tokens of the latency probe's requests
 SPAWN_MARGIN_S = 3.0  # load generators start and import before the first request is due
-LOADGEN_GRACE_S = 120.0  # after the window, for cancellation and the result file
+# After the window: the load generators' wait for a first completed stream, then cancellation and the result file.
+LOADGEN_GRACE_S = COMPLETION_WAIT_S + 120.0
 
 
 @dataclass

@@ -215,7 +215,9 @@ def _worker_run(
     args: argparse.Namespace, triton: Any, folder: Path, traced: bool
 ) -> tuple[Growth, tuple[Path, Path] | None]:
     """Start one gateway worker (traced or not), measure it under the held streams, stop it."""
-    frontend = Frontend(f"gateway/{args.mode}/w1", "gateway", triton_model=GATEWAY_MODES[args.mode])
+    frontend = Frontend(
+        f"gateway/{args.mode}/w1", "gateway", triton_model=GATEWAY_MODES[args.mode], source=args.source or ""
+    )
     gateway = start_gateway(frontend, triton.grpc_url, triton.model_dir, free_port(), (), folder)
     try:
         prompt = make_prompts(str(triton.model_dir), args.prompt_tokens, variants=1)[0]
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-tokens", type=int, default=100)
     parser.add_argument("--top", type=int, default=15, help="rows of each allocation table")
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench" / "results" / "tmp" / "stream_memory")
+    parser.add_argument("--source", help="a folder holding another `gateway/` package to measure (a baseline version)")
     parser.add_argument("--out", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     args.work_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.loadgen import _first_completion
+from bench.loadgen import COMPLETION_WAIT_S, _first_completion
+from bench.runner import LOADGEN_GRACE_S
 from bench.window import RequestClock, WindowStats
 
 
@@ -40,3 +41,9 @@ async def test_no_wait_once_a_stream_has_completed() -> None:
     await _first_completion(stats, [never])
     assert time.monotonic() - started < 0.05
     never.cancel()
+
+
+def test_the_runner_outwaits_the_load_generators_wait_for_a_completion() -> None:
+    # With 4,000 held streams no 256-token request ends within the load generators' wait: the runner must not give
+    # up on them first (it did, at 120 s each, and the point failed).
+    assert LOADGEN_GRACE_S >= COMPLETION_WAIT_S + 60.0
