@@ -36,12 +36,13 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _triton_ports(args: argparse.Namespace):
-    from gateway.devstack import TritonPorts, free_port
+    from gateway.devstack import TritonPorts
 
+    free = TritonPorts.free()
     return TritonPorts(
-        grpc=args.triton_grpc_port or free_port(),
-        http=args.triton_http_port or free_port(),
-        metrics=args.triton_metrics_port or free_port(),
+        grpc=args.triton_grpc_port or free.grpc,
+        http=args.triton_http_port or free.http,
+        metrics=args.triton_metrics_port or free.metrics,
     )
 
 

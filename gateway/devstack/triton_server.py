@@ -61,6 +61,12 @@ class TritonPorts:
     http: int
     metrics: int
 
+    @classmethod
+    def free(cls) -> TritonPorts:
+        """Three distinct loopback ports that are free right now."""
+        grpc, http, metrics = free_ports(3)
+        return cls(grpc=grpc, http=http, metrics=metrics)
+
 
 @dataclass
 class TritonServer:
@@ -175,11 +181,19 @@ def prepare_backends(cache_root: Path) -> Path:
     return target
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that are free on the loopback interface right now (bound together while they are
+    chosen: one at a time, the kernel may hand out the same port twice)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def free_port() -> int:
     """A TCP port that is free on the loopback interface right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def _server_environment(server_dir: Path) -> dict[str, str]:
@@ -318,7 +332,7 @@ def _start_once(
 ) -> TritonServer:
     server_dir = pytriton_server_dir()
     backends = prepare_backends(cache_root)
-    ports = ports or TritonPorts(grpc=free_port(), http=free_port(), metrics=free_port())
+    ports = ports or TritonPorts.free()
     shm_prefix = f"trtllm_gw_{uuid.uuid4().hex[:8]}_"
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / "tritonserver.log"
