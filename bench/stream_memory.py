@@ -155,7 +155,7 @@ async def _stream(target: HttpTarget, request: bytes, started: list[int]) -> Non
         connection.close()
 
 
-async def _open_streams(target: HttpTarget, request: bytes, count: int) -> tuple[list[asyncio.Task[None]], list[int]]:
+async def _open_streams(target: HttpTarget, request: bytes, count: int) -> list[asyncio.Task[None]]:
     """`count` streams, returned once each has its first token (or failed)."""
     started: list[int] = []
     tasks = [asyncio.create_task(_stream(target, request, started)) for _ in range(count)]
@@ -167,7 +167,7 @@ async def _open_streams(target: HttpTarget, request: bytes, count: int) -> tuple
         await asyncio.sleep(0.2)
     if len(started) < count:
         raise TimeoutError(f"only {len(started)} of {count} streams had a first token in {SNAPSHOT_TIMEOUT_S:.0f} s")
-    return tasks, started
+    return tasks
 
 
 def take_snapshot(pid: int, folder: Path) -> Path:
@@ -195,12 +195,12 @@ async def _measure(
 ) -> tuple[Growth, tuple[Path, Path] | None]:
     target = HttpTarget.parse(url)
     worker = psutil.Process(pid)
-    warm_up, _ = await _open_streams(target, chat_request(target, user_text, 2), WARM_UP_STREAMS)
+    warm_up = await _open_streams(target, chat_request(target, user_text, 2), WARM_UP_STREAMS)
     await asyncio.gather(*warm_up)
     request = chat_request(target, user_text, 256)
     before = worker.memory_info().rss
     first = take_snapshot(pid, folder) if folder is not None else None
-    tasks, _ = await _open_streams(target, request, streams)
+    tasks = await _open_streams(target, request, streams)
     await asyncio.sleep(1.0)  # every stream has had a token or two more
     after = worker.memory_info().rss
     second = take_snapshot(pid, folder) if folder is not None else None
