@@ -13,11 +13,13 @@
 #            tritonserver bindings compiled here with g++ against nvidia-pytriton's libtritonserver (Triton 2.51,
 #            C API 1.34) and a .pth that adds the project venv's site-packages (transformers for the tokenizer)
 #   run/     the rendered model repository, tritonserver log, pid file
+# It runs main.py through bench/tritonfe_launch.py, which fills in the in-process server's options.
 # The Python backend stubs run in the project venv (its bin first on PATH), exactly as in the gateway's dev stack.
 #
-# Usage:  run_triton_frontend.sh [start] [--port N] [--engine hf|synthetic] [--foreground] [-- main.py args...]
-#         run_triton_frontend.sh stop      (SIGTERM to the process started by `start`, then cleans /dev/shm)
-#         run_triton_frontend.sh setup     (only set up; start nothing)
+# Usage:  bench/triton_frontend.sh [start] [--port N] [--engine hf|synthetic] [--foreground] [-- main.py args...]
+#         bench/triton_frontend.sh stop      (SIGTERM to the process started by `start`, then cleans /dev/shm)
+#         bench/triton_frontend.sh setup     (only set up; start nothing)
+#         bench/triton_frontend.sh carry --out FILE   (pack the set-up for a machine without network, see below)
 # Env:
 #   TFE_WORK            work folder (default $TMPDIR/triton-openai-frontend)
 #   TFE_PROJECT         the gateway checkout (default: the one holding this script); TFE_PROJECT_VENV (default $TFE_PROJECT/.venv,
@@ -31,6 +33,7 @@
 #   TFE_EXCLUDE_INPUT   true|false: the repository's default exclude_input_in_output (default true; the gateway sends
 #                       true on every request, Triton's frontend never sends it for chat, see README)
 #   TFE_READY_TIMEOUT   seconds to wait for the frontend (default 180)
+#   TFE_PYTHON          for `carry`: the CPython 3.12 (with headers) to compile the bindings for (default python3.12)
 # Prints, once it answers:  URL=http://127.0.0.1:PORT/v1  MODEL=ensemble  PID=...  LOG=...
 set -euo pipefail
 
@@ -46,16 +49,18 @@ exclude_input="${TFE_EXCLUDE_INPUT:-true}"
 ready_timeout="${TFE_READY_TIMEOUT:-180}"
 
 cmd=start
-case "${1:-}" in start|stop|setup) cmd="$1"; shift ;; esac
+case "${1:-}" in start|stop|setup|carry) cmd="$1"; shift ;; esac
 port=9300
 engine=hf
 foreground=0
 extra=()
+out=
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) port="$2"; shift 2 ;;
     --engine) engine="$2"; shift 2 ;;
     --foreground) foreground=1; shift ;;
+    --out) out="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown argument: $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -122,6 +127,64 @@ if [ ! -f "$core/include/triton/core/tritonserver.h" ]; then
   mv "$core.tmp" "$core"
 fi
 
+# build_bindings PYTHON PKG: the r24.10 `tritonserver` package at PKG, its pybind11 bindings compiled for PYTHON (which
+# has pybind11 2.10.4) against nvidia-pytriton's libtritonserver (Triton 2.51, C API 1.34).
+build_bindings() {
+  local python="$1" pkg="$2" ext
+  ext="$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
+  cp -r "$core/python/tritonserver" "$pkg"
+  rm -f "$pkg/CMakeLists.txt" "$pkg/_c/tritonserver_pybind.cc"
+  ln -sf "$libtriton" "$pkg/_c/libtritonserver.so"  # the bindings' NEEDED name; RUNPATH is $ORIGIN
+  log "compiling the tritonserver bindings (r24.10 tritonserver_pybind.cc, about 15 s)"
+  # shellcheck disable=SC2046
+  nice g++ -O1 -shared -fPIC -std=c++17 -fvisibility=hidden $("$python" -m pybind11 --includes) \
+    -I"$core/include" "$core/python/tritonserver/_c/tritonserver_pybind.cc" \
+    -L"$pkg/_c" -ltritonserver -Wl,-rpath,'$ORIGIN' -o "$pkg/_c/triton_bindings$ext"
+  cat >> "$pkg/__init__.py" <<'EOF'
+
+# Added by bench/triton_frontend.sh: later frontends name this class at the top level; r24.10 did not export it.
+from tritonserver._api._response import InferenceResponse as InferenceResponse  # noqa: E402
+
+__version__ = "2.51.0"
+EOF
+}
+
+# ---- carry: the set-up packed for a machine without network ---------------------------------------------------------
+# `carry --out FILE` (bench/offline/prepare_carry.sh runs it): FILE holds openai_frontend/, LICENSE and site/: cp312
+# installs of what the frontend imports at this ref and the carried site lacks or has at other versions, and the
+# bindings compiled for $TFE_PYTHON (a CPython 3.12 with its headers). requirements.txt also pins scipy, which the
+# frontend never imports: left out. `python -m bench.tritonfe install-carried FILE` lays it out on that machine.
+CARRIED_PINS=(fastapi==0.121.2 starlette==0.49.3 httpx==0.27.2 openai==1.107.3 partial-json-parser==0.2.1.1.post7
+              jiter==0.19.0 distro==1.9.0)
+if [ "$cmd" = carry ]; then
+  [ -n "$out" ] || die "carry needs --out FILE"
+  py312="${TFE_PYTHON:-python3.12}"
+  "$py312" -c 'import pathlib, sys, sysconfig
+assert sys.version_info[:2] == (3, 12)
+assert (pathlib.Path(sysconfig.get_paths()["include"]) / "Python.h").exists()' \
+    || die "TFE_PYTHON=$py312 must be a CPython 3.12 with its headers (the bindings are compiled for it)"
+  stage="$(mktemp -d)"
+  trap 'rm -rf "$stage"' EXIT
+  "$py312" -m venv "$stage/build"
+  "$stage/build/bin/pip" install -q "pybind11==2.10.4" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$stage/build/bin/pip" install -q --no-deps --only-binary=:all: --target "$stage/pack/site" "${CARRIED_PINS[@]}" \
+    2>&1 | grep -v "^WARNING: Location" >&2 || true
+  for pin in "${CARRIED_PINS[@]}"; do
+    dist="${pin%%==*}"
+    [ -d "$stage/pack/site/${dist//-/_}-${pin##*==}.dist-info" ] || die "pip did not install $pin"
+  done
+  build_bindings "$stage/build/bin/python" "$stage/pack/site/tritonserver"
+  rm "$stage/pack/site/tritonserver/_c/libtritonserver.so"  # linked again there, to that machine's copy
+  strip --strip-unneeded "$stage/pack/site/tritonserver/_c/"triton_bindings*.so
+  rm -rf "$stage/pack/site/bin"
+  find "$stage/pack" -name __pycache__ -prune -exec rm -rf {} +
+  cp -r "$frontend/openai_frontend" "$frontend/LICENSE" "$stage/pack/"
+  mkdir -p "$(dirname "$out")"
+  XZ_OPT="-9 -T0" tar -C "$stage/pack" -cJf "$out" .
+  log "packed $out ($(du -h "$out" | cut -f1))"
+  exit 0
+fi
+
 # ---- venv: frontend requirements + bindings ------------------------------------------------------------------------
 venv="$work/venv"
 stamp="$venv/.tfe-${server_ref:0:12}-${core_ref:0:12}"
@@ -134,23 +197,7 @@ if [ ! -f "$stamp" ]; then
     -r "$frontend/requirements.txt" 2>&1 | grep -v "^WARNING: Location" >&2 || true
   "$venv/bin/python" -c "import fastapi, openai, numpy, uvicorn, pybind11" || die "pip install into $venv failed"
   sp="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-  ext="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
-  pkg="$sp/tritonserver"
-  cp -r "$core/python/tritonserver" "$pkg"
-  rm -f "$pkg/CMakeLists.txt" "$pkg/_c/tritonserver_pybind.cc"
-  ln -sf "$libtriton" "$pkg/_c/libtritonserver.so"  # the bindings' NEEDED name; RUNPATH is $ORIGIN
-  log "compiling the tritonserver bindings (r24.10 tritonserver_pybind.cc, about 15 s)"
-  # shellcheck disable=SC2046
-  nice g++ -O1 -shared -fPIC -std=c++17 -fvisibility=hidden $("$venv/bin/python" -m pybind11 --includes) \
-    -I"$core/include" "$core/python/tritonserver/_c/tritonserver_pybind.cc" \
-    -L"$pkg/_c" -ltritonserver -Wl,-rpath,'$ORIGIN' -o "$pkg/_c/triton_bindings$ext"
-  cat >> "$pkg/__init__.py" <<'EOF'
-
-# Added by run_triton_frontend.sh: later frontends name this class at the top level; r24.10 did not export it.
-from tritonserver._api._response import InferenceResponse as InferenceResponse  # noqa: E402
-
-__version__ = "2.51.0"
-EOF
+  build_bindings "$venv/bin/python" "$sp/tritonserver"
   # transformers (the frontend's tokenizer) and friends come from the project venv, after the venv's own packages
   "$pvenv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$sp/zz_project_venv.pth"
   touch "$stamp"
@@ -175,46 +222,6 @@ print(model_dir, prepare_backends(cache))
 EOF
 ) || die "could not build the dev model / render triton_repo/dev with $pvenv"
 
-# ---- launcher: fills in the in-process server options main.py leaves at container defaults -------------------------
-cat > "$work/launch_frontend.py" <<'EOF'
-"""Run openai_frontend/main.py with the in-process Triton options this CPU dev set-up needs (no edit of the frontend).
-
-main.py calls tritonserver.Server(model_repository=..., ...) and leaves the rest at Triton's container defaults
-(/opt/tritonserver/backends, auto-complete on). Filled in here: the backend and cache folders of the nvidia-pytriton
-copy, the Python backend's shm settings and strict model config (= --disable-auto-complete-config), as in
-gateway.devstack, and a short exit timeout. Usage: python launch_frontend.py FRONTEND_DIR -- <main.py arguments>
-"""
-
-import os
-import sys
-
-frontend_dir = sys.argv[1]
-sys.argv = [os.path.join(frontend_dir, "main.py"), *sys.argv[3:]]
-sys.path.insert(0, frontend_dir)
-
-import tritonserver  # noqa: E402
-
-_original_init = tritonserver.Server.__init__
-
-
-def _init(self, options=None, **kwargs):
-    if options is None:
-        root = os.environ["TFE_BACKEND_ROOT"]
-        kwargs.setdefault("backend_directory", os.path.join(root, "backends"))
-        kwargs.setdefault("cache_directory", os.path.join(root, "caches"))
-        kwargs.setdefault("strict_model_config", True)
-        kwargs.setdefault("exit_timeout", 5)
-        python = {"shm-default-byte-size": "4194304", "shm-region-prefix-name": os.environ["TFE_SHM_PREFIX"]}
-        kwargs.setdefault("backend_configuration", {"python": python})
-    _original_init(self, options, **kwargs)
-
-
-tritonserver.Server.__init__ = _init
-
-import main  # noqa: E402  (openai_frontend/main.py)
-
-main.main()
-EOF
 
 [ "$cmd" = setup ] && { log "set up in $work (frontend $frontend, model $model_dir)"; exit 0; }
 
@@ -224,7 +231,7 @@ export PATH="$pvenv/bin:$PATH"  # the stubs' embedded interpreter finds site-pac
 export TFE_BACKEND_ROOT="$backend_root" TFE_SHM_PREFIX="$shm_prefix" PYTHONUNBUFFERED=1
 args=(--model-repository "$work/run/model_repository" --tokenizer "$model_dir"
       --host 127.0.0.1 --openai-port "$port" "${extra[@]}")
-run=("$venv/bin/python" "$work/launch_frontend.py" "$frontend/openai_frontend" -- "${args[@]}")
+run=("$venv/bin/python" "$here/tritonfe_launch.py" "$frontend/openai_frontend" -- "${args[@]}")
 if [ "$foreground" = 1 ]; then
   echo "URL=http://127.0.0.1:$port/v1 MODEL=ensemble (also tensorrt_llm_bls)"
   exec "${run[@]}"

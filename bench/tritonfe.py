@@ -7,7 +7,9 @@ with the bench's synthetic-engine settings, and its tree is measured whole (its 
 Set-up (`bench/triton_frontend.sh setup`, cached under $TFE_WORK): the frontend's sources exported from a git dir
 of triton-inference-server/server ($TRITON_MIRROR), the r24.10 `tritonserver` bindings compiled with g++ from a git
 dir of triton-inference-server/core ($TRITON_CORE_MIRROR), and the frontend's requirements from PyPI into a venv
-(about 280 MB, once). When a piece is missing the front-end is skipped with a note.
+(about 280 MB, once). When a piece is missing the front-end is skipped with a note. On a machine without network,
+`python -m bench.tritonfe install-carried FILE` lays out the same set-up from what `bench/triton_frontend.sh carry`
+packed (bench/offline/run.sh does, when the carry has it).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from typing import Any
 from bench.procs import wait_http_ok
 
 SCRIPT = Path(__file__).resolve().parent / "triton_frontend.sh"
+LAUNCHER = Path(__file__).resolve().parent / "tritonfe_launch.py"
 PROJECT = Path(__file__).resolve().parent.parent
 SERVER_REF = "e1db8a603d863b1317ee859bdeea2be19959462e"  # the script's defaults (TRITON_REF, TRITON_CORE_REF)
 CORE_REF = "bfec7c61dc0939433f64f14e89b1973073eac8ba"
@@ -59,8 +63,8 @@ class Layout:
 
     @property
     def launcher(self) -> Path:
-        """The wrapper that fills in the in-process server options (written by the script)."""
-        return self.work / "launch_frontend.py"
+        """The wrapper that fills in the in-process server options."""
+        return LAUNCHER
 
     @property
     def stamp(self) -> Path:
@@ -69,7 +73,7 @@ class Layout:
 
     def ready(self) -> bool:
         """Whether the set-up is complete (then no mirror, compiler or PyPI is needed to start it)."""
-        return self.stamp.exists() and self.python.exists() and self.launcher.exists() and self.frontend_dir.exists()
+        return self.stamp.exists() and self.python.exists() and self.frontend_dir.exists()
 
 
 def layout(env: Mapping[str, str]) -> Layout:
@@ -208,3 +212,50 @@ def start(
         cleanup()
         raise
     return process, log_path, cleanup
+
+
+def install_carried(archive: Path, lay: Layout, project_site: Path, libtriton: Path) -> None:
+    """Lay out a finished set-up from `bench/triton_frontend.sh carry`'s archive: the frontend's sources, and a venv
+    of this interpreter's base Python whose site is the archive's (the frontend's own versions first), then
+    `project_site` (the rest: numpy 1.26, transformers), with the bindings linked to `libtriton`."""
+    source = lay.frontend_dir.parent
+    source.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as packed:
+        packed.extractall(source, filter="tar")
+    venv = lay.work / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(
+        subprocess.run(
+            [str(lay.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    for entry in (source / "site").iterdir():
+        shutil.move(entry, site / entry.name)
+    (source / "site").rmdir()
+    (site / "tritonserver" / "_c" / "libtritonserver.so").symlink_to(libtriton)
+    (site / "zz_project_venv.pth").write_text(f"{project_site}\n")
+    lay.stamp.touch()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.tritonfe install-carried FILE`: the set-up from a carried archive, under $TFE_WORK."""
+    import argparse
+    import sysconfig
+
+    parser = argparse.ArgumentParser(prog="python -m bench.tritonfe")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "install-carried", help="lay out the set-up packed by bench/triton_frontend.sh carry"
+    ).add_argument("archive", type=Path)
+    args = parser.parse_args(argv)
+    lay = layout(os.environ)
+    libtriton = next(Path(_library_dirs()[0]).glob("libtritonserver-*.so"))
+    install_carried(args.archive, lay, Path(sysconfig.get_paths()["purelib"]), libtriton)
+    print(f"Triton's OpenAI frontend set up in {lay.work}")
+
+
+if __name__ == "__main__":
+    main()

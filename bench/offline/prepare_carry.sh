@@ -6,6 +6,8 @@
 #   bench/offline/carry/site.tar.xz    Python 3.12 (cp312, manylinux x86-64) installs of every distribution the
 #                                     gateway, the load generator and Triton's Python models import, numpy 1.26 included
 #   bench/offline/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so that machine needs no torch
+#   bench/offline/carry/tfe.tar.xz     only with TRITON_MIRROR and TRITON_CORE_MIRROR set: Triton's own OpenAI frontend
+#                                     (bench/triton_frontend.sh carry; TFE_PYTHON, a CPython 3.12 with headers)
 # run.sh puts the site first (a venv's site-packages): the Triton stub then imports numpy 1.26, not the machine's 2.x.
 # The carry and the repository's working tree travel together and must stay under the 64 MiB that such a run can
 # bring along (bench/offline/travel_size.py); the script says what is left, and fails saying why when over.
@@ -32,7 +34,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export XZ_OPT="-9 -T0"
 
-echo "== 1/3 tritonserver (nvidia-pytriton, Python 3.12 stub)"
+echo "== 1/4 tritonserver (nvidia-pytriton, Python 3.12 stub)"
 SITE=$("$PY" -c 'import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent.parent)')
 T="$WORK/triton"
 mkdir -p "$T/pytriton/tritonserver/python_backend_stubs" "$T/nvidia_pytriton.libs"
@@ -49,7 +51,7 @@ cp "$DIST/METADATA" "$DIST/top_level.txt" "$T/$(basename "$DIST")/"
 find "$T" -name __pycache__ -prune -exec rm -rf {} +
 tar -C "$T" -cJf "$OUT/triton.tar.xz" .
 
-echo "== 2/3 site: cp312 wheels of what the processes import"
+echo "== 2/4 site: cp312 wheels of what the processes import"
 # needed_dists.py imports what the benchmark's processes import; it names what it cannot import (exit 2).
 if ! PYTHONPATH=. "$PY" bench/offline/needed_dists.py > "$WORK/needed.txt" 2> "$WORK/needed.err"; then
   echo "prepare_carry.sh: bench/offline/needed_dists.py could not list the distributions to carry ($PY):" >&2
@@ -76,11 +78,21 @@ fi
 cp "$WORK/requirements.txt" "$WORK/site/CARRIED_REQUIREMENTS.txt"
 tar -C "$WORK/site" -cJf "$OUT/site.tar.xz" .
 
-echo "== 3/3 dev model cache"
+echo "== 3/4 dev model cache"
 MODEL=$(PYTHONPATH=. "$PY" -c 'from gateway.devstack import default_cache_root
 from gateway.devstack.dev_model import ensure_dev_model
 print(ensure_dev_model(default_cache_root()))')
 tar -C "$(dirname "$MODEL")" -cJf "$OUT/cache.tar.xz" "$(basename "$MODEL")"
+
+echo "== 4/4 Triton's OpenAI frontend (a peer of bench --peers), only with TRITON_MIRROR and TRITON_CORE_MIRROR set"
+if [ -n "${TRITON_MIRROR:-}" ] && [ -n "${TRITON_CORE_MIRROR:-}" ]; then
+  # Its sources, its own requirements and the tritonserver bindings compiled for CPython 3.12 ($TFE_PYTHON, with
+  # headers): bench/triton_frontend.sh carry.
+  TFE_WORK="$WORK/tfe" TFE_PROJECT_VENV="$("$PY" -c 'import sys; print(sys.prefix)')" \
+    bash bench/triton_frontend.sh carry --out "$PWD/$OUT/tfe.tar.xz"
+else
+  echo "skipped: a run without it leaves tritonfe out with a note"
+fi
 
 ls -l "$OUT"
 # What travels is the carry and the working tree together (tracked and untracked-not-ignored files).

@@ -99,6 +99,12 @@ export PATH="$WORK/venv/bin:$PATH"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" # the repo root: `gateway` and `bench`
 export GATEWAY_CACHE_DIR="$WORK/cache"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
+# Triton's own OpenAI frontend (`--peers`, or `tritonfe` in --frontends), when the carry has it (prepare_carry.sh
+# with TRITON_MIRROR and TRITON_CORE_MIRROR set): its finished set-up, laid out where bench/tritonfe.py looks.
+if [ -f "$CARRY/tfe.tar.xz" ]; then
+  export TFE_WORK="$WORK/tfe"
+  "$PY" -m bench.tritonfe install-carried "$CARRY/tfe.tar.xz"
+fi
 
 {
   echo "python: $("$PY" -VV)"

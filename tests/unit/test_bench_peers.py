@@ -3,6 +3,8 @@ side-by-side report (gateway against each peer, system CPU per token, the two ta
 
 from __future__ import annotations
 
+import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +44,40 @@ def test_missing_setup_is_listed(tmp_path: Path) -> None:
 
 def test_a_finished_setup_needs_no_mirror_or_compiler(tmp_path: Path) -> None:
     lay = tritonfe.layout({"TFE_WORK": str(tmp_path)})
-    for path in (lay.python, lay.launcher, lay.stamp, lay.frontend_dir / "main.py"):
+    assert not lay.ready()
+    for path in (lay.python, lay.stamp, lay.frontend_dir / "main.py"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     assert lay.ready()
+    assert lay.launcher.is_file()  # the launcher is the repository's own file
     assert tritonfe.missing({"TFE_WORK": str(tmp_path)}, which=lambda tool: None) == []
+
+
+def test_a_carried_setup_is_laid_out_ready_to_start(tmp_path: Path) -> None:
+    packed = tmp_path / "pack"
+    (packed / "openai_frontend").mkdir(parents=True)
+    (packed / "openai_frontend" / "main.py").write_text("")
+    (packed / "site" / "tritonserver" / "_c").mkdir(parents=True)
+    (packed / "site" / "tritonserver" / "__init__.py").write_text("")
+    (packed / "site" / "fastapi").mkdir()
+    archive = tmp_path / "tfe.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(packed, arcname=".")
+    lay = tritonfe.layout({"TFE_WORK": str(tmp_path / "work")})
+    libtriton = tmp_path / "libtritonserver-x.so"
+    libtriton.write_bytes(b"")
+    tritonfe.install_carried(archive, lay, tmp_path / "project-site", libtriton)
+    assert lay.ready()
+    site = subprocess.run(
+        [str(lay.python), "-c", "import sys; print([p for p in sys.path if p.endswith('site-packages')][0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert (Path(site) / "tritonserver" / "_c" / "libtritonserver.so").resolve() == libtriton.resolve()
+    assert (Path(site) / "fastapi").is_dir()
+    assert (Path(site) / "zz_project_venv.pth").read_text().strip() == str(tmp_path / "project-site")
+    assert (lay.frontend_dir / "main.py").is_file()
 
 
 def test_command_and_environment(tmp_path: Path) -> None:
