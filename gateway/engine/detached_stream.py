@@ -19,7 +19,6 @@ responses wait (or the call is over): a client gets an event per N tokens, and t
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -67,7 +66,7 @@ class DetachedStream:
         self._watcher = watcher
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
-        self._items: deque[Any] = deque()
+        self._items: list[Any] = []  # a list, swapped out whole for each batch
         self._arrived: asyncio.Future[None] | None = None  # the consumer waits on it while there is nothing
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while READ_AHEAD are unread
         self._wake_every = wake_every
@@ -136,22 +135,21 @@ class DetachedStream:
     async def __anext__(self) -> list[Any]:
         """Every response that has arrived and not been taken yet: at least one, then at least `wake_every` until
         the call is over."""
-        items = self._items
-        while len(items) < self._wake_at:
+        while len(self._items) < self._wake_at:
             self._arrived = self._loop.create_future()
             await self._arrived
         if not self._last_in:
             self._wake_at = self._wake_every
-        batch = []
-        while items and items[0] is not _END and not isinstance(items[0], _Failure):
-            batch.append(items.popleft())
-        self._make_room()
-        if batch:
-            return batch
-        item = items.popleft()
-        if item is _END:
+        items = self._items
+        last = items[-1]  # the end or a failure only ever comes last, and stays until all before it are taken
+        ending = last is _END or isinstance(last, _Failure)
+        if not ending or len(items) > 1:
+            self._items = [last] if ending else []
+            self._make_room()
+            return items[:-1] if ending else items
+        if last is _END:
             raise StopAsyncIteration
-        raise item.error
+        raise last.error
 
     def abandon(self, grace_s: float) -> None:
         """The consumer has left: drop what still arrives, and cancel the call if it is not over in `grace_s`."""
