@@ -174,7 +174,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # Slots, not instance attributes: uvicorn's protocol sets 28, and three more would take its instance dict past
     # the 30 keys a class's instances share, to a dict of its own (1.3 KB more per connection).
-    __slots__ = ("_guard", "_deadline", "_request_begun")
+    __slots__ = ("_deadline", "_guard", "_request_begun")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -95,4 +95,6 @@ class RequestBodyMiddleware:
             return
         if body is None:
             return  # the client left: nobody to answer (the telemetry saw the disconnect: a 499)
-        await self.app(scope, replaying(body, receive), send)
+        receive = replaying(body, receive)
+        del body  # handed out once by `receive`: a stream does not keep the request's body while it runs
+        await self.app(scope, receive, send)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import pytest
 from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
 
+from gateway.api.request_body import RequestBodyMiddleware
 from gateway.config import Settings
 from gateway.devstack.dev_model import DEV_MODEL_NAME
 from tests.unit.asgi_driver import start
@@ -87,3 +90,27 @@ async def test_a_client_leaving_the_queue_gives_up_its_place_and_never_reaches_t
     await asyncio.wait_for(asyncio.gather(running_task, later_task), 3)
     assert running.status == later.status == 200
     assert len(fake_engine.requests) == 2  # the one that left never started an upstream call
+
+
+async def test_a_running_request_does_not_keep_its_body() -> None:
+    """Once the app has taken the body, the middleware holds no reference to it (a held stream would keep a
+    whole agent's conversation otherwise)."""
+    counts: list[tuple[int, int]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = (await receive())["body"]
+        alone = bytes(bytearray(body))  # equal bytes held by this frame only
+        counts.append((sys.getrefcount(body), sys.getrefcount(alone)))
+
+    incoming = [{"type": "http.request", "body": json.dumps(BODY).encode(), "more_body": False}]
+
+    async def receive() -> Message:
+        return incoming.pop()
+
+    async def send(message: Message) -> None:
+        raise AssertionError(f"nothing is sent here: {message}")
+
+    body_length = str(len(incoming[0]["body"])).encode()
+    scope = {"type": "http", "method": "POST", "path": CHAT, "headers": [(b"content-length", body_length)]}
+    await RequestBodyMiddleware(app, max_bytes=1 << 20, timeout_s=5)(scope, receive, send)
+    assert len(counts) == 1 and counts[0][0] == counts[0][1]
