@@ -167,6 +167,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--warm-up", type=int, default=10, help="first requests left out of the table")
     parser.add_argument("--prompt-tokens", type=int, default=100)
+    parser.add_argument(
+        "--pin",
+        default="auto",
+        help="CPU placement as bench.run takes it (auto, none, or e.g. "
+        "'triton=0;frontend=1;loadgen=0'); the client runs on the load generator's CPUs",
+    )
     parser.add_argument("--work-dir", type=Path, default=REPO / "bench" / "results" / "tmp" / "ttft_stages")
     parser.add_argument("--source", help="a folder holding another `gateway/` package to measure (a baseline version)")
     parser.add_argument("--out", type=Path, help="also write the table here")
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--requests must leave at least 4 requests after --warm-up")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     notes_path = args.work_dir / "stage-notes.json"
-    stack = TritonStack(Placement(), args.work_dir, ttft_ms=20.0, itl_ms=20.0, max_active=64)
+    placement = Placement.parse(args.pin)
+    stack = TritonStack(placement, args.work_dir, ttft_ms=20.0, itl_ms=20.0, max_active=64)
     triton = stack.start()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROBE), os.environ.get("PYTHONPATH")]))
     os.environ["BENCH_STAGE_PROBE"] = str(notes_path)
@@ -183,8 +190,12 @@ def main(argv: list[str] | None = None) -> None:
         f"gateway/{args.mode}/w1", "gateway", triton_model=GATEWAY_MODES[args.mode], source=args.source or ""
     )
     try:
-        gateway = start_gateway(frontend, triton.grpc_url, triton.model_dir, free_port(), (), args.work_dir)
+        gateway = start_gateway(
+            frontend, triton.grpc_url, triton.model_dir, free_port(), placement.frontend, args.work_dir
+        )
         try:
+            if placement.loadgen:
+                os.sched_setaffinity(0, placement.loadgen)
             prompt = make_prompts(str(triton.model_dir), args.prompt_tokens, variants=1)[0]
             target = HttpTarget.parse(gateway.target)
             body = {"model": SERVED_MODEL, "messages": [{"role": "user", "content": prompt.user_text}],
