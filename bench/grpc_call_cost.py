@@ -1,26 +1,88 @@
-"""`python -m bench.grpc_call_cost`: client CPU per `ModelStreamInfer` request, stub call against one-batch call.
+"""`python -m bench.grpc_call_cost`: client CPU per `ModelStreamInfer` request, three ways to call Triton.
 
-The gateway opens each Triton call as unary-stream (request, metadata and half-close in one batch); the stub's
-stream-stream call (what `tritonclient.grpc.aio` and the benchmark's direct client use) needs three batches:
-open, write, done_writing. This measures both with a bare grpc.aio client on the synthetic dev Triton (no
-time to first token, no inter-token delay, 8 output tokens, one response each), alternating, each in a fresh
-process so neither warms the other.
+- `stream-stream`: the generated stub's call, one per request (what `tritonclient.grpc.aio` and the benchmark's
+  direct client do): three batches, open, write, done_writing.
+- `unary-stream`: one call per request, opened as unary-stream (request, metadata and half-close in one batch):
+  what the gateway does.
+- `shared`: `--shared-streams` long-lived stream-stream calls that carry every request, each request written on
+  one of them (round robin) under its own id, the responses handed to their request by `infer_response.id` (what
+  Triton's stream handler keeps on every response, errors included). Nothing is set up per request but the write.
+
+Measured with a bare grpc.aio client on the synthetic dev Triton (no time to first token, no inter-token delay,
+8 output tokens: one response, or nine with `--stream`), alternating, each in a fresh process so neither warms
+the other. `--hold N` also measures what N requests held open at once (a 60 s inter-token delay) add to the
+client's RSS, per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
 
-STYLES = ("stream-stream", "unary-stream")
+STYLES = ("stream-stream", "unary-stream", "shared")
 
 
-async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, model_dir: str) -> dict[str, float]:
+class _SharedStreams:
+    """Long-lived ModelStreamInfer calls; each request is written on one and its responses found by id."""
+
+    def __init__(self, open_call: Callable[[], Any], count: int) -> None:
+        self._calls = [open_call() for _ in range(count)]
+        self._writes: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in self._calls]
+        self._waiting: dict[str, asyncio.Queue[Any]] = {}
+        self._next = itertools.cycle(range(count))
+        self._ids = itertools.count()
+        self._tasks = [
+            asyncio.create_task(self._write_all(c, q)) for c, q in zip(self._calls, self._writes, strict=True)
+        ]
+        self._tasks += [asyncio.create_task(self._read_all(c)) for c in self._calls]
+
+    async def _write_all(self, call: Any, writes: asyncio.Queue[bytes]) -> None:
+        while True:
+            await call.write(await writes.get())
+
+    async def _read_all(self, call: Any) -> None:
+        waiting = self._waiting
+        async for reply in call:
+            queue = waiting.get(reply.infer_response.id)
+            if queue is not None:
+                queue.put_nowait(reply)
+
+    async def replies(self, message: Any) -> AsyncGenerator[Any, None]:
+        """Write the request under a fresh id; its replies until the caller stops."""
+        request_id = str(next(self._ids))
+        message.id = request_id
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiting[request_id] = queue
+        self._writes[next(self._next)].put_nowait(message.SerializeToString())
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            del self._waiting[request_id]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for call in self._calls:
+            call.cancel()
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+async def _measure(
+    grpc_url: str, style: str, concurrency: int, seconds: float, model_dir: str, stream: bool, shared: int, hold: int
+) -> dict[str, float]:
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -30,7 +92,7 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
     from gateway.engine.triton import STREAM_INFER_METHOD
 
     codec = upstream_codec(model_config(grpc_url, "ensemble"), None)
-    message = build_request(codec, make_prompts(model_dir, 100)[0], 8, False)
+    message = build_request(codec, make_prompts(model_dir, 100)[0], 8, stream or hold > 0)
     channel = grpc.aio.insecure_channel(grpc_url)
     stub_call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer
     one_batch_call = channel.unary_stream(
@@ -38,19 +100,30 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
         request_serializer=service_pb2.ModelInferRequest.SerializeToString,
         response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
     )
+    bytes_call = channel.stream_stream(
+        STREAM_INFER_METHOD, response_deserializer=service_pb2.ModelStreamInferResponse.FromString
+    )
+    streams = _SharedStreams(bytes_call, shared) if style == "shared" else None
     done = 0
+    responses = 0
+
+    def replies() -> AsyncIterator[Any]:
+        if streams is not None:
+            return streams.replies(message)
+        if style == "stream-stream":
+            return _stub_replies(stub_call, message)
+        return one_batch_call(message).__aiter__()
 
     async def one_request() -> None:
-        if style == "stream-stream":
-            call = stub_call()
-            await call.write(message)
-            await call.done_writing()
-        else:
-            call = one_batch_call(message)
-        async for reply in call:
+        nonlocal responses
+        iterator = replies()
+        async for reply in iterator:
+            responses += 1
             final = reply.infer_response.parameters.get(FINAL)
             if reply.error_message or (final is not None and final.bool_param):
                 break
+        if streams is not None:
+            await iterator.aclose()
 
     async def closed_loop(until: float) -> None:
         nonlocal done
@@ -58,13 +131,69 @@ async def _measure(grpc_url: str, style: str, concurrency: int, seconds: float, 
             await one_request()
             done += 1
 
-    await asyncio.gather(*(closed_loop(time.monotonic() + 1.0) for _ in range(concurrency)))  # warm-up
-    done = 0
-    started = time.process_time()
-    await asyncio.gather(*(closed_loop(time.monotonic() + seconds) for _ in range(concurrency)))
-    cpu = time.process_time() - started
+    if hold:  # on the slow server: only what held requests cost
+        result = {"held_kb_per_request": await _held_kb(replies, hold)}
+    else:
+        await asyncio.gather(*(closed_loop(time.monotonic() + 1.0) for _ in range(concurrency)))  # warm-up
+        done = responses = 0
+        started = time.process_time()
+        await asyncio.gather(*(closed_loop(time.monotonic() + seconds) for _ in range(concurrency)))
+        cpu = time.process_time() - started
+        result = {"cpu_us_per_request": cpu / done * 1e6, "cpu_us_per_response": cpu / responses * 1e6}
+    if streams is not None:
+        await streams.close()
     await channel.close()
-    return {"requests": done, "cpu_us_per_request": cpu / done * 1e6}
+    return result
+
+
+async def _stub_replies(stub_call: Any, message: Any) -> AsyncIterator[Any]:
+    call = stub_call()
+    await call.write(message)
+    await call.done_writing()
+    async for reply in call:
+        yield reply
+
+
+async def _held_kb(replies: Callable[[], AsyncIterator[Any]], count: int) -> float:
+    """RSS per request while `count` requests wait for a response that does not come (a 60 s ITL)."""
+    first = asyncio.Event()
+    arrived = 0
+
+    async def held() -> None:
+        nonlocal arrived
+        async for _reply in replies():
+            arrived += 1
+            if arrived == count:
+                first.set()
+            await asyncio.sleep(3600)
+
+    before = _rss_kb()
+    tasks = [asyncio.create_task(held()) for _ in range(count)]
+    await asyncio.wait_for(first.wait(), 120)
+    await asyncio.sleep(1.0)
+    grown = _rss_kb() - before
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return grown / count
+
+
+def _child(url: str, style: str, model_dir: str, args: argparse.Namespace, hold: int) -> dict[str, float]:
+    command = [
+        *(sys.executable, "-m", "bench.grpc_call_cost"),
+        *("--concurrency", str(args.concurrency), "--seconds", str(args.seconds)),
+        *("--shared-streams", str(args.shared_streams), "--child-hold", str(hold)),
+        *(("--stream",) if args.stream else ()),
+        *("--child", url, style, model_dir),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+    if done.returncode != 0:
+        raise SystemExit(f"{style} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def main() -> int:
@@ -73,33 +202,56 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--stream", action="store_true", help="nine responses per request (8 tokens and the final)")
+    p.add_argument("--shared-streams", type=int, default=4, help="long-lived calls of the `shared` style")
+    p.add_argument("--hold", type=int, default=0, help="also the RSS per request with this many held open")
     p.add_argument("--child", nargs=3, metavar=("GRPC_URL", "STYLE", "MODEL_DIR"), help=argparse.SUPPRESS)
+    p.add_argument("--child-hold", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         import uvloop
 
         url, style, model_dir = args.child
-        print(json.dumps(uvloop.run(_measure(url, style, args.concurrency, args.seconds, model_dir))))
+        measured = _measure(
+            url, style, args.concurrency, args.seconds, model_dir, args.stream, args.shared_streams, args.child_hold
+        )
+        print(json.dumps(uvloop.run(measured)))
         return 0
 
     from gateway.devstack import DevStackOptions, dev_triton
 
-    options = DevStackOptions(engine="synthetic", synthetic_ttft_ms=0.0, synthetic_itl_ms=0.0, max_batch_size=64)
-    results: dict[str, list[float]] = {style: [] for style in STYLES}
-    with dev_triton(options) as server:
+    fast = DevStackOptions(engine="synthetic", synthetic_ttft_ms=0.0, synthetic_itl_ms=0.0, max_batch_size=64)
+    results: dict[str, list[dict[str, float]]] = {style: [] for style in STYLES}
+    with dev_triton(fast) as server:
         for _ in range(args.rounds):
             for style in STYLES:
-                command = [
-                    *(sys.executable, "-m", "bench.grpc_call_cost"),
-                    *("--concurrency", str(args.concurrency), "--seconds", str(args.seconds)),
-                    *("--child", server.grpc_url, style, str(server.model_dir)),
-                ]
-                out = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
-                results[style].append(json.loads(out.splitlines()[-1])["cpu_us_per_request"])
-    for style, values in results.items():
-        shown = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{style}: client CPU per request {min(values):.0f} µs best, {sorted(values)[len(values) // 2]:.0f} "
-              f"median ({shown})")  # fmt: skip
+                results[style].append(_child(server.grpc_url, style, str(server.model_dir), args, 0))
+    held: dict[str, list[float]] = {style: [] for style in STYLES}
+    if args.hold:
+        slow = DevStackOptions(
+            engine="synthetic",
+            synthetic_itl_ms=60_000.0,
+            max_batch_size=64,
+            max_num_active=args.hold * len(STYLES) * args.rounds + 64,
+        )
+        with dev_triton(slow) as server:
+            for _ in range(args.rounds):
+                for style in STYLES:
+                    held[style].append(
+                        _child(server.grpc_url, style, str(server.model_dir), args, args.hold)["held_kb_per_request"]
+                    )
+    for style, runs in results.items():
+        per_request = [r["cpu_us_per_request"] for r in runs]
+        per_response = [r["cpu_us_per_response"] for r in runs]
+        line = (
+            f"{style}: client CPU per request {_median(per_request):.0f} µs median "
+            f"({', '.join(f'{v:.0f}' for v in per_request)}), per response {_median(per_response):.1f} µs"
+        )
+        if held[style]:
+            line += (
+                f"; held open: {_median(held[style]):.1f} KB per request ({', '.join(f'{v:.1f}' for v in held[style])})"
+            )
+        print(line)
     return 0
 
 
