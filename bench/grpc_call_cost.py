@@ -9,9 +9,9 @@
   Triton's stream handler keeps on every response, errors included). Nothing is set up per request but the write.
 
 Measured with a bare grpc.aio client on the synthetic dev Triton (no time to first token, no inter-token delay,
-8 output tokens: one response, or nine with `--stream`), alternating, each in a fresh process so neither warms
-the other. `--hold N` also measures what N requests held open at once (a 60 s inter-token delay) add to the
-client's RSS, per request.
+`--tokens` output tokens, 8 by default: one response, or one per token and the final with `--stream`),
+alternating, each in a fresh process so neither warms the other. `--hold N` also measures what N requests held
+open at once (a 60 s inter-token delay) add to the client's RSS, per request.
 """
 
 from __future__ import annotations
@@ -81,7 +81,15 @@ def _rss_kb() -> int:
 
 
 async def _measure(
-    grpc_url: str, style: str, concurrency: int, seconds: float, model_dir: str, stream: bool, shared: int, hold: int
+    grpc_url: str,
+    style: str,
+    concurrency: int,
+    seconds: float,
+    model_dir: str,
+    stream: bool,
+    tokens: int,
+    shared: int,
+    hold: int,
 ) -> dict[str, float]:
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -92,7 +100,7 @@ async def _measure(
     from gateway.engine.triton import STREAM_INFER_METHOD
 
     codec = upstream_codec(model_config(grpc_url, "ensemble"), None)
-    message = build_request(codec, make_prompts(model_dir, 100)[0], 8, stream or hold > 0)
+    message = build_request(codec, make_prompts(model_dir, 100)[0], tokens, stream or hold > 0)
     channel = grpc.aio.insecure_channel(grpc_url)
     stub_call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer
     one_batch_call = channel.unary_stream(
@@ -184,6 +192,7 @@ def _child(url: str, style: str, model_dir: str, args: argparse.Namespace, hold:
         *("--concurrency", str(args.concurrency), "--seconds", str(args.seconds)),
         *("--shared-streams", str(args.shared_streams), "--child-hold", str(hold)),
         *(("--stream",) if args.stream else ()),
+        *("--tokens", str(args.tokens)),
         *("--child", url, style, model_dir),
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ)
@@ -202,7 +211,8 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--stream", action="store_true", help="nine responses per request (8 tokens and the final)")
+    p.add_argument("--stream", action="store_true", help="a response per token, and the final one")
+    p.add_argument("--tokens", type=int, default=8, help="output tokens per request")
     p.add_argument("--shared-streams", type=int, default=4, help="long-lived calls of the `shared` style")
     p.add_argument("--hold", type=int, default=0, help="also the RSS per request with this many held open")
     p.add_argument("--child", nargs=3, metavar=("GRPC_URL", "STYLE", "MODEL_DIR"), help=argparse.SUPPRESS)
@@ -213,7 +223,15 @@ def main() -> int:
 
         url, style, model_dir = args.child
         measured = _measure(
-            url, style, args.concurrency, args.seconds, model_dir, args.stream, args.shared_streams, args.child_hold
+            url,
+            style,
+            args.concurrency,
+            args.seconds,
+            model_dir,
+            args.stream,
+            args.tokens,
+            args.shared_streams,
+            args.child_hold,
         )
         print(json.dumps(uvloop.run(measured)))
         return 0
