@@ -6,6 +6,7 @@ rendered as the dev stack renders it) and streams `max_tokens` responses per `Mo
 with all of them when the request asks for no stream, as Triton answers), serialized once and parsed per read as
 grpc does. Each response is read after one turn of the event loop (as a response
 that arrives on its own would be), so the engine's per-response path runs once per token, not once per batch.
+Requests come as calls of their own or on long-lived shared streams, as the engine makes them.
 """
 
 from __future__ import annotations
@@ -74,6 +75,50 @@ class _StreamCall:
             yield self._deserialize(raw)
 
 
+class _SharedStreamCall:
+    """A long-lived ModelStreamInfer call: each request written adds its responses, under its id, to the one
+    stream; each is parsed when read, after one loop turn."""
+
+    def __init__(
+        self, responses: Callable[[service_pb2.ModelInferRequest], list[bytes]], deserialize: Callable[[bytes], Any]
+    ) -> None:
+        self._responses = responses
+        self._deserialize = deserialize
+        self._pending: list[bytes] = []
+        self._arrived: asyncio.Future[None] | None = None
+        self._cancelled = False
+
+    async def write(self, payload: bytes) -> None:
+        request = service_pb2.ModelInferRequest.FromString(payload)
+        # A serialized message followed by another is parsed as their merge: the id joins each cached response.
+        tagged = service_pb2.ModelStreamInferResponse()
+        tagged.infer_response.id = request.id
+        prefix = tagged.SerializeToString()
+        self._pending += [prefix + raw for raw in self._responses(request)]
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    def cancel(self) -> bool:
+        self._cancelled = True
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+        return True
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._read()
+
+    async def _read(self) -> AsyncIterator[Any]:
+        while not self._cancelled:
+            if not self._pending:
+                self._arrived = asyncio.get_running_loop().create_future()
+                await self._arrived
+                continue
+            await asyncio.sleep(0)
+            if self._pending:
+                yield self._deserialize(self._pending.pop(0))
+        raise asyncio.CancelledError
+
+
 class FakeTritonChannel:
     """What TritonEngine calls on a `grpc.aio.Channel`, answered from `configs` and `tokens` (id, text) pairs."""
 
@@ -101,9 +146,13 @@ class FakeTritonChannel:
 
         return call
 
-    def stream_stream(self, *_: Any, **__: Any) -> Callable[..., Any]:
-        """The stub's ModelStreamInfer (the engine calls it as unary-stream instead)."""
-        return self.unary_unary("unused")
+    def stream_stream(
+        self, method: str, request_serializer: Any = None, response_deserializer: Any = None, **_: Any
+    ) -> Callable[[], _SharedStreamCall]:
+        """ModelStreamInfer as a long-lived stream that the engine's requests share (engine/shared_streams.py); the
+        generated stub's, which the engine does not call, is built the same way."""
+        assert response_deserializer is not None
+        return lambda: _SharedStreamCall(self._responses, response_deserializer)
 
     def unary_stream(
         self, method: str, request_serializer: Any = None, response_deserializer: Any = None

@@ -273,6 +273,7 @@ def _served_model(
             outstanding_from_engine=slots_from_engine,
             workers=settings.workers,
             stream_interval=settings.stream_interval,
+            upstream_streams=settings.upstream_streams,
         )
         slot_metrics = metrics.upstreams.slots(entry.name, address) if metrics is not None else None
         return TritonEngine(engine_config, tokenizer, slot_metrics)

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         le=64,
         description="streams send an event per N tokens (the first at once): less CPU per token, burstier output",
     )
+    upstream_streams: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="long-lived gRPC streams per upstream and worker that carry the requests (0: a call per request)",
+    )
     # The store of stored responses and conversations (README: "Stored responses and conversations")
     store_url: str | None = Field(
         None, description="postgresql://... for replicas, or sqlite:///path; default: a SQLite file in --state-dir"

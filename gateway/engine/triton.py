@@ -1,16 +1,20 @@
-"""The Triton engine: one gRPC `ModelStreamInfer` call per request to the ensemble, BLS or engine model.
+"""The Triton engine: `ModelStreamInfer` requests to the ensemble, BLS or engine model.
 
-The call is made as unary-stream (one request, then the responses): the request, its metadata and the
-half-close leave in one batch, where the stub's stream-stream call takes three (open, write, done_writing),
-each a round trip through grpc's completion queue. The server sees the same HTTP/2 stream either way.
+Requests go over a few long-lived streams shared by all of them (`upstream_streams`, shared_streams): a request
+is one write there, with no call to set up or keep open. A request that carries trace context (gRPC metadata
+belongs to a call, not to a message), or whose id is already open on the streams, gets a call of its own, as
+every request does with `upstream_streams` 0. That call is made as unary-stream (one request, then the
+responses): the request, its metadata and the half-close leave in one batch, where the stub's stream-stream call
+takes three (open, write, done_writing), each a round trip through grpc's completion queue.
 
 Start-up never fails because Triton is down: a background task watches readiness (for /health/ready) and
 (re)reads the model's config when it becomes ready; until the model is known, requests fail fast with 503.
 At most `max_outstanding` calls are open at once (upstream_slots; by default twice the engine model's
 `max_batch_size` as Triton declares it, shared by the workers); the others wait in the gateway.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
-does not stop (TRITON_INTERFACE.md §6), gets `stop=true` requests with the same request id to `tensorrt_llm`
-until it has ended by itself (detached_stream, stop_requests). A request that needs special tokens in its text,
+does not stop (TRITON_INTERFACE.md §6), and any request on a shared stream, which cannot be cancelled alone, get
+`stop=true` requests with the same request id to `tensorrt_llm` until it has ended by itself (detached_stream,
+stop_requests). A request that needs special tokens in its text,
 from an ensemble or BLS whose postprocessing drops them, calls `tensorrt_llm` directly (see special_tokens).
 """
 
@@ -31,6 +35,7 @@ from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, Generatio
 from gateway.engine.call_guard import CallGuard
 from gateway.engine.codecs import ResponseDecoder, UpstreamCodec, codec_for, guided_backend_of
 from gateway.engine.detached_stream import DetachedStream
+from gateway.engine.shared_streams import SharedCall, SharedStreams
 from gateway.engine.special_tokens import marker_codec, postprocessing_model, skips_special_tokens
 from gateway.engine.stop_requests import StopRequests, StopTarget
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
@@ -82,6 +87,7 @@ class TritonEngineConfig:
     outstanding_from_engine: bool = False
     workers: int = 1
     stream_interval: int = 1  # a streamed request's responses per consumer wake-up, after the first (DetachedStream)
+    upstream_streams: int = 4  # long-lived streams that carry the requests (shared_streams); 0: a call per request
 
 
 class TritonEngine:
@@ -95,10 +101,12 @@ class TritonEngine:
         self._channel: grpc.aio.Channel | None = None
         self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._stream_infer: grpc.aio.UnaryStreamMultiCallable | None = None
+        self._shared: SharedStreams | None = None  # None: a call per request
         self._codec: UpstreamCodec | None = None
         self._marker_codec: UpstreamCodec | None = None  # direct calls for text with special tokens kept
         self._capabilities: EngineCapabilities | None = None  # of the codecs, worked out once per config read
         self._stop_targets: tuple[StopTarget, ...] = ()  # the engine model's first
+        self._engine_stoppable = False  # the engine model takes stop requests: requests may share streams
         self._server_version: str | None = None
         self._ready = False
         self._failed_polls = 0
@@ -121,6 +129,13 @@ class TritonEngine:
             request_serializer=None,
             response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
         )
+        if self.config.upstream_streams > 0:
+            open_stream = self._channel.stream_stream(
+                STREAM_INFER_METHOD,
+                request_serializer=None,
+                response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+            )
+            self._shared = SharedStreams(open_stream, self.config.upstream_streams)
         await self._refresh()
         self._watcher = asyncio.create_task(self._watch(), name="triton-health")
 
@@ -133,6 +148,8 @@ class TritonEngine:
                 await self._watcher
         if self._background:
             await asyncio.wait(self._background, timeout=2.0)
+        if self._shared is not None:
+            self._shared.close()
         if self._channel:
             await self._channel.close()
 
@@ -231,11 +248,10 @@ class TritonEngine:
             capabilities = dataclasses.replace(capabilities, special_tokens=True)
         self._capabilities = capabilities
         # tensorrt_llm stops the engine; a called model that declares a `stop` input gets the first stop too.
-        self._stop_targets = ()
-        if not self._codec.stops_engine_on_cancel:
-            engine = StopTarget.of(engine_config) if engine_config is not None else None
-            called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
-            self._stop_targets = tuple(target for target in (engine, called) if target is not None)
+        engine = StopTarget.of(engine_config) if engine_config is not None else None
+        called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
+        self._stop_targets = tuple(target for target in (engine, called) if target is not None)
+        self._engine_stoppable = engine is not None
 
     def _resize_slots(self, engine_config: model_config_pb2.ModelConfig | None) -> None:
         """Follow the engine model's declared batch size, when the limit is derived from it."""
@@ -350,7 +366,7 @@ class TritonEngine:
             guard.close()
             self._active.discard(guard)
             if not finished:
-                self._stop_abandoned(batches, codec, request.request_id)
+                self._stop_abandoned(batches, codec, request.request_id, isinstance(call, SharedCall))
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()
@@ -363,9 +379,14 @@ class TritonEngine:
             trace = dict(request.trace_headers)
             span = start_span(f"triton {self.config.model}", trace, {"triton.request_id": message.id})
             metadata = tuple(trace_headers_of(span, trace).items())
-            # Only the serialized bytes stay alive while the stream is open.
+            # Only the serialized bytes stay alive while the stream is open (none at all on a shared stream).
             payload = message.SerializeToString()
-            call = self._stream_infer(payload, metadata=metadata or None, timeout=self.config.request_timeout_s)
+            shared = self._shared
+            timeout = self.config.request_timeout_s
+            if shared is not None and self._engine_stoppable and not metadata and not shared.holds(message.id):
+                call = shared.call(message.id, payload, timeout)
+            else:
+                call = self._stream_infer(payload, metadata=metadata or None, timeout=timeout)
         except BaseException:
             self._slots.release()
             raise
@@ -382,10 +403,10 @@ class TritonEngine:
                 f"{self._slots.in_use} requests are open there, its limit"
             ) from None
 
-    def _stop_abandoned(self, batches: DetachedStream, codec: UpstreamCodec, request_id: str) -> None:
+    def _stop_abandoned(self, batches: DetachedStream, codec: UpstreamCodec, request_id: str, shared: bool) -> None:
         """The consumer left before the final response: end the generation upstream."""
-        if codec.stops_engine_on_cancel:
-            batches.abandon(grace_s=0.0)  # direct: the engine sees the cancel within a step
+        if codec.stops_engine_on_cancel and not shared:
+            batches.abandon(grace_s=0.0)  # a direct call: the engine sees the cancel within a step
         elif not self._stop_targets:
             batches.abandon(grace_s=self.config.rpc_timeout_s)  # no engine model to stop: only a cancel is left
         else:

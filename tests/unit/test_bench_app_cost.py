@@ -102,16 +102,16 @@ async def test_app_cost_measures_through_the_triton_engine() -> None:
 @pytest.mark.parametrize("upstream", ["ensemble", "direct"])
 async def test_the_stand_in_triton_answers_a_non_streamed_call_with_one_response(upstream: str) -> None:
     async with app_over_stand_in(upstream) as (app, tokenizer, ids):
-        engine = app.state.registry.get(DEV_MODEL_NAME).engine.upstreams[0].engine
-        real_open = engine._stream_infer
+        channel = app.state.registry.get(DEV_MODEL_NAME).engine.upstreams[0].engine._channel
+        real_responses = channel._responses
         responses: list[int] = []
 
-        def counting_call(payload: bytes, **options):
-            call = real_open(payload, **options)
-            responses.append(len(call._responses))
-            return call
+        def counting_responses(request):
+            answer = real_responses(request)
+            responses.append(len(answer))
+            return answer
 
-        engine._stream_infer = counting_call
+        channel._responses = counting_responses  # whether the request has a call of its own or a shared stream
         body = {"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
         client, task = start(app, "/v1/chat/completions", body)
         await asyncio.wait_for(task, 10)
