@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--variants",
         help="also run the gateway with these variants: logprobs, n2, hermes, json_schema, interval4 "
-        "(`--stream-interval 4`), and the "
+        "(`--stream-interval 4`), calls (`--upstream-streams 0`: a gRPC call per request), and the "
         "protocols responses and messages (the plain request through /v1/responses or /v1/messages)",
     )
     return p.parse_args(argv)

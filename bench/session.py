@@ -46,6 +46,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hermes": ('{"tools": [' + _TOOL + "]}", ("--tool-call-parser", "hermes")),
     "json_schema": ('{"response_format": ' + _SCHEMA + "}", ()),
     "interval4": ("{}", ("--stream-interval", "4")),  # an event per 4 tokens: what the opt-in saves
+    "calls": ("{}", ("--upstream-streams", "0")),  # a gRPC call per request: what the shared streams save
 }
 # Protocol variants: the same plain request through another protocol's endpoint (`responses`: POST /v1/responses
 # with store false; `messages`: Anthropic's POST /v1/messages), to price a protocol per token against chat.
