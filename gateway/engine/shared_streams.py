@@ -35,7 +35,7 @@ def _deadline_error() -> grpc.aio.AioRpcError:
 class SharedCall:
     """One request on a shared stream: its responses as they arrive, then the end."""
 
-    __slots__ = ("_deadline", "_ended", "_error", "_items", "_loop", "_stream", "_waiter", "request_id")
+    __slots__ = ("_deadline", "_ended", "_error", "_items", "_loop", "_stream", "_waiter", "answered", "request_id")
 
     def __init__(self, stream: _Stream, request_id: str, timeout: float | None) -> None:
         self._stream = stream
@@ -45,6 +45,7 @@ class SharedCall:
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False  # nothing more will be delivered: the final response, a failure or a cancel
         self._error: BaseException | None = None  # what the reader gets once the delivered responses are read
+        self.answered = False  # its final response (or an error response) came: nothing of it runs upstream
         self._deadline = self._loop.call_later(timeout, self._expire) if timeout is not None else None
 
     @property
@@ -59,6 +60,7 @@ class SharedCall:
         self._items.append(response)
         final = infer.parameters.get(FINAL_RESPONSE_PARAMETER)
         if response.error_message or (final is not None and final.bool_param):
+            self.answered = True
             self.end(None)
         else:
             self._wake()

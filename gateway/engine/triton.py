@@ -366,7 +366,7 @@ class TritonEngine:
             guard.close()
             self._active.discard(guard)
             if not finished:
-                self._stop_abandoned(batches, codec, request.request_id, isinstance(call, SharedCall))
+                self._stop_abandoned(batches, codec, request.request_id, call)
             if span is not None:
                 span.set_attribute("triton.finished", finished)
                 span.end()
@@ -403,8 +403,13 @@ class TritonEngine:
                 f"{self._slots.in_use} requests are open there, its limit"
             ) from None
 
-    def _stop_abandoned(self, batches: DetachedStream, codec: UpstreamCodec, request_id: str, shared: bool) -> None:
+    def _stop_abandoned(self, batches: DetachedStream, codec: UpstreamCodec, request_id: str, call: Any) -> None:
         """The consumer left before the final response: end the generation upstream."""
+        shared = isinstance(call, SharedCall)
+        if shared and call.answered:
+            # Triton ended it (an error response, or the final one behind a failure here): a stop could only reach
+            # a retry of the same request id (an evicted LoRA adapter's is sent again at once).
+            return
         if codec.stops_engine_on_cancel and not shared:
             batches.abandon(grace_s=0.0)  # a direct call: the engine sees the cancel within a step
         elif not self._stop_targets:

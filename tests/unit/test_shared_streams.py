@@ -15,6 +15,7 @@ from gateway.engine.shared_streams import SharedCall, SharedStreams
 from gateway.engine.stop_requests import RETRY_S, StopRequests
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
 from gateway.engine.triton import TritonEngine, TritonEngineConfig
+from gateway.errors import UpstreamError
 from tests.unit.test_detached_stream import FakeCall
 from tests.unit.test_triton_engine_unit import INTERFACE
 from tests.unit.test_triton_engine_unit import response as engine_response
@@ -273,4 +274,19 @@ async def test_a_request_with_trace_context_or_an_id_already_open_gets_a_call_of
     assert [request_id for request_id, _ in own_calls] == ["traced", "twin"]
     assert own_calls[0][1] and [r.id for r in streams.calls[0].written] == ["twin"]
     waiting.cancel()
+    streams.shared.close()
+
+
+async def test_a_request_that_triton_answered_with_an_error_is_not_stopped() -> None:
+    """A stop after the error would reach the retry that reuses its id (an evicted LoRA adapter's, sent again)."""
+    streams, stops = Streams(1), []
+    engine = engine_on_shared_streams(streams, stops)
+    deltas = engine.generate(GenerationRequest(request_id="req-1", prompt="hi", max_tokens=5, stream=True))
+    first = asyncio.create_task(anext(deltas))
+    await settle()
+    streams.calls[0].replies.put_nowait(response("req-1", error="LoRA task 7 not found in cache"))
+    with pytest.raises(UpstreamError, match="not found in cache"):
+        await first
+    await asyncio.sleep(RETRY_S + 0.05)
+    assert stops == [] and engine._slots.in_use == 0
     streams.shared.close()
