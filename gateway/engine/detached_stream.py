@@ -1,5 +1,8 @@
 """Reads a gRPC response stream in a task of its own, so that a consumer that leaves does not cancel the RPC.
 
+A request on a shared stream (engine/shared_streams.py) needs no task of its own: the stream's reader hands its
+responses in (`SharedCall.attach`), with no read-ahead limit, since a stream's flow control is for all its requests.
+
 grpc.aio cancels an RPC when the coroutine awaiting one of its reads is cancelled, and Triton 24.x to 25.01
 can crash when many streaming requests are cancelled (triton-inference-server/server #7368, #8034; seen here
 with the ensemble under a hundred cut streams). For the ensemble and BLS, whose engine a cancel does not stop
@@ -21,6 +24,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from gateway.engine.shared_streams import SharedCall
 
 _END = object()
 # Responses read ahead of the consumer; more waits in gRPC's flow-control window and in Triton.
@@ -77,12 +82,31 @@ class DetachedStream:
         self.ended = False  # the call is over
         self.broken = False  # ...without the upstream ending it (cancelled, deadline, transport error)
         self._background = background
+        if isinstance(call, SharedCall):  # a request on a shared stream: its stream's reader hands responses here
+            call.attach(self._pushed, self._pushed_end)
+            return
         task = self._loop.create_task(self._pump())
         background.add(task)
         task.add_done_callback(self._done)
 
+    def _pushed(self, response: Any) -> None:
+        if self._watcher is not None:
+            self._watcher.touch()
+        self._put(response)  # no read-ahead limit: flow control is the shared stream's, for all its requests
+
+    def _pushed_end(self, error: BaseException | None) -> None:
+        if error is None:
+            self._put_last(_END)
+        else:
+            self.broken = True
+            self._put_last(_Failure(error))
+        self._over()
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
+        self._over()
+
+    def _over(self) -> None:
         self.ended = True
         if self._deadline is not None:
             self._deadline.cancel()  # let go of the call now, not at its deadline

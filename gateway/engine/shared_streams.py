@@ -6,10 +6,10 @@ while it is open (`python -m bench.grpc_call_cost`: 347 against 211 µs of clien
 stream handler answers each request on the stream it came on, puts the request's id on every response (errors
 included) and, since the engine asks for it on every request, ends each with a `triton_final_response` response.
 
-`SharedCall` reads like the request's own unary-stream call (DetachedStream reads it): its responses up to the
-final one (or an error response), then the end; a deadline fails it with DEADLINE_EXCEEDED, as a call's would.
-`cancel()` only stops the delivery: the request goes on upstream until a stop request ends it, so the engine
-stops every abandoned shared request that way, direct mode included.
+A `SharedCall` hands its request's responses, up to the final one (or an error response), to the request's
+DetachedStream as the stream's reader task reads them: no task per request reads it. A deadline ends it with
+DEADLINE_EXCEEDED, as a call's would. `cancel()` only stops the delivery: the request goes on upstream until a
+stop request ends it, so the engine stops every abandoned shared request that way, direct mode included.
 
 A stream that fails, or that the server ends, ends every request on it the same way their own calls would have
 ended (the pool retries elsewhere those that had no response yet); the next request opens a new stream.
@@ -33,40 +33,61 @@ def _deadline_error() -> grpc.aio.AioRpcError:
 
 
 class SharedCall:
-    """One request on a shared stream: its responses as they arrive, then the end."""
+    """One request on a shared stream. Its reader attaches once (`attach`, before the loop runs again) and is then
+    handed each response, and at the end None or the error the call ended with; no task of its own reads it."""
 
-    __slots__ = ("_deadline", "_ended", "_error", "_items", "_loop", "_stream", "_waiter", "answered", "request_id")
+    __slots__ = (
+        "_deadline",
+        "_ended",
+        "_error",
+        "_items",
+        "_on_end",
+        "_on_response",
+        "_stream",
+        "answered",
+        "request_id",
+    )
 
     def __init__(self, stream: _Stream, request_id: str, timeout: float | None) -> None:
         self._stream = stream
         self.request_id = request_id
-        self._loop = stream.loop
-        self._items: list[Any] = []
-        self._waiter: asyncio.Future[None] | None = None
+        self._on_response: Callable[[Any], None] | None = None
+        self._on_end: Callable[[BaseException | None], None] | None = None
+        self._items: list[Any] = []  # what came before the reader attached
         self._ended = False  # nothing more will be delivered: the final response, a failure or a cancel
-        self._error: BaseException | None = None  # what the reader gets once the delivered responses are read
+        self._error: BaseException | None = None
         self.answered = False  # its final response (or an error response) came: nothing of it runs upstream
-        self._deadline = self._loop.call_later(timeout, self._expire) if timeout is not None else None
+        self._deadline = stream.loop.call_later(timeout, self._expire) if timeout is not None else None
 
     @property
     def ended(self) -> bool:
         """Whether nothing more will be delivered."""
         return self._ended
 
+    def attach(self, on_response: Callable[[Any], None], on_end: Callable[[BaseException | None], None]) -> None:
+        """Hand the responses to `on_response` from now on (those that came before at once), then the end."""
+        self._on_response, self._on_end = on_response, on_end
+        for response in self._items:
+            on_response(response)
+        self._items = []
+        if self._ended:
+            on_end(self._error)
+
     def deliver(self, response: Any, infer: Any) -> None:
         """A response for this request (`infer` is its `infer_response`)."""
         if self._ended:
             return
-        self._items.append(response)
+        if self._on_response is not None:
+            self._on_response(response)
+        else:
+            self._items.append(response)
         final = infer.parameters.get(FINAL_RESPONSE_PARAMETER)
         if response.error_message or (final is not None and final.bool_param):
             self.answered = True
             self.end(None)
-        else:
-            self._wake()
 
     def end(self, error: BaseException | None) -> None:
-        """No more responses: the reader gets `error` (None: the end) after those already delivered."""
+        """No more responses: the reader is told `error` (None: the end) after those already delivered."""
         if self._ended:
             return
         self._ended = True
@@ -75,7 +96,8 @@ class SharedCall:
             self._deadline.cancel()
             self._deadline = None
         self._stream.forget(self.request_id)
-        self._wake()
+        if self._on_end is not None:
+            self._on_end(error)
 
     def cancel(self) -> bool:
         """Stop the delivery (the request itself goes on upstream until it is stopped)."""
@@ -89,26 +111,6 @@ class SharedCall:
         self._deadline = None
         self._items.clear()
         self.end(_deadline_error())
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def __aiter__(self) -> SharedCall:
-        return self
-
-    async def __anext__(self) -> Any:
-        while not self._items:
-            if self._ended:
-                if isinstance(self._error, asyncio.CancelledError):
-                    raise asyncio.CancelledError
-                if self._error is not None:
-                    raise self._error
-                raise StopAsyncIteration
-            self._waiter = self._loop.create_future()
-            await self._waiter
-        return self._items.pop(0)
 
 
 class _Stream:

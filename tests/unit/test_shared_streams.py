@@ -11,6 +11,7 @@ from tritonclient.grpc import service_pb2
 
 from gateway.engine.base import GenerationRequest
 from gateway.engine.codecs import TextCodec
+from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.shared_streams import SharedCall, SharedStreams
 from gateway.engine.stop_requests import RETRY_S, StopRequests
 from gateway.engine.tensors import FINAL_RESPONSE_PARAMETER
@@ -80,7 +81,8 @@ class Streams:
 
 
 async def read_all(call: SharedCall) -> list[str]:
-    return [reply.infer_response.model_name async for reply in call]
+    """What the engine's reader (a DetachedStream) gets from the call, to its end."""
+    return [reply.infer_response.model_name async for batch in DetachedStream(call, set()) for reply in batch]
 
 
 async def settle() -> None:
@@ -158,11 +160,12 @@ async def test_a_failed_stream_fails_every_request_on_it_and_the_next_request_op
     metadata = grpc.aio.Metadata()
     lost = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, metadata, metadata, "Socket closed")
     streams.calls[0].replies.put_nowait(lost)
-    first = calls[0]
-    assert (await anext(first)).infer_response.model_name == "a1"  # what arrived before the failure comes first
-    for call in calls:
+    readers = [DetachedStream(call, set()) for call in calls]
+    first = await anext(readers[0])
+    assert [reply.infer_response.model_name for reply in first] == ["a1"]  # what came before the failure first
+    for reader in readers:
         with pytest.raises(grpc.aio.AioRpcError) as failure:
-            await anext(call)
+            await anext(reader)
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
     later = streams.shared.call("c", request("c"), None)
     await settle()
