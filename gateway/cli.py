@@ -149,7 +149,7 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         ("--sse-keepalive-s", float, "longest silence on a stream before a comment line (default 15)"),
         ("--client-write-timeout-s", float, "longest a write waits for a client that stopped reading (default 60)"),
         ("--stream-interval", int, "streams send an event per N tokens, the first at once (default 1; 1 to 64)"),
-        ("--upstream-streams", int, "gRPC streams per upstream and worker for requests (default 4; 0: a call each)"),
+        ("--upstream-streams", int, "gRPC streams per upstream and worker for ensemble/BLS calls (default 4; 0: none)"),
         ("--api-keys", str, "comma-separated API keys [GATEWAY_API_KEYS]"),
         ("--api-key-file", str, "file with one API key per line"),
         ("--keys-file", str, "YAML file of API keys with tenants, models, limits, priority (reloaded on change)"),

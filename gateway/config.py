@@ -104,7 +104,7 @@ class Settings(BaseSettings):
         4,
         ge=0,
         le=64,
-        description="long-lived gRPC streams per upstream and worker that carry the requests (0: a call per request)",
+        description="long-lived gRPC streams per upstream and worker for ensemble and BLS requests (0: a call each)",
     )
     # The store of stored responses and conversations (README: "Stored responses and conversations")
     store_url: str | None = Field(

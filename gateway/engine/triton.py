@@ -1,9 +1,12 @@
 """The Triton engine: `ModelStreamInfer` requests to the ensemble, BLS or engine model.
 
-Requests go over a few long-lived streams shared by all of them (`upstream_streams`, shared_streams): a request
-is one write there, with no call to set up or keep open. A request that carries trace context (gRPC metadata
-belongs to a call, not to a message), or whose id is already open on the streams, gets a call of its own, as
-every request does with `upstream_streams` 0. That call is made as unary-stream (one request, then the
+Ensemble and BLS requests go over a few long-lived streams that they share (`upstream_streams`, shared_streams):
+a request is one write there, with no call to set up or keep open. Those requests are ended with stop requests
+anyway (below), so a call of their own would buy nothing. A request to the engine model itself (direct mode)
+keeps a call of its own, whose cancel stops the engine within a step, queued or running, and whose responses,
+which come in bursts of one per request per engine step, grpc reads in parallel across calls. So does a request
+that carries trace context (gRPC metadata belongs to a call, not to a message) or whose id is already open on the
+streams, and every request with `upstream_streams` 0. Such a call is made as unary-stream (one request, then the
 responses): the request, its metadata and the half-close leave in one batch, where the stub's stream-stream call
 takes three (open, write, done_writing), each a round trip through grpc's completion queue.
 
@@ -12,10 +15,10 @@ Start-up never fails because Triton is down: a background task watches readiness
 At most `max_outstanding` calls are open at once (upstream_slots; by default twice the engine model's
 `max_batch_size` as Triton declares it, shared by the workers); the others wait in the gateway.
 Closing a generation early cancels a direct call to `tensorrt_llm`; an ensemble or BLS call, which a cancel
-does not stop (TRITON_INTERFACE.md §6), and any request on a shared stream, which cannot be cancelled alone, get
-`stop=true` requests with the same request id to `tensorrt_llm` until it has ended by itself (detached_stream,
-stop_requests). A request that needs special tokens in its text,
-from an ensemble or BLS whose postprocessing drops them, calls `tensorrt_llm` directly (see special_tokens).
+does not stop (TRITON_INTERFACE.md §6), gets `stop=true` requests with the same request id to `tensorrt_llm`
+until it has ended by itself (detached_stream, stop_requests), whether it has a call of its own or not. A request
+that needs special tokens in its text, from an ensemble or BLS whose postprocessing drops them, calls
+`tensorrt_llm` directly (see special_tokens).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class TritonEngineConfig:
     outstanding_from_engine: bool = False
     workers: int = 1
     stream_interval: int = 1  # a streamed request's responses per consumer wake-up, after the first (DetachedStream)
-    upstream_streams: int = 4  # long-lived streams that carry the requests (shared_streams); 0: a call per request
+    upstream_streams: int = 4  # long-lived streams for ensemble/BLS requests (shared_streams); 0: a call each
 
 
 class TritonEngine:
@@ -106,7 +109,7 @@ class TritonEngine:
         self._marker_codec: UpstreamCodec | None = None  # direct calls for text with special tokens kept
         self._capabilities: EngineCapabilities | None = None  # of the codecs, worked out once per config read
         self._stop_targets: tuple[StopTarget, ...] = ()  # the engine model's first
-        self._engine_stoppable = False  # the engine model takes stop requests: requests may share streams
+        self._engine_stoppable = False  # an ensemble/BLS whose engine model takes stops: its requests may share
         self._server_version: str | None = None
         self._ready = False
         self._failed_polls = 0
@@ -248,10 +251,13 @@ class TritonEngine:
             capabilities = dataclasses.replace(capabilities, special_tokens=True)
         self._capabilities = capabilities
         # tensorrt_llm stops the engine; a called model that declares a `stop` input gets the first stop too.
-        engine = StopTarget.of(engine_config) if engine_config is not None else None
-        called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
-        self._stop_targets = tuple(target for target in (engine, called) if target is not None)
-        self._engine_stoppable = engine is not None
+        self._stop_targets = ()
+        self._engine_stoppable = False
+        if not self._codec.stops_engine_on_cancel:
+            engine = StopTarget.of(engine_config) if engine_config is not None else None
+            called = StopTarget.of(config.config) if config.config.name != self.config.engine_model else None
+            self._stop_targets = tuple(target for target in (engine, called) if target is not None)
+            self._engine_stoppable = engine is not None
 
     def _resize_slots(self, engine_config: model_config_pb2.ModelConfig | None) -> None:
         """Follow the engine model's declared batch size, when the limit is derived from it."""
@@ -383,7 +389,13 @@ class TritonEngine:
             payload = message.SerializeToString()
             shared = self._shared
             timeout = self.config.request_timeout_s
-            if shared is not None and self._engine_stoppable and not metadata and not shared.holds(message.id):
+            if (
+                shared is not None
+                and self._engine_stoppable
+                and not codec.stops_engine_on_cancel  # a direct call's cancel stops the engine: it keeps it
+                and not metadata
+                and not shared.holds(message.id)
+            ):
                 call = shared.call(message.id, payload, timeout)
             else:
                 call = self._stream_infer(payload, metadata=metadata or None, timeout=timeout)
@@ -405,13 +417,12 @@ class TritonEngine:
 
     def _stop_abandoned(self, batches: DetachedStream, codec: UpstreamCodec, request_id: str, call: Any) -> None:
         """The consumer left before the final response: end the generation upstream."""
-        shared = isinstance(call, SharedCall)
-        if shared and call.answered:
+        if isinstance(call, SharedCall) and call.answered:
             # Triton ended it (an error response, or the final one behind a failure here): a stop could only reach
             # a retry of the same request id (an evicted LoRA adapter's is sent again at once).
             return
-        if codec.stops_engine_on_cancel and not shared:
-            batches.abandon(grace_s=0.0)  # a direct call: the engine sees the cancel within a step
+        if codec.stops_engine_on_cancel:
+            batches.abandon(grace_s=0.0)  # direct: the engine sees the cancel within a step
         elif not self._stop_targets:
             batches.abandon(grace_s=self.config.rpc_timeout_s)  # no engine model to stop: only a cancel is left
         else:

@@ -210,9 +210,9 @@ async def test_an_id_already_open_is_reported_so_that_its_twin_gets_a_call_of_it
 
 
 def engine_on_shared_streams(streams: Streams, stops: list[str]) -> TritonEngine:
-    """An engine whose codec's cancel alone would stop the engine (direct mode), its requests on `streams`."""
+    """An ensemble engine whose engine model takes stop requests, its requests on `streams`."""
     engine = TritonEngine(TritonEngineConfig(url="fake:1"))
-    engine._codec = TextCodec(INTERFACE, mode="ensemble", cumulative=False, stops_engine_on_cancel=True)
+    engine._codec = TextCodec(INTERFACE, mode="ensemble", cumulative=False)
     engine._shared = streams.shared
     engine._stream_infer = lambda message, **_: pytest.fail("a call of its own")  # type: ignore[assignment]
     engine._stop_targets = (STOP_TARGET,)
@@ -240,7 +240,7 @@ async def test_a_request_on_a_shared_stream_that_its_client_leaves_is_stopped_no
     assert [r.id for r in stream.written] == ["req-1"]
     stream.replies.put_nowait(with_id(engine_response("a"), "req-1"))
     assert (await first).text == "a"
-    await deltas.aclose()  # the client left: a cancel of its own would not reach the engine on a shared stream
+    await deltas.aclose()  # the client left: the request is stopped, and the stream stays open
     await asyncio.sleep(RETRY_S + 0.05)
     assert stops == ["req-1", "req-1"] and not stream.cancelled and engine._slots.in_use == 1
     stream.replies.put_nowait(with_id(engine_response("", final=True), "req-1"))  # the stop ended it
@@ -293,3 +293,23 @@ async def test_a_request_that_triton_answered_with_an_error_is_not_stopped() -> 
     await asyncio.sleep(RETRY_S + 0.05)
     assert stops == [] and engine._slots.in_use == 0
     streams.shared.close()
+
+
+async def test_a_request_whose_cancel_stops_the_engine_keeps_a_call_of_its_own() -> None:
+    """Direct mode: the call's cancel stops the engine within a step, and grpc reads many calls' bursts at once."""
+    streams, own_calls = Streams(1), []
+    engine = engine_on_shared_streams(streams, [])
+    engine._codec = TextCodec(INTERFACE, mode="ensemble", cumulative=False, stops_engine_on_cancel=True)
+    call = FakeCall()
+    call.responses.put_nowait(engine_response("a"))
+
+    def own_call(message: bytes, **_: object) -> FakeCall:
+        own_calls.append(service_pb2.ModelInferRequest.FromString(message).id)
+        return call
+
+    engine._stream_infer = own_call  # type: ignore[assignment]
+    deltas = engine.generate(GenerationRequest(request_id="direct-1", prompt="hi", max_tokens=5, stream=True))
+    assert (await anext(deltas)).text == "a"
+    await deltas.aclose()
+    await asyncio.sleep(0.01)
+    assert own_calls == ["direct-1"] and streams.calls == [] and call.cancelled
