@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 import pytest
 from tritonclient.grpc import service_pb2
 
-from gateway.engine.base import GenerationRequest
+from gateway.engine.base import Delta, GenerationRequest
 from gateway.engine.codecs import TextCodec
 from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.shared_streams import SharedCall, SharedStreams
@@ -230,12 +230,18 @@ def with_id(reply: service_pb2.ModelStreamInferResponse, request_id: str) -> ser
     return reply
 
 
+async def start(engine: TritonEngine, request_id: str) -> tuple[AsyncGenerator[Delta, None], asyncio.Task[Delta]]:
+    """A streamed generation, waiting for its first delta once its request is written."""
+    deltas = engine.generate(GenerationRequest(request_id=request_id, prompt="hi", max_tokens=5, stream=True))
+    first = asyncio.create_task(anext(deltas))
+    await settle()
+    return deltas, first
+
+
 async def test_a_request_on_a_shared_stream_that_its_client_leaves_is_stopped_not_cancelled() -> None:
     streams, stops = Streams(1), []
     engine = engine_on_shared_streams(streams, stops)
-    deltas = engine.generate(GenerationRequest(request_id="req-1", prompt="hi", max_tokens=5, stream=True))
-    first = asyncio.create_task(anext(deltas))
-    await settle()
+    deltas, first = await start(engine, "req-1")
     (stream,) = streams.calls
     assert [r.id for r in stream.written] == ["req-1"]
     stream.replies.put_nowait(with_id(engine_response("a"), "req-1"))
@@ -284,9 +290,7 @@ async def test_a_request_that_triton_answered_with_an_error_is_not_stopped() -> 
     """A stop after the error would reach the retry that reuses its id (an evicted LoRA adapter's, sent again)."""
     streams, stops = Streams(1), []
     engine = engine_on_shared_streams(streams, stops)
-    deltas = engine.generate(GenerationRequest(request_id="req-1", prompt="hi", max_tokens=5, stream=True))
-    first = asyncio.create_task(anext(deltas))
-    await settle()
+    _deltas, first = await start(engine, "req-1")
     streams.calls[0].replies.put_nowait(response("req-1", error="LoRA task 7 not found in cache"))
     with pytest.raises(UpstreamError, match="not found in cache"):
         await first
