@@ -172,17 +172,19 @@ class _Stream:
         self._fail(error)
 
     def _fail(self, error: BaseException | None) -> None:
-        """End every request on the stream with `error` (None: the server ended the stream)."""
+        """End every request on the stream with `error` (None: the server ended the stream), and the stream."""
         self.broken = True
         for call in list(self._calls.values()):
             call.end(error)
         self._writes.clear()
         self._call.cancel()
+        running = asyncio.current_task()
+        for task in self._tasks:
+            if task is not running:
+                task.cancel()  # the writer would wait for ever on a stream that takes no more requests
 
     def close(self) -> None:
         """Stop both tasks and the call."""
-        for task in self._tasks:
-            task.cancel()
         self._fail(asyncio.CancelledError())
 
 

@@ -167,6 +167,8 @@ async def test_a_failed_stream_fails_every_request_on_it_and_the_next_request_op
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await anext(reader)
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    await settle()
+    assert all(task.done() for task in streams.shared._streams[0]._tasks)  # the failed stream left nothing running
     later = streams.shared.call("c", request("c"), None)
     await settle()
     assert len(streams.calls) == 2 and [r.id for r in streams.calls[1].written] == ["c"]
