@@ -29,6 +29,9 @@ STAGES = (
     ("gateway.api.chat", "serve_generation", "body validated", "response built", True),
     ("gateway.core.truncation", "render_prompt", "template", "template done", False),
     ("grpc.aio._channel", "UnaryStreamMultiCallable.__call__", "gRPC call", "gRPC call made", False),
+    # A request on a shared stream (ensemble and BLS by default): queued for the stream's writer task, whose write
+    # then falls in "gRPC call made -> response in".
+    ("gateway.engine.shared_streams", "SharedStreams.call", "gRPC call", "gRPC call made", False),
     ("gateway.engine.detached_stream", "DetachedStream._put", "response in", "", False),
     ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle.send", "write", "written", True),
 )
