@@ -3,10 +3,11 @@
 - `stream-stream`: the generated stub's call, one per request (what `tritonclient.grpc.aio` and the benchmark's
   direct client do): three batches, open, write, done_writing.
 - `unary-stream`: one call per request, opened as unary-stream (request, metadata and half-close in one batch):
-  what the gateway does.
+  what the gateway does in direct mode.
 - `shared`: `--shared-streams` long-lived stream-stream calls that carry every request, each request written on
   one of them (round robin) under its own id, the responses handed to their request by `infer_response.id` (what
-  Triton's stream handler keeps on every response, errors included). Nothing is set up per request but the write.
+  Triton's stream handler keeps on every response, errors included): the gateway's own `SharedStreams` and
+  `DetachedStream`, what it does for ensemble and BLS requests. Nothing is set up per request but the write.
 
 Measured with a bare grpc.aio client on the synthetic dev Triton (no time to first token, no inter-token delay,
 `--tokens` output tokens, 8 by default: one response, or one per token and the final with `--stream`),
@@ -24,55 +25,30 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+
+from gateway.engine.detached_stream import DetachedStream
+from gateway.engine.shared_streams import SharedStreams
 
 STYLES = ("stream-stream", "unary-stream", "shared")
 
 
-class _SharedStreams:
-    """Long-lived ModelStreamInfer calls; each request is written on one and its responses found by id."""
+def _shared_replies(
+    streams: SharedStreams, ids: Iterator[int], message: Any, background: set[asyncio.Task[None]]
+) -> AsyncIterator[Any]:
+    """The gateway's way: the request written on one of the shared streams under a fresh id, its replies handed
+    over by the stream's reader (engine/shared_streams.py, engine/detached_stream.py) up to the final one."""
+    request_id = str(next(ids))
+    message.id = request_id
+    batches = DetachedStream(streams.call(request_id, message.SerializeToString(), None), background)
 
-    def __init__(self, open_call: Callable[[], Any], count: int) -> None:
-        self._calls = [open_call() for _ in range(count)]
-        self._writes: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in self._calls]
-        self._waiting: dict[str, asyncio.Queue[Any]] = {}
-        self._next = itertools.cycle(range(count))
-        self._ids = itertools.count()
-        self._tasks = [
-            asyncio.create_task(self._write_all(c, q)) for c, q in zip(self._calls, self._writes, strict=True)
-        ]
-        self._tasks += [asyncio.create_task(self._read_all(c)) for c in self._calls]
+    async def replies() -> AsyncIterator[Any]:
+        async for batch in batches:
+            for reply in batch:
+                yield reply
 
-    async def _write_all(self, call: Any, writes: asyncio.Queue[bytes]) -> None:
-        while True:
-            await call.write(await writes.get())
-
-    async def _read_all(self, call: Any) -> None:
-        waiting = self._waiting
-        async for reply in call:
-            queue = waiting.get(reply.infer_response.id)
-            if queue is not None:
-                queue.put_nowait(reply)
-
-    async def replies(self, message: Any) -> AsyncGenerator[Any, None]:
-        """Write the request under a fresh id; its replies until the caller stops."""
-        request_id = str(next(self._ids))
-        message.id = request_id
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._waiting[request_id] = queue
-        self._writes[next(self._next)].put_nowait(message.SerializeToString())
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            del self._waiting[request_id]
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for call in self._calls:
-            call.cancel()
+    return replies()
 
 
 def _rss_kb() -> int:
@@ -111,27 +87,26 @@ async def _measure(
     bytes_call = channel.stream_stream(
         STREAM_INFER_METHOD, response_deserializer=service_pb2.ModelStreamInferResponse.FromString
     )
-    streams = _SharedStreams(bytes_call, shared) if style == "shared" else None
+    streams = SharedStreams(bytes_call, shared) if style == "shared" else None
+    ids = itertools.count()
+    background: set[asyncio.Task[None]] = set()
     done = 0
     responses = 0
 
     def replies() -> AsyncIterator[Any]:
         if streams is not None:
-            return streams.replies(message)
+            return _shared_replies(streams, ids, message, background)
         if style == "stream-stream":
             return _stub_replies(stub_call, message)
         return one_batch_call(message).__aiter__()
 
     async def one_request() -> None:
         nonlocal responses
-        iterator = replies()
-        async for reply in iterator:
+        async for reply in replies():
             responses += 1
             final = reply.infer_response.parameters.get(FINAL)
             if reply.error_message or (final is not None and final.bool_param):
                 break
-        if streams is not None:
-            await iterator.aclose()
 
     async def closed_loop(until: float) -> None:
         nonlocal done
@@ -149,7 +124,7 @@ async def _measure(
         cpu = time.process_time() - started
         result = {"cpu_us_per_request": cpu / done * 1e6, "cpu_us_per_response": cpu / responses * 1e6}
     if streams is not None:
-        await streams.close()
+        streams.close()
     await channel.close()
     return result
 
