@@ -8,6 +8,8 @@
 #   bench/offline/carry/cache.tar.xz   the built dev model (tokenizer + tiny weights), so that machine needs no torch
 #   bench/offline/carry/tfe.tar.xz     only with TRITON_MIRROR and TRITON_CORE_MIRROR set: Triton's own OpenAI frontend
 #                                     (bench/triton_frontend.sh carry; TFE_PYTHON, a CPython 3.12 with headers)
+#   bench/offline/carry/redis.tar.xz   only where a redis-server is installed (Debian's): it and the two libraries of
+#                                     it that a Ubuntu base lacks (liblzf, libjemalloc), for bench.limits_cost
 # run.sh puts the site first (a venv's site-packages): the Triton stub then imports numpy 1.26, not the machine's 2.x.
 # The carry and the repository's working tree travel together and must stay under the 64 MiB that such a run can
 # bring along (bench/offline/travel_size.py); the script says what is left, and fails saying why when over.
@@ -34,7 +36,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export XZ_OPT="-9 -T0"
 
-echo "== 1/4 tritonserver (nvidia-pytriton, Python 3.12 stub)"
+echo "== 1/5 tritonserver (nvidia-pytriton, Python 3.12 stub)"
 SITE=$("$PY" -c 'import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent.parent)')
 T="$WORK/triton"
 mkdir -p "$T/pytriton/tritonserver/python_backend_stubs" "$T/nvidia_pytriton.libs"
@@ -51,7 +53,7 @@ cp "$DIST/METADATA" "$DIST/top_level.txt" "$T/$(basename "$DIST")/"
 find "$T" -name __pycache__ -prune -exec rm -rf {} +
 tar -C "$T" -cJf "$OUT/triton.tar.xz" .
 
-echo "== 2/4 site: cp312 wheels of what the processes import"
+echo "== 2/5 site: cp312 wheels of what the processes import"
 # needed_dists.py imports what the benchmark's processes import; it names what it cannot import (exit 2).
 if ! PYTHONPATH=. "$PY" bench/offline/needed_dists.py > "$WORK/needed.txt" 2> "$WORK/needed.err"; then
   echo "prepare_carry.sh: bench/offline/needed_dists.py could not list the distributions to carry ($PY):" >&2
@@ -78,13 +80,13 @@ fi
 cp "$WORK/requirements.txt" "$WORK/site/CARRIED_REQUIREMENTS.txt"
 tar -C "$WORK/site" -cJf "$OUT/site.tar.xz" .
 
-echo "== 3/4 dev model cache"
+echo "== 3/5 dev model cache"
 MODEL=$(PYTHONPATH=. "$PY" -c 'from gateway.devstack import default_cache_root
 from gateway.devstack.dev_model import ensure_dev_model
 print(ensure_dev_model(default_cache_root()))')
 tar -C "$(dirname "$MODEL")" -cJf "$OUT/cache.tar.xz" "$(basename "$MODEL")"
 
-echo "== 4/4 Triton's OpenAI frontend (a peer of bench --peers), only with TRITON_MIRROR and TRITON_CORE_MIRROR set"
+echo "== 4/5 Triton's OpenAI frontend (a peer of bench --peers), only with TRITON_MIRROR and TRITON_CORE_MIRROR set"
 if [ -n "${TRITON_MIRROR:-}" ] && [ -n "${TRITON_CORE_MIRROR:-}" ]; then
   # Its sources, its own requirements and the tritonserver bindings compiled for CPython 3.12 ($TFE_PYTHON, with
   # headers): bench/triton_frontend.sh carry.
@@ -92,6 +94,22 @@ if [ -n "${TRITON_MIRROR:-}" ] && [ -n "${TRITON_CORE_MIRROR:-}" ]; then
     bash bench/triton_frontend.sh carry --out "$PWD/$OUT/tfe.tar.xz"
 else
   echo "skipped: a run without it leaves tritonfe out with a note"
+fi
+
+echo "== 5/5 redis-server (bench.limits_cost), only where one is installed"
+if REDIS=$(command -v redis-server); then
+  R="$WORK/redis"
+  mkdir -p "$R/bin" "$R/lib"
+  cp "$(readlink -f "$REDIS")" "$R/bin/redis-server"
+  # The machine's base image has libc, libssl and libsystemd; these two come from the redis-server package's own
+  # dependencies.
+  for lib in liblzf.so.1 libjemalloc.so.2; do
+    cp "$(ldd "$REDIS" | awk -v lib="$lib" '$1 == lib { print $3 }')" "$R/lib/$lib"
+  done
+  strip --strip-debug "$R/bin/redis-server" "$R"/lib/* 2>/dev/null || true
+  tar -C "$R" -cJf "$OUT/redis.tar.xz" .
+else
+  echo "skipped: no redis-server here (apt-get install redis-server); bench.limits_cost cannot run there"
 fi
 
 ls -l "$OUT"

@@ -105,6 +105,14 @@ if [ -f "$CARRY/tfe.tar.xz" ]; then
   export TFE_WORK="$WORK/tfe"
   "$PY" -m bench.tritonfe install-carried "$CARRY/tfe.tar.xz"
 fi
+# redis-server (bench.limits_cost), when the carry has it: on PATH, with its two carried libraries.
+if [ -f "$CARRY/redis.tar.xz" ]; then
+  mkdir -p "$WORK/redis"
+  tar -C "$WORK/redis" -xJf "$CARRY/redis.tar.xz"
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/redis/lib exec %s/redis/bin/redis-server "$@"\n' "$WORK" "$WORK" \
+    >"$WORK/venv/bin/redis-server"
+  chmod +x "$WORK/venv/bin/redis-server"
+fi
 
 {
   echo "python: $("$PY" -VV)"
