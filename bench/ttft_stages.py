@@ -35,7 +35,7 @@ from gateway.devstack.triton_server import free_port
 PROBE = Path(__file__).resolve().parent / "stage_probe"
 REPO = Path(__file__).resolve().parent.parent
 DUMP_TIMEOUT_S = 30.0
-PAUSE_S = 0.05  # between requests
+PAUSE_MS = 50.0  # between requests, by default
 # The marks a streamed chat completion passes, in order (bench/stage_probe/sitecustomize.py). "write" is the
 # first send of the response (its headers); "written" the last send done before the first content arrived.
 CHAIN = (
@@ -74,7 +74,7 @@ class _FirstContent:
         raise RuntimeError(f"expected a stream, got {body[:200]!r}")
 
 
-async def _send_sequentially(target: HttpTarget, request: bytes, count: int) -> list[Request]:
+async def _send_sequentially(target: HttpTarget, request: bytes, count: int, pause_s: float) -> list[Request]:
     connection = await HttpConnection.open(target)
     requests = []
     try:
@@ -85,7 +85,7 @@ async def _send_sequentially(target: HttpTarget, request: bytes, count: int) -> 
             if sink.first is None:
                 raise RuntimeError("a response had no content")
             requests.append(Request(sent, sink.first))
-            await asyncio.sleep(PAUSE_S)
+            await asyncio.sleep(pause_s)
     finally:
         connection.close()
     return requests
@@ -129,12 +129,14 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
     return low, median, high
 
 
-def report(mode: str, requests: int, warm_up: int, rows: list[tuple[str, list[float]]]) -> str:
+def report(
+    mode: str, requests: int, warm_up: int, rows: list[tuple[str, list[float]]], pause_ms: float = PAUSE_MS
+) -> str:
     """The markdown table."""
     lines = [
         f"# Time to first token by stage: gateway/{mode}/w1, concurrency 1",
         "",
-        f"- {requests} sequential streamed chat completions (8 tokens) over one connection, {PAUSE_S * 1000:.0f} ms "
+        f"- {requests} sequential streamed chat completions (8 tokens) over one connection, {pause_ms:g} ms "
         f"apart; the first {warm_up} are left out",
         "- µs per request: median (lower–upper quartile)",
         "",
@@ -167,6 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--warm-up", type=int, default=10, help="first requests left out of the table")
     parser.add_argument("--prompt-tokens", type=int, default=100)
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=PAUSE_MS,
+        help="between one request's end and the next (0: back to back, the CPUs never idle)",
+    )
     parser.add_argument(
         "--pin",
         default="auto",
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
             body = {"model": SERVED_MODEL, "messages": [{"role": "user", "content": prompt.user_text}],
                     "max_tokens": 8, "stream": True}  # fmt: skip
             request = target.request_bytes("/v1/chat/completions", json.dumps(body).encode(), {})
-            requests = asyncio.run(_send_sequentially(target, request, args.requests))
+            requests = asyncio.run(_send_sequentially(target, request, args.requests, args.pause_ms / 1000))
             assert gateway.process is not None
             notes = _dump_notes(gateway.process.pid, notes_path)
         finally:
@@ -210,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         stack.stop()
     ends = [later.sent for later in requests[1:]] + [float("inf")]
     kept = list(zip(requests, ends, strict=True))[args.warm_up :]
-    text = report(args.mode, args.requests, args.warm_up, segments([timeline(notes, r, end) for r, end in kept]))
+    rows = segments([timeline(notes, r, end) for r, end in kept])
+    text = report(args.mode, args.requests, args.warm_up, rows, args.pause_ms)
     sys.stdout.write(text)
     if args.out is not None:
         args.out.write_text(text)
