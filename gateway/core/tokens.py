@@ -28,7 +28,7 @@ class TokenCounter:
     """Counts tokens the way the upstream preprocessing would (no special tokens added)."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self._encoder = TextEncoder(tokenizer)  # the Rust tokenizer directly, without offsets, where there is one
+        self._encoder = TextEncoder.of(tokenizer)  # shared with the engine: a prompt is tokenized once
 
     def count(self, text: str) -> int:
         """Number of tokens in `text`."""

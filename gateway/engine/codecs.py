@@ -444,7 +444,7 @@ class TokenCodec:
 
     def __post_init__(self) -> None:
         self.texts = TokenTexts(self.tokenizer)
-        self.encoder = TextEncoder(self.tokenizer)
+        self.encoder = TextEncoder.of(self.tokenizer)
 
     def capabilities(self) -> EngineCapabilities:
         """Sequences and logprobs as declared; top logprobs and prompt logprobs from the engine's logits."""

@@ -85,7 +85,7 @@ class UpstreamPool:
         self._sources = sources
         self._policy = make_policy(config.policy, config.bound)
         self._sessions = SessionAffinity(config.bound)
-        self._encoder = TextEncoder(tokenizer) if tokenizer is not None else None  # prompt blocks' ids
+        self._encoder = TextEncoder.of(tokenizer) if tokenizer is not None else None  # prompt blocks' ids
         self._metrics = metrics
         self._upstreams = UpstreamSet(sources, engine_factory, config.ejection, config.dns_interval_s, clock)
         self._upstreams.on_change = self._on_change
