@@ -261,7 +261,12 @@ async def routing_cost(model_dir: str, load: Workload, repeats: int = 2000) -> d
         tokenize=False,
         add_generation_prompt=True,
     )
-    request = GenerationRequest(request_id="cost", prompt=prompt, max_tokens=1, stream=True)
+    # A prompt of its own per request (the last line differs): the gateway keeps the ids of the texts it tokenized
+    # last, so one prompt asked for again would not be tokenized again, where a real request's prompt is new.
+    requests = [
+        GenerationRequest(request_id=f"cost-{i}", prompt=f"{prompt}{i}", max_tokens=1, stream=True)
+        for i in range(repeats)
+    ]
     sources = [UpstreamSource.parse(f"10.0.0.{i}:8001") for i in range(3)]
     costs = {"prompt_tokens": float(len(tokenizer.encode(prompt, add_special_tokens=False)))}
     for policy in ("round_robin", "least_outstanding", "power_of_two", "prefix_affinity"):
@@ -269,7 +274,7 @@ async def routing_cost(model_dir: str, load: Workload, repeats: int = 2000) -> d
         pool = UpstreamPool(config, sources, lambda _: IdleEngine(), tokenizer)  # type: ignore[arg-type,return-value]
         await pool.start()
         started = time.perf_counter()
-        for _ in range(repeats):
+        for request in requests:
             pool.choose(await pool.route_key(request))
         costs[policy] = round((time.perf_counter() - started) / repeats * 1e6, 1)
         await pool.close()
