@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import statistics
 import subprocess
@@ -46,6 +47,18 @@ BIG = 10**12  # limits that are checked and charged, never reached
 EVERY_LIMIT = {"requests_per_minute": BIG, "tokens_per_minute": BIG, "concurrent_requests": BIG,
                "tokens_per_day": BIG, "tokens_per_month": BIG}  # fmt: skip
 CONFIGS = ("off", "key", "local", "redis")
+_prompts = itertools.count()
+
+
+def fresh_bodies(count: int, max_tokens: int) -> list[str]:
+    """`count` chat bodies, each with a prompt no earlier body had (a 60-word message after its number): the
+    gateway keeps the ids of the texts it tokenized last, and a real request's prompt is new to it."""
+    bodies = []
+    for _ in range(count):
+        message = {"role": "user", "content": f"{next(_prompts)} " + "word " * 60}
+        bodies.append(json.dumps({"model": DEV_MODEL_NAME, "messages": [message], "max_tokens": max_tokens,
+                                  "stream": True}))  # fmt: skip
+    return bodies
 
 
 def write_keys(folder: Path, limited: bool) -> Path:
@@ -92,8 +105,6 @@ def settings_for(config: str, folder: Path, redis_url: str) -> Settings:
 async def in_process(requests: int, rounds: int) -> dict[str, dict[str, float]]:
     """Median app CPU, wall time and Redis CPU per one-token streamed request, per configuration."""
     tokenizer = load_tokenizer(ensure_dev_model())
-    body = json.dumps({"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "word " * 60}],
-                       "max_tokens": 1, "stream": True}).encode()  # fmt: skip
     headers = ((b"authorization", f"Bearer {KEY}".encode()),)
     samples: dict[str, dict[str, list[float]]] = {c: {"cpu_us": [], "wall_us": [], "redis_us": []} for c in CONFIGS}
     with tempfile.TemporaryDirectory() as folder, redis_server() as (url, redis_process):
@@ -105,12 +116,13 @@ async def in_process(requests: int, rounds: int) -> dict[str, dict[str, float]]:
         lifespans = AsyncExitStack()
         for app in apps.values():  # the lifespan starts the backends; then a warm-up
             await lifespans.enter_async_context(app.router.lifespan_context(app))
-            for _ in range(50):
-                await _request(app, body, headers=headers)
+            for warm_up in fresh_bodies(50, 1):
+                await _request(app, warm_up.encode(), headers=headers)
         for _ in range(rounds):
             for config, app in apps.items():
+                bodies = [text.encode() for text in fresh_bodies(requests, 1)]
                 redis_before, cpu_before, wall_before = cpu_s(redis_process), time.process_time(), time.perf_counter()
-                for _ in range(requests):
+                for body in bodies:
                     await _request(app, body, headers=headers)
                 await asyncio.sleep(0)  # the last settlement
                 sample = samples[config]
@@ -123,12 +135,10 @@ async def in_process(requests: int, rounds: int) -> dict[str, dict[str, float]]:
 
 def run_load(url: str, streams: int, requests: int, output_tokens: int, folder: Path) -> dict[str, Any]:
     """`streams` closed-loop streams of `requests` requests each from a bench.loadgen process."""
-    body = json.dumps({"model": DEV_MODEL_NAME, "messages": [{"role": "user", "content": "word " * 60}],
-                       "max_tokens": output_tokens, "stream": True})  # fmt: skip
     now = time.monotonic()
     spec = GenSpec(client="openai", target=url, stream=True, streams=streams, first_stream=0, total_streams=streams,
                    t_start=now + 1, ramp_s=1.0, window_start=0, window_end=0, requests_per_stream=requests,
-                   bodies=[body], headers={"Authorization": f"Bearer {KEY}"},
+                   bodies=fresh_bodies(streams * requests, output_tokens), headers={"Authorization": f"Bearer {KEY}"},
                    tokenizer_file=str(ensure_dev_model() / "tokenizer.json"))  # fmt: skip
     spec_path, result_path = folder / "spec.json", folder / "result.json"
     spec_path.write_text(json.dumps(asdict(spec)))
