@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 import yaml
 
 from bench.app_cost import InstantEngine, _request
@@ -79,7 +80,18 @@ def redis_server() -> Iterator[tuple[str, psutil.Process]]:
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
-    time.sleep(0.3)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:  # until it answers: a gateway started before would count its first admission as an outage
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("redis-server did not answer within 10 s") from None
+            time.sleep(0.05)
+    client.close()
     try:
         yield f"redis://127.0.0.1:{port}/0", psutil.Process(process.pid)
     finally:

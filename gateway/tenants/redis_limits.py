@@ -2,7 +2,8 @@
 
 One script call per admission and one per settlement (gateway/tenants/redis_scripts.py), atomic on the server.
 Concurrency leases of this process's running requests are renewed in one pipelined round trip every third of a
-lease. When Redis cannot be reached (a failed or slow call: short timeouts), admissions follow `on_error`:
+lease. When Redis cannot be reached (a failed or slow call: an answer later than 0.25 s of the event loop's time,
+see `answer_within`), admissions follow `on_error`:
 `open` admits without a check, `closed` refuses with a 429; either way it is counted and logged (once per
 10 s at most), and Redis is not asked again for a second, so an outage costs no request a timeout. When Redis is
 back, the next call after that second reconnects and limits apply again.
@@ -14,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Literal
+from collections.abc import Awaitable
+from typing import Literal, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -30,7 +32,10 @@ from gateway.tenants.redis_scripts import ADMIT, RENEW, SETTLE
 logger = logging.getLogger(__name__)
 
 ErrorPolicy = Literal["open", "closed"]
+T = TypeVar("T")
 TIMEOUT_S = 0.25  # a call slower than this counts as Redis being unreachable
+LATE_S = 0.05  # a timer this late means the event loop was busy with something else, not that Redis was slow
+SOCKET_TIMEOUT_S = 5.0  # the client's own timeouts: a backstop only, they count a busy event loop as Redis's time
 PAUSE_S = 1.0  # after a failure, Redis is not asked for this long
 LOG_EVERY_S = 10.0
 UNAVAILABLE_RETRY_S = 1.0
@@ -42,6 +47,52 @@ def redis_keys(key_id: str, reservation: Reservation) -> list[str]:
     periods = reservation.periods
     return [prefix + "rq", prefix + "tk", prefix + "tv", prefix + "cc", prefix + "d" + periods.day,
             prefix + "m" + periods.month]  # fmt: skip
+
+
+class _LoopTimeDeadline:
+    """Cancels `task` once `timeout_s` have passed, unless its timer fires late (the event loop was busy with
+    something else): then it looks again a little later, after what came in meanwhile has been read."""
+
+    def __init__(self, task: asyncio.Task[object], timeout_s: float) -> None:
+        self.task = task
+        self.expired = False
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._at(self._loop.time() + timeout_s)
+
+    def _at(self, due: float) -> asyncio.TimerHandle:
+        return self._loop.call_at(due, self._fire, due)
+
+    def _fire(self, due: float) -> None:
+        now = self._loop.time()
+        if now - due >= LATE_S:
+            self._handle = self._at(now + LATE_S)
+        else:
+            self.expired = True
+            self.task.cancel()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def answer_within(call: Awaitable[T], timeout_s: float) -> T:
+    """`call`'s result, or TimeoutError when it takes longer than `timeout_s`. A stretch in which the event loop ran
+    something else (a long synchronous step of another request: a huge prompt's tokenization) does not count: when
+    the timer fires that late, a reply that came in meanwhile is read before the call is given up."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("answer_within runs in a task")
+    deadline = _LoopTimeDeadline(task, timeout_s)
+    try:
+        answer = await call
+    except asyncio.CancelledError:
+        if deadline.expired and task.uncancel() == 0:
+            raise TimeoutError(f"no answer within {timeout_s} s") from None
+        raise  # cancelled from outside: the call with it
+    finally:
+        deadline.cancel()
+    if deadline.expired:
+        task.uncancel()  # the call ended without letting the cancellation through
+    return answer
 
 
 def _ms(seconds: float | int | None) -> int:
@@ -57,7 +108,11 @@ class RedisLimits:
         retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         try:
             self._redis = aioredis.Redis.from_url(
-                url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=retry, retry_on_timeout=False
+                url,
+                socket_timeout=SOCKET_TIMEOUT_S,
+                socket_connect_timeout=SOCKET_TIMEOUT_S,
+                retry=retry,
+                retry_on_timeout=False,
             )
         except ValueError as exc:  # the URL may hold a password: it is not repeated
             raise ConfigurationError(f"--limits-url: not a Redis URL: {exc}") from None
@@ -75,7 +130,7 @@ class RedisLimits:
     async def start(self) -> None:
         """Say whether Redis answers (a start without it is allowed: the error policy applies); renew leases."""
         try:
-            await self._redis.ping()
+            await answer_within(self._redis.ping(), TIMEOUT_S)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
         self._renewer = asyncio.get_running_loop().create_task(self._renew_leases())
@@ -98,7 +153,9 @@ class RedisLimits:
                 limits.tokens_per_month or 0, _ms(WINDOW_S), _ms(LEASE_S), _ms(periods.day_ends),
                 _ms(periods.month_ends)]  # fmt: skip
         try:
-            answer = await self._admit(keys=redis_keys(reservation.key_id, reservation), args=args)
+            answer = await answer_within(
+                self._admit(keys=redis_keys(reservation.key_id, reservation), args=args), TIMEOUT_S
+            )
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return self._unavailable()
@@ -122,7 +179,7 @@ class RedisLimits:
         flags = [limits.tokens_per_minute, limits.concurrent_requests, limits.tokens_per_day, limits.tokens_per_month]
         args = [reservation.id, spent - reservation.tokens, *("0" if flag is None else "1" for flag in flags)]
         try:
-            await self._settle(keys=redis_keys(reservation.key_id, reservation), args=args)
+            await answer_within(self._settle(keys=redis_keys(reservation.key_id, reservation), args=args), TIMEOUT_S)
         except (RedisError, OSError, TimeoutError) as exc:
             # The reservation stays charged until its entries leave the window and its lease ends: conservative.
             self._failed(exc)
@@ -165,6 +222,6 @@ class RedisLimits:
                     keys = [redis_keys(key_id, reservations[0])[3]]
                     args: list[str | int] = [_ms(now + LEASE_S), _ms(LEASE_S), *(r.id for r in reservations)]
                     await self._renew(keys=keys, args=args, client=pipe)
-                await pipe.execute()
+                await answer_within(pipe.execute(), TIMEOUT_S)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(exc)
