@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 TABLE_START = "<!-- targets table"
 TABLE_END = "<!-- end of targets table -->"
 COMMIT_RE = re.compile(r"\b[0-9a-f]{7,40}\b")
+SHOWN_FILES = 3  # files under gateway/ a stale row's line names (then "and N more")
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def last_gateway_change(root: Path, ref: str = "HEAD") -> str:
 
 
 def staleness(root: Path, row: TargetRow, last_change: str) -> str | None:
-    """Why a row is out of date (None: its commit has the last change under gateway/)."""
+    """Why a row is out of date (None: its commit has the last change under gateway/), with the files changed."""
     if row.commit is None:
         return "names no commit"
     if git(root, "cat-file", "-e", f"{row.commit}^{{commit}}", check=False).returncode != 0:
@@ -77,7 +78,10 @@ def staleness(root: Path, row: TargetRow, last_change: str) -> str | None:
     if git(root, "merge-base", "--is-ancestor", last_change, row.commit, check=False).returncode == 0:
         return None
     since = git(root, "rev-list", "--count", f"{row.commit}..{last_change}", "--", "gateway/").stdout.strip()
-    return f"measured on {row.commit}; {since} commits have changed gateway/ since"
+    changed = git(root, "diff", "--name-only", row.commit, last_change, "--", "gateway/").stdout.split()
+    files = ", ".join(name.removeprefix("gateway/") for name in changed[:SHOWN_FILES])
+    more = f" and {len(changed) - SHOWN_FILES} more" if len(changed) > SHOWN_FILES else ""
+    return f"measured on {row.commit}; {since} commits have changed gateway/ since ({files}{more})"
 
 
 def stale_report(root: Path, readme: Path) -> tuple[list[str], int]:

@@ -126,8 +126,8 @@ def test_stale_lists_the_rows_measured_before_the_last_change_under_gateway(tmp_
     lines, stale = targets_table.stale_report(tmp_path, readme)
     assert lines[0].startswith(f"last change under gateway/: {second} ")
     assert stale == 4
-    assert f"stale  1  target 1: measured on {first}; 1 commits have changed gateway/ since" in lines
-    assert f"stale  2  target 2: measured on {docs}; 1 commits have changed gateway/ since" in lines
+    assert f"stale  1  target 1: measured on {first}; 1 commits have changed gateway/ since (app.py)" in lines
+    assert f"stale  2  target 2: measured on {docs}; 1 commits have changed gateway/ since (app.py)" in lines
     assert "stale  5  target 5: names no commit" in lines
     assert "stale  6  target 6: abcdef0 is not a commit of this repository" in lines
     assert not any(line.startswith(("stale  3 ", "stale  4 ")) for line in lines)
