@@ -160,6 +160,7 @@ async def test_a_busy_event_loop_is_not_taken_for_an_outage(server: RedisServer)
             assert verdict.refusal is None
             assert verdict.requests is not None and verdict.requests.remaining == remaining  # checked, not let through
     finally:
+        client.close()
         await shared.close()
 
 
@@ -176,4 +177,5 @@ async def test_a_redis_that_does_not_answer_is_given_up_after_the_timeout(server
         assert 0.2 < time.monotonic() - started < 1.0
     finally:
         client.client_unpause()
+        client.close()
         await shared.close()
