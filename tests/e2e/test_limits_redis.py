@@ -5,10 +5,11 @@ an outage and the recovery."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -144,38 +145,39 @@ async def test_an_outage_follows_the_policy_and_recovery_is_automatic(tmp_path: 
             await shared.close()
 
 
+@contextlib.asynccontextmanager
+async def started_with_admin(server: RedisServer) -> AsyncIterator[tuple[RedisLimits, redis.Redis]]:
+    """A started `closed` backend, and a plain client to pause Redis with."""
+    shared = RedisLimits(server.url, "closed")
+    client = redis.Redis(port=server.port)
+    try:
+        await shared.start()
+        yield shared, client
+    finally:
+        client.client_unpause()
+        client.close()
+        await shared.close()
+
+
 async def test_a_busy_event_loop_is_not_taken_for_an_outage(server: RedisServer) -> None:
     # Redis answers after 0.1 s, while the loop is busy for 0.4 s with another request's synchronous step (a huge
     # prompt's tokenization): the loop gets back to the reply past the 0.25 s timeout, and reads it instead of
     # counting Redis as unreachable (which would refuse everyone for a second under `closed`).
-    shared = RedisLimits(server.url, "closed")
     key = f"busy-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis(port=server.port)
-    try:
-        await shared.start()
+    async with started_with_admin(server) as (shared, client):
         for remaining in (3, 2):
             client.client_pause(100, all=True)
             asyncio.get_running_loop().call_later(0.02, time.sleep, 0.4)
             verdict = await shared.admit(reservation(key, LIMITS["rates"], 10, time.time()), time.time())
             assert verdict.refusal is None
             assert verdict.requests is not None and verdict.requests.remaining == remaining  # checked, not let through
-    finally:
-        client.close()
-        await shared.close()
 
 
 async def test_a_redis_that_does_not_answer_is_given_up_after_the_timeout(server: RedisServer) -> None:
-    shared = RedisLimits(server.url, "closed")
     key = f"paused-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis(port=server.port)
-    try:
-        await shared.start()
+    async with started_with_admin(server) as (shared, client):
         client.client_pause(2000, all=True)  # Redis takes connections and commands, and answers none for 2 s
         started = time.monotonic()
         verdict = await shared.admit(reservation(key, LIMITS["rates"], 10, time.time()), time.time())
         assert verdict.refusal is Refusal.UNAVAILABLE
         assert 0.2 < time.monotonic() - started < 1.0
-    finally:
-        client.client_unpause()
-        client.close()
-        await shared.close()
