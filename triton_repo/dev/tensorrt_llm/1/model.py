@@ -52,7 +52,7 @@ from dev_engine_core import EngineCore
 from dev_engine_io import error_response, is_stop_request, read_jobs
 from dev_engine_job import RequestError
 from dev_engine_metrics import EngineMetrics
-from dev_engine_replies import FINAL, CollectedReply, DecoupledReply, SenderPool
+from dev_engine_replies import CollectedReply, DecoupledReply, SenderPool
 
 DEFAULT_MAX_NUM_ACTIVE = 64
 # Threads making the blocking send IPC calls; more than a few gains nothing on a small machine.
@@ -131,10 +131,10 @@ class TritonPythonModel:
         """Queue the requests; decoupled: return at once, else wait for each request's single response."""
         if self._decoupled:
             for request in requests:
-                sender = request.get_response_sender()
-                immediate = self._start(request, DecoupledReply(sender, self._senders))
+                reply = DecoupledReply(request.get_response_sender(), self._senders)
+                immediate = self._start(request, reply)
                 if immediate is not None:
-                    sender.send(immediate, flags=FINAL)
+                    reply.send(immediate, item_done=True)  # by a sender thread: execute() goes on at once
             return None
         replies = [CollectedReply() for _ in requests]
         immediate = [self._start(request, reply) for request, reply in zip(requests, replies, strict=True)]
@@ -157,7 +157,6 @@ class TritonPythonModel:
         if is_stop_request(request):
             if not request_id:
                 return error_response("Trying to stop a request but request ID is not provided")
-            pb_utils.Logger.log_verbose(f"dev tensorrt_llm: stop request for id {request_id!r}")
             self._engine.stop_request(request_id)
             # The real backend answers a stop request with a response that has no outputs.
             return pb_utils.InferenceResponse(output_tensors=[])
@@ -178,10 +177,5 @@ class TritonPythonModel:
             pb_utils.Logger.log_error(f"dev tensorrt_llm: cannot read request: {traceback.format_exc()}")
             return error_response(f"dev engine could not read the request: {exc!r}")
         reply.expect(len(jobs))
-        first = jobs[0]
-        pb_utils.Logger.log_verbose(
-            f"dev tensorrt_llm: request id {request_id!r}: {len(jobs)} item(s), {len(first.prompt)} prompt "
-            f"tokens, up to {first.max_new_tokens} new, streaming={first.streaming}"
-        )
         self._engine.submit(jobs)
         return None
