@@ -138,6 +138,9 @@ def placeholder_values(
             "tensorrt_llm_model_name": "tensorrt_llm",
             "tensorrt_llm_draft_model_name": "",
             "multimodal_encoders_name": "",
+            # exec(decoupled=True), as NVIDIA's; "--fill tensorrt_llm_bls engine_grpc_url:HOST:PORT" takes the
+            # gRPC route (triton_repo/README.md, Known defects), which needs tritonclient[grpc] in the container.
+            "engine_grpc_url": "",
         },
     }
     if options.vision is not None:

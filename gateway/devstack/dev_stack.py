@@ -43,6 +43,9 @@ class DevStackOptions:
     add_special_tokens: bool = False
     skip_special_tokens: bool = True
     bls_instance_count: int = 1
+    # How the BLS calls tensorrt_llm: over Triton's own gRPC port, or the Python backend's exec(decoupled=True)
+    # (its default in production, which can deadlock under load: triton_repo/README.md, Known defects).
+    bls_engine: Literal["grpc", "exec"] = "grpc"
     engine_instance_count: int = 1  # > 1 only for benchmarks that cancel: a stop request reaches one instance
     # The synthetic engine's prefix-cache model: tokens per KV block, cached blocks per instance (0: none),
     # and the prefill time per uncached prompt token that the first token waits for.
@@ -62,8 +65,15 @@ class DevStackOptions:
             return self.guided_decoding_backend
         return "xgrammar" if self.engine == "hf" else ""
 
-    def placeholder_values(self, model_dir: Path, vision_dir: Path | None = None) -> dict[str, str]:
-        """The `${name}` -> value map for `triton_repo/dev` (`vision_dir`: the dev vision files, for a vision model)."""
+    def engine_grpc_url(self, ports: TritonPorts) -> str:
+        """The BLS's `engine_grpc_url` for a Triton on `ports` (empty: exec)."""
+        return f"127.0.0.1:{ports.grpc}" if self.bls_engine == "grpc" else ""
+
+    def placeholder_values(
+        self, model_dir: Path, vision_dir: Path | None = None, engine_grpc_url: str = ""
+    ) -> dict[str, str]:
+        """The `${name}` -> value map for `triton_repo/dev` (`vision_dir`: the dev vision files, for a vision model;
+        `engine_grpc_url`: Triton's own gRPC address, for the BLS's engine calls, empty for `exec`)."""
         from gateway.devstack.tokenizer_info import TOKENIZER_INFO_FILE
 
         def flag(value: bool) -> str:
@@ -95,6 +105,7 @@ class DevStackOptions:
             "tensorrt_llm_model_name": "tensorrt_llm",
             "tensorrt_llm_draft_model_name": "",
             "multimodal_encoders_name": "multimodal_encoders" if vision_dir else "",
+            "engine_grpc_url": engine_grpc_url,
             "multimodal_model_path": str(vision_dir or ""),
             "engine_dir": str(vision_dir / "engine") if vision_dir else "",
             "hf_model_path": str(vision_dir or ""),
@@ -135,12 +146,13 @@ def dev_triton(
         vision_dir = ensure_dev_vision(cache_root, options.max_images)
     owns_work_dir = work_dir is None
     work_dir = work_dir or Path(tempfile.mkdtemp(prefix="trtllm-gateway-triton-"))
+    ports = ports or TritonPorts.free()  # before rendering: the BLS calls the engine on Triton's gRPC port
     try:
         source = triton_repo_root() / "dev"
         repository = render_model_repository(
             source,
             work_dir / "model_repository",
-            options.placeholder_values(model_dir, vision_dir),
+            options.placeholder_values(model_dir, vision_dir, engine_grpc_url=options.engine_grpc_url(ports)),
             overlay=source / MULTIMODAL if options.vision else None,
         )
         server = start_triton(

@@ -135,6 +135,7 @@ def test_fill_sets_engine_values_and_what_the_gateway_needs(
     bls = parse(configs["tensorrt_llm_bls"])
     assert bls.model_transaction_policy.decoupled
     assert parameters(bls)["accumulate_tokens"] == "true"
+    assert parameters(bls)["engine_grpc_url"] == ""  # exec, as NVIDIA's BLS (the container may lack tritonclient)
     assert parameters(parse(configs["preprocessing"]))["tokenizer_dir"] == "/tokenizer"
     assert parse(configs["ensemble"]).max_batch_size == 128
 
@@ -233,13 +234,23 @@ def test_cli_fills_and_prints_the_launch_command(
     output = tmp_path / "repo"
     argv = ["repo", "--engine-dir", str(engine_dir), "--tokenizer-dir", str(tokenizer_dir), "--output", str(output)]
     assert (
-        main([*argv, "--fill", "tensorrt_llm", "kv_cache_free_gpu_mem_fraction:0.5,enable_chunked_context:true"]) == 0
+        main(
+            [
+                *argv,
+                *("--fill", "tensorrt_llm", "kv_cache_free_gpu_mem_fraction:0.5,enable_chunked_context:true"),
+                *("--fill", "tensorrt_llm_bls", "engine_grpc_url:127.0.0.1:8001"),  # the BLS deadlock's work-around
+            ]
+        )
+        == 0
     )
     printed = capsys.readouterr().out
     assert "--world_size=2" in printed and "tp 2 x pp 1 = 2 GPU(s)" in printed
     assert "generation logits gathered" in printed
     values = parameters(parse((output / "tensorrt_llm" / "config.pbtxt").read_text()))
     assert values["kv_cache_free_gpu_mem_fraction"] == "0.5" and values["enable_chunked_context"] == "true"
+    assert parameters(parse((output / "tensorrt_llm_bls" / "config.pbtxt").read_text()))["engine_grpc_url"] == (
+        "127.0.0.1:8001"
+    )
     assert main(argv) == 2  # not empty any more
     assert "--output" in capsys.readouterr().err
     assert main([*argv, "--force", "--fill", "tensorrt_llm", "no_such_key:1"]) == 2

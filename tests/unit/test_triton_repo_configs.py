@@ -22,7 +22,7 @@ SHARED_PLACEHOLDERS = {
     "skip_special_tokens", "preprocessing_instance_count", "postprocessing_instance_count", "bls_instance_count",
     "accumulate_tokens", "tensorrt_llm_model_name", "tensorrt_llm_draft_model_name", "multimodal_encoders_name",
     "max_queue_delay_microseconds", "max_queue_size", "prompt_embedding_table_data_type",
-    "multimodal_model_path", "engine_dir", "hf_model_path", "max_num_images",
+    "multimodal_model_path", "engine_dir", "hf_model_path", "max_num_images", "engine_grpc_url",
 }  # fmt: skip
 MULTIMODAL = TRTLLM / "multimodal"
 IMAGE_INPUTS = {"image_url_input", "image_bytes_input", "image_input"}

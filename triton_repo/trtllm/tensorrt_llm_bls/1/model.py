@@ -9,7 +9,9 @@ Where it differs from NVIDIA's model, on purpose:
 - Like NVIDIA's BLS, it does not poll response_sender.is_cancelled(): a client that cancels must send that
   stop request itself (the gateway does). Polling it from the worker threads while other requests were
   cancelled crashed the Triton 2.51 Python backend stub (double free) within a few hundred cancelled streams.
-- Each request runs in its own thread, so one instance serves many requests at once.
+- Each request runs in its own thread, so one instance serves many requests at once. With `engine_grpc_url`
+  set, its tensorrt_llm calls go over Triton's gRPC endpoint (bls_engine.py), not `exec(decoupled=True)`,
+  whose threads can deadlock the stub (triton_repo/README.md, "Known defects").
 - Nothing is read from a hard-coded localhost:8001; no speculative decoding. Images (with a
   `multimodal_encoders_name`): bls_vision.py; a request without images skips the encoder.
 String stop words are matched on the text (as NVIDIA's newer BLS does) in addition to the engine's token-level
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from bls_engine import EngineResponse, ExecEngine, ExecResponse, GrpcEngine, StepError
 from bls_text import SequenceText
 from bls_vision import IMAGE_INPUTS, PROCESSED_IMAGE_INPUT, VISION_OUTPUTS, encode_images
 
@@ -35,6 +38,7 @@ PREPROCESSING = "preprocessing"
 POSTPROCESSING = "postprocessing"
 TRUE_WORDS = {"true", "1", "t", "y", "yes"}
 FINALIZE_WAIT_S = 5.0
+FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 # client input -> preprocessing input
 PREPROCESSING_INPUTS = {
@@ -104,10 +108,6 @@ def parameter(config: dict[str, Any], key: str) -> str | None:
     return None if value == "" or value.startswith("${") else value
 
 
-class StepError(Exception):
-    """A composing model failed; the message names it."""
-
-
 def inner_request(model: str, inputs: list[Any], outputs: list[str], request_id: str = "") -> Any:
     """A BLS request to another model of this Triton."""
     return pb_utils.InferenceRequest(
@@ -123,18 +123,10 @@ def run_step(model: str, request: Any) -> Any:
     return response
 
 
-def stream_step(model: str, request: Any) -> Iterator[Any]:
-    """Execute a decoupled inner request, yielding its responses and raising StepError on error."""
-    for response in request.exec(decoupled=True):
-        if response.has_error():
-            raise StepError(f"{model}: {response.error().message()}")
-        yield response
-
-
-def scalar(response: Any, name: str, default: int = 0) -> int:
-    """The first value of an optional output tensor of an inner response."""
-    tensor = pb_utils.get_output_tensor_by_name(response, name)
-    return default if tensor is None else int(tensor.as_numpy().reshape(-1)[0])
+def scalar(response: EngineResponse, name: str, default: int = 0) -> int:
+    """The first value of an optional output of an engine response."""
+    array = response.array(name)
+    return default if array is None else int(array.reshape(-1)[0])
 
 
 class TritonPythonModel:
@@ -149,6 +141,8 @@ class TritonPythonModel:
         self.encoders_model = parameter(config, "multimodal_encoders_name")  # None: no images
         if parameter(config, "tensorrt_llm_draft_model_name"):
             pb_utils.Logger.log_warn("tensorrt_llm_bls: tensorrt_llm_draft_model_name is ignored (not supported here)")
+        grpc_url = parameter(config, "engine_grpc_url")
+        self.engine = GrpcEngine(self.llm_model, grpc_url) if grpc_url else ExecEngine(self.llm_model)
         self.output_names = [o["name"] for o in config["output"]]
         self.workers: set[threading.Thread] = set()
         self.workers_lock = threading.Lock()
@@ -171,6 +165,7 @@ class TritonPythonModel:
             workers = list(self.workers)
         for worker in workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.engine.close()
 
     def _serve_decoupled(self, request: Any) -> None:
         sender = request.get_response_sender()
@@ -178,11 +173,11 @@ class TritonPythonModel:
         try:
             for response in generation.responses():
                 sender.send(response)
-            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            sender.send(flags=FINAL)
         except Exception as exc:
             generation.stop_engine()
             with contextlib.suppress(Exception):  # the final flag may already be out; nothing more to tell
-                sender.send(error_response(exc), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                sender.send(error_response(exc), flags=FINAL)
         finally:
             generation.drain()  # after the final response: the client never waits for this
             with self.workers_lock:
@@ -210,7 +205,7 @@ class Generation:
         self.request = request
         # The client's id, so that a stop=true request to tensorrt_llm with that id reaches this generation.
         self.request_id = request.request_id() or uuid.uuid4().hex
-        self.engine_responses: Iterator[Any] | None = None
+        self.engine_responses: Iterator[EngineResponse] | None = None
         self.engine_done = False
         wanted = set(request.requested_output_names())
         self.passthrough = [n for n in model.output_names if n in wanted and n != "text_output"]
@@ -226,17 +221,14 @@ class Generation:
         self._validate(text_input)
         preprocessed, engine_inputs = self._preprocess()
         llm = self.model.llm_model
-        engine_request = inner_request(
-            llm,
-            engine_inputs + self._tensors(DIRECT_INPUTS),
-            sorted(OWN_OUTPUTS | set(self.passthrough)),
-            self.request_id,
-        )
+        inputs = engine_inputs + self._tensors(DIRECT_INPUTS)
+        outputs = sorted(OWN_OUTPUTS | set(self.passthrough))
         if self.model.decoupled:
-            self.engine_responses = stream_step(llm, engine_request)
+            self.engine_responses = self.model.engine.stream(inputs, outputs, self.request_id)
         else:
             self.engine_done = True  # a single response is the whole generation: nothing left to stop
-            self.engine_responses = iter([run_step(llm, engine_request)])
+            response = run_step(llm, inner_request(llm, inputs, outputs, self.request_id))
+            self.engine_responses = iter([ExecResponse(response)])
 
         streaming = self._flag("stream")
         stop_words = self._stop_words(text_input.shape[0])
@@ -245,13 +237,12 @@ class Generation:
         sequences: dict[tuple[int, int], SequenceText] = {}
         expected = text_input.shape[0] * self._sequences_per_item()
         for engine_response in self.engine_responses:
-            output_ids = pb_utils.get_output_tensor_by_name(engine_response, "output_ids")
-            if output_ids is None:  # a flags-only final response
+            ids = engine_response.array("output_ids")
+            lengths = engine_response.array("sequence_length")
+            if ids is None or lengths is None:  # a flags-only final response
                 continue
             item = scalar(engine_response, "batch_index")
             key = (item, scalar(engine_response, "sequence_index"))
-            ids = output_ids.as_numpy()
-            lengths = pb_utils.get_output_tensor_by_name(engine_response, "sequence_length").as_numpy()
             beams = ids.shape[1]
             state = sequences.setdefault(
                 key, SequenceText(cumulative=beams > 1 or self.model.accumulate, stop_words=stop_words[item])
@@ -297,23 +288,18 @@ class Generation:
             return
         self.engine_done = True
         llm = self.model.llm_model
-        stop = inner_request(
-            llm,
-            [
-                pb_utils.Tensor("input_ids", np.zeros((1, 1), np.int32)),
-                pb_utils.Tensor("input_lengths", np.zeros((1, 1), np.int32)),
-                pb_utils.Tensor("request_output_len", np.zeros((1, 1), np.int32)),
-                pb_utils.Tensor("stop", np.ones((1, 1), np.bool_)),
-            ],
-            [],
-            self.request_id,
-        )
+        stop = [
+            pb_utils.Tensor("input_ids", np.zeros((1, 1), np.int32)),
+            pb_utils.Tensor("input_lengths", np.zeros((1, 1), np.int32)),
+            pb_utils.Tensor("request_output_len", np.zeros((1, 1), np.int32)),
+            pb_utils.Tensor("stop", np.ones((1, 1), np.bool_)),
+        ]
         try:
             if self.model.decoupled:
-                for _ in stream_step(llm, stop):
+                for _ in self.model.engine.stream(stop, [], self.request_id):
                     pass
             else:
-                run_step(llm, stop)
+                run_step(llm, inner_request(llm, stop, [], self.request_id))
         except Exception as exc:  # the stop is best effort; the client's request is over either way
             pb_utils.Logger.log_warn(f"tensorrt_llm_bls: stopping request {self.request_id} failed: {exc}")
 
@@ -385,12 +371,7 @@ class Generation:
         output = pb_utils.get_output_tensor_by_name(decoded, "OUTPUT").as_numpy().reshape(-1)
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in output]
 
-    def _client_response(self, engine_response: Any, texts: list[str]) -> Any:
+    def _client_response(self, engine_response: EngineResponse, texts: list[str]) -> Any:
         text = pb_utils.Tensor("text_output", np.array([t.encode("utf-8") for t in texts], dtype=np.object_))
-        # Pass the engine's tensors through untouched (no numpy round trip: logits may be BF16 or on GPU).
-        passed = [
-            tensor
-            for name in self.passthrough
-            if (tensor := pb_utils.get_output_tensor_by_name(engine_response, name)) is not None
-        ]
+        passed = [tensor for name in self.passthrough if (tensor := engine_response.tensor(name)) is not None]
         return pb_utils.InferenceResponse(output_tensors=[text, *passed])
