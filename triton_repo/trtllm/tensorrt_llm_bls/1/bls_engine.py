@@ -89,6 +89,15 @@ class GrpcResponse:
         return pb_utils.Tensor.from_dlpack(name, to_dlpack(bits.view(torch.bfloat16).contiguous()))
 
 
+def host_array(tensor: Any) -> np.ndarray:
+    """A pb_utils.Tensor as numpy; one on the GPU (a vision encoder's prompt table) is copied out through torch."""
+    if tensor.is_cpu():
+        return tensor.as_numpy()
+    from torch.utils.dlpack import from_dlpack
+
+    return from_dlpack(tensor.to_dlpack()).cpu().numpy()
+
+
 class GrpcEngine:
     """tensorrt_llm over Triton's own gRPC endpoint, a stream per request."""
 
@@ -101,7 +110,7 @@ class GrpcEngine:
 
     def stream(self, inputs: list[Any], outputs: list[str], request_id: str) -> Iterator[EngineResponse]:
         """Send one request; yield its responses, raising StepError on an error or a broken stream."""
-        arrays = {tensor.name(): tensor.as_numpy() for tensor in inputs}
+        arrays = {tensor.name(): host_array(tensor) for tensor in inputs}
         request = self.codec.encode_request(self.model, arrays, outputs, request_id)
         try:
             for response in self.streams.stream(request):
