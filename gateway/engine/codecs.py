@@ -506,6 +506,13 @@ def config_parameter(config: model_config_pb2.ModelConfig, key: str) -> str:
     return "" if text.startswith("${") else text
 
 
+def bls_streams_through_exec(config: model_config_pb2.ModelConfig) -> bool:
+    """Whether the model is this project's BLS calling tensorrt_llm through the Python backend's
+    `exec(decoupled=True)`, which can deadlock under load: it declares `engine_grpc_url` and leaves it empty
+    (triton_repo/README.md, "Known defects"; NVIDIA's BLS, one request per instance, declares no such key)."""
+    return "engine_grpc_url" in config.parameters and not config_parameter(config, "engine_grpc_url")
+
+
 def guided_backend_of(engine_config: model_config_pb2.ModelConfig) -> bool:
     """Whether the engine model enforces guides: TensorRT-LLM silently ignores them unless both
     `guided_decoding_backend` is `xgrammar` and `xgrammar_tokenizer_info_path` is filled."""

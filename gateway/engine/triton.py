@@ -36,7 +36,13 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from gateway.engine.base import Delta, EngineCapabilities, EngineInfo, GenerationRequest
 from gateway.engine.call_guard import CallGuard
-from gateway.engine.codecs import ResponseDecoder, UpstreamCodec, codec_for, guided_backend_of
+from gateway.engine.codecs import (
+    ResponseDecoder,
+    UpstreamCodec,
+    bls_streams_through_exec,
+    codec_for,
+    guided_backend_of,
+)
 from gateway.engine.detached_stream import DetachedStream
 from gateway.engine.shared_streams import SharedCall, SharedStreams
 from gateway.engine.special_tokens import marker_codec, postprocessing_model, skips_special_tokens
@@ -243,6 +249,14 @@ class TritonEngine:
         if config.config.name != self.config.engine_model:
             keeps_special = await self._postprocessing_keeps_special_tokens(config.config)
         self._codec = codec_for(config.config, self._tokenizer, keeps_special_tokens=keeps_special, **options)
+        if self._codec.mode == "bls" and bls_streams_through_exec(config.config):
+            logger.warning(
+                "'%s' calls '%s' through exec(decoupled=True), which can deadlock Triton's Python backend under "
+                "load: set its engine_grpc_url parameter to Triton's own gRPC address (triton_repo/README.md, "
+                "Known defects)",
+                self.config.model,
+                self.config.engine_model,
+            )
         self._marker_codec = None
         if self._codec.mode != "direct" and not keeps_special:
             self._marker_codec = self._direct_codec_for_markers(engine_config, options)

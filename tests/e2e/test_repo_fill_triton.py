@@ -67,5 +67,8 @@ def test_gateway_answers_through_the_filled_repository(
         )
         assert reply.status_code == 200, reply.text
         assert reply.json()["usage"]["completion_tokens"] > 0
+        # The filled BLS takes exec (engine_grpc_url empty): the gateway tells the operator what that risks.
+        warned = "can deadlock Triton's Python backend under load" in gateway.log_path.read_text()
+        assert warned == (triton_model == "tensorrt_llm_bls")
     finally:
         stop_gateway(gateway)

@@ -16,6 +16,7 @@ from gateway.deploy.launch import summary
 from gateway.deploy.repo_fill import MODELS, FilledRepository, FillOptions, fill_repository
 from gateway.deploy.tokenizer_info import FILE_NAME, xgrammar_available
 from gateway.devstack.dev_model import ensure_dev_model
+from gateway.engine.codecs import bls_streams_through_exec
 from gateway.errors import ConfigurationError
 from tests.unit.fake_trtllm_engine import write_engine
 
@@ -136,6 +137,9 @@ def test_fill_sets_engine_values_and_what_the_gateway_needs(
     assert bls.model_transaction_policy.decoupled
     assert parameters(bls)["accumulate_tokens"] == "true"
     assert parameters(bls)["engine_grpc_url"] == ""  # exec, as NVIDIA's BLS (the container may lack tritonclient)
+    assert bls_streams_through_exec(bls)  # which the gateway warns about
+    del bls.parameters["engine_grpc_url"]
+    assert not bls_streams_through_exec(bls)  # NVIDIA's BLS: one request per instance cannot deadlock
     assert parameters(parse(configs["preprocessing"]))["tokenizer_dir"] == "/tokenizer"
     assert parse(configs["ensemble"]).max_batch_size == 128
 
@@ -248,9 +252,8 @@ def test_cli_fills_and_prints_the_launch_command(
     assert "generation logits gathered" in printed
     values = parameters(parse((output / "tensorrt_llm" / "config.pbtxt").read_text()))
     assert values["kv_cache_free_gpu_mem_fraction"] == "0.5" and values["enable_chunked_context"] == "true"
-    assert parameters(parse((output / "tensorrt_llm_bls" / "config.pbtxt").read_text()))["engine_grpc_url"] == (
-        "127.0.0.1:8001"
-    )
+    bls = parse((output / "tensorrt_llm_bls" / "config.pbtxt").read_text())
+    assert parameters(bls)["engine_grpc_url"] == "127.0.0.1:8001" and not bls_streams_through_exec(bls)
     assert main(argv) == 2  # not empty any more
     assert "--output" in capsys.readouterr().err
     assert main([*argv, "--force", "--fill", "tensorrt_llm", "no_such_key:1"]) == 2
