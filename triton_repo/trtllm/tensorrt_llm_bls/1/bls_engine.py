@@ -99,7 +99,7 @@ def host_array(tensor: Any) -> np.ndarray:
 
 
 class GrpcEngine:
-    """tensorrt_llm over Triton's own gRPC endpoint, a stream per request."""
+    """tensorrt_llm over Triton's own gRPC endpoint: requests share one stream (bls_grpc.TritonStreams)."""
 
     def __init__(self, model: str, url: str) -> None:
         import bls_grpc  # tritonclient[grpc] is needed only on this route
