@@ -27,6 +27,8 @@ PROBE_TOKENS = 8  # output tokens of the latency probe's requests
 SPAWN_MARGIN_S = 3.0  # load generators start and import before the first request is due
 # After the window: the load generators' wait for a first completed stream, then cancellation and the result file.
 LOADGEN_GRACE_S = COMPLETION_WAIT_S + 120.0
+QUIET_CORES = 0.05  # Triton using less CPU than this over QUIET_SAMPLE_S is idle
+QUIET_SAMPLE_S = 0.5
 
 
 @dataclass
@@ -83,6 +85,22 @@ def wait_idle(metrics_url: str, timeout_s: float) -> float:
             return time.monotonic() - started
         time.sleep(0.25)
     raise TimeoutError(f"Triton still busy after {timeout_s:.0f} s")
+
+
+def wait_quiet(tree: ProcessTree, timeout_s: float) -> float:
+    """Wait until the processes use less than QUIET_CORES over QUIET_SAMPLE_S; returns the seconds waited. A model
+    can go on working after the engine stops: the BLS on its gRPC route still reads what the engine sent for the
+    previous run's cancelled requests (triton_repo/README.md, Known defects), which the next run must not pay for."""
+    started = time.monotonic()
+    before = tree.cpu_times()
+    while True:
+        time.sleep(QUIET_SAMPLE_S)
+        after = tree.cpu_times()
+        if ProcessTree.cpu_between(before, after) < QUIET_CORES * QUIET_SAMPLE_S:
+            return time.monotonic() - started
+        if time.monotonic() - started >= timeout_s:
+            raise TimeoutError(f"Triton still busy after {timeout_s:.0f} s")
+        before = after
 
 
 def _specs(
@@ -147,6 +165,8 @@ def execute(
     # The shared tritonserver idles while a front-end with its own Triton is measured: that front-end's tree is
     # the whole system, and the idle server's CPU counts as other processes'.
     triton_tree = None if running.own_triton else ctx.triton_tree
+    if triton_tree is not None:
+        waited += wait_quiet(triton_tree, timing.idle_timeout_s)
     frontend_tree = running.tree()
     rss_baseline = frontend_tree.rss() if frontend_tree else 0
     specs = _specs(running, point, prompts, ctx, timing)
