@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import itertools
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,11 +22,12 @@ from dataclasses import dataclass
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from bench.clients import FINAL, stop_requests
+from bench.clients import stop_requests, triton_stream
 from bench.procs import ProcessTree
 from bench.prompts import make_prompts
 from bench.runner import wait_idle, wait_quiet
 from bench.triton_requests import encoded_requests
+from bench.window import WindowStats
 from gateway.devstack import DevStackOptions, dev_triton
 from gateway.devstack.dev_model import ensure_dev_model
 
@@ -39,51 +39,38 @@ TIMEOUT_S = 300.0
 
 @dataclass(frozen=True)
 class Drain:
-    """One storm: responses the clients read, stops refused, and seconds from the stops to an idle engine and to a
+    """One storm: tokens the clients read, stops refused, and seconds from the stops to an idle engine and to a
     quiet Triton."""
 
     route: str
-    responses: int
+    tokens: int
     stops_failed: int
     engine_idle_s: float
     triton_quiet_s: float
 
 
 async def storm(grpc_url: str, templates: list[bytes], streams: int, seconds: float) -> tuple[int, int]:
-    """`streams` clients stream for `seconds`, then hang up and have their generations stopped: (responses read,
-    stops that failed)."""
+    """`streams` direct clients (bench.clients.triton_stream) stream for `seconds`, then hang up and have their
+    generations stopped: (tokens read, stops that failed)."""
     channel = grpc.aio.insecure_channel(grpc_url)
     stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    requests = [service_pb2.ModelInferRequest.FromString(template) for template in templates]
+    now = time.monotonic()
+    stats = WindowStats(now, now + seconds, trust_usage=True)
     inflight: set[str] = set()
-    responses = 0
-
-    async def client(index: int) -> None:
-        nonlocal responses
-        for sent in itertools.count():
-            request = service_pb2.ModelInferRequest.FromString(templates[index % len(templates)])
-            request.id = f"drain-{index}-{sent}"
-            inflight.add(request.id)
-            call = stub.ModelStreamInfer()
-            try:
-                await call.write(request)
-                await call.done_writing()
-                async for reply in call:
-                    responses += 1
-                    final = reply.infer_response.parameters.get(FINAL)
-                    if reply.error_message or (final is not None and final.bool_param):
-                        break
-                inflight.discard(request.id)
-            finally:
-                call.cancel()
-
-    clients = [asyncio.create_task(client(index)) for index in range(streams)]
+    clients = [
+        asyncio.create_task(
+            triton_stream(stub, requests, index, streams, stats, stream=True, count=0, tag="drain", inflight=inflight)
+        )
+        for index in range(streams)
+    ]
     await asyncio.sleep(seconds)
     for task in clients:
         task.cancel()
     await asyncio.gather(*clients, return_exceptions=True)
     failed = await stop_requests(stub, inflight)
     await channel.close()
-    return responses, failed
+    return round(stats.tokens), failed
 
 
 def drain(route: str, streams: int, seconds: float) -> Drain:
@@ -92,14 +79,13 @@ def drain(route: str, streams: int, seconds: float) -> Drain:
     with dev_triton(options) as triton:
         prompts = make_prompts(str(ensure_dev_model()), 100)
         encoded = encoded_requests(triton.grpc_url, BLS, prompts, OUTPUT_TOKENS, True, None)
-        responses, failed = asyncio.run(
-            storm(triton.grpc_url, [base64.b64decode(e) for e in encoded], streams, seconds)
-        )
+        templates = [base64.b64decode(text) for text in encoded]
+        tokens, failed = asyncio.run(storm(triton.grpc_url, templates, streams, seconds))
         stopped = time.monotonic()
         wait_idle(triton.metrics_url, TIMEOUT_S)
         engine_idle = time.monotonic() - stopped
         wait_quiet(ProcessTree([triton.process.pid]), TIMEOUT_S)
-        return Drain(route, responses, failed, engine_idle, time.monotonic() - stopped)
+        return Drain(route, tokens, failed, engine_idle, time.monotonic() - stopped)
 
 
 def summary(drains: list[Drain]) -> list[str]:
@@ -114,7 +100,7 @@ def summary(drains: list[Drain]) -> list[str]:
         lines.append(
             f"{route:5} {len(mine)} storm(s): engine idle after {spread([d.engine_idle_s for d in mine])}, "
             f"Triton quiet after {spread([d.triton_quiet_s for d in mine])}; "
-            f"{statistics.median(d.responses for d in mine):,.0f} responses read, "
+            f"{statistics.median(d.tokens for d in mine):,.0f} tokens read, "
             f"{sum(d.stops_failed for d in mine)} stops failed"
         )
     return lines

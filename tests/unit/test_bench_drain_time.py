@@ -17,9 +17,9 @@ def test_the_summary_gives_each_route_its_medians_and_range_in_the_order_they_ra
     ]
     assert summary(drains) == [
         "grpc  3 storm(s): engine idle after 0.2 s (0.1–0.3), Triton quiet after 5.1 s (4.3–6.0); "
-        "7,600 responses read, 1 stops failed",
+        "7,600 tokens read, 1 stops failed",
         "exec  2 storm(s): engine idle after 0.2 s (0.1–0.3), Triton quiet after 0.5 s (0.4–0.6); "
-        "9,200 responses read, 0 stops failed",
+        "9,200 tokens read, 0 stops failed",
     ]
 
 
